@@ -1,0 +1,73 @@
+"""A local write-ahead journal of outcomes, so an answer Routera gave is never only in memory.
+
+dlt commits extracted rows only when a whole extract finishes, so a crash between a DELETE's
+answer and the end of its chunk's load would otherwise leave that answer nowhere. Every outcome
+is appended here (one JSON line, flushed to the OS at once, fsynced at each chunk hand-off)
+before it counts as done. The next run loads leftover entries whose requests are still pending,
+then deletes the files. The GET recovery covers what a journal cannot: a crash between the
+answer's arrival and its line being written, or a worker whose disk is gone.
+"""
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from pydantic import ValidationError
+
+from connector.models import ArchiveOutcome
+
+logger = logging.getLogger(__name__)
+
+JOURNAL_SUFFIX = ".jsonl"
+
+
+class OutcomeJournal:
+    """One journal file per run under `directory`."""
+
+    def __init__(self, directory: Path, run_id: str) -> None:
+        self.directory = directory
+        self.path = directory / f"{run_id}{JOURNAL_SUFFIX}"
+        self._file: IO[str] | None = None
+
+    def append(self, outcome: ArchiveOutcome) -> None:
+        if self._file is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        self._file.write(outcome.model_dump_json() + "\n")
+        self._file.flush()
+
+    def sync(self) -> None:
+        """Make what was appended survive a power loss too, not only a process crash."""
+        if self._file is not None:
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def discard(self) -> None:
+        """Remove this run's journal once everything in it is loaded."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+def leftover_files(directory: Path, *, exclude: Path | None = None) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob(f"*{JOURNAL_SUFFIX}") if p != exclude)
+
+
+def read_outcomes(path: Path) -> Iterator[ArchiveOutcome]:
+    """The outcomes in one journal file; a torn last line (the crash itself) is skipped."""
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield ArchiveOutcome.model_validate_json(line)
+            except (ValidationError, ValueError):
+                logger.warning("skipping unreadable line %d of journal %s", number, path)

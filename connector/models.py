@@ -1,0 +1,151 @@
+"""What the API returns and what one queue request came to.
+
+The API's answers are validated here and nowhere else, so a contract break (an `archived` that
+is not a timestamp, a record for another id) is caught in one place and becomes a `failed`
+outcome with its body kept, never an exception that drops data.
+"""
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class Status(StrEnum):
+    """The outcome of one queue request; every value but `failed` is terminal."""
+
+    ARCHIVED = "archived"
+    ALREADY_ARCHIVED = "already_archived"
+    NOT_FOUND = "not_found"
+    INVALID = "invalid"
+    DUPLICATE = "duplicate"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not Status.FAILED
+
+
+TERMINAL_STATUSES: tuple[str, ...] = tuple(s.value for s in Status if s.is_terminal)
+
+RecordSource = Literal["delete", "get", "journal"]
+
+
+class ArchiveRequest(BaseModel):
+    """One row of the queue, as read from the destination.
+
+    `contact_id` is kept exactly as the queue holds it (possibly NULL or garbage): validation
+    happens later so a bad id still produces an `invalid` outcome with its request id.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str
+    contact_id: str | None
+    requested_by: str | None = None
+    reason: str | None = None
+    requested_at: datetime | None = None
+
+
+def parse_api_timestamp(value: Any) -> datetime:
+    """Parse an ISO 8601 timestamp from the API; naive values are taken as UTC.
+
+    Booleans, numbers and free text are refused: `archived: true` is exactly the contract break
+    that must not be mistaken for a time.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO 8601 timestamp, got {type(value).__name__} {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"expected an ISO 8601 timestamp, got {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class ArchivedContact(BaseModel):
+    """A contact record whose `archived` is a timestamp; every other field is kept as received."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    id: str
+    archived: datetime
+    archived_by: str | None = None
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_is_text(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValueError(f"expected the contact id as text, got {value!r}")
+        return str(value)
+
+    @field_validator("archived", mode="before")
+    @classmethod
+    def _archived_is_timestamp(cls, value: Any) -> datetime:
+        return parse_api_timestamp(value)
+
+
+class ContractError(ValueError):
+    """An answer that breaks the documented contract; the reason is meant for `archive_log.error`."""
+
+
+def parse_archived_contact(body: str, expected_id: str) -> tuple[ArchivedContact, dict[str, Any]]:
+    """Validate an answer body as the archived record of `expected_id`.
+
+    Returns the model and the decoded body (all fields, in received order) or raises
+    ContractError with a reason a person can act on.
+    """
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        raise ContractError("the body is not JSON") from None
+    if not isinstance(decoded, dict):
+        raise ContractError(f"the body is a JSON {type(decoded).__name__}, not an object")
+    if "id" not in decoded:
+        raise ContractError("the record has no `id`")
+    if "archived" not in decoded:
+        raise ContractError("the record has no `archived` field")
+    try:
+        contact = ArchivedContact.model_validate(decoded)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"`{'.'.join(str(p) for p in err['loc'])}`: {err['msg']}" for err in exc.errors()
+        )
+        raise ContractError(f"the record is not an archived contact ({problems})") from None
+    if contact.id != expected_id:
+        raise ContractError(f"the record is for contact {contact.id!r}, not {expected_id!r}")
+    return contact, decoded
+
+
+def read_active_flag(body: str) -> bool | None:
+    """True when a GET body shows an active (not archived) contact, None when it cannot tell."""
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(decoded, dict) and decoded.get("archived") is False:
+        return True
+    return None
+
+
+class ArchiveOutcome(BaseModel):
+    """What became of one queue request in one run: the unit the log and the audit are made of."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request: ArchiveRequest
+    status: Status
+    http_status: int | None = None
+    error: str | None = None
+    attempts: int = 0
+    processed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    # The record's fields exactly as decoded from `raw_response`, for archived/already_archived.
+    record: dict[str, Any] | None = None
+    # The body the record came from, or the unexpected body behind a `failed` outcome.
+    raw_response: str | None = None
+    record_source: RecordSource | None = None
+    # True when the record was not taken from this run's own DELETE answer (GET or journal).
+    recovered: bool = False
+    # For a `duplicate`: the request that stands for the same contact.
+    duplicate_of: str | None = None

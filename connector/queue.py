@@ -1,0 +1,193 @@
+"""Reading the queue: which requests are pending, page by page, straight from the destination.
+
+The queue is whatever table the user keeps (made by `enqueue`, dbt or plain SQL); only
+`contact_id` is required. A request is pending while `archive_log` holds no terminal row for its
+`request_id`. The anti-join, the de-duplication by contact and the lookup of contacts that are
+already in the audit trail all run in SQL, so memory stays flat however long the queue is, and
+pages are read by key (`request_id > last`) so rows written meanwhile cannot shift them.
+"""
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dlt.common.pipeline import SupportsPipeline
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+from connector.errors import QueueError
+from connector.models import TERMINAL_STATUSES, ArchiveRequest, parse_api_timestamp
+from connector.settings import ARCHIVES_TABLE, LOG_TABLE, QUEUE_TABLE
+
+logger = logging.getLogger(__name__)
+
+OPTIONAL_QUEUE_COLUMNS: tuple[str, ...] = ("request_id", "requested_by", "reason", "requested_at")
+DERIVED_REQUEST_PREFIX = "cid:"
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    """A pending request, with what SQL already knows about it."""
+
+    request: ArchiveRequest
+    # The earliest pending request for the same contact; differs from ours for a duplicate.
+    first_request_id: str
+    # How many distinct contact ids share this request id (more than one is a queue error).
+    contact_count: int
+    # The request under which the contact already sits in `contact_archives`, if it does.
+    archived_under: str | None
+
+
+def _coerce_requested_at(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        return parse_api_timestamp(str(value))
+    except ValueError:
+        logger.warning("ignoring a requested_at that is not a timestamp: %r", value)
+        return None
+
+
+class PendingQueue:
+    """The pending part of the queue in one destination dataset."""
+
+    def __init__(
+        self,
+        pipeline: SupportsPipeline,
+        *,
+        queue_table: str = QUEUE_TABLE,
+        log_table: str = LOG_TABLE,
+        archives_table: str = ARCHIVES_TABLE,
+    ) -> None:
+        self._pipeline = pipeline
+        self._queue_table = queue_table
+        self._log_table = log_table
+        self._archives_table = archives_table
+
+    def _columns(self, table: str) -> set[str] | None:
+        """The lower-cased column names of `table`, or None when it does not exist."""
+        try:
+            with self._pipeline.sql_client() as client:  # type: ignore[attr-defined]
+                name = client.make_qualified_table_name(table)
+                with client.execute_query(f"SELECT * FROM {name} WHERE 1 = 0") as cursor:
+                    return {col[0].lower() for col in cursor.description}
+        except DatabaseUndefinedRelation:
+            return None
+
+    def _pending_sql(self) -> str:
+        queue_columns = self._columns(self._queue_table)
+        if queue_columns is None:
+            raise QueueError(
+                f"there is no queue table `{self._queue_table}` in dataset "
+                f"`{self._pipeline.dataset_name}`: add ids with `routera-archive enqueue`, or create "
+                f"the table with at least a `contact_id` column"
+            )
+        if "contact_id" not in queue_columns:
+            raise QueueError(
+                f"the queue table `{self._queue_table}` has no `contact_id` column "
+                f"(it has: {', '.join(sorted(queue_columns)) or 'no columns'})"
+            )
+        log_columns = self._columns(self._log_table)
+        archives_columns = self._columns(self._archives_table)
+
+        with self._pipeline.sql_client() as client:  # type: ignore[attr-defined]
+            queue = client.make_qualified_table_name(self._queue_table)
+            log = client.make_qualified_table_name(self._log_table)
+            archives = client.make_qualified_table_name(self._archives_table)
+        text = "VARCHAR"
+        contact = f"CAST(q.contact_id AS {text})"
+        derived = f"'{DERIVED_REQUEST_PREFIX}' || COALESCE({contact}, '')"
+        request_id = (
+            f"COALESCE(CAST(q.request_id AS {text}), {derived})"
+            if "request_id" in queue_columns
+            else derived
+        )
+
+        def optional(column: str, cast: str | None) -> str:
+            if column not in queue_columns:
+                return f"CAST(NULL AS {cast or text})"
+            return f"CAST(q.{column} AS {cast})" if cast else f"q.{column}"
+
+        terminal = ", ".join(f"'{status}'" for status in TERMINAL_STATUSES)
+        not_terminal = (
+            f"AND NOT EXISTS (SELECT 1 FROM {log} l "
+            f"WHERE l.request_id = r.request_id AND l.status IN ({terminal}))"
+            if log_columns is not None and {"request_id", "status"} <= log_columns
+            else ""
+        )
+        archived_join = (
+            f"LEFT JOIN (SELECT id, MIN(request_id) AS request_id FROM {archives} GROUP BY id) a "
+            "ON a.id = p.contact_id"
+            if archives_columns is not None and {"id", "request_id"} <= archives_columns
+            else "LEFT JOIN (SELECT NULL AS id, NULL AS request_id) a ON 1 = 0"
+        )
+        return f"""
+WITH q AS (
+    SELECT {request_id} AS request_id, {contact} AS contact_id,
+           {optional("requested_by", text)} AS requested_by,
+           {optional("reason", text)} AS reason,
+           {optional("requested_at", None)} AS requested_at
+    FROM {queue} q
+), r AS (
+    SELECT request_id, MIN(contact_id) AS contact_id, COUNT(DISTINCT contact_id) AS contact_count,
+           MIN(requested_by) AS requested_by, MIN(reason) AS reason,
+           MIN(requested_at) AS requested_at
+    FROM q GROUP BY request_id
+), p AS (
+    SELECT r.*,
+           FIRST_VALUE(r.request_id) OVER (
+               PARTITION BY r.contact_id ORDER BY r.requested_at, r.request_id
+           ) AS first_request_id
+    FROM r WHERE 1 = 1 {not_terminal}
+)
+SELECT p.request_id, p.contact_id, p.contact_count, p.requested_by, p.reason, p.requested_at,
+       p.first_request_id, a.request_id AS archived_under
+FROM p {archived_join}
+"""
+
+    def count(self) -> int:
+        """How many requests are pending."""
+        sql = f"SELECT COUNT(*) FROM ({self._pending_sql()}) pending"
+        with self._pipeline.sql_client() as client:  # type: ignore[attr-defined]
+            rows = client.execute_sql(sql)
+        return int(rows[0][0]) if rows else 0
+
+    def pages(self, page_size: int) -> Iterator[list[PendingRequest]]:
+        """Pending requests in `request_id` order, `page_size` at a time."""
+        base = self._pending_sql()
+        last: str | None = None
+        while True:
+            where = "" if last is None else "WHERE pending.request_id > %s"
+            sql = (
+                f"SELECT * FROM ({base}) pending {where} "
+                f"ORDER BY pending.request_id LIMIT {int(page_size)}"
+            )
+            with self._pipeline.sql_client() as client:  # type: ignore[attr-defined]
+                rows = client.execute_sql(sql, *(() if last is None else (last,)))
+            if not rows:
+                return
+            page = [self._to_pending(row) for row in rows]
+            yield page
+            last = page[-1].request.request_id
+            if len(rows) < page_size:
+                return
+
+    @staticmethod
+    def _to_pending(row: Any) -> PendingRequest:
+        request_id, contact_id, contact_count, requested_by, reason, requested_at, first, prior = (
+            row
+        )
+        request = ArchiveRequest(
+            request_id=str(request_id),
+            contact_id=None if contact_id is None else str(contact_id),
+            requested_by=None if requested_by is None else str(requested_by),
+            reason=None if reason is None else str(reason),
+            requested_at=_coerce_requested_at(requested_at),
+        )
+        return PendingRequest(
+            request=request,
+            first_request_id=str(first),
+            contact_count=int(contact_count or 0),
+            archived_under=None if prior is None else str(prior),
+        )

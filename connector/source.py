@@ -1,0 +1,219 @@
+"""The dlt side: the audit tables' resources and the `routera_archive` source.
+
+Two ways in, one set of tables:
+- `routera_archive(requests)` is the dlt-native source: it archives the given requests while dlt
+  extracts, for users who compose their own pipelines.
+- `audit_trail(outcomes)` loads outcomes that were already archived; the runner uses it to load
+  chunk by chunk while the next chunk is being archived.
+
+`contact_archives` is merged with the `insert-only` strategy on the contact `id`: a record that
+reaches the trail twice (a recovery after a crash, the same contact requested again) keeps its
+first row, with its original answer, and no second row appears.
+"""
+
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from typing import Any
+from uuid import uuid4
+
+import dlt
+from dlt.common.schema.typing import TColumnSchema, TSchemaContract
+from dlt.common.typing import TSecretStrValue
+from dlt.extract.resource import DltResource
+
+from connector.archiver import archive_concurrently
+from connector.client import RouteraClient
+from connector.config import RouteraSourceConfig
+from connector.models import ArchiveOutcome, ArchiveRequest
+from connector.rows import audit_row, log_row
+from connector.settings import (
+    ARCHIVES_TABLE,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_RPS,
+    LOG_TABLE,
+    QUEUE_TABLE,
+    RUNS_TABLE,
+    SOURCE_NAME,
+    SOURCE_SECTION,
+)
+
+ARCHIVES_COLUMNS: dict[str, TColumnSchema] = {
+    "id": {"data_type": "text", "nullable": False},
+    "archived": {"data_type": "timestamp", "nullable": False},
+    "archived_by": {"data_type": "text"},
+    "created_at": {"data_type": "timestamp"},
+    "updated_at": {"data_type": "timestamp"},
+    "request_id": {"data_type": "text"},
+    "requested_by": {"data_type": "text"},
+    "reason": {"data_type": "text"},
+    "requested_at": {"data_type": "timestamp"},
+    "run_id": {"data_type": "text"},
+    "recovered": {"data_type": "bool"},
+    "record_source": {"data_type": "text"},
+    "raw_response": {"data_type": "text"},
+}
+
+LOG_COLUMNS: dict[str, TColumnSchema] = {
+    "request_id": {"data_type": "text", "nullable": False},
+    "contact_id": {"data_type": "text"},
+    "status": {"data_type": "text", "nullable": False},
+    "http_status": {"data_type": "bigint"},
+    "error": {"data_type": "text"},
+    "attempts": {"data_type": "bigint"},
+    "requested_by": {"data_type": "text"},
+    "reason": {"data_type": "text"},
+    "requested_at": {"data_type": "timestamp"},
+    "processed_at": {"data_type": "timestamp"},
+    "run_id": {"data_type": "text"},
+    "recovered": {"data_type": "bool"},
+    "record_source": {"data_type": "text"},
+    "duplicate_of": {"data_type": "text"},
+    "response_body": {"data_type": "text"},
+}
+
+QUEUE_COLUMNS: dict[str, TColumnSchema] = {
+    "request_id": {"data_type": "text"},
+    "contact_id": {"data_type": "text"},
+    "requested_by": {"data_type": "text"},
+    "reason": {"data_type": "text"},
+    "requested_at": {"data_type": "timestamp"},
+}
+
+RUNS_COLUMNS: dict[str, TColumnSchema] = {
+    "run_id": {"data_type": "text", "nullable": False},
+    "started_at": {"data_type": "timestamp"},
+    "finished_at": {"data_type": "timestamp"},
+    "mode": {"data_type": "text"},
+    "exit_code": {"data_type": "bigint"},
+    "outcome": {"data_type": "text"},
+    "pending_at_start": {"data_type": "bigint"},
+    "guardrail": {"data_type": "text"},
+    "new_columns": {"data_type": "json"},
+    "counts": {"data_type": "json"},
+    "connector_version": {"data_type": "text"},
+    "base_url": {"data_type": "text"},
+    "destination": {"data_type": "text"},
+    "dataset": {"data_type": "text"},
+    "error": {"data_type": "text"},
+}
+
+
+def contact_archives(rows: Iterable[dict[str, Any]]) -> DltResource:
+    return dlt.resource(
+        rows,
+        name=ARCHIVES_TABLE,
+        write_disposition={"disposition": "merge", "strategy": "insert-only"},
+        primary_key="id",
+        columns=ARCHIVES_COLUMNS,
+        max_table_nesting=0,
+    )
+
+
+def archive_log(rows: Iterable[dict[str, Any]]) -> DltResource:
+    return dlt.resource(
+        rows,
+        name=LOG_TABLE,
+        write_disposition="append",
+        columns=LOG_COLUMNS,
+        max_table_nesting=0,
+    )
+
+
+def archive_runs(rows: Iterable[dict[str, Any]]) -> DltResource:
+    return dlt.resource(
+        rows, name=RUNS_TABLE, write_disposition="append", columns=RUNS_COLUMNS
+    )
+
+
+def archive_queue(rows: Iterable[dict[str, Any]]) -> DltResource:
+    return dlt.resource(
+        rows,
+        name=QUEUE_TABLE,
+        write_disposition="append",
+        columns=QUEUE_COLUMNS,
+        max_table_nesting=0,
+    )
+
+
+@dlt.source(name=SOURCE_NAME, section=SOURCE_SECTION, max_table_nesting=0)
+def queue_requests(rows: Sequence[dict[str, Any]]) -> DltResource:
+    """Queue rows written by `enqueue`; a source so the table lives in the `routera` schema."""
+    return archive_queue(rows)
+
+
+@dlt.source(name=SOURCE_NAME, section=SOURCE_SECTION)
+def run_history(rows: Sequence[dict[str, Any]]) -> DltResource:
+    """The `archive_runs` rows, in the `routera` schema like every other table."""
+    return archive_runs(rows)
+
+
+@dlt.source(name=SOURCE_NAME, section=SOURCE_SECTION, max_table_nesting=0)
+def audit_trail(
+    outcomes: Sequence[ArchiveOutcome],
+    run_id: str,
+    schema_contract: TSchemaContract | None = None,
+) -> tuple[DltResource, DltResource]:
+    """Rows of outcomes that are already known: one log row each, one audit row per record."""
+    audit_rows = [row for o in outcomes if (row := audit_row(o, run_id)) is not None]
+    resources = (contact_archives(audit_rows), archive_log([log_row(o, run_id) for o in outcomes]))
+    if schema_contract is not None:
+        resources[0].apply_hints(schema_contract=schema_contract)
+    return resources
+
+
+@dlt.source(name=SOURCE_NAME, section=SOURCE_SECTION, max_table_nesting=0, spec=RouteraSourceConfig)
+def routera_archive(
+    requests: Iterable[ArchiveRequest | str],
+    base_url: str = dlt.config.value,
+    access_token: TSecretStrValue | None = dlt.secrets.value,
+    client_id: TSecretStrValue | None = dlt.secrets.value,
+    client_secret: TSecretStrValue | None = dlt.secrets.value,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    rps: float = DEFAULT_RPS,
+    run_id: str | None = None,
+) -> tuple[DltResource, DltResource]:
+    """Archive `requests` (request objects or bare contact ids) while dlt extracts.
+
+    This source has no queue, lock or journal: it is for composing with other dlt code. A crash
+    during extract drops the answers of that extract; the next run's DELETE answers 404 and the
+    GET recovers each record (`recovered = true`). The CLI's runner adds the rest.
+    """
+    config = RouteraSourceConfig(
+        base_url=base_url,
+        access_token=access_token,
+        client_id=client_id,
+        client_secret=client_secret,
+        concurrency=concurrency,
+        rps=rps,
+    ).client_config()
+    config.validate()
+    this_run = run_id or uuid4().hex
+
+    def as_request(item: ArchiveRequest | str) -> ArchiveRequest:
+        if isinstance(item, ArchiveRequest):
+            return item
+        return ArchiveRequest(request_id=f"cid:{item}", contact_id=item)
+
+    @dlt.resource(name="archive_outcomes", selected=False)
+    async def outcomes() -> AsyncIterator[ArchiveOutcome]:
+        async with RouteraClient(config) as client:
+            async for outcome in archive_concurrently(
+                client, (as_request(r) for r in requests), workers=config.concurrency
+            ):
+                yield outcome
+
+    @dlt.transformer(name=ARCHIVES_TABLE, data_from=outcomes)
+    def archives_rows(outcome: ArchiveOutcome) -> Iterator[dict[str, Any]]:
+        if (row := audit_row(outcome, this_run)) is not None:
+            yield row
+
+    @dlt.transformer(name=LOG_TABLE, data_from=outcomes)
+    def log_rows(outcome: ArchiveOutcome) -> Iterator[dict[str, Any]]:
+        yield log_row(outcome, this_run)
+
+    archives_rows.apply_hints(
+        write_disposition={"disposition": "merge", "strategy": "insert-only"},
+        primary_key="id",
+        columns=ARCHIVES_COLUMNS,
+    )
+    log_rows.apply_hints(write_disposition="append", columns=LOG_COLUMNS)
+    return archives_rows, log_rows

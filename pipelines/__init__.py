@@ -1,0 +1,1 @@
+"""Entry points: the `routera-archive` CLI, the pipeline factory and scheduling examples."""

@@ -1,0 +1,278 @@
+"""`routera-archive`: the command line. It owns the terminal; the library only logs.
+
+Exit codes (DESIGN.md): 0 every handled request is terminal; 1 some `failed` (or a load, lock or
+unexpected error); 2 configuration or authentication error; 3 a guardrail refused the run;
+130 stopped by SIGINT/SIGTERM after finishing what was in flight.
+"""
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from connector.config import resolve_source_config
+from connector.enqueue import enqueue as enqueue_rows
+from connector.enqueue import parse_ids
+from connector.errors import ConfigurationError, RouteraArchiveError
+from connector.runner import (
+    EXIT_CONFIG_OR_AUTH,
+    EXIT_FAILED,
+    ArchiveRun,
+    RunOptions,
+)
+from connector.settings import DATASET_NAME, QUEUE_TABLE
+from connector.status import dataset_status
+from pipelines.console import ProgressObserver, print_report
+from pipelines.factory import DEFAULT_DESTINATION, make_pipeline
+
+app = typer.Typer(
+    name="routera-archive",
+    help="Archive Routera contacts listed in a queue table and keep every archived record.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DestinationOpt = Annotated[
+    str, typer.Option("--destination", help="dlt destination name (duckdb, postgres, ...)")
+]
+DatasetOpt = Annotated[str, typer.Option("--dataset", help="dataset (schema) in the destination")]
+QueueOpt = Annotated[str, typer.Option("--queue-table", help="name of the queue table")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="log everything, with tracebacks")]
+
+
+def _setup_logging(debug: bool) -> None:
+    level = logging.DEBUG if debug else logging.INFO
+    handler: logging.Handler
+    if err_console.is_terminal:
+        handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=debug)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    for name in ("connector", "pipelines", "routera_archive", "sandbox"):
+        logging.getLogger(name).setLevel(level if not debug else logging.DEBUG)
+    if not debug:
+        # dlt and httpx are chatty at INFO; their warnings still show.
+        logging.getLogger("dlt").setLevel(logging.WARNING)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _die(message: str, code: int, debug: bool = False) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+class _GracefulStop:
+    """First SIGINT/SIGTERM: stop taking requests, finish what is in flight. Second: give up."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.event.set()
+        err_console.print(
+            f"[yellow]{signal.Signals(signum).name}: finishing the calls in flight and loading "
+            "what is done (again to abort)[/yellow]"
+        )
+
+    def __enter__(self) -> threading.Event:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self.event
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)  # type: ignore[arg-type]
+
+
+@app.command()
+def run(
+    base_url: Annotated[str | None, typer.Option(help="Routera API base URL")] = None,
+    destination: DestinationOpt = DEFAULT_DESTINATION,
+    dataset: DatasetOpt = DATASET_NAME,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show the plan; call nothing")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="handle at most N requests")] = None,
+    max_archives: Annotated[
+        int | None, typer.Option(min=0, help="refuse a run with more pending requests")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="run past the guardrails")] = False,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="requests in flight")] = None,
+    rps: Annotated[float | None, typer.Option(min=0, help="requests per second (0: off)")] = None,
+    queue_table: QueueOpt = QUEUE_TABLE,
+    debug: DebugOpt = False,
+) -> None:
+    """Archive every pending request in the queue and load the records into the audit trail."""
+    _setup_logging(debug)
+    try:
+        config = resolve_source_config(
+            base_url=base_url, max_archives=max_archives, concurrency=concurrency, rps=rps
+        )
+        pipeline = make_pipeline(destination, dataset)
+    except RouteraArchiveError as exc:
+        raise _die(str(exc), EXIT_CONFIG_OR_AUTH) from None
+    except Exception as exc:  # dlt's own configuration errors (a malformed .dlt/config.toml)
+        raise _die(f"configuration error: {exc}", EXIT_CONFIG_OR_AUTH) from None
+    options = RunOptions(dry_run=dry_run, limit=limit, force=force, queue_table=queue_table)
+    observer = ProgressObserver(console)
+    with _GracefulStop() as stop:
+        try:
+            report = ArchiveRun(pipeline, config, options, observer=observer, stop=stop).execute()
+        finally:
+            observer.close()
+    print_report(console, report)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def enqueue(
+    file: Annotated[str, typer.Argument(help="file of ids (one a line) or CSV; - for stdin")] = "-",
+    requested_by: Annotated[str | None, typer.Option(help="who asks")] = None,
+    reason: Annotated[str | None, typer.Option(help="why")] = None,
+    destination: DestinationOpt = DEFAULT_DESTINATION,
+    dataset: DatasetOpt = DATASET_NAME,
+    queue_table: QueueOpt = QUEUE_TABLE,
+    debug: DebugOpt = False,
+) -> None:
+    """Add contact ids to the queue table."""
+    _setup_logging(debug)
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _die(f"cannot read {file}: {exc}", EXIT_CONFIG_OR_AUTH) from None
+    parsed = parse_ids(text)
+    try:
+        pipeline = make_pipeline(destination, dataset)
+        count = enqueue_rows(
+            pipeline,
+            parsed.rows,
+            requested_by=requested_by,
+            reason=reason,
+            queue_table=queue_table,
+        )
+    except RouteraArchiveError as exc:
+        raise _die(str(exc), EXIT_CONFIG_OR_AUTH) from None
+    except Exception as exc:
+        raise _die(f"could not write the queue: {exc}", EXIT_FAILED) from None
+    skipped = f" ({parsed.skipped_blank} blank lines skipped)" if parsed.skipped_blank else ""
+    console.print(f"enqueued {count} requests into {dataset}.{queue_table}{skipped}")
+
+
+@app.command()
+def status(
+    destination: DestinationOpt = DEFAULT_DESTINATION,
+    dataset: DatasetOpt = DATASET_NAME,
+    queue_table: QueueOpt = QUEUE_TABLE,
+    debug: DebugOpt = False,
+) -> None:
+    """Pending and terminal counts, and the last runs."""
+    from rich.table import Table
+
+    _setup_logging(debug)
+    try:
+        pipeline = make_pipeline(destination, dataset)
+        summary = dataset_status(pipeline, queue_table=queue_table)
+    except RouteraArchiveError as exc:
+        raise _die(str(exc), EXIT_CONFIG_OR_AUTH) from None
+    except Exception as exc:
+        raise _die(f"could not read the dataset: {exc}", EXIT_FAILED) from None
+    if summary.queue_error:
+        console.print(f"queue: {summary.queue_error}")
+    else:
+        console.print(f"pending requests: {summary.pending}")
+    table = Table(title="requests by latest status", show_edge=False)
+    table.add_column("status")
+    table.add_column("requests", justify="right")
+    for name, count in sorted(summary.statuses.items()):
+        table.add_row(name, str(count))
+    console.print(table)
+    runs = Table(title="last runs", show_edge=False)
+    for column in ("run_id", "mode", "started_at", "outcome", "exit_code"):
+        runs.add_column(column)
+    for row in summary.runs:
+        runs.add_row(
+            str(row["run_id"]),
+            str(row["mode"]),
+            str(row["started_at"]),
+            str(row["outcome"]),
+            str(row["exit_code"]),
+        )
+    console.print(runs)
+
+
+@app.command()
+def sandbox(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: any free one)")] = 8765,
+    contacts: Annotated[int, typer.Option(min=0, help="contacts to seed")] = 200,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    client_id: Annotated[str, typer.Option(help="OAuth client id it accepts")] = "sandbox-client",
+    client_secret: Annotated[
+        str, typer.Option(help="OAuth client secret it accepts")
+    ] = "sandbox-secret",
+    latency_ms: Annotated[float, typer.Option(min=0, help="added latency per request")] = 0.0,
+) -> None:
+    """Serve a local Routera-compatible API until stopped."""
+    from sandbox import SandboxConfig
+    from sandbox.server import serve_forever
+
+    _setup_logging(False)
+    config = SandboxConfig(
+        host=host,
+        port=port,
+        contacts=contacts,
+        seed=seed,
+        client_id=client_id,
+        client_secret=client_secret,
+    )
+    config.faults.latency_ms = latency_ms
+
+    def ready(url: str) -> None:
+        console.print(f"sandbox listening on {url}", highlight=False)
+        sys.stdout.flush()
+
+    try:
+        serve_forever(config, on_ready=ready)
+    except OSError as exc:
+        raise _die(f"cannot serve on {host}:{port}: {exc}", EXIT_FAILED) from None
+
+
+@app.command()
+def demo(
+    contacts: Annotated[int, typer.Option(min=10, help="contacts the sandbox seeds")] = 200,
+    archive: Annotated[int, typer.Option(min=1, help="how many of them to archive")] = 25,
+    workdir: Annotated[Path, typer.Option(help="where the demo's DuckDB file goes")] = Path("."),
+    debug: DebugOpt = False,
+) -> None:
+    """Start the sandbox, queue some of its contacts, archive them, and show the audit trail."""
+    from pipelines.demo import run_demo
+
+    _setup_logging(debug)
+    try:
+        code = run_demo(console, contacts=contacts, archive=archive, workdir=workdir)
+    except ConfigurationError as exc:
+        raise _die(str(exc), EXIT_CONFIG_OR_AUTH) from None
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
