@@ -4,8 +4,8 @@ Routera's 404 means "not found *or already archived*". Guessing would either los
 record of a contact that is archived or claim an archive that never happened, so every 404 is
 resolved by reading the contact: archived → its record is kept (`recovered`), 404 → `not_found`.
 No exception leaves `archive_request` after a DELETE was sent except AuthenticationError, which
-stops the run before any further call and carries no knowledge worth keeping (401 is answered
-before anything is archived).
+stops the run. That request gets no outcome and stays pending: if an earlier attempt of it did
+reach Routera (a 502, then a 401), the next run's DELETE answers 404 and the GET recovers it.
 """
 
 import asyncio
@@ -61,7 +61,12 @@ async def archive_request(client: RouteraClient, request: ArchiveRequest) -> Arc
             status=Status.FAILED,
             http_status=exc.last_status,
             attempts=exc.attempts,
-            error=f"DELETE gave up: {exc.reason}",
+            error=f"DELETE gave up: {exc.reason}"
+            + (
+                "; an attempt may have archived it: the next run's GET will tell"
+                if exc.maybe_reached_server
+                else ""
+            ),
             raw_response=_cut(exc.last_body),
         )
 
@@ -161,17 +166,19 @@ async def _resolve_404(
             body=read.body,
         )
 
-    # When an earlier DELETE attempt of this very call may have reached Routera (a timeout or
-    # 5xx after sending), the 404 is most likely our own archive whose answer was lost.
-    ours = deleted.maybe_reached_before
+    # DESIGN.md's statuses: 404 then GET archived is `already_archived`, even when an earlier
+    # attempt of this call (a timeout, a 5xx) may have been ours: `archived_by` in the record
+    # tells who archived it, and the note says an answer may have been lost.
+    lost = deleted.maybe_reached_before
     return ArchiveOutcome(
         request=request,
-        status=Status.ARCHIVED if ours else Status.ALREADY_ARCHIVED,
+        status=Status.ALREADY_ARCHIVED,
         http_status=404,
         attempts=attempts,
         error=(
-            "the DELETE answer was lost in transit; the record was read back with GET"
-            if ours
+            "an earlier DELETE attempt may have archived it, its answer lost in transit "
+            f"({', '.join(deleted.retry_reasons)}); the record was read back with GET"
+            if lost
             else None
         ),
         record=record,
@@ -182,8 +189,10 @@ async def _resolve_404(
 
 
 async def archive_concurrently(
-    client: RouteraClient, requests: AsyncIterator[ArchiveRequest] | Iterable[ArchiveRequest],
-    *, workers: int,
+    client: RouteraClient,
+    requests: AsyncIterator[ArchiveRequest] | Iterable[ArchiveRequest],
+    *,
+    workers: int,
 ) -> AsyncIterator[ArchiveOutcome]:
     """Archive `requests` with at most `workers` in progress, yielding outcomes as they finish.
 
@@ -217,7 +226,7 @@ async def archive_concurrently(
                 continue
             try:
                 await results.put(await archive_request(client, request))
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, not swallowed
+            except BaseException as exc:
                 stop.set()
                 await results.put(exc)
         await results.put(None)

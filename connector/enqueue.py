@@ -10,7 +10,8 @@ from uuid import uuid4
 
 import dlt
 
-from connector.errors import QueueError
+from connector.errors import InvalidContactId, QueueError
+from connector.ids import id_preview, validate_contact_id
 from connector.settings import QUEUE_TABLE
 from connector.source import queue_requests
 
@@ -77,6 +78,17 @@ def queue_rows(
         }
 
 
+def invalid_rows(rows: Iterable[dict[str, Any]]) -> list[tuple[int, str]]:
+    """(1-based position, reason) of every row whose contact id can never be valid."""
+    problems = []
+    for position, row in enumerate(rows, start=1):
+        try:
+            validate_contact_id(row.get("contact_id"))
+        except InvalidContactId as exc:
+            problems.append((position, f"{id_preview(row.get('contact_id'))}: {exc.reason}"))
+    return problems
+
+
 def enqueue(
     pipeline: dlt.Pipeline,
     rows: list[dict[str, Any]],
@@ -84,8 +96,24 @@ def enqueue(
     requested_by: str | None = None,
     reason: str | None = None,
     queue_table: str = QUEUE_TABLE,
+    skip_invalid: bool = False,
 ) -> int:
-    """Append `rows` to the queue table in the pipeline's dataset; returns how many."""
+    """Append `rows` to the queue table in the pipeline's dataset; returns how many.
+
+    Ids that can never be valid are refused before anything is written (some destinations
+    would even alter them: DuckDB cuts a string at a NUL), unless `skip_invalid` drops them.
+    """
+    problems = invalid_rows(rows)
+    if problems and not skip_invalid:
+        shown = "; ".join(f"row {pos} {why}" for pos, why in problems[:10])
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise QueueError(
+            f"{len(problems)} ids can never be Routera contact ids, nothing was enqueued: "
+            f"{shown}{more}; fix them or pass --skip-invalid"
+        )
+    if problems:
+        bad = {pos for pos, _ in problems}
+        rows = [row for pos, row in enumerate(rows, start=1) if pos not in bad]
     if not rows:
         raise QueueError("no contact ids to enqueue")
     source = queue_requests(list(queue_rows(rows, requested_by=requested_by, reason=reason)))

@@ -8,7 +8,6 @@ then deletes the files. The GET recovery covers what a journal cannot: a crash b
 answer's arrival and its line being written, or a worker whose disk is gone.
 """
 
-import json
 import logging
 import os
 from collections.abc import Iterator

@@ -87,7 +87,7 @@ class ArchivedContact(BaseModel):
 
 
 class ContractError(ValueError):
-    """An answer that breaks the documented contract; the reason is meant for `archive_log.error`."""
+    """An answer that breaks the documented contract; its text goes to `archive_log.error`."""
 
 
 def parse_archived_contact(body: str, expected_id: str) -> tuple[ArchivedContact, dict[str, Any]]:

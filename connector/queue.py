@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 OPTIONAL_QUEUE_COLUMNS: tuple[str, ...] = ("request_id", "requested_by", "reason", "requested_at")
 DERIVED_REQUEST_PREFIX = "cid:"
+NULL_CONTACT_REQUEST = "cid-null"
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,8 @@ class PendingQueue:
         if queue_columns is None:
             raise QueueError(
                 f"there is no queue table `{self._queue_table}` in dataset "
-                f"`{self._pipeline.dataset_name}`: add ids with `routera-archive enqueue`, or create "
-                f"the table with at least a `contact_id` column"
+                f"`{self._pipeline.dataset_name}`: add ids with `routera-archive enqueue`, or "
+                "create the table with at least a `contact_id` column"
             )
         if "contact_id" not in queue_columns:
             raise QueueError(
@@ -97,7 +98,8 @@ class PendingQueue:
             archives = client.make_qualified_table_name(self._archives_table)
         text = "VARCHAR"
         contact = f"CAST(q.contact_id AS {text})"
-        derived = f"'{DERIVED_REQUEST_PREFIX}' || COALESCE({contact}, '')"
+        # NULL || text is NULL in SQL, so a NULL contact id derives its own request id.
+        derived = f"COALESCE('{DERIVED_REQUEST_PREFIX}' || {contact}, '{NULL_CONTACT_REQUEST}')"
         request_id = (
             f"COALESCE(CAST(q.request_id AS {text}), {derived})"
             if "request_id" in queue_columns

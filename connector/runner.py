@@ -272,15 +272,20 @@ class ArchiveRun:
             outcomes = [o for o in read_outcomes(path) if o.status.is_terminal]
             done = self._terminal_request_ids([o.request.request_id for o in outcomes])
             missing = [
-                o.model_copy(update={"recovered": o.record is not None or o.recovered,
-                                     "record_source": "journal" if o.record else o.record_source})
+                o.model_copy(
+                    update={
+                        "recovered": o.record is not None or o.recovered,
+                        "record_source": "journal" if o.record else o.record_source,
+                    }
+                )
                 for o in outcomes
                 if o.request.request_id not in done
             ]
             if missing:
                 logger.warning(
                     "run %s was interrupted: loading %d outcomes from its journal",
-                    run_id, len(missing),
+                    run_id,
+                    len(missing),
                 )
                 pipeline.run(audit_trail(missing, run_id))
                 self.report.replayed_from_journal += len(missing)
@@ -363,7 +368,9 @@ class ArchiveRun:
                 report.plan_counts[action] += 1
                 if len(report.plan) < DRY_RUN_SHOWN:
                     report.plan.append(
-                        PlannedRequest(item.request, action, None if outcome is None else outcome.error)
+                        PlannedRequest(
+                            item.request, action, None if outcome is None else outcome.error
+                        )
                     )
 
     # ------------------------------------------------------------- archiving
@@ -424,7 +431,9 @@ class ArchiveRun:
                 "them",
             )
         elif self.stop.is_set() and report.exit_code == EXIT_OK:
-            self._fail(EXIT_INTERRUPTED, "interrupted", "stopped on request; the rest stays pending")
+            self._fail(
+                EXIT_INTERRUPTED, "interrupted", "stopped on request; the rest stays pending"
+            )
 
     def _should_stop(self, sink: "ChunkSink") -> bool:
         return self.stop.is_set() or sink.load_error is not None
@@ -437,8 +446,7 @@ class ArchiveRun:
         report.new_columns = {
             table: sorted(columns - self._columns_before.get(table, set()))
             for table, columns in after.items()
-            if columns - self._columns_before.get(table, set())
-            and table in self._columns_before
+            if columns - self._columns_before.get(table, set()) and table in self._columns_before
         }
         if report.counts.get(Status.FAILED.value) and report.exit_code == EXIT_OK:
             report.exit_code = EXIT_FAILED
@@ -509,5 +517,3 @@ class ChunkSink:
     async def close(self) -> None:
         await self.flush()
         await self._wait_for_load()
-
-

@@ -119,9 +119,7 @@ def archive_log(rows: Iterable[dict[str, Any]]) -> DltResource:
 
 
 def archive_runs(rows: Iterable[dict[str, Any]]) -> DltResource:
-    return dlt.resource(
-        rows, name=RUNS_TABLE, write_disposition="append", columns=RUNS_COLUMNS
-    )
+    return dlt.resource(rows, name=RUNS_TABLE, write_disposition="append", columns=RUNS_COLUMNS)
 
 
 def archive_queue(rows: Iterable[dict[str, Any]]) -> DltResource:

@@ -144,6 +144,9 @@ def enqueue(
     file: Annotated[str, typer.Argument(help="file of ids (one a line) or CSV; - for stdin")] = "-",
     requested_by: Annotated[str | None, typer.Option(help="who asks")] = None,
     reason: Annotated[str | None, typer.Option(help="why")] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="drop ids that can never be valid")
+    ] = False,
     destination: DestinationOpt = DEFAULT_DESTINATION,
     dataset: DatasetOpt = DATASET_NAME,
     queue_table: QueueOpt = QUEUE_TABLE,
@@ -164,6 +167,7 @@ def enqueue(
             requested_by=requested_by,
             reason=reason,
             queue_table=queue_table,
+            skip_invalid=skip_invalid,
         )
     except RouteraArchiveError as exc:
         raise _die(str(exc), EXIT_CONFIG_OR_AUTH) from None

@@ -54,7 +54,6 @@ def _demo_requests(ids: list[str]) -> list[dict[str, Any]]:
     rows.append({"contact_id": ids[0]})  # asked twice: archived once, then `duplicate`
     rows.append({"contact_id": "00000000-0000-4000-8000-000000000000"})  # unknown: `not_found`
     rows.append({"contact_id": "../oauth2/token"})  # stays one path segment: `not_found`
-    rows.append({"contact_id": "bad\tid"})  # a control character: `invalid`, never sent
     return rows
 
 

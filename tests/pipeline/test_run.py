@@ -1,0 +1,309 @@
+"""A run from queue to audit trail, through a real sandbox, on DuckDB and PostgreSQL."""
+
+import json
+import uuid
+from typing import Any
+
+import dlt
+import httpx
+import pytest
+
+from connector.enqueue import enqueue
+from connector.runner import (
+    EXIT_GUARDRAIL,
+    EXIT_OK,
+    ArchiveRun,
+    RunOptions,
+    RunReport,
+)
+from connector.settings import SOURCE_NAME
+from sandbox import SandboxServer
+from tests.conftest import source_config
+
+
+def run(pipeline: dlt.Pipeline, server: SandboxServer, **options: Any) -> RunReport:
+    config_overrides = {k: options.pop(k) for k in list(options) if k in ("max_archives",)}
+    return ArchiveRun(
+        pipeline, source_config(server, **config_overrides), RunOptions(**options)
+    ).execute()
+
+
+def query(pipeline: dlt.Pipeline, sql: str) -> list[tuple[Any, ...]]:
+    with pipeline.sql_client() as client:
+        sql = sql.replace("{dataset}", client.fully_qualified_dataset_name())
+        return [tuple(row) for row in client.execute_sql(sql) or []]
+
+
+def insert_queue_row(pipeline: dlt.Pipeline, contact_id: str | None) -> None:
+    """Write a queue row the way plain SQL would, bypassing enqueue's validation."""
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name("archive_queue")
+        client.execute_sql(
+            f"INSERT INTO {table} (contact_id, _dlt_load_id, _dlt_id) VALUES (%s, %s, %s)",
+            contact_id,
+            "by-hand",
+            uuid.uuid4().hex,
+        )
+
+
+def active_ids(server: SandboxServer, count: int) -> list[str]:
+    return server.state.contact_ids(include_archived=False)[:count]
+
+
+def deletes(server: SandboxServer) -> int:
+    return int(server.state.stats()["totals"]["by_method"].get("DELETE", 0))
+
+
+def test_run_archives_every_queued_contact_into_a_typed_audit_trail(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    ids = active_ids(sandbox_server, 12)
+    enqueue(pipeline, [{"contact_id": cid} for cid in ids], requested_by="ops", reason="gdpr")
+
+    report = run(pipeline, sandbox_server)
+
+    assert report.exit_code == EXIT_OK, report.error
+    assert report.counts == {"archived": 12}
+    rows = query(
+        pipeline,
+        "SELECT id, archived, archived_by, requested_by, reason, recovered, raw_response "
+        "FROM {dataset}.contact_archives",
+    )
+    assert sorted(r[0] for r in rows) == sorted(ids)
+    for contact_id, archived, archived_by, requested_by, reason, recovered, raw in rows:
+        body = json.loads(raw)
+        assert body["id"] == contact_id
+        assert archived.isoformat().startswith(body["archived"][:19])
+        assert archived_by == body["archived_by"] == sandbox_server.config.client_id
+        assert (requested_by, reason, recovered) == ("ops", "gdpr", False)
+    assert sandbox_server.state.stats()["deletes_succeeded"] == dict.fromkeys(ids, 1)
+
+    columns = pipeline.schemas[SOURCE_NAME].get_table_columns("contact_archives")
+    assert columns["archived"]["data_type"] == "timestamp"
+    assert not [name for name in columns if name.startswith("archived__v")]
+    log = query(pipeline, "SELECT status, http_status, run_id FROM {dataset}.archive_log")
+    assert {(s, h, r) for s, h, r in log} == {("archived", 200, report.run_id)}
+    runs = query(pipeline, "SELECT run_id, mode, exit_code FROM {dataset}.archive_runs")
+    assert runs == [(report.run_id, "run", 0)]
+
+
+def test_a_second_run_makes_no_call_and_writes_no_duplicate(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    ids = active_ids(sandbox_server, 5)
+    enqueue(pipeline, [{"contact_id": cid} for cid in ids])
+    assert run(pipeline, sandbox_server).exit_code == EXIT_OK
+    calls_before = sandbox_server.state.stats()["totals"]["requests"]
+
+    second = run(pipeline, sandbox_server)
+
+    assert second.exit_code == EXIT_OK
+    assert second.handled == 0
+    assert second.pending_at_start == 0
+    assert sandbox_server.state.stats()["totals"]["requests"] == calls_before
+    assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.contact_archives") == [(5,)]
+    assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.archive_log") == [(5,)]
+
+
+def test_the_same_contact_pending_three_times_is_archived_once(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    contact = active_ids(sandbox_server, 1)[0]
+    enqueue(pipeline, [{"contact_id": contact}] * 3)
+
+    report = run(pipeline, sandbox_server)
+
+    assert report.counts == {"archived": 1, "duplicate": 2}
+    assert deletes(sandbox_server) == 1
+    rows = query(pipeline, "SELECT request_id, status, duplicate_of FROM {dataset}.archive_log")
+    archived = [r for r in rows if r[1] == "archived"]
+    duplicates = [r for r in rows if r[1] == "duplicate"]
+    assert len(archived) == 1 and len(duplicates) == 2
+    assert all(dup[2] == archived[0][0] for dup in duplicates)
+
+
+def test_a_contact_requested_again_later_is_not_deleted_again(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    contact = active_ids(sandbox_server, 1)[0]
+    enqueue(pipeline, [{"contact_id": contact}])
+    run(pipeline, sandbox_server)
+    enqueue(pipeline, [{"contact_id": contact}])
+
+    report = run(pipeline, sandbox_server)
+
+    assert report.counts == {"duplicate": 1}
+    assert deletes(sandbox_server) == 1
+    assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.contact_archives") == [(1,)]
+
+
+def test_a_queue_made_with_plain_sql_and_only_contact_id_works(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    ids = active_ids(sandbox_server, 3)
+    with pipeline.sql_client() as client:
+        client.create_dataset()
+        table = client.make_qualified_table_name("archive_queue")
+        client.execute_sql(f"CREATE TABLE {table} (contact_id VARCHAR(300))")
+        for value in [*ids, ids[0], "", None, "no-such-contact"]:
+            client.execute_sql(f"INSERT INTO {table} (contact_id) VALUES (%s)", value)
+
+    report = run(pipeline, sandbox_server)
+
+    # ids[0] twice shares the derived request id `cid:<id>`: one request, archived once.
+    assert report.counts == {"archived": 3, "invalid": 2, "not_found": 1}
+    assert deletes(sandbox_server) == 4
+    request_ids = {r[0] for r in query(pipeline, "SELECT request_id FROM {dataset}.archive_log")}
+    assert {f"cid:{cid}" for cid in ids} <= request_ids
+    assert run(pipeline, sandbox_server).handled == 0
+
+
+def test_a_contact_archived_elsewhere_is_recovered_with_get(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    contact = active_ids(sandbox_server, 1)[0]
+    sandbox_server.state.archive_contact(contact, archived_by="someone-in-the-ui")
+    enqueue(pipeline, [{"contact_id": contact}])
+
+    report = run(pipeline, sandbox_server)
+
+    assert report.counts == {"already_archived": 1}
+    rows = query(
+        pipeline,
+        "SELECT archived_by, recovered, record_source FROM {dataset}.contact_archives",
+    )
+    assert rows == [("someone-in-the-ui", True, "get")]
+    assert query(pipeline, "SELECT status, http_status FROM {dataset}.archive_log") == [
+        ("already_archived", 404)
+    ]
+
+
+def test_new_custom_fields_become_columns_and_are_reported(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    first = active_ids(sandbox_server, 2)
+    enqueue(pipeline, [{"contact_id": cid} for cid in first])
+    run(pipeline, sandbox_server)
+    token = httpx.post(
+        f"{sandbox_server.url}/oauth2/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": sandbox_server.config.client_id,
+            "client_secret": sandbox_server.config.client_secret,
+        },
+    ).json()["access_token"]
+    created = httpx.post(
+        f"{sandbox_server.url}/contacts",
+        json={"fields": {"email": "new@example.com", "loyalty_tier": "gold", "visits": 3}},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()
+    enqueue(pipeline, [{"contact_id": created["id"]}])
+
+    report = run(pipeline, sandbox_server)
+
+    assert report.counts == {"archived": 1}
+    assert {"loyalty_tier", "visits"} <= set(report.new_columns["contact_archives"])
+    rows = query(
+        pipeline,
+        "SELECT loyalty_tier, visits FROM {dataset}.contact_archives WHERE id = "
+        f"'{created['id']}'",
+    )
+    assert rows == [("gold", 3)]
+
+
+def test_dry_run_calls_nothing_and_writes_only_its_run_row(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    ids = active_ids(sandbox_server, 4)
+    enqueue(pipeline, [{"contact_id": cid} for cid in [*ids, ids[0], "a\tb"]], skip_invalid=True)
+    insert_queue_row(pipeline, "a\tb")
+
+    report = run(pipeline, sandbox_server, dry_run=True)
+
+    assert report.exit_code == EXIT_OK
+    assert report.plan_counts == {"archive": 4, "duplicate": 1, "invalid": 1}
+    assert sandbox_server.state.stats()["totals"]["requests"] == 0
+    assert query(pipeline, "SELECT mode FROM {dataset}.archive_runs") == [("dry-run",)]
+    assert run(pipeline, sandbox_server).counts["archived"] == 4
+
+
+def test_a_queue_over_max_archives_is_refused_before_any_call(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    enqueue(pipeline, [{"contact_id": cid} for cid in active_ids(sandbox_server, 6)])
+
+    refused = run(pipeline, sandbox_server, max_archives=5)
+
+    assert refused.exit_code == EXIT_GUARDRAIL
+    assert refused.guardrail.startswith("refused")
+    assert sandbox_server.state.stats()["totals"]["requests"] == 0
+    forced = run(pipeline, sandbox_server, max_archives=5, force=True)
+    assert forced.exit_code == EXIT_OK and forced.counts == {"archived": 6}
+
+
+def test_a_run_that_would_archive_most_of_the_account_is_refused(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    everyone = sandbox_server.state.contact_ids(include_archived=False)
+    enqueue(pipeline, [{"contact_id": cid} for cid in everyone])
+
+    refused = run(pipeline, sandbox_server, max_share=0.5)
+
+    assert refused.exit_code == EXIT_GUARDRAIL
+    assert "active contacts" in refused.guardrail
+    assert deletes(sandbox_server) == 0
+
+
+def test_limit_handles_only_that_many_and_leaves_the_rest_pending(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    enqueue(pipeline, [{"contact_id": cid} for cid in active_ids(sandbox_server, 7)])
+
+    first = run(pipeline, sandbox_server, limit=3)
+    second = run(pipeline, sandbox_server)
+
+    assert (first.handled, second.pending_at_start, second.handled) == (3, 4, 4)
+    assert deletes(sandbox_server) == 7
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4])
+def test_chunks_load_every_outcome_exactly_once(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer, chunk_size: int
+) -> None:
+    ids = active_ids(sandbox_server, 9)
+    enqueue(pipeline, [{"contact_id": cid} for cid in ids])
+    config = source_config(sandbox_server, chunk_size=chunk_size)
+
+    report = ArchiveRun(pipeline, config, RunOptions()).execute()
+
+    assert report.counts == {"archived": 9}
+    assert query(
+        pipeline, "SELECT COUNT(DISTINCT request_id), COUNT(*) FROM {dataset}.archive_log"
+    ) == [(9, 9)]
+    assert query(
+        pipeline, "SELECT COUNT(DISTINCT id), COUNT(*) FROM {dataset}.contact_archives"
+    ) == [(9, 9)]
+
+
+def test_no_queue_table_is_a_clear_error_and_calls_nothing(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    report = run(pipeline, sandbox_server)
+
+    assert report.exit_code == 2
+    assert "no queue table `archive_queue`" in (report.error or "")
+    assert sandbox_server.state.stats()["totals"]["requests"] == 0
+
+
+def test_bad_credentials_stop_the_run_with_exit_2_and_archive_nothing(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    enqueue(pipeline, [{"contact_id": cid} for cid in active_ids(sandbox_server, 3)])
+    config = source_config(sandbox_server, client_secret="wrong-secret-value")
+
+    report = ArchiveRun(pipeline, config, RunOptions(max_share=None)).execute()
+
+    assert report.exit_code == 2
+    assert "wrong-secret-value" not in (report.error or "")
+    assert deletes(sandbox_server) == 0
+    assert report.handled == 0
