@@ -8,7 +8,10 @@ CONTACTS_PATH: Final = "/contacts"
 
 PIPELINE_NAME: Final = "routera_archive"
 DATASET_NAME: Final = "routera_archive"
-DUCKDB_FILE: Final = "routera_archive.duckdb"
+# Not `routera_archive.duckdb`: DuckDB names the catalog after the file, and a catalog named like
+# the dataset makes every `routera_archive.<table>` ambiguous ("Ambiguous reference to catalog or
+# schema"), which fails dlt's loads on dlt 1.31 / duckdb 2.0.
+DUCKDB_FILE: Final = "routera_audit.duckdb"
 SOURCE_NAME: Final = "routera"
 SOURCE_SECTION: Final = "routera"
 

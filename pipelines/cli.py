@@ -224,30 +224,59 @@ def sandbox(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: any free one)")] = 8765,
     contacts: Annotated[int, typer.Option(min=0, help="contacts to seed")] = 200,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: Annotated[int, typer.Option(help="seed of the data and of the fault dice")] = 0,
     client_id: Annotated[str, typer.Option(help="OAuth client id it accepts")] = "sandbox-client",
     client_secret: Annotated[
         str, typer.Option(help="OAuth client secret it accepts")
     ] = "sandbox-secret",
-    latency_ms: Annotated[float, typer.Option(min=0, help="added latency per request")] = 0.0,
+    static_token: Annotated[
+        list[str] | None, typer.Option(help="a bearer token accepted as-is (repeatable)")
+    ] = None,
+    token_ttl: Annotated[float, typer.Option(min=0.001, help="seconds a token lives")] = 3600.0,
+    latency_ms: Annotated[float, typer.Option(min=0, help="latency added to each answer")] = 0.0,
+    jitter_ms: Annotated[float, typer.Option(min=0, help="random extra latency, up to")] = 0.0,
+    error_rate: Annotated[float, typer.Option(min=0, max=1, help="share of 500/502/503")] = 0.0,
+    throttle_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="share of 429 with Retry-After")
+    ] = 0.0,
+    rate_limit: Annotated[float, typer.Option(min=0, help="requests/s before 429 (0: off)")] = 0.0,
+    hang_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="share of requests never answered")
+    ] = 0.0,
+    malformed_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="share of answers with a broken body")
+    ] = 0.0,
 ) -> None:
-    """Serve a local Routera-compatible API until stopped."""
-    from sandbox import SandboxConfig
+    """Serve a local Routera-compatible API until stopped (Ctrl-C or SIGTERM)."""
+    from sandbox import FaultConfig, SandboxConfig
     from sandbox.server import serve_forever
 
     _setup_logging(False)
-    config = SandboxConfig(
-        host=host,
-        port=port,
-        contacts=contacts,
-        seed=seed,
-        client_id=client_id,
-        client_secret=client_secret,
-    )
-    config.faults.latency_ms = latency_ms
+    try:
+        config = SandboxConfig(
+            host=host,
+            port=port,
+            contacts=contacts,
+            seed=seed,
+            client_id=client_id,
+            client_secret=client_secret,
+            static_tokens=tuple(static_token or ()),
+            token_ttl=token_ttl,
+            faults=FaultConfig(
+                latency_ms=latency_ms,
+                jitter_ms=jitter_ms,
+                error_rate=error_rate,
+                throttle_rate=throttle_rate,
+                rate_limit=rate_limit,
+                hang_rate=hang_rate,
+                malformed_rate=malformed_rate,
+            ),
+        )
+    except ValueError as exc:
+        raise _die(str(exc), EXIT_CONFIG_OR_AUTH) from None
 
     def ready(url: str) -> None:
-        console.print(f"sandbox listening on {url}", highlight=False)
+        console.print(f"sandbox listening on {url}", highlight=False, soft_wrap=True)
         sys.stdout.flush()
 
     try:

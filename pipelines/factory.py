@@ -19,13 +19,25 @@ def pipeline_name_for(destination: str, dataset: str) -> str:
     return f"{PIPELINE_NAME}__{destination}__{dataset}"
 
 
-def _configured_duckdb_credentials() -> bool:
-    if os.environ.get("DESTINATION__DUCKDB__CREDENTIALS"):
-        return True
+def _configured_duckdb_credentials() -> str | None:
+    if value := os.environ.get("DESTINATION__DUCKDB__CREDENTIALS"):
+        return value
     try:
-        return dlt.config.get("destination.duckdb.credentials") is not None
+        value = dlt.config.get("destination.duckdb.credentials")
     except ConfigFieldMissingException:
-        return False
+        return None
+    return None if value is None else str(value)
+
+
+def _check_duckdb_names(database: str, dataset: str) -> None:
+    """DuckDB cannot load a dataset into a file of the same name: refuse it with a way out."""
+    stem = Path(database.removeprefix("duckdb:///")).stem
+    if stem.lower() == dataset.lower():
+        raise ConfigurationError(
+            f"the DuckDB file {database} would hold a dataset of the same name `{dataset}`; "
+            "DuckDB then cannot tell the file's catalog from the dataset's schema. Use another "
+            "file name or pass --dataset"
+        )
 
 
 def make_pipeline(
@@ -36,17 +48,19 @@ def make_pipeline(
     duckdb_file: str | Path | None = None,
     pipelines_dir: str | Path | None = None,
 ) -> dlt.Pipeline:
-    """A pipeline on `destination`/`dataset`; DuckDB writes `routera_archive.duckdb` in the cwd.
+    """A pipeline on `destination`/`dataset`; DuckDB writes `routera_audit.duckdb` in the cwd.
 
     dlt's own settings win over our defaults: `DESTINATION__DUCKDB__CREDENTIALS`,
     `DESTINATION__POSTGRES__CREDENTIALS`, `DLT_DATA_DIR` and the `.dlt/` files.
     """
     name = pipeline_name or pipeline_name_for(destination, dataset)
     target: object = destination
-    if destination == DEFAULT_DESTINATION and (duckdb_file or not _configured_duckdb_credentials()):
-        target = dlt.destinations.duckdb(
-            credentials=str(Path(duckdb_file or DUCKDB_FILE).resolve())
-        )
+    if destination == DEFAULT_DESTINATION:
+        configured = None if duckdb_file else _configured_duckdb_credentials()
+        database = configured or str(Path(duckdb_file or DUCKDB_FILE).resolve())
+        _check_duckdb_names(database, dataset)
+        if configured is None:
+            target = dlt.destinations.duckdb(credentials=database)
     try:
         return dlt.pipeline(
             pipeline_name=name,

@@ -1,0 +1,336 @@
+"""The real `routera-archive` CLI, as a separate process, against the sandbox over loopback."""
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+
+from sandbox import SandboxConfig, SandboxServer
+
+pytestmark = pytest.mark.e2e
+
+CLI = str(Path(sys.executable).with_name("routera-archive"))
+CLIENT_SECRET = "e2e-secret-Kq83xZ"
+STATIC_TOKEN = "e2e-static-token-P9vLm2"
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+RunCli = Callable[..., Result]
+
+
+@pytest.fixture
+def server() -> Iterator[SandboxServer]:
+    config = SandboxConfig(
+        port=0,
+        contacts=40,
+        seed=5,
+        client_secret=CLIENT_SECRET,
+        static_tokens=(STATIC_TOKEN,),
+    )
+    with SandboxServer(config) as running:
+        yield running
+
+
+@pytest.fixture
+def cli(tmp_path: Path, server: SandboxServer) -> RunCli:
+    """Run the CLI in `tmp_path` with OAuth credentials for the sandbox in its environment."""
+
+    def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
+        environment = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("SOURCES__", "DESTINATION__"))
+        }
+        environment.update(
+            SOURCES__ROUTERA__BASE_URL=server.url,
+            SOURCES__ROUTERA__CLIENT_ID=server.config.client_id,
+            SOURCES__ROUTERA__CLIENT_SECRET=CLIENT_SECRET,
+            SOURCES__ROUTERA__RPS="0",
+            DLT_DATA_DIR=str(tmp_path / "dlt_data"),
+        )
+        environment.update(env or {})
+        done = subprocess.run(
+            [CLI, *args],
+            cwd=tmp_path,
+            env={k: v for k, v in environment.items() if v is not None},
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    return run
+
+
+def api_requests(server: SandboxServer) -> int:
+    return int(server.state.stats()["totals"]["requests"])
+
+
+def deletes(server: SandboxServer) -> int:
+    return int(server.state.stats()["totals"]["by_method"].get("DELETE", 0))
+
+
+def ids_file(tmp_path: Path, ids: list[str]) -> Path:
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(["", *ids, "  ", ""]), encoding="utf-8")
+    return path
+
+
+def audit_rows(tmp_path: Path) -> list[tuple[str, bool]]:
+    with duckdb.connect(str(tmp_path / "routera_audit.duckdb"), read_only=True) as db:
+        return db.execute(
+            "SELECT id, recovered FROM routera_archive.contact_archives ORDER BY id"
+        ).fetchall()
+
+
+def test_enqueue_run_status_and_a_second_run_that_calls_nothing(
+    cli: RunCli, server: SandboxServer, tmp_path: Path
+) -> None:
+    ids = server.state.contact_ids(include_archived=False)[:10]
+
+    queued = cli("enqueue", str(ids_file(tmp_path, ids)), "--requested-by", "dbt", "--reason", "t")
+    assert queued.code == 0, queued.output
+    assert "enqueued 10 requests" in queued.stdout
+
+    first = cli("run")
+    assert first.code == 0, first.output
+    assert "archived" in first.stdout and "exit code 0" in first.stdout
+    assert [row[0] for row in audit_rows(tmp_path)] == sorted(ids)
+    assert server.state.stats()["deletes_succeeded"] == dict.fromkeys(ids, 1)
+
+    status = cli("status")
+    assert status.code == 0, status.output
+    assert "pending requests: 0" in status.stdout
+    assert "archived" in status.stdout and "10" in status.stdout
+
+    before = deletes(server)
+    second = cli("run")
+    assert second.code == 0, second.output
+    assert deletes(server) == before
+    assert "pending at start: 0" in second.stdout
+
+
+def test_ids_from_stdin_and_csv_are_queued(
+    cli: RunCli, server: SandboxServer, tmp_path: Path
+) -> None:
+    ids = server.state.contact_ids(include_archived=False)[:4]
+    csv_text = "contact_id,reason\n" + "\n".join(f"{cid},csv reason" for cid in ids[:2]) + "\n"
+    (tmp_path / "ids.csv").write_text(csv_text, encoding="utf-8")
+
+    assert cli("enqueue", "ids.csv").code == 0
+    assert cli("enqueue", "-", stdin="\n".join(ids[2:]) + "\n").code == 0
+    run = cli("run")
+
+    assert run.code == 0, run.output
+    assert len(audit_rows(tmp_path)) == 4
+    with duckdb.connect(str(tmp_path / "routera_audit.duckdb"), read_only=True) as db:
+        reasons = db.execute(
+            "SELECT reason, COUNT(*) FROM routera_archive.contact_archives GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert reasons == [("csv reason", 2), (None, 2)]
+
+
+def test_dry_run_lists_the_plan_and_sends_no_request(
+    cli: RunCli, server: SandboxServer, tmp_path: Path
+) -> None:
+    ids = server.state.contact_ids(include_archived=False)[:3]
+    cli("enqueue", str(ids_file(tmp_path, ids)))
+
+    dry = cli("run", "--dry-run")
+
+    assert dry.code == 0, dry.output
+    assert all(cid[:8] in dry.stdout for cid in ids)
+    assert "no call was made" in dry.stdout
+    assert api_requests(server) == 0
+
+
+def test_a_queue_over_max_archives_exits_3_and_sends_no_request(
+    cli: RunCli, server: SandboxServer, tmp_path: Path
+) -> None:
+    cli("enqueue", str(ids_file(tmp_path, server.state.contact_ids()[:5])))
+
+    refused = cli("run", "--max-archives", "4")
+
+    assert refused.code == 3, refused.output
+    assert "refused" in refused.stdout
+    assert api_requests(server) == 0
+
+
+def test_static_token_mode_archives(cli: RunCli, server: SandboxServer, tmp_path: Path) -> None:
+    ids = server.state.contact_ids(include_archived=False)[:2]
+    cli("enqueue", str(ids_file(tmp_path, ids)))
+
+    run = cli(
+        "run",
+        env={
+            "SOURCES__ROUTERA__CLIENT_ID": None,  # type: ignore[dict-item]
+            "SOURCES__ROUTERA__CLIENT_SECRET": None,  # type: ignore[dict-item]
+            "SOURCES__ROUTERA__ACCESS_TOKEN": STATIC_TOKEN,
+        },
+    )
+
+    assert run.code == 0, run.output
+    assert len(audit_rows(tmp_path)) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--base-url", "not a url"], {}, "base_url"),
+        (["--base-url", "ftp://example.com"], {}, "base_url"),
+        (
+            [],
+            {"SOURCES__ROUTERA__CLIENT_ID": None, "SOURCES__ROUTERA__CLIENT_SECRET": None},
+            "SOURCES__ROUTERA__ACCESS_TOKEN",
+        ),
+        ([], {"SOURCES__ROUTERA__CONCURRENCY": "many"}, "concurrency"),
+    ],
+    ids=["not-a-url", "not-http", "no-credentials", "bad-number"],
+)
+def test_bad_configuration_exits_2_with_a_message_and_no_traceback(
+    cli: RunCli,
+    server: SandboxServer,
+    tmp_path: Path,
+    args: list[str],
+    env: dict[str, str],
+    expected: str,
+) -> None:
+    cli("enqueue", str(ids_file(tmp_path, server.state.contact_ids()[:2])))
+
+    result = cli("run", *args, env=env)
+
+    assert result.code == 2, result.output
+    assert "error:" in result.stderr
+    assert expected in result.output
+    assert "Traceback" not in result.output
+    assert api_requests(server) == 0
+
+
+def test_a_malformed_config_toml_exits_2_with_a_message(
+    cli: RunCli, server: SandboxServer, tmp_path: Path
+) -> None:
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "config.toml").write_text("[sources.routera\nbase_url = ", "utf-8")
+
+    result = cli("run")
+
+    assert result.code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "config.toml" in result.output or "configuration" in result.output
+    assert api_requests(server) == 0
+
+
+def test_no_queue_table_exits_2_and_says_how_to_make_one(
+    cli: RunCli, server: SandboxServer
+) -> None:
+    result = cli("run")
+
+    assert result.code == 2, result.output
+    assert "no queue table" in result.output and "enqueue" in result.output
+    assert api_requests(server) == 0
+
+
+def test_enqueue_refuses_ids_that_can_never_be_valid(cli: RunCli, tmp_path: Path) -> None:
+    (tmp_path / "bad.txt").write_text("good-id\nbad\tid\n" + "x" * 300 + "\n", "utf-8")
+
+    refused = cli("enqueue", "bad.txt")
+
+    assert refused.code == 2, refused.output
+    assert "nothing was enqueued" in refused.stderr and "row 2" in refused.stderr
+    skipped = cli("enqueue", "bad.txt", "--skip-invalid")
+    assert skipped.code == 0 and "enqueued 1 requests" in skipped.stdout
+
+
+def test_secrets_never_reach_the_database_the_pipeline_folder_or_the_output(
+    cli: RunCli, server: SandboxServer, tmp_path: Path
+) -> None:
+    ids = server.state.contact_ids(include_archived=False)[:3]
+    outputs = [cli("enqueue", str(ids_file(tmp_path, ids)))]
+    outputs.append(cli("run", env={"SOURCES__ROUTERA__CLIENT_SECRET": "wrong-" + CLIENT_SECRET}))
+    outputs.append(cli("run", "--debug"))
+    outputs.append(
+        cli(
+            "run",
+            env={
+                "SOURCES__ROUTERA__CLIENT_ID": None,  # type: ignore[dict-item]
+                "SOURCES__ROUTERA__CLIENT_SECRET": None,  # type: ignore[dict-item]
+                "SOURCES__ROUTERA__ACCESS_TOKEN": STATIC_TOKEN,
+            },
+        )
+    )
+    assert [o.code for o in outputs] == [0, 2, 0, 0], [o.output for o in outputs]
+    issued_tokens = list(server.state._tokens)  # every OAuth token the sandbox handed out
+    assert issued_tokens
+    secrets = [CLIENT_SECRET, STATIC_TOKEN, *issued_tokens]
+
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".duckdb" for p in files)
+    assert any("dlt_data" in p.parts for p in files)
+    for path in files:
+        content = path.read_bytes()
+        for secret in secrets:
+            assert secret.encode() not in content, f"a secret is stored in {path}"
+    for output in outputs:
+        for secret in secrets:
+            assert secret not in output.output
+
+
+def test_demo_archives_sandbox_contacts_and_prints_the_trail(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [CLI, "demo", "--workdir", str(tmp_path)],
+        cwd=tmp_path,
+        env={**os.environ, "DLT_DATA_DIR": str(tmp_path / "dlt_data")},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "contact_archives: 25 rows" in done.stdout
+    assert "0 DELETE calls" in done.stdout
+    with duckdb.connect(str(tmp_path / "routera_archive_demo.duckdb"), read_only=True) as db:
+        statuses = dict(
+            db.execute(
+                "SELECT status, COUNT(*) FROM routera_archive.archive_log GROUP BY 1"
+            ).fetchall()
+        )
+    assert statuses == {"archived": 25, "duplicate": 1, "not_found": 2}
+
+
+def test_the_sandbox_command_serves_until_sigterm(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [CLI, "sandbox", "--port", "0", "--contacts", "5"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("sandbox listening on http://127.0.0.1:"), line
+        url = line.split(" on ", 1)[1].strip()
+        assert httpx.get(f"{url}/_sandbox/stats").status_code == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
