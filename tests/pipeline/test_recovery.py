@@ -1,0 +1,172 @@
+"""What a crashed or broken run leaves behind is loaded by the next one, and nothing is re-sent."""
+
+import asyncio
+import json
+from pathlib import Path
+
+import dlt
+import httpx
+import pytest
+import respx
+
+from connector.archiver import archive_request
+from connector.client import RouteraClient
+from connector.enqueue import enqueue
+from connector.journal import OutcomeJournal
+from connector.queue import PendingQueue
+from connector.runner import EXIT_FAILED, EXIT_OK, ArchiveRun, RunOptions
+from connector.source import audit_trail
+from sandbox import SandboxServer
+from tests.conftest import source_config
+from tests.pipeline.test_run import active_ids, query
+
+
+def pending_requests(pipeline: dlt.Pipeline) -> list:
+    return [item.request for page in PendingQueue(pipeline).pages(100) for item in page]
+
+
+def delete_calls(server: SandboxServer, contact_id: str) -> int:
+    return sum(
+        entry["count"]
+        for entry in server.state.stats()["requests"]
+        if entry["method"] == "DELETE" and entry["path"] == f"/contacts/{contact_id}"
+    )
+
+
+def archive_without_loading(server: SandboxServer, requests: list) -> list:
+    """What a run does before its crash: the DELETEs happen, the answers are in hand."""
+
+    async def go() -> list:
+        async with RouteraClient(source_config(server).client_config()) as client:
+            return [await archive_request(client, request) for request in requests]
+
+    return asyncio.run(go())
+
+
+def test_journal_entries_of_a_crashed_run_are_loaded_without_a_second_delete(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    ids = active_ids(sandbox_server, 3)
+    enqueue(pipeline, [{"contact_id": cid} for cid in ids])
+    crashed = [r for r in pending_requests(pipeline) if r.contact_id == ids[0]]
+    outcome = archive_without_loading(sandbox_server, crashed)[0]
+    journal = OutcomeJournal(Path(pipeline.working_dir) / "journal", "crashed-run")
+    journal.append(outcome)
+    journal.close()
+
+    report = ArchiveRun(pipeline, source_config(sandbox_server), RunOptions()).execute()
+
+    assert report.exit_code == EXIT_OK, report.error
+    assert report.replayed_from_journal == 1
+    assert report.counts == {"archived": 2}
+    assert delete_calls(sandbox_server, ids[0]) == 1
+    rows = query(
+        pipeline,
+        "SELECT recovered, record_source, run_id, raw_response FROM {dataset}.contact_archives "
+        f"WHERE id = '{ids[0]}'",
+    )
+    assert rows == [(True, "journal", "crashed-run", outcome.raw_response)]
+    assert not list((Path(pipeline.working_dir) / "journal").glob("*.jsonl"))
+    assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.archive_log") == [(3,)]
+
+
+def test_an_answer_lost_before_the_journal_is_recovered_by_get(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    ids = active_ids(sandbox_server, 2)
+    enqueue(pipeline, [{"contact_id": cid} for cid in ids])
+    archive_without_loading(sandbox_server, pending_requests(pipeline)[:1])
+
+    report = ArchiveRun(pipeline, source_config(sandbox_server), RunOptions()).execute()
+
+    assert report.counts == {"archived": 1, "already_archived": 1}
+    assert sum(sandbox_server.state.stats()["deletes_succeeded"].values()) == 2
+    recovered = query(pipeline, "SELECT COUNT(*) FROM {dataset}.contact_archives WHERE recovered")
+    assert recovered == [(1,)]
+
+
+def test_an_extracted_but_unloaded_package_is_loaded_before_the_queue_is_read(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    ids = active_ids(sandbox_server, 2)
+    enqueue(pipeline, [{"contact_id": cid} for cid in ids])
+    outcomes = archive_without_loading(sandbox_server, pending_requests(pipeline))
+    pipeline.extract(audit_trail(outcomes, "crashed-before-load"))
+
+    report = ArchiveRun(pipeline, source_config(sandbox_server), RunOptions()).execute()
+
+    assert report.loaded_pending_packages
+    assert report.handled == 0
+    assert all(delete_calls(sandbox_server, cid) == 1 for cid in ids)
+    assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.contact_archives") == [(2,)]
+
+
+def test_a_failed_load_keeps_the_outcomes_in_the_journal_for_the_next_run(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = active_ids(sandbox_server, 4)
+    enqueue(pipeline, [{"contact_id": cid} for cid in ids])
+    real_run = pipeline.run
+
+    def destination_down(data: object, **kwargs: object) -> object:
+        if getattr(data, "name", None) == "routera" and "contact_archives" in getattr(
+            data, "resources", {}
+        ):
+            raise RuntimeError("the warehouse is unreachable")
+        return real_run(data, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run", destination_down)
+    broken = ArchiveRun(pipeline, source_config(sandbox_server), RunOptions()).execute()
+    monkeypatch.setattr(pipeline, "run", real_run)
+
+    assert broken.exit_code == EXIT_FAILED
+    assert "load failed" in broken.outcome and "journal" in (broken.error or "")
+    assert list((Path(pipeline.working_dir) / "journal").glob("*.jsonl"))
+
+    healed = ArchiveRun(pipeline, source_config(sandbox_server), RunOptions()).execute()
+
+    assert healed.exit_code == EXIT_OK, healed.error
+    assert healed.replayed_from_journal == 4
+    assert healed.handled == 0
+    assert all(delete_calls(sandbox_server, cid) == 1 for cid in ids)
+    rows = query(pipeline, "SELECT id, recovered FROM {dataset}.contact_archives ORDER BY id")
+    assert rows == [(cid, True) for cid in sorted(ids)]
+
+
+def test_a_200_that_breaks_the_contract_is_failed_kept_and_recovered_next_run(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    base = "https://routera.test"
+    enqueue(pipeline, [{"contact_id": "c-1"}])
+    body = '{"id": "c-1", "archived": true, "email": "a@example.com"}'
+    archived = json.dumps(
+        {"id": "c-1", "archived": "2026-05-28T12:00:00.000Z", "archived_by": "u-1", "x": 1}
+    )
+    config = source_config(
+        sandbox_server, base_url=base, access_token="t", client_id=None, client_secret=None
+    )
+    options = RunOptions(max_share=None)
+
+    with respx.mock(base_url=base, assert_all_called=False) as api:
+        api.delete("/contacts/c-1").mock(return_value=httpx.Response(200, text=body))
+        first = ArchiveRun(
+            pipeline, config, options, transport=httpx.MockTransport(api.async_handler)
+        ).execute()
+    with respx.mock(base_url=base) as api:
+        api.delete("/contacts/c-1").mock(return_value=httpx.Response(404, json={"error": True}))
+        api.get("/contacts/c-1").mock(return_value=httpx.Response(200, text=archived))
+        second = ArchiveRun(
+            pipeline, config, options, transport=httpx.MockTransport(api.async_handler)
+        ).execute()
+
+    assert first.exit_code == EXIT_FAILED
+    assert first.counts == {"failed": 1}
+    assert second.counts == {"already_archived": 1}
+    log = query(
+        pipeline,
+        "SELECT status, error, response_body FROM {dataset}.archive_log ORDER BY processed_at",
+    )
+    assert log[0][0] == "failed" and "archived" in log[0][1] and log[0][2] == body
+    assert log[1][:1] == ("already_archived",)
+    audit = query(pipeline, "SELECT id, x, recovered, raw_response FROM {dataset}.contact_archives")
+    assert audit == [("c-1", 1, True, archived)]
