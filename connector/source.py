@@ -151,7 +151,13 @@ def audit_trail(
     schema_contract: TSchemaContract | None = None,
 ) -> tuple[DltResource, DltResource]:
     """Rows of outcomes that are already known: one log row each, one audit row per record."""
-    audit_rows = [row for o in outcomes if (row := audit_row(o, run_id)) is not None]
+    first_per_contact: dict[str, dict[str, Any]] = {}
+    for outcome in outcomes:
+        row = audit_row(outcome, run_id)
+        if row is not None:
+            # insert-only merge does not de-duplicate within one load: keep the first record.
+            first_per_contact.setdefault(str(row["id"]), row)
+    audit_rows = list(first_per_contact.values())
     resources = (contact_archives(audit_rows), archive_log([log_row(o, run_id) for o in outcomes]))
     if schema_contract is not None:
         resources[0].apply_hints(schema_contract=schema_contract)
@@ -199,9 +205,14 @@ def routera_archive(
             ):
                 yield outcome
 
+    seen: set[str] = set()
+
     @dlt.transformer(name=ARCHIVES_TABLE, data_from=outcomes)
     def archives_rows(outcome: ArchiveOutcome) -> Iterator[dict[str, Any]]:
-        if (row := audit_row(outcome, this_run)) is not None:
+        # insert-only merge does not de-duplicate within one load: keep the first record.
+        row = audit_row(outcome, this_run)
+        if row is not None and str(row["id"]) not in seen:
+            seen.add(str(row["id"]))
             yield row
 
     @dlt.transformer(name=LOG_TABLE, data_from=outcomes)
