@@ -142,7 +142,13 @@ async def _resolve_404(
             status=Status.NOT_FOUND,
             http_status=404,
             attempts=attempts,
-            error=None,
+            # If GET ever hid archived contacts, this note is what would point at the loss.
+            error=(
+                "an earlier DELETE attempt may have reached Routera "
+                f"({', '.join(deleted.retry_reasons)}), yet GET finds no such contact"
+                if deleted.maybe_reached_before
+                else None
+            ),
         )
     if read.status_code != 200:
         return failed(

@@ -30,11 +30,12 @@ def parse_ids(text: str) -> ParsedInput:
     Lines are stripped of surrounding whitespace (that is file formatting, not part of an id);
     what is inside a line is kept as given and judged later by the run (`invalid` if need be).
     """
+    text = text.removeprefix("\ufeff")  # the byte-order mark of Excel's "CSV UTF-8"
     lines = text.splitlines()
     first = next((line for line in lines if line.strip()), "")
     header = [cell.strip().lower() for cell in next(csv.reader([first]), [])] if first else []
     if "contact_id" in header and ("," in first or header == ["contact_id"]):
-        return _parse_csv(text)
+        return _parse_csv("\n".join(lines[lines.index(first) :]))
     rows, blank = [], 0
     for line in lines:
         value = line.strip()

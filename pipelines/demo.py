@@ -73,8 +73,14 @@ def _audit_report(console: Console, pipeline: dlt.Pipeline) -> None:
     table = Table(title=f"contact_archives: {total} rows (first 8)", show_edge=False)
     for name in ("id", "email", "archived", "archived_by", "recovered"):
         table.add_column(name)
-    for row in rows:
-        table.add_row(*(str(value) for value in row))
+    for contact_id, email, archived, archived_by, recovered in rows:
+        table.add_row(
+            str(contact_id),
+            str(email),
+            f"{archived:%Y-%m-%d %H:%M:%S}",
+            str(archived_by),
+            str(recovered),
+        )
     console.print(table)
     console.print(
         "archive_log by status: " + ", ".join(f"{status} {count}" for status, count in statuses)

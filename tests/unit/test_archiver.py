@@ -1,8 +1,8 @@
-"""archive_request and archive_concurrently against respx: every answer becomes the right outcome."""
+"""archive_request and archive_concurrently against respx: each answer, the right outcome."""
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
@@ -75,9 +75,10 @@ def request(contact_id: str | None = "c1", request_id: str = "r1") -> ArchiveReq
 # Odd spacing, unicode escapes, raw non-ASCII, nested values and custom fields in a chosen order:
 # the record must be the decoded body and raw_response the very same text.
 ODD_BODY = (
-    '{ "zeta_custom" : 1,\n  "id":"c1" , "archived" :"2026-05-28T12:00:00.000Z",'
+    ' \n{ "zeta_custom" : 1,\n  "id":"c1" , "archived" :"2026-05-28T12:00:00.000Z",'
     '"archived_by":"user-uuid","first_name":"Ad\\u00e9", "名前": "名",  '
-    '"Lead Score": 7.50, "tags": ["a", {"b": null}], "opted_in": false, "alpha": "\\ud83d\\ude00" }'
+    '"Lead Score": 7.50, "tags": ["a", {"b": null}], "opted_in": false, '
+    '"alpha": "\\ud83d\\ude00" }\r\n'
 )
 
 
@@ -361,9 +362,21 @@ def test_delete_429_exhausted_fails_without_the_maybe_archived_note() -> None:
 
 
 @pytest.mark.parametrize(
-    "contact_id", [None, "", " ", "a\x00b", "a\nb", "x" * 300, "..", ".", " c1", "c1 "]
+    ("contact_id", "why"),
+    [
+        (None, "NULL"),
+        ("", "empty"),
+        (" ", "blank"),
+        ("a\x00b", "U+0000"),
+        ("a\nb", "U+000A"),
+        ("x" * 300, "300 characters"),
+        ("..", "dot-segment"),
+        (".", "dot-segment"),
+        (" c1", "whitespace"),
+        ("c1 ", "whitespace"),
+    ],
 )
-def test_invalid_ids_are_invalid_without_any_http_call(contact_id: str | None) -> None:
+def test_invalid_ids_are_invalid_without_any_http_call(contact_id: str | None, why: str) -> None:
     h = Harness()
     route = h.router.route().respond(200, json=contact())
 
@@ -375,7 +388,8 @@ def test_invalid_ids_are_invalid_without_any_http_call(contact_id: str | None) -
 
     assert outcome.status is Status.INVALID
     assert outcome.status.is_terminal
-    assert outcome.error
+    assert outcome.error is not None
+    assert why in outcome.error
     assert outcome.attempts == 0
     assert outcome.http_status is None
     assert sent == 0
@@ -496,9 +510,11 @@ def test_archive_concurrently_takes_requests_from_an_async_iterator_lazily() -> 
     assert pulled_after_first < 30
 
 
-def test_archive_concurrently_stops_intake_on_an_authentication_error() -> None:
+@pytest.mark.parametrize("kind", ["iterable", "async-iterator"])
+def test_archive_concurrently_stops_intake_on_an_authentication_error(kind: str) -> None:
     h = Harness(concurrency=64)
     sent: list[str] = []
+    pulled = 0
 
     async def delete(http_request: httpx.Request) -> httpx.Response:
         sent.append(contact_id_of(http_request))
@@ -508,17 +524,29 @@ def test_archive_concurrently_stops_intake_on_an_authentication_error() -> None:
         return json_response(200, json.dumps(contact(contact_id_of(http_request))))
 
     h.router.route(method="DELETE").side_effect = delete
-    requests = [request(f"c{i}", request_id=f"r{i}") for i in range(100)]
+
+    def plain() -> Iterator[ArchiveRequest]:
+        nonlocal pulled
+        for i in range(100):
+            pulled += 1
+            yield request(f"c{i}", request_id=f"r{i}")
+
+    async def lazy() -> AsyncIterator[ArchiveRequest]:
+        for item in plain():
+            yield item
+
     outcomes: list[ArchiveOutcome] = []
 
     async def scenario(client: RouteraClient) -> None:
-        async for outcome in archive_concurrently(client, requests, workers=4):
+        source = plain() if kind == "iterable" else lazy()
+        async for outcome in archive_concurrently(client, source, workers=4):
             outcomes.append(outcome)
 
     with pytest.raises(AuthenticationError):
         h.run(scenario)
 
     assert 5 <= len(sent) <= 12, sent  # far fewer than 100
+    assert pulled < 30  # the intake stopped: the rest of the queue was never even read
     refused = sent[4]
     # Every DELETE that was answered 200 has its outcome yielded; the refused one has none.
     assert sorted(o.request.contact_id or "" for o in outcomes) == sorted(
