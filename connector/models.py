@@ -9,6 +9,7 @@ import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
+from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -136,6 +137,9 @@ class ArchiveOutcome(BaseModel):
 
     request: ArchiveRequest
     status: Status
+    # Stable through the journal and dlt's packages: a package loaded twice after a crash
+    # (dlt loads at least once) merges on it instead of adding a second log row.
+    outcome_id: str = Field(default_factory=lambda: uuid4().hex)
     http_status: int | None = None
     error: str | None = None
     attempts: int = 0

@@ -63,6 +63,7 @@ def log_row(outcome: ArchiveOutcome, run_id: str) -> dict[str, Any]:
     """The `archive_log` row of one outcome. A failed outcome keeps the body it failed on."""
     request = outcome.request
     return {
+        "outcome_id": outcome.outcome_id,
         "request_id": request.request_id,
         "contact_id": request.contact_id,
         "status": outcome.status.value,

@@ -287,7 +287,7 @@ class ArchiveRun:
                     run_id,
                     len(missing),
                 )
-                pipeline.run(audit_trail(missing, run_id))
+                load_fresh(pipeline, audit_trail(missing, run_id))
                 self.report.replayed_from_journal += len(missing)
             path.unlink()
 
@@ -452,9 +452,21 @@ class ArchiveRun:
             report.exit_code = EXIT_FAILED
             report.outcome = "completed with failures"
         try:
-            self.pipeline.run(run_history([report.run_row()]))
+            load_fresh(self.pipeline, run_history([report.run_row()]))
         except Exception as exc:  # the run's own account must not hide the run's result
             logger.error("could not write the run row to archive_runs: %s", exc)
+
+
+def load_fresh(pipeline: dlt.Pipeline, data: Any) -> LoadInfo:
+    """`pipeline.run(data)`, making sure `data` is what gets loaded.
+
+    With packages pending from an earlier failure, dlt's `run` loads those and *ignores* the
+    data it was given; so pending packages are loaded first, on their own.
+    """
+    if pipeline.has_pending_data:
+        pipeline.normalize()
+        pipeline.load()
+    return pipeline.run(data)
 
 
 class ChunkSink:
@@ -506,7 +518,7 @@ class ChunkSink:
     async def _load(self, chunk: list[ArchiveOutcome]) -> None:
         try:
             info: LoadInfo = await asyncio.to_thread(
-                self.pipeline.run, audit_trail(chunk, self.report.run_id)
+                load_fresh, self.pipeline, audit_trail(chunk, self.report.run_id)
             )
             logger.info("loaded %d outcomes (load ids %s)", len(chunk), info.loads_ids)
             self.observer.on_loaded(len(chunk))

@@ -53,6 +53,7 @@ ARCHIVES_COLUMNS: dict[str, TColumnSchema] = {
 }
 
 LOG_COLUMNS: dict[str, TColumnSchema] = {
+    "outcome_id": {"data_type": "text", "nullable": False},
     "request_id": {"data_type": "text", "nullable": False},
     "contact_id": {"data_type": "text"},
     "status": {"data_type": "text", "nullable": False},
@@ -97,11 +98,16 @@ RUNS_COLUMNS: dict[str, TColumnSchema] = {
 }
 
 
+# dlt loads a package at least once: a crash after a job's INSERT committed but before dlt
+# recorded it runs the job again. Merging insert-only on a key makes that second load a no-op.
+INSERT_ONLY: Any = {"disposition": "merge", "strategy": "insert-only"}
+
+
 def contact_archives(rows: Iterable[dict[str, Any]]) -> DltResource:
     return dlt.resource(
         rows,
         name=ARCHIVES_TABLE,
-        write_disposition={"disposition": "merge", "strategy": "insert-only"},
+        write_disposition=INSERT_ONLY,
         primary_key="id",
         columns=ARCHIVES_COLUMNS,
         max_table_nesting=0,
@@ -112,14 +118,21 @@ def archive_log(rows: Iterable[dict[str, Any]]) -> DltResource:
     return dlt.resource(
         rows,
         name=LOG_TABLE,
-        write_disposition="append",
+        write_disposition=INSERT_ONLY,
+        primary_key="outcome_id",
         columns=LOG_COLUMNS,
         max_table_nesting=0,
     )
 
 
 def archive_runs(rows: Iterable[dict[str, Any]]) -> DltResource:
-    return dlt.resource(rows, name=RUNS_TABLE, write_disposition="append", columns=RUNS_COLUMNS)
+    return dlt.resource(
+        rows,
+        name=RUNS_TABLE,
+        write_disposition=INSERT_ONLY,
+        primary_key="run_id",
+        columns=RUNS_COLUMNS,
+    )
 
 
 def archive_queue(rows: Iterable[dict[str, Any]]) -> DltResource:
@@ -220,9 +233,9 @@ def routera_archive(
         yield log_row(outcome, this_run)
 
     archives_rows.apply_hints(
-        write_disposition={"disposition": "merge", "strategy": "insert-only"},
-        primary_key="id",
-        columns=ARCHIVES_COLUMNS,
+        write_disposition=INSERT_ONLY, primary_key="id", columns=ARCHIVES_COLUMNS
     )
-    log_rows.apply_hints(write_disposition="append", columns=LOG_COLUMNS)
+    log_rows.apply_hints(
+        write_disposition=INSERT_ONLY, primary_key="outcome_id", columns=LOG_COLUMNS
+    )
     return archives_rows, log_rows

@@ -53,8 +53,9 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="log everything, with tr
 def _setup_logging(debug: bool) -> None:
     level = logging.DEBUG if debug else logging.INFO
     handler: logging.Handler
-    if err_console.is_terminal:
-        handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=debug)
+    if console.is_terminal:
+        # The progress bar's own console, so log lines print above the bar instead of through it.
+        handler = RichHandler(console=console, show_path=False, rich_tracebacks=debug)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)

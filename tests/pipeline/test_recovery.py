@@ -170,3 +170,18 @@ def test_a_200_that_breaks_the_contract_is_failed_kept_and_recovered_next_run(
     assert log[1][:1] == ("already_archived",)
     audit = query(pipeline, "SELECT id, x, recovered, raw_response FROM {dataset}.contact_archives")
     assert audit == [("c-1", 1, True, archived)]
+
+
+def test_loading_the_same_outcomes_twice_adds_no_row(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    """dlt loads at least once: a job re-run after a crash must not duplicate the trail."""
+    ids = active_ids(sandbox_server, 3)
+    enqueue(pipeline, [{"contact_id": cid} for cid in ids])
+    outcomes = archive_without_loading(sandbox_server, pending_requests(pipeline))
+
+    pipeline.run(audit_trail(outcomes, "r1"))
+    pipeline.run(audit_trail(outcomes, "r1"))
+
+    assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.archive_log") == [(3,)]
+    assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.contact_archives") == [(3,)]

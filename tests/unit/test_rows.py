@@ -269,6 +269,7 @@ def test_log_row_of_a_failed_outcome_keeps_the_body() -> None:
     )
     row = log_row(outcome, RUN_ID)
     assert row == {
+        "outcome_id": outcome.outcome_id,
         "request_id": "req-1",
         "contact_id": "c1",
         "status": "failed",
