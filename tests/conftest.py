@@ -98,3 +98,21 @@ def pipeline(destination: str, tmp_path: Path) -> Iterator[dlt.Pipeline]:
         with pipe.sql_client() as client:
             for name in (dataset, f"{dataset}_staging"):
                 client.execute_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        default=False,
+        help="also run the long versions of the crash and fault tests (marked slow)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip_slow = pytest.mark.skip(reason="long version: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)
