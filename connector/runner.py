@@ -182,40 +182,58 @@ class ArchiveRun:
 
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunReport:
+        """Run once; every error ends in the report (and its exit code), none escapes."""
         report = self.report
         lock = RunLock(Path(self.pipeline.working_dir) / "run.lock", report.run_id)
         try:
-            if not self.options.dry_run:
-                lock.acquire()
-            self._columns_before = _schema_columns(self.pipeline)
-            if not self.options.dry_run:
-                self._finish_previous_run()
-            queue = PendingQueue(self.pipeline, queue_table=self.options.queue_table)
-            pending = queue.count()
-            report.pending_at_start = pending
-            to_handle = pending if self.options.limit is None else min(pending, self.options.limit)
-            if self.options.dry_run:
-                self._plan(queue)
-                report.guardrail = self._max_archives_verdict(to_handle)
-                report.outcome = "dry run: nothing was called"
-                return report
-            refusal = self._max_archives_verdict(to_handle)
-            if refusal.startswith("refused"):
-                return self._refuse(refusal)
-            asyncio.run(self._archive(queue, to_handle))
+            lock.acquire()
         except RunLockedError as exc:
-            self._fail(EXIT_FAILED, "locked", str(exc))
-        except (ConfigurationError, AuthenticationError) as exc:
-            self._fail(EXIT_CONFIG_OR_AUTH, "stopped: configuration or authentication", str(exc))
-        except QueueError as exc:
-            self._fail(EXIT_CONFIG_OR_AUTH, "stopped: queue", str(exc))
-        except Exception as exc:
-            logger.exception("the run stopped on an unexpected error")
-            self._fail(EXIT_FAILED, "stopped: error", f"{type(exc).__name__}: {exc}")
+            # Another process owns the pipeline folder: touch nothing, not even archive_runs.
+            self._fail(EXIT_FAILED, "locked: nothing was done", str(exc))
+            report.finished_at = datetime.now(UTC)
+            return report
+        try:
+            try:
+                self._execute_locked()
+            except (ConfigurationError, AuthenticationError) as exc:
+                self._fail(
+                    EXIT_CONFIG_OR_AUTH, "stopped: configuration or authentication", str(exc)
+                )
+            except QueueError as exc:
+                self._fail(EXIT_CONFIG_OR_AUTH, "stopped: queue", str(exc))
+            except KeyboardInterrupt:
+                self._fail(
+                    EXIT_INTERRUPTED,
+                    "aborted",
+                    "aborted by a second interrupt; the next run recovers answers in flight",
+                )
+            except Exception as exc:
+                logger.exception("the run stopped on an unexpected error")
+                self._fail(EXIT_FAILED, "stopped: error", f"{type(exc).__name__}: {exc}")
+            self._finish_report()
         finally:
             lock.release()
-            self._finish_report()
         return report
+
+    def _execute_locked(self) -> None:
+        report = self.report
+        self._columns_before = _schema_columns(self.pipeline)
+        if not self.options.dry_run:
+            self._finish_previous_run()
+        queue = PendingQueue(self.pipeline, queue_table=self.options.queue_table)
+        pending = queue.count()
+        report.pending_at_start = pending
+        to_handle = pending if self.options.limit is None else min(pending, self.options.limit)
+        if self.options.dry_run:
+            self._plan(queue)
+            report.guardrail = self._max_archives_verdict(to_handle)
+            report.outcome = "dry run: nothing was called"
+            return
+        refusal = self._max_archives_verdict(to_handle)
+        if refusal.startswith("refused"):
+            self._refuse(refusal)
+            return
+        asyncio.run(self._archive(queue, to_handle))
 
     def _fail(self, exit_code: int, outcome: str, error: str) -> None:
         report = self.report
@@ -223,11 +241,10 @@ class ArchiveRun:
         report.outcome = outcome
         report.error = error
 
-    def _refuse(self, verdict: str) -> RunReport:
+    def _refuse(self, verdict: str) -> None:
         self.report.guardrail = verdict
         self.report.exit_code = EXIT_GUARDRAIL
         self.report.outcome = "refused by guardrail: nothing was called"
-        return self.report
 
     def _max_archives_verdict(self, to_handle: int) -> str:
         limit = self.config.max_archives

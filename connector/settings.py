@@ -14,6 +14,7 @@ DATASET_NAME: Final = "routera_archive"
 DUCKDB_FILE: Final = "routera_audit.duckdb"
 SOURCE_NAME: Final = "routera"
 SOURCE_SECTION: Final = "routera"
+QUEUE_SCHEMA_NAME: Final = "routera_queue"
 
 QUEUE_TABLE: Final = "archive_queue"
 ARCHIVES_TABLE: Final = "contact_archives"

@@ -30,6 +30,7 @@ from connector.settings import (
     DEFAULT_CONCURRENCY,
     DEFAULT_RPS,
     LOG_TABLE,
+    QUEUE_SCHEMA_NAME,
     QUEUE_TABLE,
     RUNS_TABLE,
     SOURCE_NAME,
@@ -145,9 +146,13 @@ def archive_queue(rows: Iterable[dict[str, Any]]) -> DltResource:
     )
 
 
-@dlt.source(name=SOURCE_NAME, section=SOURCE_SECTION, max_table_nesting=0)
+@dlt.source(name=QUEUE_SCHEMA_NAME, section=SOURCE_SECTION, max_table_nesting=0)
 def queue_requests(rows: Sequence[dict[str, Any]]) -> DltResource:
-    """Queue rows written by `enqueue`; a source so the table lives in the `routera` schema."""
+    """Queue rows written by `enqueue`.
+
+    A schema of its own, so `enqueue` can use its own pipeline (and working folder) and write
+    while a run holds the run pipeline: the run only ever reads the queue with SQL.
+    """
     return archive_queue(rows)
 
 

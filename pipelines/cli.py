@@ -30,7 +30,7 @@ from connector.runner import (
 from connector.settings import DATASET_NAME, QUEUE_TABLE
 from connector.status import dataset_status
 from pipelines.console import ProgressObserver, print_report
-from pipelines.factory import DEFAULT_DESTINATION, make_pipeline
+from pipelines.factory import DEFAULT_DESTINATION, enqueue_pipeline_name_for, make_pipeline
 
 app = typer.Typer(
     name="routera-archive",
@@ -161,7 +161,9 @@ def enqueue(
         raise _die(f"cannot read {file}: {exc}", EXIT_CONFIG_OR_AUTH) from None
     parsed = parse_ids(text)
     try:
-        pipeline = make_pipeline(destination, dataset)
+        pipeline = make_pipeline(
+            destination, dataset, pipeline_name=enqueue_pipeline_name_for(destination, dataset)
+        )
         count = enqueue_rows(
             pipeline,
             parsed.rows,

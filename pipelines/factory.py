@@ -19,6 +19,11 @@ def pipeline_name_for(destination: str, dataset: str) -> str:
     return f"{PIPELINE_NAME}__{destination}__{dataset}"
 
 
+def enqueue_pipeline_name_for(destination: str, dataset: str) -> str:
+    """`enqueue` has its own pipeline, so it never shares a working folder with a live run."""
+    return f"{pipeline_name_for(destination, dataset)}__enqueue"
+
+
 def _configured_duckdb_credentials() -> str | None:
     if value := os.environ.get("DESTINATION__DUCKDB__CREDENTIALS"):
         return value
