@@ -54,6 +54,9 @@ EXIT_INTERRUPTED = 130
 
 # Pending requests are read this many at a time; independent of the load chunk size.
 QUEUE_PAGE_SIZE = 2000
+# A chunk's load is tried this many times, waiting LOAD_RETRY_WAIT_S * attempt in between.
+LOAD_ATTEMPTS = 3
+LOAD_RETRY_WAIT_S = 2.0
 # How many planned requests a dry run keeps to show (the counts cover all of them).
 DRY_RUN_SHOWN = 200
 
@@ -533,15 +536,26 @@ class ChunkSink:
             self.loading = None
 
     async def _load(self, chunk: list[ArchiveOutcome]) -> None:
-        try:
-            info: LoadInfo = await asyncio.to_thread(
-                load_fresh, self.pipeline, audit_trail(chunk, self.report.run_id)
-            )
-            logger.info("loaded %d outcomes (load ids %s)", len(chunk), info.loads_ids)
-            self.observer.on_loaded(len(chunk))
-        except Exception as exc:
-            logger.error("loading a chunk of %d outcomes failed: %s", len(chunk), exc)
-            self.load_error = f"{type(exc).__name__}: {exc}"
+        """Load one chunk, trying again on a destination hiccup (a busy DuckDB file, a dropped
+        warehouse connection). A retry may extract the chunk a second time; the insert-only
+        merges on `outcome_id` and `id` make that harmless."""
+        for attempt in range(1, LOAD_ATTEMPTS + 1):
+            try:
+                info: LoadInfo = await asyncio.to_thread(
+                    load_fresh, self.pipeline, audit_trail(chunk, self.report.run_id)
+                )
+            except Exception as exc:
+                if attempt == LOAD_ATTEMPTS:
+                    logger.error("loading a chunk of %d outcomes failed: %s", len(chunk), exc)
+                    self.load_error = f"{type(exc).__name__}: {exc}"
+                    return
+                wait = LOAD_RETRY_WAIT_S * attempt
+                logger.warning("loading a chunk failed (%s); trying again in %.0f s", exc, wait)
+                await asyncio.sleep(wait)
+            else:
+                logger.info("loaded %d outcomes (load ids %s)", len(chunk), info.loads_ids)
+                self.observer.on_loaded(len(chunk))
+                return
 
     async def close(self) -> None:
         await self.flush()

@@ -6,6 +6,7 @@ unexpected error); 2 configuration or authentication error; 3 a guardrail refuse
 """
 
 import logging
+import re
 import signal
 import sys
 import threading
@@ -69,6 +70,23 @@ def _setup_logging(debug: bool) -> None:
         # dlt and httpx are chatty at INFO; their warnings still show.
         logging.getLogger("dlt").setLevel(logging.WARNING)
         logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+DUCKDB_BUSY = re.compile(
+    r'Could not set lock on file\s+"(?P<file>[^"]+)".*?\(PID (?P<pid>\d+)\)', re.S
+)
+
+
+def _explain(exc: BaseException) -> str:
+    """dlt wraps database errors in long texts; say the one thing a person must know."""
+    text = str(exc)
+    if busy := DUCKDB_BUSY.search(text):
+        return (
+            f"the DuckDB file {busy['file'].replace(chr(10), '')} is open in another process "
+            f"(PID {busy['pid']}, probably a run); DuckDB allows one process at a time: try "
+            "again when it has finished, or use a warehouse destination for concurrent access"
+        )
+    return text
 
 
 def _die(message: str, code: int, debug: bool = False) -> typer.Exit:
@@ -175,7 +193,7 @@ def enqueue(
     except RouteraArchiveError as exc:
         raise _die(str(exc), EXIT_CONFIG_OR_AUTH) from None
     except Exception as exc:
-        raise _die(f"could not write the queue: {exc}", EXIT_FAILED) from None
+        raise _die(f"could not write the queue: {_explain(exc)}", EXIT_FAILED) from None
     skipped = f" ({parsed.skipped_blank} blank lines skipped)" if parsed.skipped_blank else ""
     console.print(f"enqueued {count} requests into {dataset}.{queue_table}{skipped}")
 
@@ -197,7 +215,7 @@ def status(
     except RouteraArchiveError as exc:
         raise _die(str(exc), EXIT_CONFIG_OR_AUTH) from None
     except Exception as exc:
-        raise _die(f"could not read the dataset: {exc}", EXIT_FAILED) from None
+        raise _die(f"could not read the dataset: {_explain(exc)}", EXIT_FAILED) from None
     if summary.queue_error:
         console.print(f"queue: {summary.queue_error}")
     else:

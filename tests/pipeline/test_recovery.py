@@ -116,6 +116,7 @@ def test_a_failed_load_keeps_the_outcomes_in_the_journal_for_the_next_run(
         return real_run(data, **kwargs)
 
     monkeypatch.setattr(pipeline, "run", destination_down)
+    monkeypatch.setattr("connector.runner.LOAD_RETRY_WAIT_S", 0.01)
     broken = ArchiveRun(pipeline, source_config(sandbox_server), RunOptions()).execute()
     monkeypatch.setattr(pipeline, "run", real_run)
 
@@ -183,5 +184,29 @@ def test_loading_the_same_outcomes_twice_adds_no_row(
     pipeline.run(audit_trail(outcomes, "r1"))
     pipeline.run(audit_trail(outcomes, "r1"))
 
+    assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.archive_log") == [(3,)]
+    assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.contact_archives") == [(3,)]
+
+
+def test_a_load_that_fails_once_is_tried_again_and_loads_each_row_once(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = active_ids(sandbox_server, 3)
+    enqueue(pipeline, [{"contact_id": cid} for cid in ids])
+    real_run = pipeline.run
+    failures: list[str] = []
+
+    def flaky(data: object, **kwargs: object) -> object:
+        if not failures and "contact_archives" in getattr(data, "resources", {}):
+            failures.append("once")
+            raise RuntimeError("connection reset by the warehouse")
+        return real_run(data, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run", flaky)
+    monkeypatch.setattr("connector.runner.LOAD_RETRY_WAIT_S", 0.01)
+    report = ArchiveRun(pipeline, source_config(sandbox_server), RunOptions()).execute()
+
+    assert failures == ["once"]
+    assert report.exit_code == EXIT_OK, report.error
     assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.archive_log") == [(3,)]
     assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.contact_archives") == [(3,)]
