@@ -1,0 +1,32 @@
+"""TLS verification is never turned off, in code or by configuration."""
+
+import asyncio
+import re
+import ssl
+from pathlib import Path
+
+from connector.client import ClientConfig, RouteraClient
+
+CONNECTOR = Path(__file__).resolve().parents[2] / "connector"
+
+
+def test_the_client_verifies_certificates_and_hostnames() -> None:
+    async def context() -> ssl.SSLContext:
+        async with RouteraClient(ClientConfig(base_url="https://api.test", access_token="t")) as c:
+            return c._http._transport._pool._ssl_context  # type: ignore[attr-defined]
+
+    ssl_context = asyncio.run(context())
+
+    assert ssl_context.verify_mode == ssl.CERT_REQUIRED
+    assert ssl_context.check_hostname is True
+
+
+def test_no_code_in_the_connector_can_turn_verification_off() -> None:
+    pattern = re.compile(r"verify\s*=\s*(False|0|None)|CERT_NONE|check_hostname\s*=\s*False")
+    offenders = [
+        f"{path.name}:{number}"
+        for path in CONNECTOR.rglob("*.py")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if pattern.search(line)
+    ]
+    assert offenders == []
