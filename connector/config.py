@@ -28,6 +28,7 @@ from connector.settings import (
 )
 
 CONFIG_SECTIONS = ("sources", SOURCE_SECTION, SOURCE_NAME)
+SCHEMA_CONTRACTS = ("evolve", "freeze", "discard")
 
 
 @configspec
@@ -43,6 +44,9 @@ class RouteraSourceConfig(BaseConfiguration):
     read_timeout: float = READ_TIMEOUT_S
     max_archives: int = DEFAULT_MAX_ARCHIVES
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    # evolve: new fields become columns. freeze: they stay in raw_response only and the run
+    # exits 1 so someone looks. discard: the same, silently but reported.
+    schema_contract: str = "evolve"
 
     def client_config(self) -> ClientConfig:
         return ClientConfig(
@@ -73,6 +77,11 @@ def resolve_source_config(**overrides: Any) -> RouteraSourceConfig:
         raise ConfigurationError(f"the [sources.routera] configuration is invalid: {exc}") from None
     if config.chunk_size < 1:
         raise ConfigurationError("chunk_size must be at least 1")
+    if config.schema_contract not in SCHEMA_CONTRACTS:
+        raise ConfigurationError(
+            f"schema_contract must be one of {', '.join(SCHEMA_CONTRACTS)}, "
+            f"not {config.schema_contract!r}"
+        )
     if config.max_archives < 0:
         raise ConfigurationError("max_archives must be 0 or more")
     config.client_config().validate()

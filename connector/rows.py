@@ -2,61 +2,16 @@
 
 The record's fields go in flat and as received (custom fields become their own columns); only
 `archived` is replaced by its parsed timestamp, so the column is typed and never gets a variant.
-A field whose name would land on one of our own columns, or on a documented field's column
-while spelled differently (`Archived`), or that is blank, is renamed with a `contact_` prefix
-instead of overwriting it; `raw_response` keeps the body exactly as received either way.
+Which column each key lands in is `connector.fields`' business: no two keys ever share one, and
+no key lands on one of our own columns. `raw_response` keeps the body exactly as received.
 """
 
 from typing import Any
 
-from dlt.common.normalizers.naming.snake_case import NamingConvention
-
+from connector.fields import AUDIT_META_COLUMNS, FieldColumns
 from connector.models import ArchiveOutcome, parse_api_timestamp
 
-AUDIT_META_COLUMNS: tuple[str, ...] = (
-    "request_id",
-    "requested_by",
-    "reason",
-    "requested_at",
-    "run_id",
-    "recovered",
-    "record_source",
-    "raw_response",
-)
-# Fields Routera documents; a custom field that normalises onto one of these but is spelled
-# differently (`Archived`, `ID`) is renamed too, so it can never land in a typed column.
-DEFAULT_FIELDS: tuple[str, ...] = (
-    "id",
-    "external_id",
-    "first_name",
-    "last_name",
-    "email",
-    "contact_owner",
-    "created_at",
-    "updated_at",
-    "archived",
-    "archived_by",
-)
-RENAMED_FIELD_PREFIX = "contact_"
-BLANK_FIELD_NAME = "blank_field"
-
-
-_naming = NamingConvention()
-
-
-def column_of(key: str) -> str:
-    """The column dlt stores `key` in; a blank key (dlt refuses to name it) gets a fixed name."""
-    return _naming.normalize_identifier(key) if key.strip() else BLANK_FIELD_NAME
-
-
-def _clashes(key: str) -> bool:
-    """True when `key` would land in one of our own columns or a documented field's column."""
-    if not key.strip():
-        return True
-    column = column_of(key)
-    if column in DEFAULT_FIELDS:
-        return key != column
-    return column in AUDIT_META_COLUMNS or column.startswith("_dlt")
+__all__ = ["AUDIT_META_COLUMNS", "audit_row", "log_row"]
 
 
 def log_row(outcome: ArchiveOutcome, run_id: str) -> dict[str, Any]:
@@ -82,22 +37,22 @@ def log_row(outcome: ArchiveOutcome, run_id: str) -> dict[str, Any]:
     }
 
 
-def audit_row(outcome: ArchiveOutcome, run_id: str) -> dict[str, Any] | None:
-    """The `contact_archives` row of one outcome, or None when it carries no record."""
+def audit_row(
+    outcome: ArchiveOutcome, run_id: str, columns: FieldColumns | None = None
+) -> dict[str, Any] | None:
+    """The `contact_archives` row of one outcome, or None when it carries no record.
+
+    Without `columns` the assignments start from scratch (fine for one-off use; the runner
+    passes the dataset's own so they stay stable across runs).
+    """
     if outcome.record is None:
         return None
-    row: dict[str, Any] = {}
-    # Compare by the column dlt will store a key in, not by its text: `Run ID` and `run_id` land
-    # in the same column.
-    taken = {column_of(key) for key in outcome.record}
-    for key, value in outcome.record.items():
-        name = key
-        if _clashes(key):
-            name = f"{RENAMED_FIELD_PREFIX}{key.strip() or BLANK_FIELD_NAME}"
-            while column_of(name) in taken or _clashes(name):
-                name = f"{RENAMED_FIELD_PREFIX}{name}"
-            taken.add(column_of(name))
-        row[name] = value
+    columns = columns if columns is not None else FieldColumns()
+    contact_id = str(outcome.record.get("id"))
+    row: dict[str, Any] = {
+        columns.column_for(key, run_id=run_id, contact_id=contact_id): value
+        for key, value in outcome.record.items()
+    }
     row["archived"] = parse_api_timestamp(outcome.record["archived"])
     request = outcome.request
     row.update(

@@ -36,13 +36,14 @@ from connector.errors import (
     RetriesExhausted,
     RunLockedError,
 )
+from connector.fields import FieldColumns
 from connector.ids import validate_contact_id
 from connector.journal import OutcomeJournal, leftover_files, read_outcomes
 from connector.lock import RunLock
 from connector.models import TERMINAL_STATUSES, ArchiveOutcome, ArchiveRequest, Status
 from connector.queue import PendingQueue, PendingRequest
-from connector.settings import LOG_TABLE, QUEUE_TABLE, SOURCE_NAME
-from connector.source import audit_trail, run_history
+from connector.settings import ARCHIVES_TABLE, FIELDS_TABLE, LOG_TABLE, QUEUE_TABLE, SOURCE_NAME
+from connector.source import AuditRows, audit_trail, build_audit_rows, run_history
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,12 @@ class RunReport:
     replayed_from_journal: int = 0
     loaded_pending_packages: bool = False
     new_columns: dict[str, list[str]] = field(default_factory=dict)
+    # Record keys stored under another column than dlt's name for them (a collision avoided).
+    renamed_fields: dict[str, str] = field(default_factory=dict)
+    # Variant columns dlt added because a field's values changed type (`<field>__v_<type>`).
+    type_changes: list[str] = field(default_factory=list)
+    # Columns a frozen/discarding contract kept out of contact_archives (raw_response has them).
+    held_back_fields: list[str] = field(default_factory=list)
     failures: list[tuple[str, str | None, str]] = field(default_factory=list)
     plan: list[PlannedRequest] = field(default_factory=list)
     plan_counts: Counter[str] = field(default_factory=Counter)
@@ -117,6 +124,9 @@ class RunReport:
             "pending_at_start": self.pending_at_start,
             "guardrail": self.guardrail,
             "new_columns": self.new_columns,
+            "renamed_fields": self.renamed_fields,
+            "type_changes": self.type_changes,
+            "held_back_fields": self.held_back_fields,
             "counts": {status.value: self.counts.get(status.value, 0) for status in Status},
             "connector_version": __version__,
             "base_url": self.base_url,
@@ -181,6 +191,9 @@ class ArchiveRun:
             dataset=pipeline.dataset_name,
         )
         self._journal_dir = Path(pipeline.working_dir) / "journal"
+        self.columns = FieldColumns()
+        # Under a frozen or discarding schema contract new fields stay in raw_response only.
+        self.hold_back = config.schema_contract != "evolve"
         self._columns_before: dict[str, set[str]] = {}
 
     # ------------------------------------------------------------------ the run
@@ -287,6 +300,11 @@ class ArchiveRun:
             pipeline.normalize()
             pipeline.load()
             self.report.loaded_pending_packages = True
+        # After the pending packages: they may carry field assignments of their own.
+        self.columns = FieldColumns(
+            self._known_field_columns(),
+            max_length=pipeline.destination.capabilities().max_column_identifier_length,
+        )
         for path in leftover_files(self._journal_dir):
             run_id = path.stem
             outcomes = [o for o in read_outcomes(path) if o.status.is_terminal]
@@ -307,9 +325,19 @@ class ArchiveRun:
                     run_id,
                     len(missing),
                 )
-                load_fresh(pipeline, audit_trail(missing, run_id))
+                rows = build_audit_rows(missing, run_id, self.columns)
+                load_fresh(pipeline, audit_trail(rows, self.hold_back))
                 self.report.replayed_from_journal += len(missing)
             path.unlink()
+
+    def _known_field_columns(self) -> dict[str, str]:
+        try:
+            with self.pipeline.sql_client() as client:
+                table = client.make_qualified_table_name(FIELDS_TABLE)
+                rows = client.execute_sql(f"SELECT field_key, column_name FROM {table}")
+        except DatabaseUndefinedRelation:
+            return {}
+        return {str(key): str(column) for key, column in rows or ()}
 
     def _terminal_request_ids(self, request_ids: list[str]) -> set[str]:
         if not request_ids:
@@ -397,7 +425,15 @@ class ArchiveRun:
     async def _archive(self, queue: PendingQueue, to_handle: int) -> None:
         report = self.report
         journal = OutcomeJournal(self._journal_dir, report.run_id)
-        sink = ChunkSink(self.pipeline, journal, report, self.config.chunk_size, self.observer)
+        sink = ChunkSink(
+            self.pipeline,
+            journal,
+            report,
+            self.config.chunk_size,
+            self.observer,
+            columns=self.columns,
+            hold_back=self.hold_back,
+        )
         self.observer.on_start(report, to_handle)
         handled: dict[str, str] = {}
         client = RouteraClient(self.config.client_config(), transport=self.transport)
@@ -468,9 +504,22 @@ class ArchiveRun:
             for table, columns in after.items()
             if columns - self._columns_before.get(table, set()) and table in self._columns_before
         }
+        report.type_changes = sorted(
+            f"{table}.{column}"
+            for table, columns in report.new_columns.items()
+            for column in columns
+            if "__v_" in column
+        )
         if report.counts.get(Status.FAILED.value) and report.exit_code == EXIT_OK:
             report.exit_code = EXIT_FAILED
             report.outcome = "completed with failures"
+        if (
+            report.held_back_fields
+            and self.config.schema_contract == "freeze"
+            and report.exit_code == EXIT_OK
+        ):
+            report.exit_code = EXIT_FAILED
+            report.outcome = "completed; the frozen schema held new fields back"
         try:
             load_fresh(self.pipeline, run_history([report.run_row()]))
         except Exception as exc:  # the run's own account must not hide the run's result
@@ -499,7 +548,12 @@ class ChunkSink:
         report: RunReport,
         chunk_size: int,
         observer: RunObserver,
+        *,
+        columns: FieldColumns,
+        hold_back: bool,
     ) -> None:
+        self.columns = columns
+        self.hold_back = hold_back
         self.pipeline = pipeline
         self.journal = journal
         self.report = report
@@ -539,10 +593,12 @@ class ChunkSink:
         """Load one chunk, trying again on a destination hiccup (a busy DuckDB file, a dropped
         warehouse connection). A retry may extract the chunk a second time; the insert-only
         merges on `outcome_id` and `id` make that harmless."""
+        rows = build_audit_rows(chunk, self.report.run_id, self.columns)
+        self._note_fields(rows)
         for attempt in range(1, LOAD_ATTEMPTS + 1):
             try:
                 info: LoadInfo = await asyncio.to_thread(
-                    load_fresh, self.pipeline, audit_trail(chunk, self.report.run_id)
+                    load_fresh, self.pipeline, audit_trail(rows, self.hold_back)
                 )
             except Exception as exc:
                 if attempt == LOAD_ATTEMPTS:
@@ -556,6 +612,22 @@ class ChunkSink:
                 logger.info("loaded %d outcomes (load ids %s)", len(chunk), info.loads_ids)
                 self.observer.on_loaded(len(chunk))
                 return
+
+    def _note_fields(self, rows: AuditRows) -> None:
+        """Record renamed keys, and under a held-back contract the fields kept out of columns."""
+        report = self.report
+        for field_row in rows.fields:
+            if field_row["renamed"]:
+                report.renamed_fields[field_row["field_key"]] = field_row["column_name"]
+        if not self.hold_back:
+            return
+        existing = _schema_columns(self.pipeline).get(ARCHIVES_TABLE)
+        if existing is None:  # the first load creates the table with every column it brings
+            return
+        for row in rows.archives:
+            for column in row.keys() - existing:
+                if row[column] is not None and column not in report.held_back_fields:
+                    report.held_back_fields.append(column)
 
     async def close(self) -> None:
         await self.flush()

@@ -20,6 +20,7 @@ QUEUE_TABLE: Final = "archive_queue"
 ARCHIVES_TABLE: Final = "contact_archives"
 LOG_TABLE: Final = "archive_log"
 RUNS_TABLE: Final = "archive_runs"
+FIELDS_TABLE: Final = "custom_fields"
 
 # Requests in flight at once. The API's latency, not our CPU, decides throughput: 16 keeps a
 # 50 ms API busy at ~300 requests/s while staying polite to an API whose limits are unpublished.

@@ -3,8 +3,8 @@
 Two ways in, one set of tables:
 - `routera_archive(requests)` is the dlt-native source: it archives the given requests while dlt
   extracts, for users who compose their own pipelines.
-- `audit_trail(outcomes)` loads outcomes that were already archived; the runner uses it to load
-  chunk by chunk while the next chunk is being archived.
+- `audit_trail(build_audit_rows(outcomes, ...))` loads outcomes that were already archived; the
+  runner uses it to load chunk by chunk while the next chunk is being archived.
 
 `contact_archives` is merged with the `insert-only` strategy on the contact `id`: a record that
 reaches the trail twice (a recovery after a crash, the same contact requested again) keeps its
@@ -12,23 +12,26 @@ first row, with its original answer, and no second row appears.
 """
 
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
 import dlt
-from dlt.common.schema.typing import TColumnSchema, TSchemaContract
+from dlt.common.schema.typing import TColumnSchema
 from dlt.common.typing import TSecretStrValue
 from dlt.extract.resource import DltResource
 
 from connector.archiver import archive_concurrently
 from connector.client import RouteraClient
 from connector.config import RouteraSourceConfig
+from connector.fields import FieldColumns
 from connector.models import ArchiveOutcome, ArchiveRequest
 from connector.rows import audit_row, log_row
 from connector.settings import (
     ARCHIVES_TABLE,
     DEFAULT_CONCURRENCY,
     DEFAULT_RPS,
+    FIELDS_TABLE,
     LOG_TABLE,
     QUEUE_SCHEMA_NAME,
     QUEUE_TABLE,
@@ -39,6 +42,11 @@ from connector.settings import (
 
 ARCHIVES_COLUMNS: dict[str, TColumnSchema] = {
     "id": {"data_type": "text", "nullable": False},
+    "external_id": {"data_type": "text"},
+    "first_name": {"data_type": "text"},
+    "last_name": {"data_type": "text"},
+    "email": {"data_type": "text"},
+    "contact_owner": {"data_type": "text"},
     "archived": {"data_type": "timestamp", "nullable": False},
     "archived_by": {"data_type": "text"},
     "created_at": {"data_type": "timestamp"},
@@ -80,6 +88,15 @@ QUEUE_COLUMNS: dict[str, TColumnSchema] = {
     "requested_at": {"data_type": "timestamp"},
 }
 
+FIELDS_COLUMNS: dict[str, TColumnSchema] = {
+    "field_key": {"data_type": "text", "nullable": False},
+    "column_name": {"data_type": "text", "nullable": False},
+    "renamed": {"data_type": "bool"},
+    "first_seen_at": {"data_type": "timestamp"},
+    "first_seen_run_id": {"data_type": "text"},
+    "first_seen_contact_id": {"data_type": "text"},
+}
+
 RUNS_COLUMNS: dict[str, TColumnSchema] = {
     "run_id": {"data_type": "text", "nullable": False},
     "started_at": {"data_type": "timestamp"},
@@ -90,6 +107,9 @@ RUNS_COLUMNS: dict[str, TColumnSchema] = {
     "pending_at_start": {"data_type": "bigint"},
     "guardrail": {"data_type": "text"},
     "new_columns": {"data_type": "json"},
+    "renamed_fields": {"data_type": "json"},
+    "type_changes": {"data_type": "json"},
+    "held_back_fields": {"data_type": "json"},
     "counts": {"data_type": "json"},
     "connector_version": {"data_type": "text"},
     "base_url": {"data_type": "text"},
@@ -136,6 +156,16 @@ def archive_runs(rows: Iterable[dict[str, Any]]) -> DltResource:
     )
 
 
+def custom_fields(rows: Iterable[dict[str, Any]]) -> DltResource:
+    return dlt.resource(
+        rows,
+        name=FIELDS_TABLE,
+        write_disposition=INSERT_ONLY,
+        primary_key="field_key",
+        columns=FIELDS_COLUMNS,
+    )
+
+
 def archive_queue(rows: Iterable[dict[str, Any]]) -> DltResource:
     return dlt.resource(
         rows,
@@ -162,24 +192,58 @@ def run_history(rows: Sequence[dict[str, Any]]) -> DltResource:
     return archive_runs(rows)
 
 
-@dlt.source(name=SOURCE_NAME, section=SOURCE_SECTION, max_table_nesting=0)
-def audit_trail(
-    outcomes: Sequence[ArchiveOutcome],
-    run_id: str,
-    schema_contract: TSchemaContract | None = None,
-) -> tuple[DltResource, DltResource]:
-    """Rows of outcomes that are already known: one log row each, one audit row per record."""
+@dataclass(frozen=True)
+class AuditRows:
+    """The rows of one load, built once so a retried load writes exactly the same rows."""
+
+    archives: list[dict[str, Any]]
+    log: list[dict[str, Any]]
+    fields: list[dict[str, Any]]
+
+
+def build_audit_rows(
+    outcomes: Sequence[ArchiveOutcome], run_id: str, columns: FieldColumns | None = None
+) -> AuditRows:
+    """One log row per outcome, one audit row per contact, one row per newly seen field key."""
+    columns = columns if columns is not None else FieldColumns()
     first_per_contact: dict[str, dict[str, Any]] = {}
     for outcome in outcomes:
-        row = audit_row(outcome, run_id)
+        row = audit_row(outcome, run_id, columns)
         if row is not None:
             # insert-only merge does not de-duplicate within one load: keep the first record.
             first_per_contact.setdefault(str(row["id"]), row)
-    audit_rows = list(first_per_contact.values())
-    resources = (contact_archives(audit_rows), archive_log([log_row(o, run_id) for o in outcomes]))
-    if schema_contract is not None:
-        resources[0].apply_hints(schema_contract=schema_contract)
-    return resources
+    fields = [
+        {
+            "field_key": field.field_key,
+            "column_name": field.column_name,
+            "renamed": field.renamed,
+            "first_seen_at": field.first_seen_at,
+            "first_seen_run_id": field.first_seen_run_id,
+            "first_seen_contact_id": field.first_seen_contact_id,
+        }
+        for field in columns.take_new()
+    ]
+    return AuditRows(
+        archives=list(first_per_contact.values()),
+        log=[log_row(outcome, run_id) for outcome in outcomes],
+        fields=fields,
+    )
+
+
+# Values a new field or a changed type cannot add to `contact_archives` under a frozen or
+# discarding contract are dropped from the columns only: `raw_response` keeps them.
+HOLD_BACK_CONTRACT: Any = {"columns": "discard_value", "data_type": "discard_value"}
+
+
+@dlt.source(name=SOURCE_NAME, section=SOURCE_SECTION, max_table_nesting=0)
+def audit_trail(
+    rows: AuditRows, hold_back_new_fields: bool = False
+) -> tuple[DltResource, DltResource, DltResource]:
+    """The audit tables' rows of outcomes that are already known."""
+    archives = contact_archives(rows.archives)
+    if hold_back_new_fields:
+        archives.apply_hints(schema_contract=HOLD_BACK_CONTRACT)
+    return archives, archive_log(rows.log), custom_fields(rows.fields)
 
 
 @dlt.source(name=SOURCE_NAME, section=SOURCE_SECTION, max_table_nesting=0, spec=RouteraSourceConfig)
@@ -224,11 +288,12 @@ def routera_archive(
                 yield outcome
 
     seen: set[str] = set()
+    columns = FieldColumns()  # per extract: the runner keeps assignments across runs
 
     @dlt.transformer(name=ARCHIVES_TABLE, data_from=outcomes)
     def archives_rows(outcome: ArchiveOutcome) -> Iterator[dict[str, Any]]:
         # insert-only merge does not de-duplicate within one load: keep the first record.
-        row = audit_row(outcome, this_run)
+        row = audit_row(outcome, this_run, columns)
         if row is not None and str(row["id"]) not in seen:
             seen.add(str(row["id"]))
             yield row

@@ -15,7 +15,7 @@ from connector.enqueue import enqueue
 from connector.journal import OutcomeJournal
 from connector.queue import PendingQueue
 from connector.runner import EXIT_FAILED, EXIT_OK, ArchiveRun, RunOptions
-from connector.source import audit_trail
+from connector.source import audit_trail, build_audit_rows
 from sandbox import SandboxServer
 from tests.conftest import source_config
 from tests.pipeline.test_run import active_ids, query
@@ -91,7 +91,7 @@ def test_an_extracted_but_unloaded_package_is_loaded_before_the_queue_is_read(
     ids = active_ids(sandbox_server, 2)
     enqueue(pipeline, [{"contact_id": cid} for cid in ids])
     outcomes = archive_without_loading(sandbox_server, pending_requests(pipeline))
-    pipeline.extract(audit_trail(outcomes, "crashed-before-load"))
+    pipeline.extract(audit_trail(build_audit_rows(outcomes, "crashed-before-load")))
 
     report = ArchiveRun(pipeline, source_config(sandbox_server), RunOptions()).execute()
 
@@ -181,8 +181,9 @@ def test_loading_the_same_outcomes_twice_adds_no_row(
     enqueue(pipeline, [{"contact_id": cid} for cid in ids])
     outcomes = archive_without_loading(sandbox_server, pending_requests(pipeline))
 
-    pipeline.run(audit_trail(outcomes, "r1"))
-    pipeline.run(audit_trail(outcomes, "r1"))
+    rows = build_audit_rows(outcomes, "r1")
+    pipeline.run(audit_trail(rows))
+    pipeline.run(audit_trail(rows))
 
     assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.archive_log") == [(3,)]
     assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.contact_archives") == [(3,)]

@@ -1,0 +1,120 @@
+"""Which column each record key is stored in, so no two keys ever share one.
+
+dlt normalises names (`Lead Score`, `leadScore` and `lead_score` all become `lead_score`) and
+would merge such keys into one column, last value winning. Routera's internal names are
+generated from labels and editable, so such keys can exist side by side. The rule:
+
+1. A documented field (`id`, `email`, `archived`, ...) spelled exactly as documented keeps its
+   column.
+2. Every other key, the first time it is seen, claims the column dlt would give it, if no other
+   key has claimed that column and it is not one of ours (`run_id`, `raw_response`, `_dlt_*`,
+   a documented field's column).
+3. Otherwise it gets `<column>_<first 8 hex digits of sha1(key)>`: the same key always gets the
+   same name, whatever it meets.
+
+Names are final: they are what dlt's snake_case convention makes of them, shortened (with dlt's
+own hash) to the destination's identifier limit, so dlt never renames, or merges, them again.
+
+Assignments are remembered in the `custom_fields` table, loaded with the rows that use them, so
+the next run (on any machine) keeps them.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from dlt.common.normalizers.naming.snake_case import NamingConvention
+
+# Fields Routera documents for contacts.
+DOCUMENTED_FIELDS: tuple[str, ...] = (
+    "id",
+    "external_id",
+    "first_name",
+    "last_name",
+    "email",
+    "contact_owner",
+    "created_at",
+    "updated_at",
+    "archived",
+    "archived_by",
+)
+# Columns the connector itself writes into `contact_archives`.
+AUDIT_META_COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "requested_by",
+    "reason",
+    "requested_at",
+    "run_id",
+    "recovered",
+    "record_source",
+    "raw_response",
+)
+BLANK_FIELD_COLUMN = "blank_field"
+
+_naming = NamingConvention()
+
+
+def column_of(key: str, naming: NamingConvention = _naming) -> str:
+    """The column dlt would store `key` in; a blank key (dlt refuses it) gets a fixed name."""
+    return naming.normalize_identifier(key) if key.strip() else BLANK_FIELD_COLUMN
+
+
+def is_ours(column: str) -> bool:
+    return column in AUDIT_META_COLUMNS or column in DOCUMENTED_FIELDS or column.startswith("_dlt")
+
+
+def _suffixed(column: str, key: str, naming: NamingConvention) -> str:
+    return naming.normalize_identifier(
+        f"{column}_{hashlib.sha1(key.encode('utf-8')).hexdigest()[:8]}"
+    )
+
+
+@dataclass(frozen=True)
+class FieldColumn:
+    """One assignment: a key as Routera sent it, and the column that holds it."""
+
+    field_key: str
+    column_name: str
+    first_seen_at: datetime
+    first_seen_run_id: str
+    first_seen_contact_id: str
+
+    @property
+    def renamed(self) -> bool:
+        """True when the column is not simply dlt's name for the key (a collision was avoided)."""
+        return self.column_name != column_of(self.field_key)
+
+
+class FieldColumns:
+    """The key → column assignments of a dataset, growing as new keys arrive."""
+
+    def __init__(
+        self, known: dict[str, str] | None = None, *, max_length: int | None = None
+    ) -> None:
+        """`max_length`: the destination's column name limit (PostgreSQL: 63), if any."""
+        self._naming = NamingConvention(max_length) if max_length else _naming
+        self._by_key: dict[str, str] = dict(known or {})
+        self._claimed: set[str] = set(self._by_key.values())
+        self._new: list[FieldColumn] = []
+
+    @property
+    def known(self) -> dict[str, str]:
+        return dict(self._by_key)
+
+    def column_for(self, key: str, *, run_id: str, contact_id: str) -> str:
+        if key in DOCUMENTED_FIELDS:
+            return key
+        if (column := self._by_key.get(key)) is not None:
+            return column
+        column = column_of(key, self._naming)
+        if column in self._claimed or is_ours(column):
+            column = _suffixed(column, key, self._naming)
+        self._by_key[key] = column
+        self._claimed.add(column)
+        self._new.append(FieldColumn(key, column, datetime.now(UTC), run_id, contact_id))
+        return column
+
+    def take_new(self) -> list[FieldColumn]:
+        """Assignments made since the last call (each is loaded once, with its rows)."""
+        new, self._new = self._new, []
+        return new
