@@ -110,6 +110,21 @@ def print_report(console: Console, report: RunReport) -> None:
         console.print(f"  HTTP requests sent: {report.requests_sent}")
     for table_name, columns in sorted(report.new_columns.items()):
         console.print(f"  new columns in {table_name}: {', '.join(columns)}")
+    if report.type_changes:
+        console.print(
+            "[yellow]  fields whose values changed type (kept in variant columns):[/yellow] "
+            + ", ".join(report.type_changes)
+        )
+    for key, column in sorted(report.renamed_fields.items()):
+        console.print(
+            f"[yellow]  field {key!r} collides with another after normalisation: stored in "
+            f"column {column}[/yellow]"
+        )
+    if report.held_back_fields:
+        console.print(
+            "[red]  held back by the schema contract (values kept in raw_response only):[/red] "
+            + ", ".join(report.held_back_fields)
+        )
     if report.failures:
         console.print("[red]failed requests (they stay pending and are tried again):[/red]")
         for request_id, contact_id, error in report.failures[:20]:
