@@ -63,10 +63,20 @@ def is_ours(column: str) -> bool:
     return column in AUDIT_META_COLUMNS or column in DOCUMENTED_FIELDS or column.startswith("_dlt")
 
 
-def _suffixed(column: str, key: str, naming: NamingConvention) -> str:
-    return naming.normalize_identifier(
-        f"{column}_{hashlib.sha1(key.encode('utf-8')).hexdigest()[:8]}"
-    )
+def _suffixed(column: str, key: str, naming: NamingConvention, taken: set[str]) -> str:
+    """`<column>_<hash of key>`, with more hash digits in the (unlikely) case that one is taken.
+
+    A `_dlt` prefix is dropped first: dlt treats such columns as its own (they escape schema
+    contracts), so no key may land in one.
+    """
+    if column.startswith("_dlt"):
+        column = f"field{column}"
+    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()
+    for digits in range(8, len(digest) + 1, 4):
+        candidate = naming.normalize_identifier(f"{column}_{digest[:digits]}")
+        if candidate not in taken and not is_ours(candidate):
+            return candidate
+    raise ValueError(f"no free column for field {key!r}")  # needs a 160-bit collision
 
 
 @dataclass(frozen=True)
@@ -78,11 +88,13 @@ class FieldColumn:
     first_seen_at: datetime
     first_seen_run_id: str
     first_seen_contact_id: str
+    # What dlt alone would have named it (for this destination's identifier length).
+    natural_column: str
 
     @property
     def renamed(self) -> bool:
         """True when the column is not simply dlt's name for the key (a collision was avoided)."""
-        return self.column_name != column_of(self.field_key)
+        return self.column_name != self.natural_column
 
 
 class FieldColumns:
@@ -106,12 +118,13 @@ class FieldColumns:
             return key
         if (column := self._by_key.get(key)) is not None:
             return column
-        column = column_of(key, self._naming)
+        natural = column_of(key, self._naming)
+        column = natural
         if column in self._claimed or is_ours(column):
-            column = _suffixed(column, key, self._naming)
+            column = _suffixed(column, key, self._naming, self._claimed)
         self._by_key[key] = column
         self._claimed.add(column)
-        self._new.append(FieldColumn(key, column, datetime.now(UTC), run_id, contact_id))
+        self._new.append(FieldColumn(key, column, datetime.now(UTC), run_id, contact_id, natural))
         return column
 
     def take_new(self) -> list[FieldColumn]:
