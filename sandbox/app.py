@@ -46,7 +46,11 @@ ALLOWED_METHODS: dict[str, frozenset[str]] = {
     "item": frozenset({"GET", "PATCH", "DELETE"}),
     "stats": frozenset({"GET"}),
     "reset-stats": frozenset({"POST"}),
+    "revoke": frozenset({"POST"}),
+    "restore": frozenset({"POST"}),
 }
+# The `/_sandbox/*` test hooks.
+INTERNAL_ROUTES = frozenset({"stats", "reset-stats", "revoke", "restore"})
 
 UNAUTHORIZED = "Unauthorized: missing account context"
 MAX_LIMIT = 100
@@ -75,10 +79,10 @@ def match_route(raw_path: bytes) -> tuple[str, str | None] | None:
         segment = raw_path[len(prefix) :]
         if b"/" not in segment:
             return "item", unquote(segment.decode("utf-8", "replace"))
-    if raw_path == INTERNAL_PREFIX + b"/stats":
-        return "stats", None
-    if raw_path == INTERNAL_PREFIX + b"/reset-stats":
-        return "reset-stats", None
+    if raw_path.startswith(INTERNAL_PREFIX + b"/"):
+        name = raw_path[len(INTERNAL_PREFIX) + 1 :].decode("ascii", "replace")
+        if name in INTERNAL_ROUTES:
+            return name, None
     return None
 
 
@@ -192,13 +196,19 @@ class SandboxApp:
     def _internal(self, method: str, raw_path: bytes) -> Response:
         """`/_sandbox/*`: test hooks, unauthenticated and never counted in the stats."""
         route = match_route(raw_path)
-        if route is None or route[0] not in ("stats", "reset-stats"):
+        if route is None or route[0] not in INTERNAL_ROUTES:
             return _error(404, "Not found")
         allowed = ALLOWED_METHODS[route[0]]
         if method not in allowed:
             return _error(405, "Method not allowed", {"Allow": ", ".join(sorted(allowed))})
         if route[0] == "stats":
             return JSONResponse(self.state.stats())
+        if route[0] == "revoke":
+            self.state.revoke()
+            return JSONResponse({"revoked": True})
+        if route[0] == "restore":
+            self.state.restore_credentials()
+            return JSONResponse({"revoked": False})
         self.state.reset_stats()
         return JSONResponse({"reset": True})
 
@@ -244,7 +254,7 @@ class SandboxApp:
 
     async def _dispatch(self, request: Request, raw_path: bytes) -> Response:
         route = match_route(raw_path)
-        if route is None or route[0] in ("stats", "reset-stats"):
+        if route is None or route[0] in INTERNAL_ROUTES:
             return _error(404, "Not found")
         name, contact_id = route
         method = request.method
@@ -291,10 +301,12 @@ class SandboxApp:
             credentials = _basic_credentials(authorization)
         else:
             credentials = (form.get("client_id", ""), form.get("client_secret", ""))
+        extra = {"WWW-Authenticate": 'Basic realm="routera"'} if authorization else {}
         if credentials is None or not self._valid_client(*credentials):
-            extra = {"WWW-Authenticate": 'Basic realm="routera"'} if authorization else {}
             return _oauth_error(401, "invalid_client", "Client authentication failed", **extra)
         token = self.state.issue_token(credentials[0], self.config.token_ttl)
+        if token is None:  # the credentials were revoked (`/_sandbox/revoke`)
+            return _oauth_error(401, "invalid_client", "Client authentication failed", **extra)
         return JSONResponse(
             {
                 "access_token": token,
@@ -316,6 +328,8 @@ class SandboxApp:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
+            return None
+        if self.state.credentials_revoked:
             return None
         if any(
             secrets.compare_digest(token.encode(), t.encode()) for t in self.config.static_tokens

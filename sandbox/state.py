@@ -82,6 +82,8 @@ class SandboxState:
         self._known_fields: set[str] = {*DEFAULT_FIELDS, "archived_by"}
         self._known_fields.update(spec.name for spec in CUSTOM_FIELDS)
         self._tokens: dict[str, _Token] = {}
+        # Set by `revoke()`: the account's credentials no longer work (until restored).
+        self._revoked = False
         self._signing_key = secrets.token_bytes(32)
         self._requests: Counter[tuple[str, str, int]] = Counter()
         self._deletes: Counter[str] = Counter()
@@ -211,11 +213,12 @@ class SandboxState:
 
     # -- tokens ---------------------------------------------------------------------------------
 
-    def issue_token(self, client_id: str, ttl: float) -> str:
+    def issue_token(self, client_id: str, ttl: float) -> str | None:
         """A new opaque bearer token for `client_id`, valid for `ttl` seconds.
 
         It looks like a JWT (clients that peek at it will not choke) but only this state's
         memory makes it valid: a restarted sandbox rejects old tokens, as a real 401 would.
+        None while the credentials are revoked (see `revoke`): no token is issued.
         """
         issued = int(time.time())
         header = {"alg": "HS256", "typ": "JWT"}
@@ -230,6 +233,8 @@ class SandboxState:
         signature = hmac.new(self._signing_key, signing_input.encode(), hashlib.sha256).digest()
         token = f"{signing_input}.{_b64(signature)}"
         with self._lock:
+            if self._revoked:
+                return None
             now = self._monotonic()
             for stale in [t for t, info in self._tokens.items() if info.expires_at <= now]:
                 del self._tokens[stale]
@@ -237,12 +242,42 @@ class SandboxState:
         return token
 
     def token_client(self, token: str) -> str | None:
-        """The client id holding `token`, or None if it was never issued or has expired."""
+        """The client id holding `token`, or None if it was never issued, has expired or was
+        revoked."""
         with self._lock:
+            if self._revoked:
+                return None
             info = self._tokens.get(token)
             if info is None or info.expires_at <= self._monotonic():
                 return None
             return info.client_id
+
+    def revoke(self, *, credentials: bool = True) -> None:
+        """Revoke the account's credentials, as an admin rotating a leaked secret would.
+
+        Every issued token stops working at once; the token endpoint refuses the configured
+        client credentials (401 `invalid_client`) and static tokens are refused (401) until
+        `restore_credentials()`. Contacts and statistics are kept.
+        With `credentials=False` only the issued OAuth tokens are invalidated (a flushed token
+        store): the client credentials and static tokens keep working.
+        """
+        with self._lock:
+            self._revoked = self._revoked or credentials
+            self._tokens.clear()
+
+    def restore_credentials(self) -> None:
+        """Accept the configured client credentials and static tokens again.
+
+        Tokens issued before `revoke()` stay invalid: a client has to ask for a new one.
+        """
+        with self._lock:
+            self._revoked = False
+
+    @property
+    def credentials_revoked(self) -> bool:
+        """True between `revoke()` and `restore_credentials()`."""
+        with self._lock:
+            return self._revoked
 
     # -- statistics -----------------------------------------------------------------------------
 

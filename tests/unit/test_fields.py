@@ -25,11 +25,6 @@ ARCHIVED_AT = "2026-05-28T12:00:00.000Z"
 # dlt's default naming, as the destination applies it.
 naming = NamingConvention()
 
-RENAMED_MAX_LENGTH_BUG = (
-    "connector.fields: FieldColumn.renamed compares with dlt's name without the destination's "
-    "length limit, so a long key that was only shortened (no collision) is reported as renamed"
-)
-
 
 def column(key: str, convention: NamingConvention = naming) -> str:
     """dlt's column for `key`; a blank key (dlt refuses it) goes to `blank_field`."""
