@@ -31,7 +31,9 @@ def parse_ids(text: str) -> ParsedInput:
     what is inside a line is kept as given and judged later by the run (`invalid` if need be).
     """
     text = text.removeprefix("\ufeff")  # the byte-order mark of Excel's "CSV UTF-8"
-    lines = text.splitlines()
+    # Only \n (and \r\n) end a line: str.splitlines() would also split at \x1c, \x85,
+    # U+2028 and others, turning one line with a control character into two valid-looking ids.
+    lines = [line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")]
     first = next((line for line in lines if line.strip()), "")
     header = [cell.strip().lower() for cell in next(csv.reader([first]), [])] if first else []
     if "contact_id" in header and ("," in first or header == ["contact_id"]):

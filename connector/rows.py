@@ -14,13 +14,22 @@ from connector.models import ArchiveOutcome, parse_api_timestamp
 __all__ = ["AUDIT_META_COLUMNS", "audit_row", "log_row"]
 
 
+NUL_STAND_IN = "\\x00"
+
+
+def _visible(text: str | None) -> str | None:
+    """dlt's writers drop NUL from text; write a visible stand-in so the log shows the id as
+    queued (and matches the queue's request id, which gets the same stand-in in SQL)."""
+    return None if text is None else text.replace("\x00", NUL_STAND_IN)
+
+
 def log_row(outcome: ArchiveOutcome, run_id: str) -> dict[str, Any]:
     """The `archive_log` row of one outcome. A failed outcome keeps the body it failed on."""
     request = outcome.request
     return {
         "outcome_id": outcome.outcome_id,
-        "request_id": request.request_id,
-        "contact_id": request.contact_id,
+        "request_id": _visible(request.request_id),
+        "contact_id": _visible(request.contact_id),
         "status": outcome.status.value,
         "http_status": outcome.http_status,
         "error": outcome.error,

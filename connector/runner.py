@@ -41,8 +41,15 @@ from connector.ids import validate_contact_id
 from connector.journal import OutcomeJournal, leftover_files, read_outcomes
 from connector.lock import RunLock
 from connector.models import TERMINAL_STATUSES, ArchiveOutcome, ArchiveRequest, Status
-from connector.queue import PendingQueue, PendingRequest
-from connector.settings import ARCHIVES_TABLE, FIELDS_TABLE, LOG_TABLE, QUEUE_TABLE, SOURCE_NAME
+from connector.queue import PendingQueue, PendingRequest, Shard
+from connector.settings import (
+    ARCHIVES_TABLE,
+    FIELDS_TABLE,
+    LOG_TABLE,
+    QUEUE_TABLE,
+    RUNS_TABLE,
+    SOURCE_NAME,
+)
 from connector.source import AuditRows, audit_trail, build_audit_rows, run_history
 
 logger = logging.getLogger(__name__)
@@ -55,6 +62,8 @@ EXIT_INTERRUPTED = 130
 
 # Pending requests are read this many at a time; independent of the load chunk size.
 QUEUE_PAGE_SIZE = 2000
+# Tables whose rows a resumed dlt package can insert twice (see collapse_reloaded_rows).
+RELOADABLE_TABLES = (ARCHIVES_TABLE, LOG_TABLE, FIELDS_TABLE, RUNS_TABLE)
 # A chunk's load is tried this many times, waiting LOAD_RETRY_WAIT_S * attempt in between.
 LOAD_ATTEMPTS = 3
 LOAD_RETRY_WAIT_S = 2.0
@@ -71,6 +80,8 @@ class RunOptions:
     # forced: one GET /contacts?limit=1 tells how many are active. None turns the check off.
     max_share: float | None = 0.5
     queue_table: str = QUEUE_TABLE
+    # Only the pending requests whose contact id hashes to this worker (see queue.Shard).
+    shard: Shard | None = None
 
 
 @dataclass
@@ -192,6 +203,7 @@ class ArchiveRun:
         )
         self._journal_dir = Path(pipeline.working_dir) / "journal"
         self.columns = FieldColumns()
+        self._to_call = 0
         # Under a frozen or discarding schema contract new fields stay in raw_response only.
         self.hold_back = config.schema_contract != "evolve"
         self._columns_before: dict[str, set[str]] = {}
@@ -236,10 +248,16 @@ class ArchiveRun:
         self._columns_before = _schema_columns(self.pipeline)
         if not self.options.dry_run:
             self._finish_previous_run()
-        queue = PendingQueue(self.pipeline, queue_table=self.options.queue_table)
-        pending = queue.count()
+        queue = PendingQueue(
+            self.pipeline, queue_table=self.options.queue_table, shard=self.options.shard
+        )
+        tally = queue.tally()
+        pending = tally.pending
         report.pending_at_start = pending
         to_handle = pending if self.options.limit is None else min(pending, self.options.limit)
+        self._to_call = (
+            tally.to_call if self.options.limit is None else min(tally.to_call, self.options.limit)
+        )
         if self.options.dry_run:
             self._plan(queue)
             report.guardrail = self._max_archives_verdict(to_handle)
@@ -297,8 +315,7 @@ class ArchiveRun:
         pipeline = self.pipeline
         if pipeline.has_pending_data:
             logger.info("loading the packages a previous run left unloaded")
-            pipeline.normalize()
-            pipeline.load()
+            load_pending_packages(pipeline)
             self.report.loaded_pending_packages = True
         # After the pending packages: they may carry field assignments of their own.
         self.columns = FieldColumns(
@@ -438,7 +455,7 @@ class ArchiveRun:
         handled: dict[str, str] = {}
         client = RouteraClient(self.config.client_config(), transport=self.transport)
         try:
-            verdict = await self._share_verdict(client, to_handle)
+            verdict = await self._share_verdict(client, self._to_call)
             if verdict is not None:
                 self._refuse(verdict)
                 return
@@ -533,9 +550,65 @@ def load_fresh(pipeline: dlt.Pipeline, data: Any) -> LoadInfo:
     data it was given; so pending packages are loaded first, on their own.
     """
     if pipeline.has_pending_data:
-        pipeline.normalize()
-        pipeline.load()
+        load_pending_packages(pipeline)
     return pipeline.run(data)
+
+
+def load_pending_packages(pipeline: dlt.Pipeline) -> None:
+    """Finish the packages an interrupted process left, and undo what resuming them can do.
+
+    Two crash windows of dlt itself are closed here:
+    - killed inside normalize's commit, a package is both extracted and normalized; normalizing
+      it again fails for ever (`Directory not empty`). The rename had happened, so the
+      extracted copy is the stale one and is dropped.
+    - killed after a staging INSERT committed but before dlt recorded the job, a resumed package
+      runs the INSERT again and the merge inserts both copies. Identical rows share `_dlt_id`;
+      they are collapsed back to one.
+    """
+    normalized = set(pipeline.list_normalized_load_packages())
+    extracted = pipeline._get_normalize_storage().extracted_packages
+    for load_id in pipeline.list_extracted_load_packages():
+        if load_id in normalized:
+            logger.warning("dropping the stale extracted copy of normalized package %s", load_id)
+            extracted.delete_package(load_id)
+    pipeline.normalize()
+    pipeline.load()
+    collapse_reloaded_rows(pipeline)
+
+
+def collapse_reloaded_rows(pipeline: dlt.Pipeline) -> None:
+    """Rows loaded twice from one package are exact copies (same `_dlt_id`): keep one."""
+    schema = pipeline.schemas.get(SOURCE_NAME) if SOURCE_NAME in pipeline.schemas else None
+    if schema is None:
+        return
+    tables = [name for name in RELOADABLE_TABLES if name in schema.tables]
+    with pipeline.sql_client() as client:
+        for name in tables:
+            table = client.make_qualified_table_name(name)
+            try:
+                doubled = client.execute_sql(
+                    f"SELECT COUNT(*) FROM (SELECT _dlt_id FROM {table} "
+                    "GROUP BY _dlt_id HAVING COUNT(*) > 1) d"
+                )
+            except DatabaseUndefinedRelation:
+                continue
+            if not doubled or not doubled[0][0]:
+                continue
+            logger.warning(
+                "%s: collapsing %d rows loaded twice by a resumed package", name, doubled[0][0]
+            )
+            copies = client.make_qualified_table_name(f"{name}_reloaded_copies")
+            with client.begin_transaction():
+                client.execute_sql(f"DROP TABLE IF EXISTS {copies}")
+                client.execute_sql(
+                    f"CREATE TABLE {copies} AS SELECT DISTINCT * FROM {table} WHERE _dlt_id IN "
+                    f"(SELECT _dlt_id FROM {table} GROUP BY _dlt_id HAVING COUNT(*) > 1)"
+                )
+                client.execute_sql(
+                    f"DELETE FROM {table} WHERE _dlt_id IN (SELECT _dlt_id FROM {copies})"
+                )
+                client.execute_sql(f"INSERT INTO {table} SELECT * FROM {copies}")
+                client.execute_sql(f"DROP TABLE {copies}")
 
 
 class ChunkSink:

@@ -241,6 +241,99 @@ def status(
 
 
 @app.command()
+def report(
+    destination: DestinationOpt = DEFAULT_DESTINATION,
+    dataset: DatasetOpt = DATASET_NAME,
+    queue_table: QueueOpt = QUEUE_TABLE,
+    since: Annotated[
+        str | None,
+        typer.Option(help="from this date or ISO timestamp (UTC unless it has an offset)"),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="up to this date (the whole day) or ISO timestamp")
+    ] = None,
+    statuses: Annotated[
+        list[str] | None,
+        typer.Option("--status", help="only requests whose latest status is this (repeatable)"),
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table, json, csv or html")
+    ] = "table",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="write to this file (required for html)"),
+    ] = None,
+    last_runs: Annotated[int, typer.Option("--runs", min=1, help="how many runs to list")] = 20,
+    max_failures: Annotated[
+        int, typer.Option("--max-failures", min=1, help="most failures to list")
+    ] = 500,
+    debug: DebugOpt = False,
+) -> None:
+    """Audit report: archives per day and per person, outcomes, failures, backlog, fields, runs.
+
+    --since/--until filter archives by `archived` and outcomes and failures by `processed_at`;
+    the backlog, the custom fields and the runs are shown as they are now.
+    """
+    import os
+    import tempfile
+
+    from connector.report import ReportFilters, ReportOptionError, build_report
+    from pipelines.report_render import ReportFormat, render
+    from pipelines.report_render import print_report as print_audit_report
+
+    _setup_logging(debug)
+    try:
+        chosen = ReportFormat(output_format.strip().lower())
+        filters = ReportFilters.from_options(since, until, statuses)
+    except ValueError as exc:
+        if not isinstance(exc, ReportOptionError):
+            exc = ValueError(f"--format {output_format!r}: use table, json, csv or html")
+        raise _die(str(exc), EXIT_CONFIG_OR_AUTH) from None
+    if chosen is ReportFormat.HTML and output is None:
+        raise _die("--format html needs --output FILE", EXIT_CONFIG_OR_AUTH)
+    if chosen is ReportFormat.TABLE and output is not None:
+        raise _die("--output needs --format json, csv or html", EXIT_CONFIG_OR_AUTH)
+    if output is not None and not output.parent.resolve().is_dir():
+        raise _die(f"--output {output}: no directory {output.parent}", EXIT_CONFIG_OR_AUTH)
+    try:
+        pipeline = make_pipeline(destination, dataset)
+        audit = build_report(
+            pipeline,
+            filters,
+            queue_table=queue_table,
+            last_runs=last_runs,
+            max_failures=max_failures,
+        )
+    except RouteraArchiveError as exc:
+        raise _die(str(exc), EXIT_CONFIG_OR_AUTH) from None
+    except Exception as exc:
+        raise _die(f"could not read the dataset: {_explain(exc)}", EXIT_FAILED) from None
+    if chosen is ReportFormat.TABLE:
+        print_audit_report(console, audit)
+        return
+    text = render(audit, chosen)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    # Written next to the target and renamed: a reader never sees half a report. mkstemp's
+    # owner-only mode stays: the report names contacts and people.
+    partial: str | None = None
+    try:
+        handle, partial = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+        os.replace(partial, output)
+        partial = None
+    except OSError as exc:
+        raise _die(f"cannot write {output}: {exc}", EXIT_FAILED) from None
+    finally:
+        if partial is not None and os.path.exists(partial):
+            os.unlink(partial)
+    err_console.print(f"wrote the {chosen.value} report to {output}", highlight=False)
+
+
+@app.command()
 def sandbox(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: any free one)")] = 8765,

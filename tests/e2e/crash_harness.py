@@ -1,0 +1,844 @@
+"""A crash harness: SIGKILL `routera-archive run` at random moments, then audit what is left.
+
+The CLI runs as a real process against a sandbox that lives in the test process. Each attempt
+is killed with SIGKILL (no handler, no `finally`, no flush) at a moment drawn from a seeded
+`random.Random`, anchored either on the process start or on its n-th chunk load, so kills land
+in startup and recovery, in the calls before the first load, and in the extract, normalize and
+load of later chunks whatever the machine's speed. After the last kill a run is left to finish,
+and `verify` checks the rule: a record the API returned is never lost, and no contact is
+archived twice.
+
+For every kill the harness keeps the evidence a bug report needs: the plan (anchor and delay),
+the moment, the run id, the last log line, what dlt left on disk (which tells the phase), the
+contacts the sandbox archived during the attempt, and those the run had journaled. Each run's
+output stays in the work folder (`attempt-N.out`, `attempt-N.err` with arrival times,
+`final.out`, `final.err`) next to the DuckDB file and dlt's folders; `pytest --basetemp=DIR`
+keeps them out of pytest's rotation.
+
+`crash_after_insert` adds one deterministic crash point (a `sitecustomize` in the child) for a
+window that timed kills only hit by chance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import duckdb
+
+from sandbox import SandboxServer
+
+CLI = str(Path(sys.executable).with_name("routera-archive"))
+DB_FILE = "routera_audit.duckdb"
+DATASET = "routera_archive"
+PIPELINE = "routera_archive"
+TERMINAL = ("archived", "already_archived", "not_found", "invalid", "duplicate")
+WITH_RECORD = ("archived", "already_archived")
+
+# Phases a kill can land in; the first two come from the log, the others from dlt's folders.
+PHASES = ("startup", "recovery", "calls", "extract", "normalize", "load")
+
+START_LINE = re.compile(r"run (\S+): (\d+) requests to handle")
+LOADED_LINE = re.compile(r"loaded (\d+) outcomes \(load ids")
+RECOVERY_LINES = ("left unloaded", "was interrupted: loading")
+SUMMARY_RUN = re.compile(r"routera-archive run (\S+): (.*)")
+SUMMARY_COUNT = re.compile(
+    r"^\s*(archived|already_archived|not_found|invalid|duplicate|failed)\s+\S\s+(\d+)\s*$"
+)
+SUMMARY_REPLAYED = re.compile(r"loaded (\d+) outcomes from an interrupted run's journal")
+
+# Every process this module starts is waited for at most this long; nothing can hang CI.
+PROCESS_TIMEOUT_S = 180.0
+# Time for the sandbox to finish the requests a killed client left in flight (latency + a margin).
+SETTLE_S = 0.25
+
+
+@dataclass(frozen=True)
+class KillPlan:
+    """When to kill: `delay` seconds after the process started ("start"), after its log says
+    how many requests it handles ("calls": the lock is held, recovery is done), or after its
+    n-th chunk load ("loaded")."""
+
+    anchor: str
+    delay: float
+    nth: int = 0
+
+    def describe(self) -> str:
+        if self.anchor == "start":
+            return f"{self.delay:.2f}s after start"
+        if self.anchor == "calls":
+            return f"{self.delay:.2f}s after the calls start"
+        return f"{self.delay:.2f}s after load #{self.nth}"
+
+
+def draw_kill_plans(
+    rng: random.Random, kills: int, *, early_max: float = 3.0, load_cycle: float = 1.0
+) -> list[KillPlan]:
+    """Half the kills anchored on the start (0.2 s to `early_max`: startup, recovery, the first
+    calls and the first load), half on a chunk load (within the next load cycle: calls, then
+    the next chunk's extract, normalize and load), in a seeded order.
+
+    A chunk's `pipeline.run` takes ~0.9 s here: its extract starts ~0.03 s after the previous
+    chunk's "loaded" line and lasts ~0.1 s, normalize ~0.15 s, load the rest. The delay after a
+    load is `load_cycle * u**2`, so that the short extract is hit too (P(delay < 0.15 s) ~ 0.4).
+    """
+    anchors = ["start"] * ((kills + 1) // 2) + ["loaded"] * (kills // 2)
+    rng.shuffle(anchors)
+    plans = []
+    for anchor in anchors:
+        if anchor == "start":
+            plans.append(KillPlan("start", round(rng.uniform(0.2, early_max), 3)))
+        else:
+            delay = round(load_cycle * rng.random() ** 2, 3)
+            plans.append(KillPlan("loaded", delay, rng.randint(1, 2)))
+    return plans
+
+
+@dataclass
+class Attempt:
+    """One `run` that was meant to be killed, and what it left."""
+
+    number: int
+    plan: KillPlan
+    killed: bool = False
+    pid: int | None = None
+    exit_code: int | None = None
+    at: float = 0.0  # seconds after the start when it was killed (or ended)
+    run_id: str | None = None
+    lines: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # when each line came, after the start
+    loads: int = 0  # chunk loads this run logged before it died
+    phase: str = "startup"
+    left_on_disk: dict[str, int] = field(default_factory=dict)
+    archived: set[str] = field(default_factory=set)  # contacts the sandbox archived meanwhile
+    journaled: set[str] = field(default_factory=set)  # contacts with a record in its journal
+
+    @property
+    def last_line(self) -> str:
+        if not self.lines:
+            return "(no log line)"
+        line = self.lines[-1]
+        # Drop the timestamp and level: "2026-.. INFO connector.runner: loaded ..." -> message.
+        return line.split(": ", 1)[-1] if ": " in line else line
+
+    @property
+    def stage(self) -> str:
+        return "after loads started" if self.loads else "before first load"
+
+    def describe(self) -> str:
+        what = "killed" if self.killed else f"ended by itself with exit code {self.exit_code}"
+        left = ", ".join(f"{k} {v}" for k, v in sorted(self.left_on_disk.items()) if v) or "-"
+        return (
+            f"#{self.number} {self.plan.describe()}: {what} at {self.at:.2f}s, run {self.run_id}, "
+            f"phase {self.phase}, {self.stage} ({self.loads} loads), archived "
+            f"{len(self.archived)}, journaled {len(self.journaled)}, "
+            f"unjournaled {len(self.archived - self.journaled)}, left {left}; "
+            f"last line: {self.last_line[:110]}"
+        )
+
+
+@dataclass
+class FinalRun:
+    exit_code: int
+    stdout: str
+    stderr: str
+    started_epoch: float
+    seconds: float
+
+    @property
+    def run_id(self) -> str | None:
+        found = SUMMARY_RUN.search(self.stdout)
+        return found.group(1) if found else None
+
+    def summary_counts(self) -> dict[str, int]:
+        counts = {}
+        for line in self.stdout.splitlines():
+            found = SUMMARY_COUNT.match(line)
+            if found:
+                counts[found.group(1)] = int(found.group(2))
+        return counts
+
+    def replayed(self) -> int:
+        found = SUMMARY_REPLAYED.search(self.stdout)
+        return int(found.group(1)) if found else 0
+
+    @property
+    def stuck_on_normalize(self) -> bool:
+        """The run failed re-normalizing a package that was already normalized: a crash between
+        the two halves of dlt's normalize commit left it in both folders."""
+        text = self.stdout + self.stderr
+        return self.exit_code != 0 and "step=normalize" in text and "Directory not empty" in text
+
+    def error(self) -> str:
+        """The summary's error, on one line."""
+        text = " ".join(self.stdout.split())
+        return text[text.find("error:") :][:600] if "error:" in text else "(no error line)"
+
+
+@dataclass
+class QueuePlan:
+    """What was queued, and what each kind of request must end as."""
+
+    contacts: list[str]  # active contacts queued once (plus the duplicated ones once more)
+    duplicated: list[str]  # contacts queued twice
+    unknown: list[str]  # valid ids the sandbox does not know
+    pre_archived: list[str]  # archived before the harness started (queued)
+    invalid_requests: int  # requests that can never be valid (added with SQL)
+
+    @property
+    def requests(self) -> int:
+        return (
+            len(self.contacts)
+            + len(self.duplicated)
+            + len(self.unknown)
+            + len(self.pre_archived)
+            + self.invalid_requests
+        )
+
+
+# The child's `sitecustomize`: SIGKILL the process once, at one exact point inside dlt.
+CRASH_HOOK = """
+import os
+import signal
+
+POINT = os.environ.get("CRASH_HOOK_POINT", "")
+MARKER = os.environ.get("CRASH_HOOK_MARKER", "")
+
+
+def _die(note):
+    if not os.path.exists(MARKER):
+        with open(MARKER, "w") as handle:
+            handle.write(note)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+if POINT.startswith("insert:"):
+    from dlt.destinations.insert_job_client import InsertValuesLoadJob
+
+    _run = InsertValuesLoadJob.run
+
+    def _run_then_die(self):
+        _run(self)  # the INSERT is committed when this returns
+        if self.load_table_name == POINT.split(":", 1)[1]:
+            _die(self.file_name())
+
+    InsertValuesLoadJob.run = _run_then_die
+
+elif POINT == "normalize-commit":
+    from dlt.common.storages.load_storage import LoadStorage
+
+    _commit = LoadStorage.commit_new_load_package
+
+    def _commit_then_die(self, load_id):
+        _commit(self, load_id)  # load/new/<id> renamed to load/normalized/<id>
+        _die(load_id)  # before normalize/extracted/<id> is deleted
+
+    LoadStorage.commit_new_load_package = _commit_then_die
+"""
+
+# Crash points `CrashHarness.crash_at` knows.
+CRASH_POINTS = ("insert:contact_archives", "insert:archive_log", "normalize-commit")
+
+
+def _fake_uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+class CrashHarness:
+    """The CLI in `workdir` against `server`, with every process it starts under its control."""
+
+    def __init__(self, workdir: Path, server: SandboxServer, *, chunk_size: int = 100) -> None:
+        self.workdir = workdir
+        self.server = server
+        self.chunk_size = chunk_size
+        self.pipeline_dir = workdir / "dlt_data" / "pipelines" / PIPELINE
+        self.attempts: list[Attempt] = []
+        self.extra_env: dict[str, str] = {}
+        self._live: list[subprocess.Popen[str]] = []
+
+    # ------------------------------------------------------------------ processes
+    def env(self) -> dict[str, str]:
+        environment = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("SOURCES__", "DESTINATION__"))
+        }
+        environment.update(
+            SOURCES__ROUTERA__BASE_URL=self.server.url,
+            SOURCES__ROUTERA__CLIENT_ID=self.server.config.client_id,
+            SOURCES__ROUTERA__CLIENT_SECRET=self.server.config.client_secret,
+            SOURCES__ROUTERA__RPS="0",
+            SOURCES__ROUTERA__CHUNK_SIZE=str(self.chunk_size),
+            DLT_DATA_DIR=str(self.workdir / "dlt_data"),
+        )
+        environment.update(self.extra_env)
+        return environment
+
+    def crash_at(self, point: str) -> Path:
+        """Make the next run SIGKILL itself once, at one exact point inside dlt:
+
+        - `insert:<table>`: right after dlt's insert job for `<table>` (into the staging
+          dataset, for a merged table) committed, before dlt recorded the job as done;
+        - `normalize-commit`: right after normalize renamed the package into `load/normalized/`,
+          before it deleted the extracted copy (dlt logs "do not kill this process" there).
+
+        A `sitecustomize` on the child's PYTHONPATH wraps the dlt function; the connector is
+        untouched. Returns the marker file the hook writes when it fires."""
+        assert point in CRASH_POINTS, point
+        hook_dir = self.workdir / "crash_hook"
+        hook_dir.mkdir(exist_ok=True)
+        (hook_dir / "sitecustomize.py").write_text(CRASH_HOOK, encoding="utf-8")
+        marker = self.workdir / f"crashed-at-{point.replace(':', '-')}"
+        self.extra_env = {
+            "PYTHONPATH": os.pathsep.join(
+                [str(hook_dir), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
+            "CRASH_HOOK_POINT": point,
+            "CRASH_HOOK_MARKER": str(marker),
+        }
+        return marker
+
+    def no_crash_hook(self) -> None:
+        self.extra_env = {}
+
+    def cli(
+        self, *args: str, timeout: float = PROCESS_TIMEOUT_S
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [CLI, *args],
+            cwd=self.workdir,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def spawn_run(self, stdout: IO[str]) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [CLI, "run", "--force", "--rps", "0"],
+            cwd=self.workdir,
+            env=self.env(),
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group: the kill reaches any helper too
+        )
+        self._live.append(process)
+        return process
+
+    def close(self) -> None:
+        """Kill whatever this harness started that is still alive (used in a `finally`)."""
+        for process in self._live:
+            if process.poll() is None:
+                _kill_group(process)
+                process.wait(timeout=30)
+        self._live.clear()
+
+    # ---------------------------------------------------------------------- queue
+    def build_queue(
+        self, rng: random.Random, *, contacts: int, duplicated: int = 8, unknown: int = 5
+    ) -> QueuePlan:
+        """Queue `contacts` active contacts through `enqueue` (some twice, a few unknown ids, one
+        archived beforehand), then add invalid requests with SQL (enqueue refuses them)."""
+        active = self.server.state.contact_ids(include_archived=False)
+        assert len(active) >= contacts + 1, "the sandbox needs more contacts"
+        chosen = rng.sample(active, contacts + 1)
+        pre_archived, queued = chosen[:1], chosen[1:]
+        assert self.server.state.archive_contact(pre_archived[0], "someone-before-the-harness")
+        self.server.state.reset_stats()  # from here on, deletes_succeeded is the harness's own
+        twice = rng.sample(queued, duplicated)
+        known = set(self.server.state.contact_ids())
+        strangers = [i for i in (_fake_uuid(rng) for _ in range(unknown)) if i not in known]
+        lines = [*queued, *twice, *strangers, *pre_archived]
+        rng.shuffle(lines)
+        (self.workdir / "queue.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        done = self.cli("enqueue", "queue.txt", "--requested-by", "crash-harness", "--reason", "t")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"enqueued {len(lines)} requests" in done.stdout, done.stdout
+
+        # Requests that can never be valid, and one request id shared by two contacts: the
+        # queue is the user's table, so it can hold anything. Written while no run is alive.
+        shared = uuid.UUID(int=rng.getrandbits(128)).hex
+        invalid = [
+            (f"invalid-{n}", contact_id)
+            for n, contact_id in enumerate(
+                [" padded ", "..", "x" * 300, "tab\tid", "", None], start=1
+            )
+        ]
+        invalid += [(shared, _fake_uuid(rng)), (shared, _fake_uuid(rng))]
+        with duckdb.connect(str(self.workdir / DB_FILE)) as db:
+            for request_id, contact_id in invalid:
+                db.execute(
+                    f"INSERT INTO {DATASET}.archive_queue "
+                    "(request_id, contact_id, _dlt_load_id, _dlt_id) VALUES (?, ?, ?, ?)",
+                    [request_id, contact_id, "crash-harness", uuid.uuid4().hex[:14]],
+                )
+        return QueuePlan(
+            contacts=queued,
+            duplicated=twice,
+            unknown=strangers,
+            pre_archived=pre_archived,
+            invalid_requests=len({request_id for request_id, _ in invalid}),
+        )
+
+    # -------------------------------------------------------------------- killing
+    def kill_once(
+        self,
+        number: int,
+        plan: KillPlan,
+        *,
+        before_kill: Callable[[subprocess.Popen[str]], None] | None = None,
+    ) -> Attempt:
+        """Start a run, SIGKILL it as `plan` says, and record what it left. A run that ends
+        before its moment is not killed (`killed` False, `exit_code` its own)."""
+        attempt = Attempt(number=number, plan=plan)
+        before_disk = self._packages()
+        before_archived = set(self.server.state.stats()["deletes_succeeded"])
+        loads = threading.Semaphore(0)
+        calling = threading.Event()
+        started = time.monotonic()
+        with (self.workdir / f"attempt-{number}.out").open("w", encoding="utf-8") as stdout:
+            process = self.spawn_run(stdout)
+            attempt.pid = process.pid
+
+            def read_stderr() -> None:
+                assert process.stderr is not None
+                for line in process.stderr:
+                    attempt.times.append(time.monotonic() - started)
+                    attempt.lines.append(line.rstrip("\n"))
+                    if LOADED_LINE.search(line):
+                        loads.release()
+                    if START_LINE.search(line):
+                        calling.set()
+
+            reader = threading.Thread(target=read_stderr, daemon=True)
+            reader.start()
+            try:
+                deadline = started + PROCESS_TIMEOUT_S
+                if plan.anchor == "loaded":
+                    seen = 0
+                    while (
+                        seen < plan.nth and process.poll() is None and time.monotonic() < deadline
+                    ):
+                        if loads.acquire(timeout=0.05):
+                            seen += 1
+                    kill_at = time.monotonic() + plan.delay
+                elif plan.anchor == "calls":
+                    while not calling.wait(0.05):
+                        if process.poll() is not None or time.monotonic() > deadline:
+                            break
+                    kill_at = time.monotonic() + plan.delay
+                else:
+                    kill_at = started + plan.delay
+                while time.monotonic() < kill_at and process.poll() is None:
+                    time.sleep(min(0.005, max(0.0, kill_at - time.monotonic())))
+                attempt.at = time.monotonic() - started
+                if process.poll() is None:
+                    if before_kill is not None:
+                        before_kill(process)
+                    _kill_group(process)
+                attempt.exit_code = process.wait(timeout=30)
+                attempt.killed = attempt.exit_code == -signal.SIGKILL
+            finally:
+                if process.poll() is None:
+                    _kill_group(process)
+                    process.wait(timeout=30)
+            reader.join(timeout=10)
+        (self.workdir / f"attempt-{number}.err").write_text(
+            "".join(
+                f"{t:7.3f} {line}\n" for t, line in zip(attempt.times, attempt.lines, strict=False)
+            ),
+            encoding="utf-8",
+        )
+        time.sleep(SETTLE_S)  # requests the dead client left in flight are still handled
+
+        attempt.loads = sum(1 for line in attempt.lines if LOADED_LINE.search(line))
+        for line in attempt.lines:
+            if found := START_LINE.search(line):
+                attempt.run_id = found.group(1)
+        if attempt.run_id is None:
+            attempt.run_id = self._lock_holder(attempt.pid)
+        after_disk = self._packages()
+        attempt.left_on_disk = {
+            kind: len(after_disk[kind] - before_disk.get(kind, set())) for kind in after_disk
+        }
+        attempt.phase = _phase(attempt)
+        attempt.archived = set(self.server.state.stats()["deletes_succeeded"]) - before_archived
+        attempt.journaled = self._journaled(attempt.run_id)
+        self.attempts.append(attempt)
+        return attempt
+
+    def final_run(self, name: str = "final") -> FinalRun:
+        """A run that is not killed; its output goes to `<name>.out` and `<name>.err`."""
+        started_epoch = time.time()
+        started = time.monotonic()
+        done = self.cli("run", "--force", "--rps", "0")
+        (self.workdir / f"{name}.out").write_text(done.stdout, encoding="utf-8")
+        (self.workdir / f"{name}.err").write_text(done.stderr, encoding="utf-8")
+        return FinalRun(
+            done.returncode, done.stdout, done.stderr, started_epoch, time.monotonic() - started
+        )
+
+    # ----------------------------------------------------------------- what is left
+    def packages(self) -> dict[str, list[str]]:
+        """Every load package dlt holds, by where it is (for evidence)."""
+        return {kind: sorted(found) for kind, found in self._packages().items() if found}
+
+    def _packages(self) -> dict[str, set[str]]:
+        """dlt's load packages by where they are: `normalize/<extract folder>/<load id>` while
+        extracted, `normalize/extracted/` until normalized, `load/new/` while normalized,
+        `load/normalized/` until and while loaded, `load/loaded/` when done."""
+        normalize = self.pipeline_dir / "normalize"
+        load = self.pipeline_dir / "load"
+
+        def names(folder: Path, glob: str) -> set[str]:
+            return {str(p.relative_to(self.pipeline_dir)) for p in folder.glob(glob) if p.is_dir()}
+
+        return {
+            # Each extract works in a folder of its own, renamed into `extracted/` when done.
+            "extract": {p for p in names(normalize, "*/*") if Path(p).parts[1] != "extracted"},
+            "extracted": names(normalize, "extracted/*"),
+            "load_new": names(load, "new/*"),
+            "normalized": names(load, "normalized/*"),
+            "loaded": names(load, "loaded/*"),
+        }
+
+    def _lock_holder(self, pid: int | None) -> str | None:
+        """The run id in the lock file, if the process `pid` wrote it (a run killed before it
+        took the lock leaves the previous holder's record there)."""
+        try:
+            holder = json.loads((self.pipeline_dir / "run.lock").read_text("utf-8") or "{}")
+        except (OSError, ValueError):
+            return None
+        return holder.get("run_id") if holder.get("pid") == pid else None
+
+    def _journaled(self, run_id: str | None) -> set[str]:
+        """Contacts whose record the run `run_id` had written to its journal when it died."""
+        if run_id is None:
+            return set()
+        path = self.pipeline_dir / "journal" / f"{run_id}.jsonl"
+        if not path.exists():
+            return set()
+        contacts = set()
+        for line in path.read_text("utf-8").splitlines():
+            try:
+                outcome = json.loads(line)
+            except ValueError:
+                continue  # the line the kill tore
+            if outcome.get("status") in WITH_RECORD and outcome.get("record"):
+                contacts.add(outcome["request"]["contact_id"])
+        return contacts
+
+    # ---------------------------------------------------------------------- report
+    def tally(self) -> Counter[str]:
+        return Counter(a.phase for a in self.attempts if a.killed)
+
+    def stages(self) -> Counter[str]:
+        return Counter(a.stage for a in self.attempts if a.killed)
+
+    def report(self, final: FinalRun | None = None, rows: dict[str, Any] | None = None) -> str:
+        killed = [a for a in self.attempts if a.killed]
+        lines = [
+            f"{len(killed)} kills of {len(self.attempts)} attempts; phases "
+            + ", ".join(f"{p} {self.tally()[p]}" for p in PHASES)
+            + "; "
+            + ", ".join(f"{k} {v}" for k, v in sorted(self.stages().items())),
+        ]
+        lines += [f"  {a.describe()}" for a in self.attempts]
+        if final is not None:
+            lines.append(
+                f"  final run {final.run_id}: exit {final.exit_code} in {final.seconds:.1f}s, "
+                f"summary {final.summary_counts()}, replayed from journal {final.replayed()}"
+            )
+        if rows:
+            lines.append(f"  rows: {rows}")
+        return "\n".join(lines)
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # the group is the process's own (new session)
+
+
+def _phase(attempt: Attempt) -> str:
+    """Where the kill landed: from the log before the calls start, from dlt's folders after."""
+    if not attempt.killed:
+        return "not killed"
+    started = any(START_LINE.search(line) for line in attempt.lines)
+    if not started:
+        if any(marker in line for line in attempt.lines for marker in RECOVERY_LINES):
+            return "recovery"
+        return "startup"
+    left = attempt.left_on_disk
+    if left.get("normalized"):
+        return "load"
+    if left.get("extracted") or left.get("load_new"):
+        return "normalize"
+    if left.get("extract"):
+        return "extract"
+    return "calls"
+
+
+# ------------------------------------------------------------------------------ the audit
+def read_tables(workdir: Path) -> dict[str, list[dict[str, Any]]]:
+    """The four tables (a table no run got to create reads as empty)."""
+    with duckdb.connect(str(workdir / DB_FILE), read_only=True) as db:
+
+        def rows(columns: str, table: str) -> list[dict[str, Any]]:
+            try:
+                cursor = db.execute(f"SELECT {columns} FROM {DATASET}.{table}")
+            except duckdb.CatalogException:
+                return []
+            names = [c[0] for c in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+        return {
+            "queue": rows("request_id, contact_id", "archive_queue"),
+            "archives": rows(
+                "id, run_id, recovered, record_source, request_id, _dlt_load_id, _dlt_id",
+                "contact_archives",
+            ),
+            "log": rows(
+                "outcome_id, request_id, contact_id, status, run_id, recovered, record_source, "
+                "_dlt_load_id, _dlt_id",
+                "archive_log",
+            ),
+            "runs": rows("run_id, exit_code, outcome, pending_at_start, counts", "archive_runs"),
+        }
+
+
+def fold_copies(
+    rows: list[dict[str, Any]], key: str
+) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """Fold rows that are copies of one package row (same key, same `_dlt_id`, same load id: a
+    package whose insert ran twice) into one. Returns the folded rows and {key: [load id, ...]}
+    of the copies. Two rows for one key that are *not* copies stay, and are a real problem."""
+    seen: set[tuple[Any, ...]] = set()
+    folded, copies = [], {}
+    for row in rows:
+        identity = (row[key], row["_dlt_id"], row["_dlt_load_id"])
+        if identity in seen:
+            copies.setdefault(str(row[key]), []).append(str(row["_dlt_load_id"]))
+            continue
+        seen.add(identity)
+        folded.append(row)
+    return folded, copies
+
+
+def verify(
+    harness: CrashHarness,
+    plan: QueuePlan,
+    final: FinalRun,
+) -> tuple[list[str], dict[str, Any]]:
+    """Every broken promise, as a sentence with its evidence; and the figures of the run."""
+    problems: list[str] = []
+    tables = read_tables(harness.workdir)
+    state = harness.server.state
+    stats = state.stats()
+
+    archives, archive_copies = fold_copies(tables["archives"], "id")
+    log, log_copies = fold_copies(tables["log"], "outcome_id")
+    reloaded = {
+        "contact_archives": sum(len(v) for v in archive_copies.values()),
+        "archive_log": sum(len(v) for v in log_copies.values()),
+        "load_ids": sorted(
+            {i for v in [*archive_copies.values(), *log_copies.values()] for i in v}
+        ),
+    }
+    if archive_copies or log_copies:
+        problems.append(
+            f"a re-loaded package inserted its rows a second time: {reloaded['contact_archives']} "
+            f"extra contact_archives rows (e.g. {sorted(archive_copies)[:3]}), "
+            f"{reloaded['archive_log']} extra archive_log rows (e.g. {sorted(log_copies)[:3]}), "
+            f"load ids {reloaded['load_ids']}"
+        )
+
+    # -- every run after a crash could work: none ended on an error of its own ----------------
+    for attempt in harness.attempts:
+        if not attempt.killed and attempt.exit_code != 0:
+            problems.append(
+                f"attempt #{attempt.number} ({attempt.plan.describe()}) exited "
+                f"{attempt.exit_code} on its own at {attempt.at:.2f}s, after the kill of #"
+                f"{attempt.number - 1}: {attempt.last_line}"
+            )
+
+    # -- the sandbox: nothing archived twice -------------------------------------------------
+    twice = {cid: n for cid, n in stats["deletes_succeeded"].items() if n != 1}
+    if twice:
+        problems.append(f"contacts archived by more than one DELETE: {twice}")
+    ok_deletes: Counter[str] = Counter()
+    for entry in stats["requests"]:
+        if entry["method"] == "DELETE" and entry["status"] == 200:
+            ok_deletes[entry["path"]] += entry["count"]
+    repeated = {path: n for path, n in ok_deletes.items() if n > 1}
+    if repeated:
+        problems.append(f"DELETE paths answered 200 more than once: {repeated}")
+
+    # -- contact_archives: exactly the archived contacts, once each ---------------------------
+    archived_now = {c["id"] for c in state.snapshot() if c.get("archived") is not False}
+    row_ids = Counter(str(r["id"]) for r in archives)
+    doubles = {cid: n for cid, n in row_ids.items() if n > 1}
+    if doubles:
+        problems.append(f"contacts with more than one contact_archives row: {doubles}")
+    missing = archived_now - set(row_ids)
+    if missing:
+        problems.append(f"archived contacts with no contact_archives row (lost): {sorted(missing)}")
+    extra = set(row_ids) - archived_now
+    if extra:
+        problems.append(
+            f"contact_archives rows for contacts that are not archived: {sorted(extra)}"
+        )
+    expected_archived = set(plan.contacts) | set(plan.pre_archived)
+    if archived_now != expected_archived:
+        problems.append(
+            f"the sandbox's archived contacts differ from the queued ones: "
+            f"{sorted(archived_now - expected_archived)[:10]} unexpected, "
+            f"{sorted(expected_archived - archived_now)[:10]} not archived"
+        )
+
+    # -- recovered flags, and where each lost answer came back from ---------------------------
+    by_id = {str(r["id"]): r for r in archives}
+    wrong_flag = [
+        (cid, r["record_source"], r["recovered"])
+        for cid, r in by_id.items()
+        if r["record_source"] not in ("delete", "journal", "get")
+        or (r["record_source"] in ("journal", "get")) != bool(r["recovered"])
+    ]
+    if wrong_flag:
+        problems.append(f"rows whose recovered flag does not match their source: {wrong_flag[:20]}")
+    # A contact archived during a killed attempt (its DELETE answered 200 then) either made it
+    # into that run's journal, and its row is that run's (loaded by the run itself, source
+    # `delete`, or replayed from the journal by the next run, source `journal`); or its answer
+    # died with the process, and a later run found it archived with a GET (source `get`, or
+    # `journal` when that later run was killed too and its own journal was replayed).
+    lost: set[str] = set()  # answers a kill lost: recovered rows of contacts archived meanwhile
+    for attempt in harness.attempts:
+        for cid in sorted(attempt.archived):
+            row = by_id.get(cid)
+            if row is None:
+                continue  # reported above as lost
+            source, run = row["record_source"], row["run_id"]
+            if cid in attempt.journaled:
+                if source not in ("delete", "journal") or run != attempt.run_id:
+                    problems.append(
+                        f"kill #{attempt.number}: {cid} was in the journal of run "
+                        f"{attempt.run_id}, but its row is from run {run} with source {source}"
+                    )
+            elif source == "delete" or run == attempt.run_id:
+                problems.append(
+                    f"kill #{attempt.number}: run {attempt.run_id} never journaled {cid}'s "
+                    f"answer, yet its row is from run {run} with source {source}"
+                )
+            if source in ("journal", "get"):
+                lost.add(cid)
+
+    # -- archive_log: one terminal row per request, none pending -------------------------------
+    requests = {
+        r["request_id"] if r["request_id"] is not None else f"cid:{r['contact_id']}"
+        for r in tables["queue"]
+    }
+    if len(requests) != plan.requests:
+        problems.append(f"queue holds {len(requests)} requests, {plan.requests} were queued")
+    terminal_rows = [r for r in log if r["status"] in TERMINAL]
+    terminal = Counter(r["request_id"] for r in terminal_rows)
+    pending = sorted(requests - set(terminal))
+    if pending:
+        problems.append(f"requests left pending: {pending[:20]} ({len(pending)} in all)")
+    several = {rid: n for rid, n in terminal.items() if n > 1}
+    if several:
+        problems.append(f"requests with more than one terminal archive_log row: {several}")
+    strangers = set(terminal) - requests
+    if strangers:
+        problems.append(f"terminal archive_log rows for requests not in the queue: {strangers}")
+    statuses = Counter(r["status"] for r in terminal_rows)
+    expected = {
+        "archived+already_archived": len(plan.contacts) + len(plan.pre_archived),
+        "duplicate": len(plan.duplicated),
+        "not_found": len(plan.unknown),
+        "invalid": plan.invalid_requests,
+    }
+    got = {
+        "archived+already_archived": statuses["archived"] + statuses["already_archived"],
+        "duplicate": statuses["duplicate"],
+        "not_found": statuses["not_found"],
+        "invalid": statuses["invalid"],
+    }
+    if got != expected:
+        problems.append(f"terminal statuses {got}, expected {expected}")
+    failed = [r for r in log if r["status"] == "failed"]
+    if failed:
+        problems.append(f"{len(failed)} failed outcomes: {failed[:5]}")
+
+    # -- the final run: exit 0, and its account matches what it wrote -------------------------
+    run_id = final.run_id
+    if final.exit_code != 0:
+        problems.append(
+            f"the final run exited {final.exit_code}: {final.stdout[-1500:]} {final.stderr[-1500:]}"
+        )
+    run_rows = {r["run_id"]: r for r in tables["runs"] if r["run_id"] == run_id}
+    own_log = Counter(r["status"] for r in log if r["run_id"] == run_id)
+    if len(run_rows) != 1:
+        problems.append(f"the final run {run_id} has no archive_runs row")
+    else:
+        row = run_rows[str(run_id)]
+        counts = row["counts"] if isinstance(row["counts"], dict) else json.loads(row["counts"])
+        counts = {k: v for k, v in counts.items() if v}
+        if counts != dict(own_log):
+            problems.append(f"archive_runs counts {counts} but the run wrote log rows {own_log}")
+        if row["exit_code"] != 0 or row["pending_at_start"] != sum(own_log.values()):
+            problems.append(
+                f"archive_runs row of the final run: exit {row['exit_code']}, pending at start "
+                f"{row['pending_at_start']}, log rows {sum(own_log.values())}"
+            )
+    if final.summary_counts() != dict(own_log):
+        problems.append(f"summary {final.summary_counts()} but the run wrote log rows {own_log}")
+    own_records = sum(1 for r in archives if r["run_id"] == run_id)
+    own_with_record = sum(
+        1
+        for r in log
+        if r["run_id"] == run_id and r["status"] in WITH_RECORD and r["record_source"]
+    )
+    if own_records != own_with_record:
+        problems.append(
+            f"the final run wrote {own_records} contact_archives rows for {own_with_record} "
+            "outcomes with a record"
+        )
+    # Load ids are creation times: rows of other runs in a package made after the final run
+    # started are the journal entries it replayed (a crashed run's own packages are older).
+    replayed = sum(
+        1 for r in log if r["run_id"] != run_id and float(r["_dlt_load_id"]) >= final.started_epoch
+    )
+    if replayed != final.replayed():
+        problems.append(
+            f"the summary says {final.replayed()} outcomes were replayed from a journal, the "
+            f"final run loaded {replayed} log rows of other runs"
+        )
+
+    figures = {
+        "requests": len(requests),
+        "contact_archives": len(archives),
+        "by_source": dict(Counter(str(r["record_source"]) for r in archives)),
+        "recovered": sum(1 for r in archives if r["recovered"]),
+        "lost_answers_recovered": len(lost),
+        "lost_answers_by_source": dict(Counter(by_id[cid]["record_source"] for cid in lost)),
+        "statuses": dict(statuses),
+        "final_run_rows": dict(own_log),
+        "replayed_by_final_run": replayed,
+        "deletes_sent": stats["totals"]["by_method"].get("DELETE", 0),
+        "reloaded_copies": reloaded,
+    }
+    return problems, figures

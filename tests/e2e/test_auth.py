@@ -1,0 +1,284 @@
+"""Authentication over time, through the real CLI against the sandbox on loopback.
+
+Tokens that expire during a run are renewed without losing a call; tokens flushed server-side are
+renewed once, not once per call; credentials revoked mid-run stop the run at once (exit 2) with
+what was done loaded, and a later run with valid credentials finishes the rest, archiving every
+contact exactly once.
+"""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from sandbox import FaultConfig, SandboxConfig, SandboxServer
+
+pytestmark = pytest.mark.e2e
+
+CLI = str(Path(sys.executable).with_name("routera-archive"))
+CLIENT_SECRET = "auth-secret-Wd7"
+STATIC_TOKEN = "auth-static-token-Rk5"
+DB_FILE = "routera_audit.duckdb"
+CLI_TIMEOUT_S = 120
+TERMINAL = ("archived", "already_archived", "not_found", "invalid", "duplicate")
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def start_sandbox(**overrides: Any) -> SandboxServer:
+    values: dict[str, Any] = {
+        "port": 0,
+        "contacts": 300,
+        "seed": 41,
+        "client_secret": CLIENT_SECRET,
+        "static_tokens": (STATIC_TOKEN,),
+    }
+    values.update(overrides)
+    return SandboxServer(SandboxConfig(**values)).start()
+
+
+def run_cli(
+    tmp_path: Path, server: SandboxServer, *args: str, env: dict[str, str | None] | None = None
+) -> Result:
+    environment: dict[str, str | None] = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SOURCES__", "DESTINATION__"))
+    }
+    environment.update(
+        SOURCES__ROUTERA__BASE_URL=server.url,
+        SOURCES__ROUTERA__CLIENT_ID=server.config.client_id,
+        SOURCES__ROUTERA__CLIENT_SECRET=CLIENT_SECRET,
+        SOURCES__ROUTERA__RPS="0",
+        DLT_DATA_DIR=str(tmp_path / "dlt_data"),
+        COLUMNS="250",
+    )
+    environment.update(env or {})
+    started = time.monotonic()
+    done = subprocess.run(
+        [CLI, *args],
+        cwd=tmp_path,
+        env={k: v for k, v in environment.items() if v is not None},
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+    )
+    result = Result(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+    assert "Traceback" not in result.output, result.output
+    for secret in (CLIENT_SECRET, STATIC_TOKEN):
+        assert secret not in result.output
+    return result
+
+
+STATIC_ENV: dict[str, str | None] = {
+    "SOURCES__ROUTERA__CLIENT_ID": None,
+    "SOURCES__ROUTERA__CLIENT_SECRET": None,
+    "SOURCES__ROUTERA__ACCESS_TOKEN": STATIC_TOKEN,
+}
+
+
+def enqueue(tmp_path: Path, server: SandboxServer, ids: list[str]) -> set[str]:
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n", encoding="utf-8")
+    result = run_cli(tmp_path, server, "enqueue", "ids.txt")
+    assert result.code == 0, result.output
+    return {
+        row[0] for row in query(tmp_path, "SELECT request_id FROM routera_archive.archive_queue")
+    }
+
+
+def query(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(tmp_path / DB_FILE), read_only=True) as db:
+        return db.execute(sql).fetchall()
+
+
+def requests_to(server: SandboxServer, method: str, path_prefix: str) -> Counter[int]:
+    """Requests by status for one method and path prefix."""
+    counts: Counter[int] = Counter()
+    for entry in server.state.stats()["requests"]:
+        if entry["method"] == method and entry["path"].startswith(path_prefix):
+            counts[entry["status"]] += entry["count"]
+    return counts
+
+
+def deletes_sent(server: SandboxServer) -> int:
+    return int(server.state.stats()["totals"]["by_method"].get("DELETE", 0))
+
+
+def assert_all_archived_once(tmp_path: Path, server: SandboxServer, ids: list[str]) -> None:
+    assert server.state.stats()["deletes_succeeded"] == dict.fromkeys(ids, 1)
+    trail = Counter(
+        row[0] for row in query(tmp_path, "SELECT id FROM routera_archive.contact_archives")
+    )
+    assert trail == dict.fromkeys(ids, 1)
+    log = query(tmp_path, "SELECT request_id, status FROM routera_archive.archive_log")
+    terminal = Counter(request_id for request_id, status in log if status in TERMINAL)
+    assert len(terminal) == len(ids) and set(terminal.values()) == {1}
+
+
+class Trigger(threading.Thread):
+    """Calls `action` once the sandbox has seen `deletes` DELETEs; records the count then."""
+
+    def __init__(self, server: SandboxServer, deletes: int, action: Callable[[], None]) -> None:
+        super().__init__(daemon=True)
+        self.server = server
+        self.deletes = deletes
+        self.action = action
+        self.fired_at: int | None = None
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            if deletes_sent(self.server) >= self.deletes:
+                self.action()
+                self.fired_at = deletes_sent(self.server)
+                return
+            time.sleep(0.002)
+
+
+def on_deletes(server: SandboxServer, deletes: int, action: Callable[[], None]) -> Trigger:
+    trigger = Trigger(server, deletes, action)
+    trigger.start()
+    return trigger
+
+
+# -- tokens that expire, tokens that vanish --------------------------------------------------------
+
+
+def test_tokens_shorter_lived_than_the_run_are_renewed(tmp_path: Path) -> None:
+    # expires_in 1 s is under the client's 60 s margin, so it renews every half second.
+    server = start_sandbox(token_ttl=1.0, faults=FaultConfig(latency_ms=50))
+    try:
+        ids = server.state.contact_ids(include_archived=False)[:80]
+        enqueue(tmp_path, server, ids)
+
+        result = run_cli(tmp_path, server, "run", "--concurrency", "2")
+
+        assert result.code == 0, result.output
+        tokens = requests_to(server, "POST", "/oauth2/token")
+        assert tokens[200] >= 3, f"the run (2 s of calls) should outlive several tokens: {tokens}"
+        assert set(tokens) == {200}
+        # Renewed as time passes, not once per call.
+        assert sum(tokens.values()) < deletes_sent(server) / 4, tokens
+        assert_all_archived_once(tmp_path, server, ids)
+        print(f"\nshort-lived tokens: {dict(tokens)} token requests, {result.seconds:.1f} s")
+    finally:
+        server.stop()
+
+
+def test_tokens_flushed_server_side_mid_run_are_renewed_once(tmp_path: Path) -> None:
+    server = start_sandbox(faults=FaultConfig(latency_ms=20))
+    try:
+        ids = server.state.contact_ids(include_archived=False)[:120]
+        enqueue(tmp_path, server, ids)
+        flush = on_deletes(server, 40, lambda: server.state.revoke(credentials=False))
+
+        result = run_cli(tmp_path, server, "run", "--concurrency", "8")
+        flush.stop_event.set()
+        flush.join(5)
+
+        assert flush.fired_at is not None, "the run ended before the tokens were flushed"
+        assert result.code == 0, result.output
+        tokens = requests_to(server, "POST", "/oauth2/token")
+        assert tokens == {200: 2}, "the 8 calls that got a 401 share one renewal"
+        assert requests_to(server, "DELETE", "/contacts/")[401] <= 8
+        assert_all_archived_once(tmp_path, server, ids)
+    finally:
+        server.stop()
+
+
+# -- credentials revoked mid-run -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["oauth", "static-token"])
+def test_credentials_revoked_mid_run_stop_it_and_nothing_done_is_lost(
+    tmp_path: Path, mode: str
+) -> None:
+    concurrency = 4
+    server = start_sandbox(faults=FaultConfig(latency_ms=25))
+    try:
+        ids = server.state.contact_ids(include_archived=False)[:120]
+        request_ids = enqueue(tmp_path, server, ids)
+        env = STATIC_ENV if mode == "static-token" else None
+        revoke = on_deletes(server, 30, server.state.revoke)
+
+        first = run_cli(tmp_path, server, "run", "--concurrency", str(concurrency), env=env)
+        revoke.stop_event.set()
+        revoke.join(5)
+
+        assert revoke.fired_at is not None, "the run ended before the revocation"
+        assert first.code == 2, first.output
+        assert "401" in first.output or "refused" in first.output
+        after = deletes_sent(server) - revoke.fired_at
+        assert after <= concurrency, f"{after} DELETEs after the revocation"
+        # A call already in flight may ask for a token once more after the first refusal.
+        tokens = requests_to(server, "POST", "/oauth2/token")
+        assert tokens[401] <= (concurrency if mode == "oauth" else 0), tokens
+        # What the sandbox archived before the revocation is in the trail, logged as archived.
+        archived = set(server.state.stats()["deletes_succeeded"])
+        assert 30 <= len(archived) < len(ids)
+        trail = {
+            row[0] for row in query(tmp_path, "SELECT id FROM routera_archive.contact_archives")
+        }
+        assert trail == archived
+        logged = query(
+            tmp_path,
+            "SELECT contact_id, status FROM routera_archive.archive_log",
+        )
+        assert {cid for cid, status in logged if status == "archived"} == archived
+        runs = query(tmp_path, "SELECT exit_code, error FROM routera_archive.archive_runs")
+        assert [code for code, _ in runs] == [2] and runs[0][1]
+
+        server.state.restore_credentials()
+        second = run_cli(tmp_path, server, "run", env=env)
+
+        assert second.code == 0, second.output
+        assert_all_archived_once(tmp_path, server, ids)
+        statuses = Counter(
+            status
+            for _, status in query(
+                tmp_path, "SELECT request_id, status FROM routera_archive.archive_log"
+            )
+        )
+        assert sum(statuses.values()) == len(request_ids)
+        print(
+            f"\nrevoked ({mode}) after {revoke.fired_at} DELETEs: {after} more DELETEs, "
+            f"{len(archived)} archived by the first run, tokens {dict(tokens)}"
+        )
+    finally:
+        server.stop()
+
+
+def test_a_run_that_starts_revoked_exits_2_and_archives_nothing(tmp_path: Path) -> None:
+    server = start_sandbox()
+    try:
+        ids = server.state.contact_ids(include_archived=False)[:5]
+        enqueue(tmp_path, server, ids)
+        server.state.revoke()
+
+        result = run_cli(tmp_path, server, "run")
+
+        assert result.code == 2, result.output
+        assert "invalid_client" in result.output
+        assert deletes_sent(server) == 0
+        assert requests_to(server, "POST", "/oauth2/token") == {401: 1}
+    finally:
+        server.stop()

@@ -1,0 +1,244 @@
+"""A fault storm, through the real CLI against the sandbox: 5xx, 429, hangs and cut bodies.
+
+The first run meets faults on every kind of call (token, list, DELETE, GET) with a short read
+timeout and a small retry budget, so some requests end `failed`; a second run against the same
+account with the faults switched off finishes them. Afterwards nothing is lost and nothing is
+doubled: one terminal row per request, one archive per contact, one audit row per archived
+contact, and each run's printed and stored counts equal its own `archive_log` rows.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from sandbox import FaultConfig, SandboxConfig, SandboxServer
+
+pytestmark = pytest.mark.e2e
+
+CLI = str(Path(sys.executable).with_name("routera-archive"))
+CLIENT_SECRET = "faults-secret-Hq2"
+DB_FILE = "routera_audit.duckdb"
+CLI_TIMEOUT_S = 240
+SEED = 2026
+# The storm's settings: a hung call costs one read timeout, a throttle its one-second Retry-After,
+# and a call gives up after two attempts or three seconds of waiting; loads come in chunks of 64.
+STORM_ENV = {
+    "SOURCES__ROUTERA__READ_TIMEOUT": "1",
+    "SOURCES__ROUTERA__MAX_RETRY_WAIT": "3",
+    "SOURCES__ROUTERA__MAX_ATTEMPTS": "2",
+    "SOURCES__ROUTERA__CONCURRENCY": "16",
+    # Several loads per run, each while the next chunk is being archived.
+    "SOURCES__ROUTERA__CHUNK_SIZE": "64",
+}
+TERMINAL = {"archived", "already_archived", "not_found", "invalid", "duplicate"}
+OUTCOME_ROW = re.compile(r"^\s*([a-z_]+)\s+│\s+(\d+)\s*$", re.MULTILINE)
+RUN_TITLE = re.compile(r"routera-archive run (\S+):")
+
+
+def storm() -> FaultConfig:
+    return FaultConfig(error_rate=0.10, throttle_rate=0.05, hang_rate=0.02, malformed_rate=0.01)
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    @property
+    def run_id(self) -> str:
+        match = RUN_TITLE.search(self.stdout)
+        assert match, self.output
+        return match.group(1)
+
+    def printed_counts(self) -> dict[str, int]:
+        """The summary's outcomes table, without its total."""
+        counts = {name: int(n) for name, n in OUTCOME_ROW.findall(self.stdout)}
+        total = counts.pop("total", None)
+        assert total == sum(counts.values()), self.stdout
+        return counts
+
+
+def run_cli(
+    tmp_path: Path, server: SandboxServer, *args: str, env: dict[str, str] | None = None
+) -> Result:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SOURCES__", "DESTINATION__"))
+    }
+    environment.update(
+        SOURCES__ROUTERA__BASE_URL=server.url,
+        SOURCES__ROUTERA__CLIENT_ID=server.config.client_id,
+        SOURCES__ROUTERA__CLIENT_SECRET=CLIENT_SECRET,
+        SOURCES__ROUTERA__RPS="0",
+        DLT_DATA_DIR=str(tmp_path / "dlt_data"),
+        COLUMNS="250",
+    )
+    environment.update(env or {})
+    started = time.monotonic()
+    done = subprocess.run(
+        [CLI, *args],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+    )
+    result = Result(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+    assert "Traceback" not in result.output, result.output
+    assert CLIENT_SECRET not in result.output
+    return result
+
+
+def query(tmp_path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(tmp_path / DB_FILE), read_only=True) as db:
+        return db.execute(sql, list(params)).fetchall()
+
+
+def log_counts(tmp_path: Path, run_id: str) -> dict[str, int]:
+    rows = query(
+        tmp_path,
+        "SELECT status, COUNT(*) FROM routera_archive.archive_log WHERE run_id = ? GROUP BY 1",
+        run_id,
+    )
+    return {status: int(n) for status, n in rows}
+
+
+def stored_counts(tmp_path: Path, run_id: str) -> dict[str, int]:
+    rows = query(
+        tmp_path, "SELECT counts FROM routera_archive.archive_runs WHERE run_id = ?", run_id
+    )
+    assert len(rows) == 1, rows
+    counts = rows[0][0]
+    counts = json.loads(counts) if isinstance(counts, str) else counts
+    return {status: int(n) for status, n in counts.items() if n}
+
+
+def assert_counts_match_the_log(tmp_path: Path, result: Result) -> dict[str, int]:
+    logged = log_counts(tmp_path, result.run_id)
+    assert result.printed_counts() == logged, (result.stdout, logged)
+    assert stored_counts(tmp_path, result.run_id) == logged
+    return logged
+
+
+def calm(server: SandboxServer) -> None:
+    """Switch the running sandbox's faults off (the app reads its FaultConfig live)."""
+    for f in fields(FaultConfig):
+        setattr(server.config.faults, f.name, 0.0)
+
+
+def fault_figures(server: SandboxServer) -> dict[str, int]:
+    totals = server.state.stats()["totals"]
+    by_status = totals["by_status"]
+    return {
+        "requests": int(totals["requests"]),
+        "5xx": sum(int(n) for s, n in by_status.items() if s.startswith("5")),
+        "429": int(by_status.get("429", 0)),
+        "hung": int(by_status.get("0", 0)),
+    }
+
+
+def storm_then_calm(tmp_path: Path, queued: int, contacts: int, *run_args: str) -> None:
+    config = SandboxConfig(
+        port=0, contacts=contacts, seed=SEED, client_secret=CLIENT_SECRET, faults=storm()
+    )
+    with SandboxServer(config) as server:
+        real = server.state.contact_ids(include_archived=False)[:queued]
+        archived_before = set(server.state.contact_ids()) - set(
+            server.state.contact_ids(include_archived=False)
+        )
+        unknown = [f"unknown-{n}" for n in range(10)]
+        repeated = real[:5]
+        ids = [*real, *unknown, *repeated]
+        (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n", encoding="utf-8")
+        enqueued = run_cli(tmp_path, server, "enqueue", "ids.txt")  # no API call
+        assert enqueued.code == 0, enqueued.output
+        queue = query(tmp_path, "SELECT request_id FROM routera_archive.archive_queue")
+        request_ids = {row[0] for row in queue}
+        assert len(request_ids) == len(ids)
+
+        first = run_cli(tmp_path, server, "run", *run_args, env=STORM_ENV)
+
+        assert first.code in (0, 1), first.output
+        stormy = fault_figures(server)
+        first_counts = assert_counts_match_the_log(tmp_path, first)
+        rows = query(
+            tmp_path,
+            "SELECT request_id, status, error FROM routera_archive.archive_log WHERE run_id = ?",
+            first.run_id,
+        )
+        assert {r[0] for r in rows} == request_ids, "every request got an outcome in the storm"
+        assert len(rows) == len(request_ids)
+        for request_id, status, error in rows:
+            assert status in TERMINAL or (status == "failed" and error and error.strip()), (
+                request_id,
+                status,
+                error,
+            )
+        assert first_counts.get("failed", 0) > 0, "the storm should leave some requests failed"
+        assert (first.code == 1) == bool(first_counts.get("failed"))
+
+        calm(server)
+        second = run_cli(tmp_path, server, "run", *run_args)
+
+        assert second.code == 0, second.output
+        second_counts = assert_counts_match_the_log(tmp_path, second)
+        assert sum(second_counts.values()) == first_counts["failed"]
+        assert "failed" not in second_counts
+
+        # Nothing lost, nothing doubled.
+        log = query(
+            tmp_path,
+            "SELECT request_id, status, contact_id FROM routera_archive.archive_log",
+        )
+        terminal = Counter(r[0] for r in log if r[1] != "failed")
+        assert terminal == dict.fromkeys(request_ids, 1)
+        archived_by_sandbox = server.state.stats()["deletes_succeeded"]
+        assert set(archived_by_sandbox) == set(real)
+        assert set(archived_by_sandbox.values()) == {1}, "a contact archived twice"
+        trail = query(
+            tmp_path, "SELECT id, recovered, archived_by FROM routera_archive.contact_archives"
+        )
+        assert Counter(r[0] for r in trail) == dict.fromkeys(real, 1)
+        assert {r[2] for r in trail} == {server.config.client_id}
+        statuses = Counter(r[1] for r in log if r[1] != "failed")
+        assert statuses["archived"] + statuses["already_archived"] == len(real)
+        assert statuses["not_found"] == len(unknown)
+        assert statuses["duplicate"] == len(repeated)
+        assert sum(1 for _, recovered, _ in trail if recovered) == statuses["already_archived"]
+        now_archived = set(server.state.contact_ids()) - set(
+            server.state.contact_ids(include_archived=False)
+        )
+        assert now_archived == archived_before | set(real), "only the queued contacts"
+
+        retries = sum(1 for line in first.stderr.splitlines() if "retrying in" in line)
+        print(
+            f"\nfault storm: {len(ids)} requests queued; sandbox saw {stormy}; "
+            f"{retries} retries logged; first run {first.seconds:.1f} s {first_counts}; "
+            f"second run {second.seconds:.1f} s {second_counts}"
+        )
+
+
+def test_a_fault_storm_then_a_calm_run_archives_everything_exactly_once(tmp_path: Path) -> None:
+    storm_then_calm(tmp_path, queued=300, contacts=700)
+
+
+@pytest.mark.slow
+def test_a_long_fault_storm(tmp_path: Path) -> None:
+    storm_then_calm(tmp_path, 2000, 4200, "--max-archives", "5000")

@@ -1,0 +1,235 @@
+"""`routera-archive report` as a separate process, on a DuckDB file the CLI itself made
+(`enqueue` + `run` against the sandbox over loopback), in every format."""
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from sandbox import SandboxConfig, SandboxServer
+from tests.e2e.test_cli import CLI, Result
+
+pytestmark = pytest.mark.e2e
+
+CLIENT_SECRET = "e2e-report-secret-W2m"
+
+
+@dataclass
+class Workspace:
+    path: Path
+    server: SandboxServer
+    run_ids: list[str]
+    archived: list[str]
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        environment = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("SOURCES__", "DESTINATION__"))
+        }
+        environment.update(
+            SOURCES__ROUTERA__BASE_URL=self.server.url,
+            SOURCES__ROUTERA__CLIENT_ID=self.server.config.client_id,
+            SOURCES__ROUTERA__CLIENT_SECRET=CLIENT_SECRET,
+            SOURCES__ROUTERA__RPS="0",
+            DLT_DATA_DIR=str(self.path / "dlt_data"),
+            COLUMNS="200",
+        )
+        environment.update(env or {})
+        done = subprocess.run(
+            [CLI, *args],
+            cwd=self.path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def sql(self, query: str) -> list[tuple]:
+        with duckdb.connect(str(self.path / "routera_audit.duckdb"), read_only=True) as db:
+            return db.execute(query).fetchall()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    config = SandboxConfig(port=0, contacts=30, seed=7, client_secret=CLIENT_SECRET)
+    with SandboxServer(config) as server:
+        ws = Workspace(tmp_path_factory.mktemp("report_cli"), server, [], [])
+        ids = server.state.contact_ids(include_archived=False)
+        server.state.archive_contact(ids[5], archived_by="ui-user")  # recovered by GET
+        first = [*ids[:5], ids[5], ids[0], "no-such-contact"]
+        (ws.path / "first.txt").write_text("\n".join(first) + "\n", encoding="utf-8")
+        (ws.path / "second.txt").write_text("\n".join(ids[6:9]) + "\n", encoding="utf-8")
+        (ws.path / "pending.txt").write_text(ids[9] + "\n", encoding="utf-8")
+        for args in (
+            ("enqueue", "first.txt", "--requested-by", "alice", "--reason", "<b>gdpr</b>"),
+            ("run",),
+            ("enqueue", "second.txt", "--requested-by", "bob"),
+            ("run",),
+            ("enqueue", "pending.txt", "--requested-by", "carol"),
+        ):
+            result = ws.cli(*args)
+            assert result.code == 0, result.output
+        ws.run_ids = [r[0] for r in ws.sql("SELECT run_id FROM routera_archive.archive_runs")]
+        ws.archived = [*ids[:6], *ids[6:9]]
+        yield ws
+
+
+def test_table_format_prints_every_section(workspace: Workspace) -> None:
+    result = workspace.cli("report")
+
+    assert result.code == 0, result.output
+    for title in (
+        "Archives per day (UTC)",
+        "Archives per archived_by",
+        "Archives per requested_by",
+        "Outcomes by latest status",
+        "Failures",
+        "Pending backlog",
+        "Custom fields",
+        "Last 20 runs",
+    ):
+        assert title in result.stdout, title
+    today = datetime.now(UTC).date().isoformat()
+    assert today in result.stdout and "ui-user" in result.stdout
+    assert "Traceback" not in result.output
+
+
+def test_json_to_stdout_matches_the_database(workspace: Workspace) -> None:
+    result = workspace.cli("report", "--format", "json")
+
+    assert result.code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["report"]["dataset"] == "routera_archive"
+    assert data["report"]["destination"] == "duckdb"
+    per_day = workspace.sql(
+        "SELECT CAST(archived AT TIME ZONE 'UTC' AS DATE), COUNT(*) "
+        "FROM routera_archive.contact_archives GROUP BY 1"
+    )
+    assert {r["day"]: r["archives"] for r in data["archives_per_day"]} == {
+        d.isoformat(): n for d, n in per_day
+    }
+    assert sum(n for _, n in per_day) == 9
+    assert {r["status"]: r["requests"] for r in data["outcomes"]} == {
+        "archived": 8,
+        "already_archived": 1,
+        "duplicate": 1,
+        "not_found": 1,
+    }
+    assert {r["requested_by"]: r["archives"] for r in data["archives_by_requested_by"]} == {
+        "alice": 6,
+        "bob": 3,
+    }
+    assert data["failures"] == []
+    assert data["backlog"]["pending"] == 1
+    oldest = datetime.fromisoformat(data["backlog"]["oldest_requested_at"])
+    assert timedelta(0) <= datetime.now(UTC) - oldest < timedelta(minutes=10)
+    assert sorted(r["run_id"] for r in data["runs"]) == sorted(workspace.run_ids)
+    assert data["custom_fields"] and all(r["first_seen_run_id"] for r in data["custom_fields"])
+
+
+def test_json_and_csv_to_a_file(workspace: Workspace) -> None:
+    for fmt in ("json", "csv"):
+        result = workspace.cli("report", "--format", fmt, "--output", f"out.{fmt}")
+        assert result.code == 0, result.output
+        assert result.stdout == ""
+        assert (workspace.path / f"out.{fmt}").stat().st_size > 0
+    json.loads((workspace.path / "out.json").read_text("utf-8"))
+    rows = list(csv.DictReader(io.StringIO((workspace.path / "out.csv").read_text("utf-8"))))
+    assert rows[0]["section"] == "report"
+    assert sum(int(r["archives"]) for r in rows if r["section"] == "archives_per_day") == 9
+    runs = {r["run_id"] for r in rows if r["section"] == "runs"}
+    assert runs == set(workspace.run_ids)
+
+
+def test_csv_to_stdout_with_filters(workspace: Workspace) -> None:
+    result = workspace.cli(
+        "report", "--format", "csv", "--status", "not_found", "--status", "duplicate"
+    )
+
+    assert result.code == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert {(r["status"], r["requests"]) for r in rows if r["section"] == "outcomes"} == {
+        ("not_found", "1"),
+        ("duplicate", "1"),
+    }
+    assert not [r for r in rows if r["section"] == "failures"]
+    assert rows[0]["statuses"] == "not_found duplicate"
+
+
+def test_since_tomorrow_leaves_archives_and_outcomes_empty(workspace: Workspace) -> None:
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    result = workspace.cli("report", "--format", "json", "--since", tomorrow)
+
+    assert result.code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["archives_per_day"] == [] and data["outcomes"] == []
+    assert data["backlog"]["pending"] == 1  # the backlog is now, whatever the window
+    assert data["report"]["filters"]["since"].startswith(tomorrow)
+
+
+def test_html_report_is_one_offline_file_with_the_chart(workspace: Workspace) -> None:
+    result = workspace.cli("report", "--format", "html", "--output", "report.html")
+
+    assert result.code == 0, result.output
+    page = (workspace.path / "report.html").read_text("utf-8")
+    today = datetime.now(UTC).date().isoformat()
+    bars = re.findall(r'<g class="bar" data-day="([0-9-]+)" data-count="(\d+)">', page)
+    assert bars == [(today, "9")]
+    assert f"<title>{today}: 9 archives</title>" in page
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "2026-06-03", "--until", "2026-06-02"], "after --until"),
+        (["--since", "last tuesday"], "neither a date"),
+        (["--until", "2026-02-30"], "neither a date"),
+        (["--status", "archivd"], "is not a status"),
+        (["--format", "xml"], "--format 'xml'"),
+        (["--format", "html"], "needs --output"),
+        (["--output", "x.txt"], "--output needs --format"),
+        (["--format", "json", "--output", "no/such/dir/x.json"], "no directory"),
+    ],
+)
+def test_bad_options_exit_2_with_a_message(
+    workspace: Workspace, args: list[str], message: str
+) -> None:
+    result = workspace.cli("report", *args)
+
+    assert result.code == 2, result.output
+    assert message in result.stderr and "error:" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_database_error_exits_1_and_says_why(workspace: Workspace, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.duckdb"
+    garbage.write_text("this is not a database", encoding="utf-8")
+
+    result = workspace.cli("report", env={"DESTINATION__DUCKDB__CREDENTIALS": str(garbage)})
+
+    assert result.code == 1, result.output
+    assert "could not read the dataset" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_duckdb_file_held_by_another_process_is_explained(workspace: Workspace) -> None:
+    holder = duckdb.connect(str(workspace.path / "routera_audit.duckdb"))
+    try:
+        result = workspace.cli("report", "--format", "json")
+    finally:
+        holder.close()
+
+    assert result.code == 1, result.output
+    assert "open in another process" in result.stderr
