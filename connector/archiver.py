@@ -207,7 +207,10 @@ async def archive_concurrently(
     finish and their outcomes are yielded before the error is raised.
     """
     intake: asyncio.Queue[ArchiveRequest | None] = asyncio.Queue(maxsize=workers * 2)
-    results: asyncio.Queue[ArchiveOutcome | BaseException | None] = asyncio.Queue()
+    # Bounded, so answers never wait in memory in numbers: a slow consumer slows the workers.
+    results: asyncio.Queue[ArchiveOutcome | BaseException | None] = asyncio.Queue(
+        maxsize=workers * 2
+    )
     stop = asyncio.Event()
 
     async def feed() -> None:

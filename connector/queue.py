@@ -155,7 +155,9 @@ class PendingQueue:
             queue = client.make_qualified_table_name(self._queue_table)
             log = client.make_qualified_table_name(self._log_table)
             archives = client.make_qualified_table_name(self._archives_table)
-        text = "VARCHAR"
+        # BigQuery and Databricks spell the text type STRING; the rest of this SQL is portable.
+        destination = self._pipeline.destination.destination_name  # type: ignore[attr-defined]
+        text = "STRING" if destination in ("bigquery", "databricks") else "VARCHAR"
         contact = f"CAST(q.contact_id AS {text})"
         # NULL || text is NULL in SQL, so a NULL contact id derives its own request id.
         derived = f"COALESCE('{DERIVED_REQUEST_PREFIX}' || {contact}, '{NULL_CONTACT_REQUEST}')"
@@ -164,7 +166,7 @@ class PendingQueue:
             if "request_id" in queue_columns
             else derived
         )
-        if self._pipeline.destination.destination_name == "duckdb":  # type: ignore[attr-defined]
+        if destination in ("duckdb", "motherduck"):
             # dlt's writer drops NUL from text, so the log would hold another id than the queue
             # and the request would stay pending forever; a visible stand-in keeps them equal.
             request_id = f"REPLACE({request_id}, CHR(0), '{NUL_STAND_IN}')"

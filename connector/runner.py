@@ -39,7 +39,7 @@ from connector.errors import (
 from connector.fields import FieldColumns
 from connector.ids import validate_contact_id
 from connector.journal import OutcomeJournal, leftover_files, read_outcomes
-from connector.lock import RunLock
+from connector.lock import RunLock, WarehouseLock
 from connector.models import TERMINAL_STATUSES, ArchiveOutcome, ArchiveRequest, Status
 from connector.queue import PendingQueue, PendingRequest, Shard
 from connector.settings import (
@@ -64,6 +64,9 @@ EXIT_INTERRUPTED = 130
 QUEUE_PAGE_SIZE = 2000
 # Tables whose rows a resumed dlt package can insert twice (see collapse_reloaded_rows).
 RELOADABLE_TABLES = (ARCHIVES_TABLE, LOG_TABLE, FIELDS_TABLE, RUNS_TABLE)
+# While a load runs, outcomes keep arriving (journaled at once); past this many chunks waiting
+# the archiving pauses until the load is done.
+BACKPRESSURE_CHUNKS = 4
 # A chunk's load is tried this many times, waiting LOAD_RETRY_WAIT_S * attempt in between.
 LOAD_ATTEMPTS = 3
 LOAD_RETRY_WAIT_S = 2.0
@@ -213,8 +216,17 @@ class ArchiveRun:
         """Run once; every error ends in the report (and its exit code), none escapes."""
         report = self.report
         lock = RunLock(Path(self.pipeline.working_dir) / "run.lock", report.run_id)
+        shard = self.options.shard
+        warehouse_lock = WarehouseLock(
+            self.pipeline, report.run_id, None if shard is None else f"{shard.index}/{shard.count}"
+        )
         try:
             lock.acquire()
+            try:
+                warehouse_lock.acquire()
+            except BaseException:
+                lock.release()
+                raise
         except RunLockedError as exc:
             # Another process owns the pipeline folder: touch nothing, not even archive_runs.
             self._fail(EXIT_FAILED, "locked: nothing was done", str(exc))
@@ -240,6 +252,7 @@ class ArchiveRun:
                 self._fail(EXIT_FAILED, "stopped: error", f"{type(exc).__name__}: {exc}")
             self._finish_report()
         finally:
+            warehouse_lock.release()
             lock.release()
         return report
 
@@ -645,15 +658,23 @@ class ChunkSink:
             )
         self.observer.on_outcome(outcome)
         self.buffer.append(outcome)
-        if len(self.buffer) >= self.chunk_size:
+        if len(self.buffer) < self.chunk_size:
+            return
+        if self.loading is None or self.loading.done():
             await self.flush()
+        elif len(self.buffer) >= BACKPRESSURE_CHUNKS * self.chunk_size:
+            # The destination is slower than the API: wait for it rather than pile up memory.
+            await self.flush()
+        # Otherwise keep taking (and journaling) outcomes while the running load finishes:
+        # awaiting it here would leave the answers arriving meanwhile un-journaled in memory.
 
     async def flush(self) -> None:
+        """Start loading what is buffered, after the load in progress (one at a time)."""
         if not self.buffer:
             return
-        chunk, self.buffer = self.buffer, []
         self.journal.sync()
         await self._wait_for_load()
+        chunk, self.buffer = self.buffer, []
         if self.load_error is None:
             self.loading = asyncio.create_task(self._load(chunk))
 

@@ -22,6 +22,7 @@ from connector.config import resolve_source_config
 from connector.enqueue import enqueue as enqueue_rows
 from connector.enqueue import parse_ids
 from connector.errors import ConfigurationError, RouteraArchiveError
+from connector.queue import Shard
 from connector.runner import (
     EXIT_CONFIG_OR_AUTH,
     EXIT_FAILED,
@@ -134,20 +135,32 @@ def run(
     concurrency: Annotated[int | None, typer.Option(min=1, help="requests in flight")] = None,
     rps: Annotated[float | None, typer.Option(min=0, help="requests per second (0: off)")] = None,
     queue_table: QueueOpt = QUEUE_TABLE,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="I/N: only the requests whose contact id hashes to worker I of N (0-based)"
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Archive every pending request in the queue and load the records into the audit trail."""
     _setup_logging(debug)
     try:
+        worker = None if shard is None else Shard.parse(shard)
+    except ValueError as exc:
+        raise _die(str(exc), EXIT_CONFIG_OR_AUTH) from None
+    try:
         config = resolve_source_config(
             base_url=base_url, max_archives=max_archives, concurrency=concurrency, rps=rps
         )
-        pipeline = make_pipeline(destination, dataset)
+        pipeline = make_pipeline(destination, dataset, shard=worker)
     except RouteraArchiveError as exc:
         raise _die(str(exc), EXIT_CONFIG_OR_AUTH) from None
     except Exception as exc:  # dlt's own configuration errors (a malformed .dlt/config.toml)
         raise _die(f"configuration error: {exc}", EXIT_CONFIG_OR_AUTH) from None
-    options = RunOptions(dry_run=dry_run, limit=limit, force=force, queue_table=queue_table)
+    options = RunOptions(
+        dry_run=dry_run, limit=limit, force=force, queue_table=queue_table, shard=worker
+    )
     observer = ProgressObserver(console)
     with _GracefulStop() as stop:
         try:

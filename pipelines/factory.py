@@ -2,21 +2,25 @@
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.destination import Destination
 
 from connector.errors import ConfigurationError
+from connector.queue import Shard
 from connector.settings import DATASET_NAME, DUCKDB_FILE, PIPELINE_NAME
 
 DEFAULT_DESTINATION = "duckdb"
 
 
-def pipeline_name_for(destination: str, dataset: str) -> str:
-    """One pipeline (and so one working folder, lock and journal) per destination and dataset."""
-    if destination == DEFAULT_DESTINATION and dataset == DATASET_NAME:
+def pipeline_name_for(destination: str, dataset: str, shard: Shard | None = None) -> str:
+    """One pipeline (so one working folder, lock and journal) per destination, dataset, shard."""
+    if destination == DEFAULT_DESTINATION and dataset == DATASET_NAME and shard is None:
         return PIPELINE_NAME
-    return f"{PIPELINE_NAME}__{destination}__{dataset}"
+    name = f"{PIPELINE_NAME}__{destination}__{dataset}"
+    return name if shard is None else f"{name}__shard_{shard.label}"
 
 
 def enqueue_pipeline_name_for(destination: str, dataset: str) -> str:
@@ -52,20 +56,30 @@ def make_pipeline(
     pipeline_name: str | None = None,
     duckdb_file: str | Path | None = None,
     pipelines_dir: str | Path | None = None,
+    shard: Shard | None = None,
 ) -> dlt.Pipeline:
     """A pipeline on `destination`/`dataset`; DuckDB writes `routera_audit.duckdb` in the cwd.
 
     dlt's own settings win over our defaults: `DESTINATION__DUCKDB__CREDENTIALS`,
     `DESTINATION__POSTGRES__CREDENTIALS`, `DLT_DATA_DIR` and the `.dlt/` files.
     """
-    name = pipeline_name or pipeline_name_for(destination, dataset)
+    name = pipeline_name or pipeline_name_for(destination, dataset, shard)
+    # Shard workers load at the same time: each merges through a staging dataset of its own,
+    # or one worker's staging rows would be merged (or truncated) by another.
+    options: dict[str, Any] = (
+        {} if shard is None else {"staging_dataset_name_layout": f"%s_staging_{shard.label}"}
+    )
     target: object = destination
     if destination == DEFAULT_DESTINATION:
         configured = None if duckdb_file else _configured_duckdb_credentials()
         database = configured or str(Path(duckdb_file or DUCKDB_FILE).resolve())
         _check_duckdb_names(database, dataset)
         if configured is None:
-            target = dlt.destinations.duckdb(credentials=database)
+            target = dlt.destinations.duckdb(credentials=database, **options)
+        elif options:
+            target = dlt.destinations.duckdb(**options)
+    elif options:
+        target = Destination.from_reference(destination, **options)
     try:
         return dlt.pipeline(
             pipeline_name=name,

@@ -1,0 +1,1 @@
+"""Scheduling examples: Airflow, Dagster and GitHub Actions, each fanning out shard workers."""
