@@ -44,6 +44,25 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+
+def _show_version(value: bool) -> None:
+    if value:
+        from connector import __version__
+
+        console.print(f"routera-archive {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """Archive Routera contacts listed in a queue table and keep every archived record."""
+
+
 DestinationOpt = Annotated[
     str, typer.Option("--destination", help="dlt destination name (duckdb, postgres, ...)")
 ]
