@@ -232,6 +232,14 @@ class ArchiveRun:
             self._fail(EXIT_FAILED, "locked: nothing was done", str(exc))
             report.finished_at = datetime.now(UTC)
             return report
+        except Exception as exc:  # the warehouse did not answer the lock query
+            self._fail(
+                EXIT_FAILED,
+                "stopped: the destination is unreachable; nothing was done",
+                f"{type(exc).__name__}: {exc}",
+            )
+            report.finished_at = datetime.now(UTC)
+            return report
         try:
             try:
                 self._execute_locked()

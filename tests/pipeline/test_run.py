@@ -17,6 +17,7 @@ from connector.runner import (
     RunReport,
 )
 from connector.settings import SOURCE_NAME
+from pipelines.factory import make_pipeline
 from sandbox import SandboxServer
 from tests.conftest import source_config
 
@@ -307,3 +308,19 @@ def test_bad_credentials_stop_the_run_with_exit_2_and_archive_nothing(
     assert "wrong-secret-value" not in (report.error or "")
     assert deletes(sandbox_server) == 0
     assert report.handled == 0
+
+
+def test_an_unreachable_warehouse_is_a_clear_failure_before_any_call(
+    sandbox_server: SandboxServer, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing listens on port 1: connecting fails at once.
+    monkeypatch.setenv(
+        "DESTINATION__POSTGRES__CREDENTIALS", "postgresql://postgres:x@127.0.0.1:1/test"
+    )
+    pipeline = make_pipeline("postgres", "unreachable", pipelines_dir=tmp_path / "p")
+
+    report = run(pipeline, sandbox_server)
+
+    assert report.exit_code == 1
+    assert "unreachable" in report.outcome and report.error
+    assert sandbox_server.state.stats()["totals"]["requests"] == 0
