@@ -28,7 +28,6 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -41,9 +40,8 @@ from typing import IO, Any
 import duckdb
 
 from sandbox import SandboxServer
+from tests.e2e.cli_support import DB_FILE, Result, cli_env, run_cli, start_cli
 
-CLI = str(Path(sys.executable).with_name("routera-archive"))
-DB_FILE = "routera_audit.duckdb"
 DATASET = "routera_archive"
 PIPELINE = "routera_archive"
 TERMINAL = ("archived", "already_archived", "not_found", "invalid", "duplicate")
@@ -272,21 +270,8 @@ class CrashHarness:
 
     # ------------------------------------------------------------------ processes
     def env(self) -> dict[str, str]:
-        environment = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("SOURCES__", "DESTINATION__"))
-        }
-        environment.update(
-            SOURCES__ROUTERA__BASE_URL=self.server.url,
-            SOURCES__ROUTERA__CLIENT_ID=self.server.config.client_id,
-            SOURCES__ROUTERA__CLIENT_SECRET=self.server.config.client_secret,
-            SOURCES__ROUTERA__RPS="0",
-            SOURCES__ROUTERA__CHUNK_SIZE=str(self.chunk_size),
-            DLT_DATA_DIR=str(self.workdir / "dlt_data"),
-        )
-        environment.update(self.extra_env)
-        return environment
+        chunks = {"SOURCES__ROUTERA__CHUNK_SIZE": str(self.chunk_size)}
+        return cli_env(self.server, self.workdir, chunks, self.extra_env)
 
     def crash_at(self, point: str) -> Path:
         """Make the next run SIGKILL itself once, at one exact point inside dlt:
@@ -315,26 +300,18 @@ class CrashHarness:
     def no_crash_hook(self) -> None:
         self.extra_env = {}
 
-    def cli(
-        self, *args: str, timeout: float = PROCESS_TIMEOUT_S
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [CLI, *args],
-            cwd=self.workdir,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+    def cli(self, *args: str, timeout: float = PROCESS_TIMEOUT_S) -> Result:
+        return run_cli(self.workdir, self.env(), *args, timeout=timeout)
 
     def spawn_run(self, stdout: IO[str]) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [CLI, "run", "--force", "--rps", "0"],
-            cwd=self.workdir,
-            env=self.env(),
+        process = start_cli(
+            self.workdir,
+            self.env(),
+            "run",
+            "--force",
+            "--rps",
+            "0",
             stdout=stdout,
-            stderr=subprocess.PIPE,
-            text=True,
             start_new_session=True,  # its own process group: the kill reaches any helper too
         )
         self._live.append(process)
@@ -367,7 +344,7 @@ class CrashHarness:
         rng.shuffle(lines)
         (self.workdir / "queue.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
         done = self.cli("enqueue", "queue.txt", "--requested-by", "crash-harness", "--reason", "t")
-        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.code == 0, done.stdout + done.stderr
         assert f"enqueued {len(lines)} requests" in done.stdout, done.stdout
 
         # Requests that can never be valid, and one request id shared by two contacts: the
@@ -490,7 +467,7 @@ class CrashHarness:
         (self.workdir / f"{name}.out").write_text(done.stdout, encoding="utf-8")
         (self.workdir / f"{name}.err").write_text(done.stderr, encoding="utf-8")
         return FinalRun(
-            done.returncode, done.stdout, done.stderr, started_epoch, time.monotonic() - started
+            done.code, done.stdout, done.stderr, started_epoch, time.monotonic() - started
         )
 
     # ----------------------------------------------------------------- what is left

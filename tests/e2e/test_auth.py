@@ -6,42 +6,25 @@ what was done loaded, and a later run with valid credentials finishes the rest, 
 contact exactly once.
 """
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from sandbox import FaultConfig, SandboxConfig, SandboxServer
+from tests.e2e.cli_support import Result, cli_env, deletes_sent, query
+from tests.e2e.cli_support import run_cli as run_cli_in
 
 pytestmark = pytest.mark.e2e
 
-CLI = str(Path(sys.executable).with_name("routera-archive"))
 CLIENT_SECRET = "auth-secret-Wd7"
 STATIC_TOKEN = "auth-static-token-Rk5"
-DB_FILE = "routera_audit.duckdb"
 CLI_TIMEOUT_S = 120
 TERMINAL = ("archived", "already_archived", "not_found", "invalid", "duplicate")
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
 
 
 def start_sandbox(**overrides: Any) -> SandboxServer:
@@ -59,30 +42,9 @@ def start_sandbox(**overrides: Any) -> SandboxServer:
 def run_cli(
     tmp_path: Path, server: SandboxServer, *args: str, env: dict[str, str | None] | None = None
 ) -> Result:
-    environment: dict[str, str | None] = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("SOURCES__", "DESTINATION__"))
-    }
-    environment.update(
-        SOURCES__ROUTERA__BASE_URL=server.url,
-        SOURCES__ROUTERA__CLIENT_ID=server.config.client_id,
-        SOURCES__ROUTERA__CLIENT_SECRET=CLIENT_SECRET,
-        SOURCES__ROUTERA__RPS="0",
-        DLT_DATA_DIR=str(tmp_path / "dlt_data"),
-        COLUMNS="250",
-    )
-    environment.update(env or {})
-    started = time.monotonic()
-    done = subprocess.run(
-        [CLI, *args],
-        cwd=tmp_path,
-        env={k: v for k, v in environment.items() if v is not None},
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-    )
-    result = Result(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+    """Run the CLI against `server`; no run may print a traceback or a credential."""
+    environment = cli_env(server, tmp_path, {"COLUMNS": "250"}, env)
+    result = run_cli_in(tmp_path, environment, *args, timeout=CLI_TIMEOUT_S)
     assert "Traceback" not in result.output, result.output
     for secret in (CLIENT_SECRET, STATIC_TOKEN):
         assert secret not in result.output
@@ -105,11 +67,6 @@ def enqueue(tmp_path: Path, server: SandboxServer, ids: list[str]) -> set[str]:
     }
 
 
-def query(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
-    with duckdb.connect(str(tmp_path / DB_FILE), read_only=True) as db:
-        return db.execute(sql).fetchall()
-
-
 def requests_to(server: SandboxServer, method: str, path_prefix: str) -> Counter[int]:
     """Requests by status for one method and path prefix."""
     counts: Counter[int] = Counter()
@@ -117,10 +74,6 @@ def requests_to(server: SandboxServer, method: str, path_prefix: str) -> Counter
         if entry["method"] == method and entry["path"].startswith(path_prefix):
             counts[entry["status"]] += entry["count"]
     return counts
-
-
-def deletes_sent(server: SandboxServer) -> int:
-    return int(server.state.stats()["totals"]["by_method"].get("DELETE", 0))
 
 
 def assert_all_archived_once(tmp_path: Path, server: SandboxServer, ids: list[str]) -> None:

@@ -3,9 +3,7 @@
 import os
 import signal
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -13,26 +11,12 @@ import httpx
 import pytest
 
 from sandbox import SandboxConfig, SandboxServer
+from tests.e2e.cli_support import CLI, RunCli, api_requests, cli_runner, deletes_sent, query
 
 pytestmark = pytest.mark.e2e
 
-CLI = str(Path(sys.executable).with_name("routera-archive"))
 CLIENT_SECRET = "e2e-secret-Kq83xZ"
 STATIC_TOKEN = "e2e-static-token-P9vLm2"
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-
-RunCli = Callable[..., Result]
 
 
 @pytest.fixture
@@ -51,41 +35,7 @@ def server() -> Iterator[SandboxServer]:
 @pytest.fixture
 def cli(tmp_path: Path, server: SandboxServer) -> RunCli:
     """Run the CLI in `tmp_path` with OAuth credentials for the sandbox in its environment."""
-
-    def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
-        environment = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("SOURCES__", "DESTINATION__"))
-        }
-        environment.update(
-            SOURCES__ROUTERA__BASE_URL=server.url,
-            SOURCES__ROUTERA__CLIENT_ID=server.config.client_id,
-            SOURCES__ROUTERA__CLIENT_SECRET=CLIENT_SECRET,
-            SOURCES__ROUTERA__RPS="0",
-            DLT_DATA_DIR=str(tmp_path / "dlt_data"),
-        )
-        environment.update(env or {})
-        done = subprocess.run(
-            [CLI, *args],
-            cwd=tmp_path,
-            env={k: v for k, v in environment.items() if v is not None},
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        return Result(done.returncode, done.stdout, done.stderr)
-
-    return run
-
-
-def api_requests(server: SandboxServer) -> int:
-    return int(server.state.stats()["totals"]["requests"])
-
-
-def deletes(server: SandboxServer) -> int:
-    return int(server.state.stats()["totals"]["by_method"].get("DELETE", 0))
+    return cli_runner(server, tmp_path, timeout=180)
 
 
 def ids_file(tmp_path: Path, ids: list[str]) -> Path:
@@ -95,10 +45,7 @@ def ids_file(tmp_path: Path, ids: list[str]) -> Path:
 
 
 def audit_rows(tmp_path: Path) -> list[tuple[str, bool]]:
-    with duckdb.connect(str(tmp_path / "routera_audit.duckdb"), read_only=True) as db:
-        return db.execute(
-            "SELECT id, recovered FROM routera_archive.contact_archives ORDER BY id"
-        ).fetchall()
+    return query(tmp_path, "SELECT id, recovered FROM routera_archive.contact_archives ORDER BY id")
 
 
 def test_enqueue_run_status_and_a_second_run_that_calls_nothing(
@@ -121,10 +68,10 @@ def test_enqueue_run_status_and_a_second_run_that_calls_nothing(
     assert "pending requests: 0" in status.stdout
     assert "archived" in status.stdout and "10" in status.stdout
 
-    before = deletes(server)
+    before = deletes_sent(server)
     second = cli("run")
     assert second.code == 0, second.output
-    assert deletes(server) == before
+    assert deletes_sent(server) == before
     assert "pending at start: 0" in second.stdout
 
 
@@ -141,10 +88,10 @@ def test_ids_from_stdin_and_csv_are_queued(
 
     assert run.code == 0, run.output
     assert len(audit_rows(tmp_path)) == 4
-    with duckdb.connect(str(tmp_path / "routera_audit.duckdb"), read_only=True) as db:
-        reasons = db.execute(
-            "SELECT reason, COUNT(*) FROM routera_archive.contact_archives GROUP BY 1 ORDER BY 1"
-        ).fetchall()
+    reasons = query(
+        tmp_path,
+        "SELECT reason, COUNT(*) FROM routera_archive.contact_archives GROUP BY 1 ORDER BY 1",
+    )
     assert reasons == [("csv reason", 2), (None, 2)]
 
 

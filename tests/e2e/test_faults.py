@@ -8,26 +8,20 @@ contact, and each run's printed and stored counts equal its own `archive_log` ro
 """
 
 import json
-import os
 import re
-import subprocess
-import sys
-import time
 from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
 
-import duckdb
 import pytest
 
 from sandbox import FaultConfig, SandboxConfig, SandboxServer
+from tests.e2e.cli_support import Result, cli_env, printed_counts, query
+from tests.e2e.cli_support import run_cli as run_cli_in
 
 pytestmark = pytest.mark.e2e
 
-CLI = str(Path(sys.executable).with_name("routera-archive"))
 CLIENT_SECRET = "faults-secret-Hq2"
-DB_FILE = "routera_audit.duckdb"
 CLI_TIMEOUT_S = 240
 SEED = 2026
 # The storm's settings: a hung call costs one read timeout, a throttle its one-second Retry-After,
@@ -41,7 +35,6 @@ STORM_ENV = {
     "SOURCES__ROUTERA__CHUNK_SIZE": "64",
 }
 TERMINAL = {"archived", "already_archived", "not_found", "invalid", "duplicate"}
-OUTCOME_ROW = re.compile(r"^\s*([a-z_]+)\s+│\s+(\d+)\s*$", re.MULTILINE)
 RUN_TITLE = re.compile(r"routera-archive run (\S+):")
 
 
@@ -49,66 +42,22 @@ def storm() -> FaultConfig:
     return FaultConfig(error_rate=0.10, throttle_rate=0.05, hang_rate=0.02, malformed_rate=0.01)
 
 
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    @property
-    def run_id(self) -> str:
-        match = RUN_TITLE.search(self.stdout)
-        assert match, self.output
-        return match.group(1)
-
-    def printed_counts(self) -> dict[str, int]:
-        """The summary's outcomes table, without its total."""
-        counts = {name: int(n) for name, n in OUTCOME_ROW.findall(self.stdout)}
-        total = counts.pop("total", None)
-        assert total == sum(counts.values()), self.stdout
-        return counts
+def run_id_of(result: Result) -> str:
+    """The run id in the summary's title."""
+    match = RUN_TITLE.search(result.stdout)
+    assert match, result.output
+    return match.group(1)
 
 
 def run_cli(
     tmp_path: Path, server: SandboxServer, *args: str, env: dict[str, str] | None = None
 ) -> Result:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("SOURCES__", "DESTINATION__"))
-    }
-    environment.update(
-        SOURCES__ROUTERA__BASE_URL=server.url,
-        SOURCES__ROUTERA__CLIENT_ID=server.config.client_id,
-        SOURCES__ROUTERA__CLIENT_SECRET=CLIENT_SECRET,
-        SOURCES__ROUTERA__RPS="0",
-        DLT_DATA_DIR=str(tmp_path / "dlt_data"),
-        COLUMNS="250",
-    )
-    environment.update(env or {})
-    started = time.monotonic()
-    done = subprocess.run(
-        [CLI, *args],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-    )
-    result = Result(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+    """Run the CLI against `server`; no run may print a traceback or the client secret."""
+    environment = cli_env(server, tmp_path, {"COLUMNS": "250"}, env)
+    result = run_cli_in(tmp_path, environment, *args, timeout=CLI_TIMEOUT_S)
     assert "Traceback" not in result.output, result.output
     assert CLIENT_SECRET not in result.output
     return result
-
-
-def query(tmp_path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    with duckdb.connect(str(tmp_path / DB_FILE), read_only=True) as db:
-        return db.execute(sql, list(params)).fetchall()
 
 
 def log_counts(tmp_path: Path, run_id: str) -> dict[str, int]:
@@ -131,9 +80,9 @@ def stored_counts(tmp_path: Path, run_id: str) -> dict[str, int]:
 
 
 def assert_counts_match_the_log(tmp_path: Path, result: Result) -> dict[str, int]:
-    logged = log_counts(tmp_path, result.run_id)
-    assert result.printed_counts() == logged, (result.stdout, logged)
-    assert stored_counts(tmp_path, result.run_id) == logged
+    logged = log_counts(tmp_path, run_id_of(result))
+    assert printed_counts(result.stdout) == logged, (result.stdout, logged)
+    assert stored_counts(tmp_path, run_id_of(result)) == logged
     return logged
 
 
@@ -181,7 +130,7 @@ def storm_then_calm(tmp_path: Path, queued: int, contacts: int, *run_args: str) 
         rows = query(
             tmp_path,
             "SELECT request_id, status, error FROM routera_archive.archive_log WHERE run_id = ?",
-            first.run_id,
+            run_id_of(first),
         )
         assert {r[0] for r in rows} == request_ids, "every request got an outcome in the storm"
         assert len(rows) == len(request_ids)

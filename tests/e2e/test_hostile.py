@@ -6,13 +6,8 @@ list call and `/contacts/{exactly one percent-encoded segment}` whose decoded se
 id: no id may ever reach another route.
 """
 
-import os
-import re
-import subprocess
-import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -21,15 +16,21 @@ import duckdb
 import pytest
 
 from sandbox import SandboxConfig, SandboxServer
+from tests.e2e.cli_support import (
+    DB_FILE,
+    Result,
+    RunCli,
+    api_requests,
+    cli_runner,
+    printed_counts,
+    query,
+)
 
 pytestmark = pytest.mark.e2e
 
-CLI = str(Path(sys.executable).with_name("routera-archive"))
 CLIENT_SECRET = "hostile-secret-Zt41"
-DB_FILE = "routera_audit.duckdb"
 QUEUE = "routera_archive.archive_queue"
 CLI_TIMEOUT_S = 120
-OUTCOME_ROW = re.compile(r"^\s*([a-z_]+)\s+│\s+(\d+)\s*$", re.MULTILINE)
 
 # Ids that can never be Routera ids: the run answers `invalid` and sends nothing for them.
 INVALID_IDS: list[str | None] = [
@@ -85,20 +86,6 @@ UNKNOWN_IDS = [
 PLANTED_IDS = ["a/b", "#frag", "a b", "名前", "%2F%2E", "100%", "ünï-cødé", "tab-like\\t"]
 
 
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-
-RunCli = Callable[..., Result]
-
-
 @pytest.fixture
 def server() -> Iterator[SandboxServer]:
     config = SandboxConfig(port=0, contacts=300, seed=17, client_secret=CLIENT_SECRET)
@@ -111,36 +98,7 @@ def server() -> Iterator[SandboxServer]:
 @pytest.fixture
 def cli(tmp_path: Path, server: SandboxServer) -> RunCli:
     """Run the CLI in `tmp_path` with OAuth credentials for the sandbox in its environment."""
-
-    def run(
-        *args: str, env: dict[str, str | None] | None = None, stdin: str | None = None
-    ) -> Result:
-        environment: dict[str, str | None] = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("SOURCES__", "DESTINATION__"))
-        }
-        environment.update(
-            SOURCES__ROUTERA__BASE_URL=server.url,
-            SOURCES__ROUTERA__CLIENT_ID=server.config.client_id,
-            SOURCES__ROUTERA__CLIENT_SECRET=CLIENT_SECRET,
-            SOURCES__ROUTERA__RPS="0",
-            DLT_DATA_DIR=str(tmp_path / "dlt_data"),
-            COLUMNS="250",
-        )
-        environment.update(env or {})
-        done = subprocess.run(
-            [CLI, *args],
-            cwd=tmp_path,
-            env={k: v for k, v in environment.items() if v is not None},
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT_S,
-        )
-        return Result(done.returncode, done.stdout, done.stderr)
-
-    return run
+    return cli_runner(server, tmp_path, {"COLUMNS": "250"}, timeout=CLI_TIMEOUT_S)
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -154,18 +112,6 @@ def create_queue(tmp_path: Path, ddl: str, rows: list[tuple[Any, ...]]) -> None:
         if rows:
             marks = ", ".join(["?"] * len(rows[0]))
             db.executemany(f"INSERT INTO {QUEUE} VALUES ({marks})", rows)
-
-
-def query(tmp_path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    with duckdb.connect(str(tmp_path / DB_FILE), read_only=True) as db:
-        return db.execute(sql, list(params)).fetchall()
-
-
-def printed_counts(stdout: str) -> dict[str, int]:
-    """The run summary's outcomes table, without its total."""
-    counts = {name: int(n) for name, n in OUTCOME_ROW.findall(stdout)}
-    assert counts.pop("total", None) == sum(counts.values()), stdout
-    return counts
 
 
 def latest_statuses(tmp_path: Path) -> dict[str, tuple[str, str | None, str | None]]:
@@ -276,11 +222,11 @@ def test_hostile_ids_by_sql_get_sensible_outcomes_and_reach_only_their_own_path(
     assert "exit code 0" in result.stdout
     assert printed_counts(result.stdout) == Counter(s for s, _, _ in statuses.values())
     # A second run finds nothing pending and calls nothing.
-    calls = server.state.stats()["totals"]["requests"]
+    calls = api_requests(server)
     again = cli("run")
     assert_clean(again)
     assert "pending at start: 0" in again.stdout
-    assert server.state.stats()["totals"]["requests"] == calls
+    assert api_requests(server) == calls
 
 
 def test_a_nul_in_an_id_is_shown_and_its_request_settled_once(
@@ -389,7 +335,7 @@ def test_an_empty_queue_table_is_a_run_with_nothing_to_do(
 
     assert_clean(result)
     assert "pending at start: 0" in result.stdout
-    assert server.state.stats()["totals"]["requests"] == 0
+    assert api_requests(server) == 0
 
 
 def test_junk_in_the_queue_does_not_trip_the_share_guardrail(
@@ -516,7 +462,7 @@ def test_no_queue_table_in_an_existing_dataset_exits_2(
 
     assert_clean(result, 2)
     assert "no queue table" in result.output and "enqueue" in result.output
-    assert server.state.stats()["totals"]["requests"] == 0
+    assert api_requests(server) == 0
 
 
 def test_a_queue_table_without_contact_id_exits_2_and_names_its_columns(
@@ -528,7 +474,7 @@ def test_a_queue_table_without_contact_id_exits_2_and_names_its_columns(
 
     assert_clean(result, 2)
     assert "contact_id" in result.output and "contactid" in result.output
-    assert server.state.stats()["totals"]["requests"] == 0
+    assert api_requests(server) == 0
 
 
 @pytest.mark.parametrize(
@@ -550,7 +496,7 @@ def test_a_malformed_config_toml_exits_2_without_traceback(
 
     assert_clean(result, 2)
     assert "error" in result.stderr
-    assert server.state.stats()["totals"]["requests"] == 0
+    assert api_requests(server) == 0
 
 
 @pytest.mark.parametrize(
@@ -572,4 +518,4 @@ def test_a_base_url_that_is_not_a_url_exits_2(
     assert_clean(result, 2)
     assert "base_url" in result.output
     assert "pw-Zt41" not in result.output
-    assert server.state.stats()["totals"]["requests"] == 0
+    assert api_requests(server) == 0

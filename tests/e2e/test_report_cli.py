@@ -4,19 +4,18 @@
 import csv
 import io
 import json
-import os
 import re
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
 from sandbox import SandboxConfig, SandboxServer
-from tests.e2e.test_cli import CLI, Result
+from tests.e2e.cli_support import Result, cli_env, query, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -31,33 +30,11 @@ class Workspace:
     archived: list[str]
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        environment = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("SOURCES__", "DESTINATION__"))
-        }
-        environment.update(
-            SOURCES__ROUTERA__BASE_URL=self.server.url,
-            SOURCES__ROUTERA__CLIENT_ID=self.server.config.client_id,
-            SOURCES__ROUTERA__CLIENT_SECRET=CLIENT_SECRET,
-            SOURCES__ROUTERA__RPS="0",
-            DLT_DATA_DIR=str(self.path / "dlt_data"),
-            COLUMNS="200",
-        )
-        environment.update(env or {})
-        done = subprocess.run(
-            [CLI, *args],
-            cwd=self.path,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        return Result(done.returncode, done.stdout, done.stderr)
+        environment = cli_env(self.server, self.path, {"COLUMNS": "200"}, env)
+        return run_cli(self.path, environment, *args, timeout=120)
 
-    def sql(self, query: str) -> list[tuple]:
-        with duckdb.connect(str(self.path / "routera_audit.duckdb"), read_only=True) as db:
-            return db.execute(query).fetchall()
+    def sql(self, sql: str) -> list[tuple[Any, ...]]:
+        return query(self.path, sql)
 
 
 @pytest.fixture(scope="module")

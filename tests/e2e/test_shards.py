@@ -1,8 +1,6 @@
 """Sharded workers on one PostgreSQL dataset: the real CLI, N processes at once."""
 
-import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,6 +12,7 @@ import pytest
 from connector.queue import Shard
 from sandbox import FaultConfig, SandboxConfig, SandboxServer
 from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL, postgres_available
+from tests.e2e.cli_support import cli_env, deletes_sent, run_cli, start_cli
 
 pytestmark = [
     pytest.mark.e2e,
@@ -21,7 +20,6 @@ pytestmark = [
     pytest.mark.skipif(not postgres_available(), reason=POSTGRES_SKIP_REASON),
 ]
 
-CLI = str(Path(sys.executable).with_name("routera-archive"))
 WORKERS = 3
 
 
@@ -48,29 +46,17 @@ def server() -> Iterator[SandboxServer]:
 
 
 def env_for(server: SandboxServer, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__"))}
-    env.update(
-        SOURCES__ROUTERA__BASE_URL=server.url,
-        SOURCES__ROUTERA__CLIENT_ID=server.config.client_id,
-        SOURCES__ROUTERA__CLIENT_SECRET=server.config.client_secret,
-        SOURCES__ROUTERA__RPS="0",
-        SOURCES__ROUTERA__CONCURRENCY="4",
-        SOURCES__ROUTERA__CHUNK_SIZE="60",
-        DESTINATION__POSTGRES__CREDENTIALS=POSTGRES_URL,
-        DLT_DATA_DIR=str(tmp_path / "dlt_data"),
-    )
-    return env
+    """The test PostgreSQL as destination; small loads so that workers overlap."""
+    settings = {
+        "SOURCES__ROUTERA__CONCURRENCY": "4",
+        "SOURCES__ROUTERA__CHUNK_SIZE": "60",
+        "DESTINATION__POSTGRES__CREDENTIALS": POSTGRES_URL,
+    }
+    return cli_env(server, tmp_path, settings)
 
 
 def cli(server: SandboxServer, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [CLI, *args],
-        cwd=tmp_path,
-        env=env_for(server, tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_cli(tmp_path, env_for(server, tmp_path), *args)
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str]:
@@ -80,6 +66,12 @@ def finish(process: subprocess.Popen[str], timeout: float = 240) -> tuple[int, s
         if process.poll() is None:
             process.kill()
     return process.returncode, out + err
+
+
+def enqueue(server: SandboxServer, tmp_path: Path, dataset: str) -> tuple[int, str]:
+    """Queue `ids.txt` into `dataset` on PostgreSQL; the exit code and output."""
+    args = ("enqueue", "ids.txt", "--destination", "postgres", "--dataset", dataset)
+    return finish(cli(server, tmp_path, *args))
 
 
 def sql(query: str) -> list[tuple[object, ...]]:
@@ -107,18 +99,7 @@ def test_workers_split_one_queue_each_request_handled_once(
 ) -> None:
     ids = server.state.contact_ids(include_archived=False)[:360]
     (tmp_path / "ids.txt").write_text("\n".join([*ids, *ids[:10]]), encoding="utf-8")
-    code, output = finish(
-        cli(
-            server,
-            tmp_path,
-            "enqueue",
-            "ids.txt",
-            "--destination",
-            "postgres",
-            "--dataset",
-            dataset,
-        )
-    )
+    code, output = enqueue(server, tmp_path, dataset)
     assert code == 0, output
 
     workers = [
@@ -161,51 +142,23 @@ def test_a_shard_already_running_and_a_full_run_beside_workers_are_refused(
     server.config.faults.latency_ms = 120.0  # the first worker must outlive two CLI starts
     ids = server.state.contact_ids(include_archived=False)[:360]
     (tmp_path / "ids.txt").write_text("\n".join(ids), encoding="utf-8")
-    assert (
-        finish(
-            cli(
-                server,
-                tmp_path,
-                "enqueue",
-                "ids.txt",
-                "--destination",
-                "postgres",
-                "--dataset",
-                dataset,
-            )
-        )[0]
-        == 0
-    )
+    assert enqueue(server, tmp_path, dataset)[0] == 0
     target = ("--destination", "postgres", "--dataset", dataset, "--force")
     first = cli(server, tmp_path, "run", *target, "--shard", "0/2")
     try:
         deadline = time.monotonic() + 60
-        while server.state.stats()["totals"]["by_method"].get("DELETE", 0) < 10:
+        while deletes_sent(server) < 10:
             assert time.monotonic() < deadline and first.poll() is None, "the worker never started"
             time.sleep(0.02)
         # The same shard from another machine (another pipeline folder): refused by PostgreSQL.
         twin_env = {**env_for(server, tmp_path), "DLT_DATA_DIR": str(tmp_path / "other_machine")}
-        twin = subprocess.run(
-            [CLI, "run", *target, "--shard", "0/2"],
-            cwd=tmp_path,
-            env=twin_env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        full = subprocess.run(
-            [CLI, "run", *target],
-            cwd=tmp_path,
-            env=twin_env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        twin = run_cli(tmp_path, twin_env, "run", *target, "--shard", "0/2", timeout=120)
+        full = run_cli(tmp_path, twin_env, "run", *target, timeout=120)
     finally:
         code, output = finish(first)
 
     assert code == 0, output
-    assert twin.returncode == 1 and "another run holds dataset" in twin.stderr + twin.stdout
+    assert twin.code == 1 and "another run holds dataset" in twin.stderr + twin.stdout
     assert "routera-archive" in twin.stderr + twin.stdout  # it names the holder's session
-    assert full.returncode == 1 and "another run holds dataset" in full.stderr + full.stdout
+    assert full.code == 1 and "another run holds dataset" in full.stderr + full.stdout
     assert set(server.state.stats()["deletes_succeeded"].values()) == {1}

@@ -1,21 +1,18 @@
 """Stopping a run on purpose, and two runs at once: the real CLI against a slow sandbox."""
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from sandbox import FaultConfig, SandboxConfig, SandboxServer
+from tests.e2e.cli_support import cli_env, deletes_sent, query, run_cli, start_cli
 
 pytestmark = pytest.mark.e2e
 
-CLI = str(Path(sys.executable).with_name("routera-archive"))
 CONTACTS = 600
 
 
@@ -26,48 +23,27 @@ def slow_server() -> Iterator[SandboxServer]:
         yield server
 
 
-def cli_env(server: SandboxServer, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__"))}
-    env.update(
-        SOURCES__ROUTERA__BASE_URL=server.url,
-        SOURCES__ROUTERA__CLIENT_ID=server.config.client_id,
-        SOURCES__ROUTERA__CLIENT_SECRET=server.config.client_secret,
-        SOURCES__ROUTERA__RPS="0",
-        SOURCES__ROUTERA__CONCURRENCY="4",
-        SOURCES__ROUTERA__CHUNK_SIZE="50",
-        DLT_DATA_DIR=str(tmp_path / "dlt_data"),
-    )
-    return env
+def run_env(server: SandboxServer, tmp_path: Path) -> dict[str, str]:
+    """Four calls at once, loads of 50: a run long enough to be stopped in the middle."""
+    settings = {"SOURCES__ROUTERA__CONCURRENCY": "4", "SOURCES__ROUTERA__CHUNK_SIZE": "50"}
+    return cli_env(server, tmp_path, settings)
 
 
 def enqueue_all(server: SandboxServer, tmp_path: Path) -> list[str]:
     ids = server.state.contact_ids(include_archived=False)
     (tmp_path / "ids.txt").write_text("\n".join(ids), encoding="utf-8")
-    subprocess.run(
-        [CLI, "enqueue", "ids.txt"],
-        cwd=tmp_path,
-        env=cli_env(server, tmp_path),
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    enqueued = run_cli(tmp_path, run_env(server, tmp_path), "enqueue", "ids.txt", timeout=120)
+    assert enqueued.code == 0, enqueued.output
     return ids
 
 
 def start_run(server: SandboxServer, tmp_path: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [CLI, "run", "--force"],
-        cwd=tmp_path,
-        env=cli_env(server, tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_cli(tmp_path, run_env(server, tmp_path), "run", "--force")
 
 
 def wait_for_deletes(server: SandboxServer, count: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
-    while server.state.stats()["totals"]["by_method"].get("DELETE", 0) < count:
+    while deletes_sent(server) < count:
         assert time.monotonic() < deadline, "the run never got going"
         time.sleep(0.02)
 
@@ -77,11 +53,7 @@ def archived_in_sandbox(server: SandboxServer) -> set[str]:
 
 
 def audit_ids(tmp_path: Path) -> list[str]:
-    with duckdb.connect(str(tmp_path / "routera_audit.duckdb"), read_only=True) as db:
-        return [
-            row[0]
-            for row in db.execute("SELECT id FROM routera_archive.contact_archives").fetchall()
-        ]
+    return [row[0] for row in query(tmp_path, "SELECT id FROM routera_archive.contact_archives")]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -107,15 +79,8 @@ def test_a_stopped_run_finishes_in_flight_calls_loads_them_and_exits_non_zero(
     assert 60 <= len(archived) < len(ids), "the stop should have come mid-run"
 
     deletes_before = slow_server.state.stats()["totals"]["by_method"]["DELETE"]
-    finish = subprocess.run(
-        [CLI, "run", "--force"],
-        cwd=tmp_path,
-        env=cli_env(slow_server, tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert finish.returncode == 0, finish.stdout + finish.stderr
+    finish = run_cli(tmp_path, run_env(slow_server, tmp_path), "run", "--force", timeout=180)
+    assert finish.code == 0, finish.stdout + finish.stderr
     assert sorted(audit_ids(tmp_path)) == sorted(ids)
     assert slow_server.state.stats()["totals"]["by_method"]["DELETE"] - deletes_before == len(
         ids
@@ -130,21 +95,14 @@ def test_a_second_run_at_the_same_time_makes_no_call_and_names_the_first(
     first = start_run(slow_server, tmp_path)
     try:
         wait_for_deletes(slow_server, 20)
-        second = subprocess.run(
-            [CLI, "run", "--force"],
-            cwd=tmp_path,
-            env=cli_env(slow_server, tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        second = run_cli(tmp_path, run_env(slow_server, tmp_path), "run", "--force", timeout=60)
         first_out, first_err = first.communicate(timeout=180)
     finally:
         if first.poll() is None:
             first.kill()
 
     assert first.returncode == 0, first_out + first_err
-    assert second.returncode == 1
+    assert second.code == 1
     first_run_id = first_out.split("routera-archive run ", 1)[1].split(":", 1)[0]
     assert f"run {first_run_id}" in second.stderr + second.stdout
     assert "another run holds this dataset" in second.stderr + second.stdout
