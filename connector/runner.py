@@ -11,20 +11,15 @@
 import asyncio
 import logging
 import threading
-from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-from uuid import uuid4
 
 import dlt
 import httpx
-from dlt.common.pipeline import LoadInfo
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-from connector import __version__
 from connector.archiver import archive_concurrently
 from connector.client import RouteraClient
 from connector.config import RouteraSourceConfig
@@ -39,37 +34,32 @@ from connector.errors import (
 from connector.fields import FieldColumns
 from connector.ids import validate_contact_id
 from connector.journal import OutcomeJournal, leftover_files, read_outcomes
+from connector.loading import ChunkSink, load_fresh, load_pending_packages, schema_columns
 from connector.lock import RunLock, WarehouseLock
 from connector.models import TERMINAL_STATUSES, ArchiveOutcome, ArchiveRequest, Status
 from connector.queue import PendingQueue, PendingRequest, Shard
+from connector.run_report import (
+    EXIT_CONFIG_OR_AUTH,
+    EXIT_FAILED,
+    EXIT_GUARDRAIL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    PlannedRequest,
+    RunObserver,
+    RunReport,
+    new_run_id,
+)
 from connector.settings import (
-    ARCHIVES_TABLE,
     FIELDS_TABLE,
     LOG_TABLE,
     QUEUE_TABLE,
-    RUNS_TABLE,
-    SOURCE_NAME,
 )
-from connector.source import AuditRows, audit_trail, build_audit_rows, run_history
+from connector.source import audit_trail, build_audit_rows, run_history
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG_OR_AUTH = 2
-EXIT_GUARDRAIL = 3
-EXIT_INTERRUPTED = 130
-
 # Pending requests are read this many at a time; independent of the load chunk size.
 QUEUE_PAGE_SIZE = 2000
-# Tables whose rows a resumed dlt package can insert twice (see collapse_reloaded_rows).
-RELOADABLE_TABLES = (ARCHIVES_TABLE, LOG_TABLE, FIELDS_TABLE, RUNS_TABLE)
-# While a load runs, outcomes keep arriving (journaled at once); past this many chunks waiting
-# the archiving pauses until the load is done.
-BACKPRESSURE_CHUNKS = 4
-# A chunk's load is tried this many times, waiting LOAD_RETRY_WAIT_S * attempt in between.
-LOAD_ATTEMPTS = 3
-LOAD_RETRY_WAIT_S = 2.0
 # How many planned requests a dry run keeps to show (the counts cover all of them).
 DRY_RUN_SHOWN = 200
 
@@ -85,96 +75,6 @@ class RunOptions:
     queue_table: str = QUEUE_TABLE
     # Only the pending requests whose contact id hashes to this worker (see queue.Shard).
     shard: Shard | None = None
-
-
-@dataclass
-class PlannedRequest:
-    request: ArchiveRequest
-    action: str  # "archive", or the status it will get without a call
-    note: str | None = None
-
-
-@dataclass
-class RunReport:
-    run_id: str
-    mode: str
-    started_at: datetime
-    base_url: str
-    destination: str
-    dataset: str
-    finished_at: datetime | None = None
-    pending_at_start: int | None = None
-    guardrail: str = "not checked"
-    counts: Counter[str] = field(default_factory=Counter)
-    replayed_from_journal: int = 0
-    loaded_pending_packages: bool = False
-    new_columns: dict[str, list[str]] = field(default_factory=dict)
-    # Record keys stored under another column than dlt's name for them (a collision avoided).
-    renamed_fields: dict[str, str] = field(default_factory=dict)
-    # Variant columns dlt added because a field's values changed type (`<field>__v_<type>`).
-    type_changes: list[str] = field(default_factory=list)
-    # Columns a frozen/discarding contract kept out of contact_archives (raw_response has them).
-    held_back_fields: list[str] = field(default_factory=list)
-    failures: list[tuple[str, str | None, str]] = field(default_factory=list)
-    plan: list[PlannedRequest] = field(default_factory=list)
-    plan_counts: Counter[str] = field(default_factory=Counter)
-    exit_code: int = EXIT_OK
-    outcome: str = "completed"
-    error: str | None = None
-    requests_sent: int = 0
-
-    @property
-    def handled(self) -> int:
-        return sum(self.counts.values())
-
-    def run_row(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "mode": self.mode,
-            "exit_code": self.exit_code,
-            "outcome": self.outcome,
-            "pending_at_start": self.pending_at_start,
-            "guardrail": self.guardrail,
-            "new_columns": self.new_columns,
-            "renamed_fields": self.renamed_fields,
-            "type_changes": self.type_changes,
-            "held_back_fields": self.held_back_fields,
-            "counts": {status.value: self.counts.get(status.value, 0) for status in Status},
-            "connector_version": __version__,
-            "base_url": self.base_url,
-            "destination": self.destination,
-            "dataset": self.dataset,
-            "error": self.error,
-        }
-
-
-class RunObserver:
-    """Hooks for whoever shows progress; the library itself only logs."""
-
-    def on_start(self, report: RunReport, to_handle: int) -> None: ...
-    def on_outcome(self, outcome: ArchiveOutcome) -> None: ...
-    def on_loaded(self, rows: int) -> None: ...
-
-
-MAX_FAILURES_KEPT = 100
-
-
-def new_run_id() -> str:
-    """Sortable by time, unique without coordination."""
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid4().hex[:8]}"
-
-
-def _schema_columns(pipeline: dlt.Pipeline) -> dict[str, set[str]]:
-    schema = pipeline.schemas.get(SOURCE_NAME) if SOURCE_NAME in pipeline.schemas else None
-    if schema is None:
-        return {}
-    return {
-        name: set(table.get("columns", {}))
-        for name, table in schema.tables.items()
-        if not name.startswith("_dlt")
-    }
 
 
 class ArchiveRun:
@@ -266,7 +166,7 @@ class ArchiveRun:
 
     def _execute_locked(self) -> None:
         report = self.report
-        self._columns_before = _schema_columns(self.pipeline)
+        self._columns_before = schema_columns(self.pipeline)
         if not self.options.dry_run:
             self._finish_previous_run()
         queue = PendingQueue(
@@ -536,7 +436,7 @@ class ArchiveRun:
     def _finish_report(self) -> None:
         report = self.report
         report.finished_at = datetime.now(UTC)
-        after = _schema_columns(self.pipeline)
+        after = schema_columns(self.pipeline)
         report.new_columns = {
             table: sorted(columns - self._columns_before.get(table, set()))
             for table, columns in after.items()
@@ -564,173 +464,14 @@ class ArchiveRun:
             logger.error("could not write the run row to archive_runs: %s", exc)
 
 
-def load_fresh(pipeline: dlt.Pipeline, data: Any) -> LoadInfo:
-    """`pipeline.run(data)`, making sure `data` is what gets loaded.
-
-    With packages pending from an earlier failure, dlt's `run` loads those and *ignores* the
-    data it was given; so pending packages are loaded first, on their own.
-    """
-    if pipeline.has_pending_data:
-        load_pending_packages(pipeline)
-    return pipeline.run(data)
-
-
-def load_pending_packages(pipeline: dlt.Pipeline) -> None:
-    """Finish the packages an interrupted process left, and undo what resuming them can do.
-
-    Two crash windows of dlt itself are closed here:
-    - killed inside normalize's commit, a package is both extracted and normalized; normalizing
-      it again fails for ever (`Directory not empty`). The rename had happened, so the
-      extracted copy is the stale one and is dropped.
-    - killed after a staging INSERT committed but before dlt recorded the job, a resumed package
-      runs the INSERT again and the merge inserts both copies. Identical rows share `_dlt_id`;
-      they are collapsed back to one.
-    """
-    normalized = set(pipeline.list_normalized_load_packages())
-    extracted = pipeline._get_normalize_storage().extracted_packages
-    for load_id in pipeline.list_extracted_load_packages():
-        if load_id in normalized:
-            logger.warning("dropping the stale extracted copy of normalized package %s", load_id)
-            extracted.delete_package(load_id)
-    pipeline.normalize()
-    pipeline.load()
-    collapse_reloaded_rows(pipeline)
-
-
-def collapse_reloaded_rows(pipeline: dlt.Pipeline) -> None:
-    """Rows loaded twice from one package are exact copies (same `_dlt_id`): keep one."""
-    schema = pipeline.schemas.get(SOURCE_NAME) if SOURCE_NAME in pipeline.schemas else None
-    if schema is None:
-        return
-    tables = [name for name in RELOADABLE_TABLES if name in schema.tables]
-    with pipeline.sql_client() as client:
-        for name in tables:
-            table = client.make_qualified_table_name(name)
-            try:
-                doubled = client.execute_sql(
-                    f"SELECT COUNT(*) FROM (SELECT _dlt_id FROM {table} "
-                    "GROUP BY _dlt_id HAVING COUNT(*) > 1) d"
-                )
-            except DatabaseUndefinedRelation:
-                continue
-            if not doubled or not doubled[0][0]:
-                continue
-            logger.warning(
-                "%s: collapsing %d rows loaded twice by a resumed package", name, doubled[0][0]
-            )
-            copies = client.make_qualified_table_name(f"{name}_reloaded_copies")
-            with client.begin_transaction():
-                client.execute_sql(f"DROP TABLE IF EXISTS {copies}")
-                client.execute_sql(
-                    f"CREATE TABLE {copies} AS SELECT DISTINCT * FROM {table} WHERE _dlt_id IN "
-                    f"(SELECT _dlt_id FROM {table} GROUP BY _dlt_id HAVING COUNT(*) > 1)"
-                )
-                client.execute_sql(
-                    f"DELETE FROM {table} WHERE _dlt_id IN (SELECT _dlt_id FROM {copies})"
-                )
-                client.execute_sql(f"INSERT INTO {table} SELECT * FROM {copies}")
-                client.execute_sql(f"DROP TABLE {copies}")
-
-
-class ChunkSink:
-    """Journals every outcome, gathers chunks, and loads each in a thread (one at a time)."""
-
-    def __init__(
-        self,
-        pipeline: dlt.Pipeline,
-        journal: OutcomeJournal,
-        report: RunReport,
-        chunk_size: int,
-        observer: RunObserver,
-        *,
-        columns: FieldColumns,
-        hold_back: bool,
-    ) -> None:
-        self.columns = columns
-        self.hold_back = hold_back
-        self.pipeline = pipeline
-        self.journal = journal
-        self.report = report
-        self.chunk_size = chunk_size
-        self.observer = observer
-        self.buffer: list[ArchiveOutcome] = []
-        self.loading: asyncio.Task[None] | None = None
-        self.load_error: str | None = None
-
-    async def add(self, outcome: ArchiveOutcome) -> None:
-        self.journal.append(outcome)
-        self.report.counts[outcome.status.value] += 1
-        if outcome.status is Status.FAILED and len(self.report.failures) < MAX_FAILURES_KEPT:
-            self.report.failures.append(
-                (outcome.request.request_id, outcome.request.contact_id, outcome.error or "")
-            )
-        self.observer.on_outcome(outcome)
-        self.buffer.append(outcome)
-        if len(self.buffer) < self.chunk_size:
-            return
-        if self.loading is None or self.loading.done():
-            await self.flush()
-        elif len(self.buffer) >= BACKPRESSURE_CHUNKS * self.chunk_size:
-            # The destination is slower than the API: wait for it rather than pile up memory.
-            await self.flush()
-        # Otherwise keep taking (and journaling) outcomes while the running load finishes:
-        # awaiting it here would leave the answers arriving meanwhile un-journaled in memory.
-
-    async def flush(self) -> None:
-        """Start loading what is buffered, after the load in progress (one at a time)."""
-        if not self.buffer:
-            return
-        self.journal.sync()
-        await self._wait_for_load()
-        chunk, self.buffer = self.buffer, []
-        if self.load_error is None:
-            self.loading = asyncio.create_task(self._load(chunk))
-
-    async def _wait_for_load(self) -> None:
-        if self.loading is not None:
-            await self.loading
-            self.loading = None
-
-    async def _load(self, chunk: list[ArchiveOutcome]) -> None:
-        """Load one chunk, trying again on a destination hiccup (a busy DuckDB file, a dropped
-        warehouse connection). A retry may extract the chunk a second time; the insert-only
-        merges on `outcome_id` and `id` make that harmless."""
-        rows = build_audit_rows(chunk, self.report.run_id, self.columns)
-        self._note_fields(rows)
-        for attempt in range(1, LOAD_ATTEMPTS + 1):
-            try:
-                info: LoadInfo = await asyncio.to_thread(
-                    load_fresh, self.pipeline, audit_trail(rows, self.hold_back)
-                )
-            except Exception as exc:
-                if attempt == LOAD_ATTEMPTS:
-                    logger.error("loading a chunk of %d outcomes failed: %s", len(chunk), exc)
-                    self.load_error = f"{type(exc).__name__}: {exc}"
-                    return
-                wait = LOAD_RETRY_WAIT_S * attempt
-                logger.warning("loading a chunk failed (%s); trying again in %.0f s", exc, wait)
-                await asyncio.sleep(wait)
-            else:
-                logger.info("loaded %d outcomes (load ids %s)", len(chunk), info.loads_ids)
-                self.observer.on_loaded(len(chunk))
-                return
-
-    def _note_fields(self, rows: AuditRows) -> None:
-        """Record renamed keys, and under a held-back contract the fields kept out of columns."""
-        report = self.report
-        for field_row in rows.fields:
-            if field_row["renamed"]:
-                report.renamed_fields[field_row["field_key"]] = field_row["column_name"]
-        if not self.hold_back:
-            return
-        existing = _schema_columns(self.pipeline).get(ARCHIVES_TABLE)
-        if existing is None:  # the first load creates the table with every column it brings
-            return
-        for row in rows.archives:
-            for column in row.keys() - existing:
-                if row[column] is not None and column not in report.held_back_fields:
-                    report.held_back_fields.append(column)
-
-    async def close(self) -> None:
-        await self.flush()
-        await self._wait_for_load()
+__all__ = [
+    "EXIT_CONFIG_OR_AUTH",
+    "EXIT_FAILED",
+    "EXIT_GUARDRAIL",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "ArchiveRun",
+    "RunObserver",
+    "RunOptions",
+    "RunReport",
+]

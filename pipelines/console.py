@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from connector.models import ArchiveOutcome, Status
-from connector.runner import RunObserver, RunReport
+from connector.run_report import RunObserver, RunReport
 
 logger = logging.getLogger("routera_archive.cli")
 

@@ -116,7 +116,7 @@ def test_a_failed_load_keeps_the_outcomes_in_the_journal_for_the_next_run(
         return real_run(data, **kwargs)
 
     monkeypatch.setattr(pipeline, "run", destination_down)
-    monkeypatch.setattr("connector.runner.LOAD_RETRY_WAIT_S", 0.01)
+    monkeypatch.setattr("connector.loading.LOAD_RETRY_WAIT_S", 0.01)
     broken = ArchiveRun(pipeline, source_config(sandbox_server), RunOptions()).execute()
     monkeypatch.setattr(pipeline, "run", real_run)
 
@@ -204,7 +204,7 @@ def test_a_load_that_fails_once_is_tried_again_and_loads_each_row_once(
         return real_run(data, **kwargs)
 
     monkeypatch.setattr(pipeline, "run", flaky)
-    monkeypatch.setattr("connector.runner.LOAD_RETRY_WAIT_S", 0.01)
+    monkeypatch.setattr("connector.loading.LOAD_RETRY_WAIT_S", 0.01)
     report = ArchiveRun(pipeline, source_config(sandbox_server), RunOptions()).execute()
 
     assert failures == ["once"]
