@@ -6,6 +6,12 @@ output. Building that process's environment, running it and reading the DuckDB f
 are the same in every test file; they live here so that a change to how the CLI is configured
 is made once. What a single test file needs on top (its own timeouts, checks on every result,
 extra settings) stays in that file.
+
+The CLI keeps its queue and audit trail in DuckDB by default, or in a warehouse. A `Target` is
+one of the two these tests know, DuckDB and the test PostgreSQL: the options and environment
+that send the CLI there, and a way to read what it wrote. The `target` fixture (re-exported by
+`tests/e2e/conftest.py`) runs a test once on each; the PostgreSQL case skips, and says why,
+where no server answers.
 """
 
 from __future__ import annotations
@@ -15,14 +21,22 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
 import duckdb
+import psycopg2
+import pytest
+from psycopg2 import sql as pg_sql
 
+from connector.settings import DATASET_NAME
 from sandbox import SandboxServer
+from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL, postgres_available
 
 # The console script installed next to the interpreter running the tests: the entry point a
 # user runs, not `python -m`, and the one of this virtualenv whatever is first on PATH.
@@ -31,6 +45,121 @@ CLI = str(Path(sys.executable).with_name("routera-archive"))
 DB_FILE = "routera_audit.duckdb"
 # A row of the run summary's outcomes table: `archived │ 12`.
 OUTCOME_ROW = re.compile(r"^\s*([a-z_]+)\s+│\s+(\d+)\s*$", re.MULTILINE)
+# The subcommands that take `--destination` and `--dataset`.
+DATASET_COMMANDS = frozenset({"run", "enqueue", "status", "report"})
+# Parameters for a fixture that runs its tests on each destination; `-m "not postgres"` leaves
+# the PostgreSQL cases out.
+DESTINATIONS = ("duckdb", pytest.param("postgres", marks=pytest.mark.postgres))
+# Asked once a session: where no server answers, every PostgreSQL case skips without waiting.
+postgres_answers = cache(postgres_available)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the CLI under test keeps its queue and audit trail, and how to read them back.
+
+    DuckDB: the default file in `workdir` and the default dataset, so no option at all.
+    PostgreSQL: the test server, in a dataset of the test's own (`--dataset`), with the
+    credentials in the environment as a user would set them.
+    """
+
+    destination: str
+    dataset: str
+    workdir: Path
+    # Options for the subcommands in DATASET_COMMANDS, environment for every CLI process.
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def command(self, *args: str) -> tuple[str, ...]:
+        """`args` with this target's options after the subcommand, if it is one that takes them
+        (`demo` and `sandbox` do not)."""
+        if args and args[0] in DATASET_COMMANDS:
+            return (args[0], *self.args, *args[1:])
+        return args
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Rows of `sql`, with the dataset as the schema, so that tables need no prefix.
+
+        `?` marks a parameter on both destinations. Each call opens its own connection and
+        closes it, so that the next CLI process can open the DuckDB file for writing.
+        """
+        if self.destination == "duckdb":
+            with duckdb.connect(str(self.workdir / DB_FILE), read_only=True) as db:
+                db.execute(f"SET search_path = '{self.dataset}'")
+                return db.execute(sql, list(params)).fetchall()
+        with closing(_postgres()) as connection, connection.cursor() as cursor:
+            cursor.execute(
+                pg_sql.SQL("SET search_path TO {}").format(pg_sql.Identifier(self.dataset))
+            )
+            cursor.execute(sql.replace("%", "%%").replace("?", "%s"), params)
+            return list(cursor.fetchall())
+
+    def schemas(self) -> list[str]:
+        """The dataset and its staging datasets (`<dataset>_staging...`) that exist now."""
+        if self.destination == "duckdb":
+            with duckdb.connect(str(self.workdir / DB_FILE), read_only=True) as db:
+                names = [
+                    row[0]
+                    for row in db.execute("SELECT schema_name FROM duckdb_schemas()").fetchall()
+                ]
+        else:
+            with closing(_postgres()) as connection, connection.cursor() as cursor:
+                cursor.execute("SELECT schema_name FROM information_schema.schemata")
+                names = [row[0] for row in cursor.fetchall()]
+        return sorted(
+            name
+            for name in names
+            if name == self.dataset or name.startswith(f"{self.dataset}_staging")
+        )
+
+
+def _postgres() -> Any:
+    """A connection to the test PostgreSQL (trust auth: the URL's placeholder password goes)."""
+    return psycopg2.connect(POSTGRES_URL.replace(":trust", ""), connect_timeout=5)
+
+
+def drop_postgres_dataset(dataset: str) -> None:
+    """Drop `dataset` and its staging datasets (`<dataset>_staging`, `..._staging_0of3`)."""
+    with closing(_postgres()) as connection:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT schema_name FROM information_schema.schemata")
+            for (schema,) in cursor.fetchall():
+                if schema == dataset or schema.startswith(f"{dataset}_staging"):
+                    cursor.execute(
+                        pg_sql.SQL("DROP SCHEMA {} CASCADE").format(pg_sql.Identifier(schema))
+                    )
+
+
+@contextmanager
+def open_target(destination: str, workdir: Path) -> Iterator[Target]:
+    """A `Target` on `destination` for a CLI working in `workdir`; on PostgreSQL a fresh
+    dataset, dropped afterwards, and a skip that says why where no server answers."""
+    if destination == "duckdb":
+        yield Target("duckdb", DATASET_NAME, workdir)
+        return
+    if destination != "postgres":
+        raise ValueError(f"no test target for destination {destination!r}")
+    if not postgres_answers():
+        pytest.skip(POSTGRES_SKIP_REASON)
+    dataset = f"ra_e2e_{uuid.uuid4().hex[:10]}"
+    try:
+        yield Target(
+            "postgres",
+            dataset,
+            workdir,
+            ("--destination", "postgres", "--dataset", dataset),
+            {"DESTINATION__POSTGRES__CREDENTIALS": POSTGRES_URL},
+        )
+    finally:
+        drop_postgres_dataset(dataset)
+
+
+@pytest.fixture(params=DESTINATIONS)
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    """The test once on DuckDB (the file in `tmp_path`) and once on PostgreSQL."""
+    with open_target(request.param, tmp_path) as chosen:
+        yield chosen
 
 
 @dataclass
@@ -111,18 +240,23 @@ def cli_runner(
     workdir: Path,
     *settings: Mapping[str, str | None],
     timeout: float,
+    target: Target | None = None,
 ) -> RunCli:
     """A `RunCli` for one test: `cli("run", env={...}, stdin="...")` runs the CLI in `workdir`
     against `server` with `settings` (say, a wider terminal), then the call's own `env` on top.
+    With a `target`, its environment comes before `settings` and its options go to every
+    subcommand that takes them.
 
     Tests that make many calls in one setup read best with the setup bound once, here.
     """
+    target_env = {} if target is None else target.env
 
     def run(
         *args: str, env: Mapping[str, str | None] | None = None, stdin: str | None = None
     ) -> Result:
-        environment = cli_env(server, workdir, *settings, env)
-        return run_cli(workdir, environment, *args, timeout=timeout, stdin=stdin)
+        environment = cli_env(server, workdir, target_env, *settings, env)
+        command = args if target is None else target.command(*args)
+        return run_cli(workdir, environment, *command, timeout=timeout, stdin=stdin)
 
     return run
 

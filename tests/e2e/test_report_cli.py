@@ -1,5 +1,6 @@
-"""`routera-archive report` as a separate process, on a DuckDB file the CLI itself made
-(`enqueue` + `run` against the sandbox over loopback), in every format."""
+"""`routera-archive report` as a separate process, on a dataset the CLI itself made (`enqueue` +
+`run` against the sandbox over loopback), in every format: once in the DuckDB file, once in a
+PostgreSQL dataset. The option checks and the DuckDB file's own errors run on DuckDB only."""
 
 import csv
 import io
@@ -15,7 +16,8 @@ import duckdb
 import pytest
 
 from sandbox import SandboxConfig, SandboxServer
-from tests.e2e.cli_support import Result, cli_env, query, run_cli
+from tests.conftest import POSTGRES_URL
+from tests.e2e.cli_support import DESTINATIONS, Result, Target, cli_env, open_target, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -26,22 +28,27 @@ CLIENT_SECRET = "e2e-report-secret-W2m"
 class Workspace:
     path: Path
     server: SandboxServer
+    target: Target
     run_ids: list[str]
     archived: list[str]
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        environment = cli_env(self.server, self.path, {"COLUMNS": "200"}, env)
-        return run_cli(self.path, environment, *args, timeout=120)
+        environment = cli_env(self.server, self.path, self.target.env, {"COLUMNS": "200"}, env)
+        return run_cli(self.path, environment, *self.target.command(*args), timeout=120)
 
     def sql(self, sql: str) -> list[tuple[Any, ...]]:
-        return query(self.path, sql)
+        return self.target.query(sql)
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+# One workspace per destination for the whole module: building it is most of the module's time.
+@pytest.fixture(scope="module", params=DESTINATIONS)
+def workspace(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Workspace]:
+    path = tmp_path_factory.mktemp(f"report_cli_{request.param}")
     config = SandboxConfig(port=0, contacts=30, seed=7, client_secret=CLIENT_SECRET)
-    with SandboxServer(config) as server:
-        ws = Workspace(tmp_path_factory.mktemp("report_cli"), server, [], [])
+    with open_target(request.param, path) as target, SandboxServer(config) as server:
+        ws = Workspace(path, server, target, [], [])
         ids = server.state.contact_ids(include_archived=False)
         server.state.archive_contact(ids[5], archived_by="ui-user")  # recovered by GET
         first = [*ids[:5], ids[5], ids[0], "no-such-contact"]
@@ -57,7 +64,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
         ):
             result = ws.cli(*args)
             assert result.code == 0, result.output
-        ws.run_ids = [r[0] for r in ws.sql("SELECT run_id FROM routera_archive.archive_runs")]
+        ws.run_ids = [r[0] for r in ws.sql("SELECT run_id FROM archive_runs")]
         ws.archived = [*ids[:6], *ids[6:9]]
         yield ws
 
@@ -87,11 +94,11 @@ def test_json_to_stdout_matches_the_database(workspace: Workspace) -> None:
 
     assert result.code == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["report"]["dataset"] == "routera_archive"
-    assert data["report"]["destination"] == "duckdb"
+    assert data["report"]["dataset"] == workspace.target.dataset
+    assert data["report"]["destination"] == workspace.target.destination
     per_day = workspace.sql(
         "SELECT CAST(archived AT TIME ZONE 'UTC' AS DATE), COUNT(*) "
-        "FROM routera_archive.contact_archives GROUP BY 1"
+        "FROM contact_archives GROUP BY 1"
     )
     assert {r["day"]: r["archives"] for r in data["archives_per_day"]} == {
         d.isoformat(): n for d, n in per_day
@@ -167,6 +174,8 @@ def test_html_report_is_one_offline_file_with_the_chart(workspace: Workspace) ->
     assert "http://" not in page and "https://" not in page and "<script" not in page
 
 
+# DuckDB only: the options are refused before the report opens any destination.
+@pytest.mark.parametrize("workspace", ["duckdb"], indirect=True)
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -191,16 +200,26 @@ def test_bad_options_exit_2_with_a_message(
 
 
 def test_a_database_error_exits_1_and_says_why(workspace: Workspace, tmp_path: Path) -> None:
-    garbage = tmp_path / "garbage.duckdb"
-    garbage.write_text("this is not a database", encoding="utf-8")
+    if workspace.target.destination == "duckdb":
+        garbage = tmp_path / "garbage.duckdb"
+        garbage.write_text("this is not a database", encoding="utf-8")
+        broken = {"DESTINATION__DUCKDB__CREDENTIALS": str(garbage)}
+        why = "garbage.duckdb"
+    else:
+        server_url = POSTGRES_URL.rsplit("/", 1)[0]
+        broken = {"DESTINATION__POSTGRES__CREDENTIALS": f"{server_url}/ra_no_such_database"}
+        why = '"ra_no_such_database" does not exist'
 
-    result = workspace.cli("report", env={"DESTINATION__DUCKDB__CREDENTIALS": str(garbage)})
+    result = workspace.cli("report", env=broken)
 
     assert result.code == 1, result.output
     assert "could not read the dataset" in result.stderr
+    assert why in " ".join(result.stderr.split())
     assert "Traceback" not in result.output
 
 
+# DuckDB only: its one-process-per-file lock.
+@pytest.mark.parametrize("workspace", ["duckdb"], indirect=True)
 def test_a_duckdb_file_held_by_another_process_is_explained(workspace: Workspace) -> None:
     holder = duckdb.connect(str(workspace.path / "routera_audit.duckdb"))
     try:

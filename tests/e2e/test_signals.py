@@ -1,15 +1,15 @@
-"""Stopping a run on purpose, and two runs at once: the real CLI against a slow sandbox."""
+"""Stopping a run on purpose, and two runs at once: the real CLI against a slow sandbox, on
+DuckDB and on PostgreSQL (the `target` fixture)."""
 
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from sandbox import FaultConfig, SandboxConfig, SandboxServer
-from tests.e2e.cli_support import cli_env, deletes_sent, query, run_cli, start_cli
+from tests.e2e.cli_support import Result, Target, cli_env, deletes_sent, run_cli, start_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -23,22 +23,42 @@ def slow_server() -> Iterator[SandboxServer]:
         yield server
 
 
-def run_env(server: SandboxServer, tmp_path: Path) -> dict[str, str]:
+def run_env(server: SandboxServer, target: Target) -> dict[str, str]:
     """Four calls at once, loads of 50: a run long enough to be stopped in the middle."""
     settings = {"SOURCES__ROUTERA__CONCURRENCY": "4", "SOURCES__ROUTERA__CHUNK_SIZE": "50"}
-    return cli_env(server, tmp_path, settings)
+    return cli_env(server, target.workdir, target.env, settings)
 
 
-def enqueue_all(server: SandboxServer, tmp_path: Path) -> list[str]:
+def enqueue_all(server: SandboxServer, target: Target) -> list[str]:
     ids = server.state.contact_ids(include_archived=False)
-    (tmp_path / "ids.txt").write_text("\n".join(ids), encoding="utf-8")
-    enqueued = run_cli(tmp_path, run_env(server, tmp_path), "enqueue", "ids.txt", timeout=120)
+    (target.workdir / "ids.txt").write_text("\n".join(ids), encoding="utf-8")
+    enqueued = run_cli(
+        target.workdir,
+        run_env(server, target),
+        *target.command("enqueue", "ids.txt"),
+        timeout=120,
+    )
     assert enqueued.code == 0, enqueued.output
     return ids
 
 
-def start_run(server: SandboxServer, tmp_path: Path) -> subprocess.Popen[str]:
-    return start_cli(tmp_path, run_env(server, tmp_path), "run", "--force")
+def start_run(
+    server: SandboxServer, target: Target, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    environment = env or run_env(server, target)
+    return start_cli(target.workdir, environment, *target.command("run", "--force"))
+
+
+def finish_run(server: SandboxServer, target: Target) -> Result:
+    return run_cli(
+        target.workdir, run_env(server, target), *target.command("run", "--force"), timeout=180
+    )
+
+
+def finish_refused(process: subprocess.Popen[str]) -> Result:
+    """A run expected to be refused at once: its exit code and output."""
+    stdout, stderr = process.communicate(timeout=60)
+    return Result(process.returncode, stdout, stderr)
 
 
 def wait_for_deletes(server: SandboxServer, count: int, timeout: float = 60.0) -> None:
@@ -52,16 +72,26 @@ def archived_in_sandbox(server: SandboxServer) -> set[str]:
     return {c["id"] for c in server.state.snapshot() if c["archived"] is not False}
 
 
-def audit_ids(tmp_path: Path) -> list[str]:
-    return [row[0] for row in query(tmp_path, "SELECT id FROM routera_archive.contact_archives")]
+def audit_ids(target: Target) -> list[str]:
+    return [row[0] for row in target.query("SELECT id FROM contact_archives")]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+# Both signals on DuckDB; on PostgreSQL one is enough: the CLI handles them alike, and what
+# depends on the destination (loading what was done, then resuming) is the same for both.
+@pytest.mark.parametrize(
+    ("target", "signum"),
+    [
+        pytest.param("duckdb", signal.SIGTERM, id="duckdb-SIGTERM"),
+        pytest.param("duckdb", signal.SIGINT, id="duckdb-SIGINT"),
+        pytest.param("postgres", signal.SIGTERM, id="postgres-SIGTERM", marks=pytest.mark.postgres),
+    ],
+    indirect=["target"],
+)
 def test_a_stopped_run_finishes_in_flight_calls_loads_them_and_exits_non_zero(
-    slow_server: SandboxServer, tmp_path: Path, signum: signal.Signals
+    slow_server: SandboxServer, target: Target, signum: signal.Signals
 ) -> None:
-    ids = enqueue_all(slow_server, tmp_path)
-    process = start_run(slow_server, tmp_path)
+    ids = enqueue_all(slow_server, target)
+    process = start_run(slow_server, target)
     try:
         wait_for_deletes(slow_server, 60)
         process.send_signal(signum)
@@ -75,13 +105,13 @@ def test_a_stopped_run_finishes_in_flight_calls_loads_them_and_exits_non_zero(
     assert "Traceback" not in stdout + stderr
     archived = archived_in_sandbox(slow_server)
     # Everything Routera archived is in the trail already: nothing waits for a later recovery.
-    assert sorted(audit_ids(tmp_path)) == sorted(archived)
+    assert sorted(audit_ids(target)) == sorted(archived)
     assert 60 <= len(archived) < len(ids), "the stop should have come mid-run"
 
     deletes_before = slow_server.state.stats()["totals"]["by_method"]["DELETE"]
-    finish = run_cli(tmp_path, run_env(slow_server, tmp_path), "run", "--force", timeout=180)
+    finish = finish_run(slow_server, target)
     assert finish.code == 0, finish.stdout + finish.stderr
-    assert sorted(audit_ids(tmp_path)) == sorted(ids)
+    assert sorted(audit_ids(target)) == sorted(ids)
     assert slow_server.state.stats()["totals"]["by_method"]["DELETE"] - deletes_before == len(
         ids
     ) - len(archived)
@@ -89,25 +119,43 @@ def test_a_stopped_run_finishes_in_flight_calls_loads_them_and_exits_non_zero(
 
 
 def test_a_second_run_at_the_same_time_makes_no_call_and_names_the_first(
-    slow_server: SandboxServer, tmp_path: Path
+    slow_server: SandboxServer, target: Target
 ) -> None:
-    ids = enqueue_all(slow_server, tmp_path)
-    first = start_run(slow_server, tmp_path)
+    """A second run from the same pipeline folder is refused by the local lock, on every
+    destination. On PostgreSQL, a run from another machine (a pipeline folder of its own) is
+    refused too, by the dataset's advisory lock, and names the first run's session."""
+    ids = enqueue_all(slow_server, target)
+    env = run_env(slow_server, target)
+    elsewhere = {**env, "DLT_DATA_DIR": str(target.workdir / "other_machine")}
+    first = start_run(slow_server, target, env)
+    others: list[subprocess.Popen[str]] = []
     try:
         wait_for_deletes(slow_server, 20)
-        second = run_cli(tmp_path, run_env(slow_server, tmp_path), "run", "--force", timeout=60)
+        # Started together, so that both meet the first run in the middle of its work.
+        others.append(start_run(slow_server, target, env))
+        if target.destination == "postgres":
+            others.append(start_run(slow_server, target, elsewhere))
+        seconds = [finish_refused(process) for process in others]
         first_out, first_err = first.communicate(timeout=180)
     finally:
-        if first.poll() is None:
-            first.kill()
+        for process in (first, *others):
+            if process.poll() is None:
+                process.kill()
 
     assert first.returncode == 0, first_out + first_err
-    assert second.code == 1
     first_run_id = first_out.split("routera-archive run ", 1)[1].split(":", 1)[0]
-    assert f"run {first_run_id}" in second.stderr + second.stdout
-    assert "another run holds this dataset" in second.stderr + second.stdout
-    # Every contact was deleted exactly once: the second run sent nothing.
+    same_folder = seconds[0]
+    assert same_folder.code == 1, same_folder.output
+    assert f"run {first_run_id}" in same_folder.output
+    assert "another run holds this dataset" in same_folder.output
+    if target.destination == "postgres":
+        other_machine = seconds[1]
+        assert other_machine.code == 1, other_machine.output
+        output = " ".join(other_machine.output.split())  # the message may wrap
+        assert f"another run holds dataset `{target.dataset}` in PostgreSQL" in output
+        assert f"routera-archive {first_run_id}" in output  # the first run's session
+    # Every contact was deleted exactly once: the second runs sent nothing.
     stats = slow_server.state.stats()
     assert stats["totals"]["by_method"]["DELETE"] == len(ids)
     assert set(stats["deletes_succeeded"].values()) == {1}
-    assert sorted(audit_ids(tmp_path)) == sorted(ids)
+    assert sorted(audit_ids(target)) == sorted(ids)
