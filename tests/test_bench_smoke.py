@@ -1,0 +1,94 @@
+"""The benchmark's smoke version: its own functions on 200 contacts at 5 ms, in seconds.
+
+It asserts what the benchmark's figures rest on, never speed: the connector (a separate process,
+against the sandbox in a separate process) archives every queued contact exactly once and loads
+one audit row for each; the hand-written baseline archives its own contacts; the raw-load
+baseline loads what it is given; and the server-side answer times that judge the rate limit
+count what the sandbox counts. A broken benchmark would otherwise only show up as odd figures.
+"""
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from bench import run_bench as bench
+from bench.raw_load import archived_records, load
+
+pytestmark = pytest.mark.e2e
+
+CONTACTS = 200
+LATENCY_MS = 5.0
+
+
+def test_connector_and_hand_written_loop_archive_each_contact_once(tmp_path: Path) -> None:
+    versus = bench.versus_config(tmp_path, contacts=CONTACTS, latency_ms=LATENCY_MS, concurrency=16)
+    run = versus.connector
+
+    assert run.problems() == []
+    assert run.process.exit_code == 0
+    # One token request, then one DELETE per contact; each contact archived once.
+    assert run.sandbox_totals["by_method"] == {"POST": 1, "DELETE": CONTACTS}
+    assert run.sandbox_totals["by_status"] == {"200": CONTACTS + 1}
+    assert run.requests_sent == CONTACTS + 1
+    assert run.deletes_succeeded == CONTACTS
+    assert run.contacts_deleted_more_than_once == 0
+    # One audit row and one `archived` log row per contact, nothing left pending.
+    assert run.audit.archives == run.audit.distinct_archived_ids == CONTACTS
+    assert run.audit.log_by_status == {"archived": CONTACTS}
+    assert run.audit.queue == CONTACTS
+    # The answer times the sandbox wrapper recorded are the same answers the stats count.
+    assert run.api.requests == CONTACTS + 1
+    assert run.api.by_status == {"200": CONTACTS + 1}
+    assert run.api.archive_rps > 0 and run.api.max_in_1s_window > 0
+    assert run.log_archive_s is not None
+    assert run.process.peak_rss_mb > 0 and run.process.cpu_s > 0
+
+    loop = versus.handwritten
+    assert loop.process.exit_code == 0, loop.process.stderr[-2000:]
+    assert loop.phases["records"] == CONTACTS
+    assert loop.deletes_succeeded == CONTACTS
+    assert loop.api.by_status == {"200": CONTACTS + 1}  # its token request and its DELETEs
+
+    results = bench.Results(mode="smoke", command="pytest", started="now", versus=versus)
+    verdicts = bench.verdicts(results)
+    assert [v.target for v in verdicts] == [
+        f"{CONTACTS} contacts: hand-written wall / connector wall"
+    ]
+    assert "versus-connector" in bench.render(results)
+
+
+def test_raw_load_loads_every_record(tmp_path: Path) -> None:
+    records = archived_records(CONTACTS)
+    database = tmp_path / "raw.duckdb"
+
+    assert load(records, database, chunk=64) > 0
+
+    with duckdb.connect(str(database), read_only=True) as db:
+        rows = db.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT id) FROM raw_load.contact_archives"
+        ).fetchone()
+    assert rows == (CONTACTS, CONTACTS)
+    assert {r["id"] for r in records} == set(bench.contact_ids(CONTACTS))
+
+
+def test_api_window_counts_sliding_and_calendar_seconds() -> None:
+    # Four answers fall within one second (10.2 to 11.1, or 10.6 to 11.3), yet no calendar
+    # second holds more than three: a check by calendar seconds alone would miss the excess.
+    stamps: list[bench.Stamp] = [
+        (10.2, "POST", 200),
+        (10.6, "DELETE", 200),
+        (10.8, "DELETE", 429),
+        (11.1, "DELETE", 200),
+        (11.3, "DELETE", 200),
+        (20.0, "DELETE", 200),
+    ]
+
+    window = bench.api_window(stamps, 10.0, 12.0)
+
+    assert window.requests == 5
+    assert window.by_status == {"200": 4, "429": 1}
+    assert window.max_in_1s_window == 4
+    assert window.max_in_calendar_second == 3
+    assert window.first_delete == 10.6 and window.last_delete == 11.3
+    assert window.archive_rps == pytest.approx(3 / 0.7)
