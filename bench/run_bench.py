@@ -18,7 +18,10 @@ on the same machine state. The machine is shared, so each configuration also rec
 cores other processes kept busy meanwhile; a configuration disturbed by more than
 `--max-other-cores` is measured again and the quieter attempt kept.
 
-Run `.venv/bin/python bench/run_bench.py` (several minutes) or `--quick` (about a minute).
+Run `.venv/bin/python bench/run_bench.py` (25-30 minutes) or `--quick` (about a minute); the
+tables go to `bench/results/last_run*.md` (and `.json`). `--profile` runs the headline
+configuration under py-spy instead; `--only` picks configurations; `--connector-env` measures a
+change of environment (e.g. one more package on PYTHONPATH) without touching the connector.
 """
 
 from __future__ import annotations
@@ -48,7 +51,6 @@ from typing import Any, TypeVar
 import httpx
 
 BENCH_DIR = Path(__file__).resolve().parent
-REPO_DIR = BENCH_DIR.parent
 PYTHON = sys.executable
 CLI = str(Path(sys.executable).with_name("routera-archive"))
 CLIENT_ID = "sandbox-client"
@@ -59,8 +61,8 @@ URL_LINE = re.compile(r"sandbox listening on (http://\S+)")
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 SENT_LINE = re.compile(r"HTTP requests sent: (\d+)")
 SANDBOX_START_TIMEOUT_S = 300.0
-# Extra environment for every connector run (`--connector-env`), e.g. a PYTHONPATH that makes one
-# more package importable, to measure what a change of the environment alone would give.
+# Extra environment for every connector run and bare httpx loop (`--connector-env`), e.g. a
+# PYTHONPATH that makes one more package importable: what a change of environment alone gives.
 CONNECTOR_ENV: dict[str, str] = {}
 PROCESS_TIMEOUT_S = 3600.0
 
@@ -763,7 +765,7 @@ def ceiling_config(
                 f"ceiling-{pool_count}",
                 command,
                 cwd=workdir,
-                env=connector_env(workdir, sandbox),
+                env=connector_env(workdir, sandbox, **CONNECTOR_ENV),
                 sandbox=sandbox,
             )
             if process.exit_code != 0:
@@ -1413,7 +1415,9 @@ def main(argv: list[str] | None = None) -> int:
         help="before each configuration, wait up to this many seconds for an idle machine "
         "(120; quick: 0)",
     )
-    parser.add_argument("--out", type=Path, default=BENCH_DIR, help="where last_run.* go")
+    parser.add_argument(
+        "--out", type=Path, default=BENCH_DIR / "results", help="where last_run*.md/json go"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the working directories")
     parser.add_argument(
         "--profile", action="store_true", help="only profile the headline run with py-spy"
@@ -1423,7 +1427,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra environment for the connector runs only (repeatable)",
+        help="extra environment for the connector runs and the bare httpx loop (repeatable)",
     )
     parser.add_argument("--tag", default="", help="added to the names of the result files")
     parser.add_argument(
@@ -1448,6 +1452,7 @@ def main(argv: list[str] | None = None) -> int:
         + ("" if set(parts) == set(PARTS) or args.profile else "_only-" + "-".join(parts))
         + (f"_{args.tag}" if args.tag else "")
     )
+    args.out.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="routera-bench-"))
     print(f"working in {root}")
     if args.profile:
