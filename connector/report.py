@@ -187,6 +187,12 @@ class _Reader:
         self.client = client
         self.filters = filters
 
+    @property
+    def dialect(self) -> str | None:
+        """The destination's SQL dialect as dlt names it for sqlglot (`"snowflake"`, ...)."""
+        capabilities = getattr(self.client, "capabilities", None)
+        return getattr(capabilities, "sqlglot_dialect", None)
+
     def table(self, name: str) -> str:
         return str(self.client.make_qualified_table_name(name))
 
@@ -218,6 +224,25 @@ class _Reader:
         return section
 
 
+# Dialects (sqlglot's names, as dlt's capabilities give them) without `AT TIME ZONE`.
+UTC_DAY_BY_CONVERT_TIMEZONE = frozenset({"snowflake", "databricks", "redshift"})
+
+
+def utc_day_sql(column: str, dialect: str | None) -> str:
+    """SQL for the UTC calendar day of the timestamp `column` in `dialect`.
+
+    A day in the report is a UTC day whatever the session's time zone. DuckDB, PostgreSQL,
+    MotherDuck, SQL Server and Trino read `AT TIME ZONE 'UTC'` on a time-zone-aware timestamp
+    as its UTC wall time; Snowflake, Databricks and Redshift spell that `CONVERT_TIMEZONE`, and
+    BigQuery takes the time zone as `DATE`'s second argument.
+    """
+    if dialect == "bigquery":
+        return f"DATE({column}, 'UTC')"
+    if dialect in UTC_DAY_BY_CONVERT_TIMEZONE:
+        return f"CAST(CONVERT_TIMEZONE('UTC', {column}) AS DATE)"
+    return f"CAST({column} AT TIME ZONE 'UTC' AS DATE)"
+
+
 def _where(clauses: Sequence[str]) -> str:
     return f"WHERE {' AND '.join(clauses)}" if clauses else ""
 
@@ -226,14 +251,12 @@ def _archives_sections(reader: _Reader) -> list[Section]:
     archives = reader.table(ARCHIVES_TABLE)
     clauses, params = reader.window("archived")
     where = _where(clauses)
-    # `AT TIME ZONE 'UTC'` on a TIMESTAMPTZ gives the UTC wall time on both DuckDB and
-    # PostgreSQL, so a day is a UTC day whatever the session's time zone.
+    day = utc_day_sql("archived", reader.dialect)
     per_day = reader.fill(
         Section(ARCHIVES_PER_DAY, "Archives per day (UTC)", ("day", "archives")),
         ARCHIVES_TABLE,
-        f"SELECT CAST(archived AT TIME ZONE 'UTC' AS DATE) AS day, COUNT(*) AS archives "
-        f"FROM {archives} {where} GROUP BY CAST(archived AT TIME ZONE 'UTC' AS DATE) "
-        f"ORDER BY day",
+        f"SELECT {day} AS day, COUNT(*) AS archives "
+        f"FROM {archives} {where} GROUP BY {day} ORDER BY day",
         params,
     )
     sections = [per_day]

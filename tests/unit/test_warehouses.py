@@ -1,10 +1,14 @@
 """Each supported warehouse builds its pipeline from configuration alone (no network)."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import dlt
 import pytest
+import sqlglot
 
 from connector.queue import Shard
+from connector.report import ReportFilters, _Reader, utc_day_sql
 from pipelines.factory import make_pipeline
 
 WAREHOUSES = {
@@ -73,3 +77,32 @@ def test_missing_warehouse_credentials_name_what_is_missing(
 
     with pytest.raises(Exception, match="credentials"):
         pipeline.destination.configuration(spec)
+
+
+# How each warehouse spells "the UTC day of `archived`" in the report's per-day section.
+UTC_DAY_SPELLING = {
+    "snowflake": "CAST(CONVERT_TIMEZONE('UTC', archived) AS DATE)",
+    "databricks": "CAST(CONVERT_TIMEZONE('UTC', archived) AS DATE)",
+    "bigquery": "DATE(archived, 'UTC')",
+    "motherduck": "CAST(archived AT TIME ZONE 'UTC' AS DATE)",
+    "postgres": "CAST(archived AT TIME ZONE 'UTC' AS DATE)",
+    "duckdb": "CAST(archived AT TIME ZONE 'UTC' AS DATE)",
+}
+
+
+@pytest.mark.parametrize("destination", sorted(UTC_DAY_SPELLING))
+def test_the_report_counts_utc_days_in_each_warehouse_s_own_sql(destination: str) -> None:
+    """The dialect comes from the destination's own capabilities, as the report reads it from
+    its sql_client, and the per-day query parses in that dialect."""
+    capabilities = getattr(dlt.destinations, destination)().capabilities()
+    reader = _Reader(SimpleNamespace(capabilities=capabilities), ReportFilters())
+
+    day = utc_day_sql("archived", reader.dialect)
+
+    assert day == UTC_DAY_SPELLING[destination]
+    parsed = sqlglot.parse_one(
+        f"SELECT {day} AS day, COUNT(*) FROM t GROUP BY {day}",
+        read=capabilities.sqlglot_dialect,
+        error_level=sqlglot.ErrorLevel.RAISE,
+    )
+    assert parsed.find(sqlglot.exp.Count) is not None
