@@ -831,7 +831,7 @@ PROFILE_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("response parsing, outcome and row models", ("parse_archived_contact", "BaseModel.")),
     ("progress observer and logging", ("ProgressObserver.", "logging/__init__")),
     ("retry wrapper (tenacity)", ("tenacity",)),
-    ("aiolimiter", ("aiolimiter",)),
+    ("request pacer", ("RatePacer.", "aiolimiter")),
     ("work queues, sink, archiver glue", ("archive_concurrently", "ChunkSink.", "archive_request")),
     ("dlt telemetry thread", ("anon_tracker",)),
 )

@@ -23,7 +23,6 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import httpx
-from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from connector import __version__
@@ -35,6 +34,7 @@ from connector.auth import (
 )
 from connector.errors import AuthenticationError, ConfigurationError, RetriesExhausted
 from connector.ids import contact_path
+from connector.pacing import RatePacer
 from connector.settings import (
     BACKOFF_INITIAL_S,
     BACKOFF_MAX_S,
@@ -45,6 +45,7 @@ from connector.settings import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_RETRY_WAIT_S,
     DEFAULT_RPS,
+    HTTP_CONNECTIONS_PER_POOL,
     MAX_ERROR_BODY_CHARS,
     POOL_TIMEOUT_S,
     READ_TIMEOUT_S,
@@ -248,26 +249,31 @@ class RouteraClient:
         self.sleep: Sleep = sleep or asyncio.sleep
         # Wall clock for Retry-After HTTP dates; replaceable for tests.
         self.wall_clock: Callable[[], float] = time.time
-        self._http = httpx.AsyncClient(
-            base_url=config.base_url,
-            transport=transport,
-            timeout=httpx.Timeout(
-                connect=config.connect_timeout,
-                read=config.read_timeout,
-                write=config.write_timeout,
-                pool=config.pool_timeout,
-            ),
-            limits=httpx.Limits(
-                max_connections=config.concurrency,
-                max_keepalive_connections=config.concurrency,
-            ),
-            headers={"User-Agent": USER_AGENT},
-            verify=True,
-            follow_redirects=False,
-        )
+        # Several small pools, not one of `concurrency` connections: httpcore checks every
+        # connection of a pool at each request's start and end, which at 32 connections took a
+        # third of the run's CPU (bench/RESULTS.md). Each request goes to the least busy pool.
+        pools = max(1, math.ceil(config.concurrency / HTTP_CONNECTIONS_PER_POOL))
+        per_pool = math.ceil(config.concurrency / pools)
+        self._pools = [
+            httpx.AsyncClient(
+                base_url=config.base_url,
+                transport=transport,
+                timeout=httpx.Timeout(
+                    connect=config.connect_timeout,
+                    read=config.read_timeout,
+                    write=config.write_timeout,
+                    pool=config.pool_timeout,
+                ),
+                limits=httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool),
+                headers={"User-Agent": USER_AGENT},
+                verify=True,
+                follow_redirects=False,
+            )
+            for _ in range(pools)
+        ]
+        self._in_flight = [0] * pools
         self._semaphore = asyncio.Semaphore(config.concurrency)
-        # max_rate=1: requests are evenly spaced, never a burst of `rps` at once.
-        self._limiter = AsyncLimiter(1, 1 / config.rps) if config.rps > 0 else None
+        self._pacer = RatePacer(config.rps) if config.rps > 0 else None
         self._requests_sent = 0
         self._token_provider: TokenProvider
         if config.client_id and config.client_secret and _present(config.client_id):
@@ -295,7 +301,8 @@ class RouteraClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for pool in self._pools:
+            await pool.aclose()
 
     @property
     def requests_sent(self) -> int:
@@ -363,7 +370,7 @@ class RouteraClient:
     async def _attempt(self, call: _Call) -> ApiAnswer:
         token = await self._token_for(call) if call.authenticated else None
         headers = {"Authorization": f"Bearer {token}"} if token is not None else None
-        request = self._http.build_request(
+        request = self._pools[0].build_request(
             call.method,
             call.path,
             params=call.params,
@@ -375,10 +382,10 @@ class RouteraClient:
         call.attempts += 1
         try:
             async with self._semaphore:
-                if self._limiter is not None:
-                    await self._limiter.acquire()
+                if self._pacer is not None:
+                    await self._pacer.wait()
                 self._requests_sent += 1
-                response = await self._http.send(request)
+                response = await self._send(request)
         except (httpx.TransportError, httpx.DecodingError) as error:
             reason = self._classify_transport_error(call, error)
             raise _RetryableAttempt(reason) from error
@@ -400,6 +407,16 @@ class RouteraClient:
             maybe_reached_before=maybe_reached_before,
             retry_reasons=tuple(call.reasons),
         )
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        """Send on the pool with the fewest requests in flight (the semaphore bounds them all,
+        so no pool ever holds more than its share)."""
+        index = self._in_flight.index(min(self._in_flight))
+        self._in_flight[index] += 1
+        try:
+            return await self._pools[index].send(request)
+        finally:
+            self._in_flight[index] -= 1
 
     async def _token_for(self, call: _Call) -> str:
         try:

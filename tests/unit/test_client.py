@@ -182,17 +182,45 @@ def test_timeouts_and_limits_come_from_the_config() -> None:
         read_timeout=2,
         write_timeout=3,
         pool_timeout=4,
-        concurrency=7,
+        concurrency=20,
     )
     client = RouteraClient(config)
     try:
-        assert client._http.timeout == httpx.Timeout(connect=1, read=2, write=3, pool=4)
-        pool = client._http._transport._pool  # the real transport: TLS checked, 7 connections
-        assert pool._max_connections == 7
-        assert pool._max_keepalive_connections == 7
-        assert pool._ssl_context.verify_mode.name == "CERT_REQUIRED"
+        # 20 connections in ceil(20 / 8) = 3 pools of at most 7, the real transport each.
+        assert len(client._pools) == 3
+        for http in client._pools:
+            assert http.timeout == httpx.Timeout(connect=1, read=2, write=3, pool=4)
+            pool = http._transport._pool
+            assert pool._max_connections == 7
+            assert pool._max_keepalive_connections == 7
+            assert pool._ssl_context.verify_mode.name == "CERT_REQUIRED"
     finally:
         asyncio.run(client.aclose())
+
+
+def test_requests_in_flight_are_spread_over_the_pools_within_each_pool_s_share() -> None:
+    """32 requests at once on four pools of 8: no pool is asked for more than its connections
+    (which would make a request wait for one while another pool has some free)."""
+    most_in_flight: list[int] = []
+    pools_after: list[list[int]] = []
+
+    async def run() -> None:
+        async def answer(request: httpx.Request) -> httpx.Response:
+            most_in_flight.append(max(client._in_flight))
+            await asyncio.sleep(0.01)
+            return httpx.Response(200, json={"id": request.url.path.rsplit("/", 1)[-1]})
+
+        config = ClientConfig(access_token=TOKEN, concurrency=32, rps=0)
+        client = RouteraClient(config, transport=httpx.MockTransport(answer))
+        async with client:
+            await asyncio.gather(*(client.delete_contact(f"c{n}") for n in range(96)))
+        pools_after.append(client._in_flight)
+
+    asyncio.run(run())
+
+    assert pools_after == [[0, 0, 0, 0]]
+    assert len(most_in_flight) == 96
+    assert max(most_in_flight) == 8
 
 
 # --- static token ----------------------------------------------------------------------------

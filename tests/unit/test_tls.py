@@ -11,14 +11,17 @@ CONNECTOR = Path(__file__).resolve().parents[2] / "connector"
 
 
 def test_the_client_verifies_certificates_and_hostnames() -> None:
-    async def context() -> ssl.SSLContext:
-        async with RouteraClient(ClientConfig(base_url="https://api.test", access_token="t")) as c:
-            return c._http._transport._pool._ssl_context  # type: ignore[attr-defined]
+    async def contexts() -> list[ssl.SSLContext]:
+        config = ClientConfig(base_url="https://api.test", access_token="t", concurrency=32)
+        async with RouteraClient(config) as c:
+            return [http._transport._pool._ssl_context for http in c._pools]  # type: ignore[attr-defined]
 
-    ssl_context = asyncio.run(context())
+    ssl_contexts = asyncio.run(contexts())
 
-    assert ssl_context.verify_mode == ssl.CERT_REQUIRED
-    assert ssl_context.check_hostname is True
+    assert len(ssl_contexts) == 4  # one per connection pool
+    for ssl_context in ssl_contexts:
+        assert ssl_context.verify_mode == ssl.CERT_REQUIRED
+        assert ssl_context.check_hostname is True
 
 
 def test_no_code_in_the_connector_can_turn_verification_off() -> None:
