@@ -352,6 +352,21 @@ class RouteraClient:
             ) from None
 
     async def _call(self, call: _Call) -> ApiAnswer:
+        # Almost every call succeeds at once; building tenacity's machinery for each of them
+        # cost 7% of a run's CPU (bench/RESULTS.md). So the first attempt runs bare, and only a
+        # retryable failure enters tenacity, as its first attempt, without being sent again.
+        try:
+            return await self._attempt(call)
+        except _RetryableAttempt as failure:
+            first_failure: _RetryableAttempt | None = failure
+
+        async def attempt(call: _Call) -> ApiAnswer:
+            nonlocal first_failure
+            if first_failure is not None:
+                failure, first_failure = first_failure, None
+                raise failure
+            return await self._attempt(call)
+
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(_RetryableAttempt),
             wait=lambda state: self._wait_seconds(call, state),
@@ -360,7 +375,7 @@ class RouteraClient:
             before_sleep=lambda state: self._log_retry(call, state),
             retry_error_callback=lambda state: self._exhausted(call, state),
         )
-        answer: ApiAnswer = await retrying(self._attempt, call)
+        answer: ApiAnswer = await retrying(attempt, call)
         return answer
 
     async def _sleep(self, seconds: float) -> None:

@@ -133,7 +133,11 @@ class ChunkSink:
         self.observer = observer
         self.buffer: list[ArchiveOutcome] = []
         self.loading: asyncio.Task[None] | None = None
+        self._flushing = asyncio.Lock()
         self.load_error: str | None = None
+        # (contact id, request id) of the records loaded since the run last took them: the
+        # contacts are in `contact_archives` now, where the queue's SQL finds them.
+        self.loaded: list[tuple[str | None, str]] = []
 
     async def add(self, outcome: ArchiveOutcome) -> None:
         self.journal.append(outcome)
@@ -155,14 +159,21 @@ class ChunkSink:
         # awaiting it here would leave the answers arriving meanwhile un-journaled in memory.
 
     async def flush(self) -> None:
-        """Start loading what is buffered, after the load in progress (one at a time)."""
-        if not self.buffer:
-            return
-        self.journal.sync()
-        await self._wait_for_load()
-        chunk, self.buffer = self.buffer, []
-        if self.load_error is None:
-            self.loading = asyncio.create_task(self._load(chunk))
+        """Start loading what is buffered, after the load in progress (one at a time).
+
+        Outcomes come from two coroutines (answers, and requests settled without a call), so
+        two may flush at once. Without the lock both waited for the same load and then each
+        started one: two `pipeline.run()` on one pipeline in two threads, which fails the load
+        (seen on PostgreSQL with small chunks).
+        """
+        async with self._flushing:
+            if not self.buffer:
+                return
+            self.journal.sync()
+            await self._wait_for_load()
+            chunk, self.buffer = self.buffer, []
+            if self.load_error is None:
+                self.loading = asyncio.create_task(self._load(chunk))
 
     async def _wait_for_load(self) -> None:
         if self.loading is not None:
@@ -191,6 +202,11 @@ class ChunkSink:
             else:
                 logger.info("loaded %d outcomes (load ids %s)", len(chunk), info.loads_ids)
                 self.observer.on_loaded(len(chunk))
+                self.loaded.extend(
+                    (outcome.request.contact_id, outcome.request.request_id)
+                    for outcome in chunk
+                    if outcome.record is not None
+                )
                 return
 
     def _note_fields(self, rows: AuditRows) -> None:
@@ -208,6 +224,11 @@ class ChunkSink:
             for column in row.keys() - existing:
                 if row[column] is not None and column not in report.held_back_fields:
                     report.held_back_fields.append(column)
+
+    def take_loaded(self) -> list[tuple[str | None, str]]:
+        """The records loaded since the last call (contact id, request id), once each."""
+        loaded, self.loaded = self.loaded, []
+        return loaded
 
     async def close(self) -> None:
         await self.flush()

@@ -226,8 +226,18 @@ FROM p {archived_join}
         return PendingTally(pending, to_call)
 
     def pages(self, page_size: int) -> Iterator[list[PendingRequest]]:
-        """Pending requests in `request_id` order, `page_size` at a time."""
+        """Pending requests in `request_id` order, `page_size` at a time.
+
+        The SQL and the sql_client are made here, at the call, and the pages then only run
+        queries on that client's own connections. A run reads pages in a worker thread while
+        another thread loads chunks with `pipeline.run()`; asking the pipeline for a client
+        during a load races dlt's configuration state (seen on PostgreSQL as a failed load).
+        """
         base = self._pending_sql()
+        client = self._pipeline.sql_client()  # type: ignore[attr-defined]
+        return self._read_pages(client, base, page_size)
+
+    def _read_pages(self, client: Any, base: str, page_size: int) -> Iterator[list[PendingRequest]]:
         last: str | None = None
         while True:
             where = "" if last is None else "WHERE pending.request_id > %s"
@@ -235,7 +245,7 @@ FROM p {archived_join}
                 f"SELECT * FROM ({base}) pending {where} "
                 f"ORDER BY pending.request_id LIMIT {int(page_size)}"
             )
-            with self._pipeline.sql_client() as client:  # type: ignore[attr-defined]
+            with client:
                 rows = client.execute_sql(sql, *(() if last is None else (last,)))
             if not rows:
                 return

@@ -382,10 +382,13 @@ class ArchiveRun:
                 return
             report.guardrail = self._max_archives_verdict(to_handle)
 
+            # Made here, before any load starts: see PendingQueue.pages.
+            pages = queue.pages(QUEUE_PAGE_SIZE)
+
             async def needing_calls() -> AsyncIterator[ArchiveRequest]:
-                pages = iter(queue.pages(QUEUE_PAGE_SIZE))
                 taken = 0
                 while not self._should_stop(sink):
+                    _forget_loaded(handled, sink.take_loaded())
                     page = await asyncio.to_thread(next, pages, None)
                     if page is None:
                         return
@@ -462,6 +465,21 @@ class ArchiveRun:
             load_fresh(self.pipeline, run_history([report.run_row()]))
         except Exception as exc:  # the run's own account must not hide the run's result
             logger.error("could not write the run row to archive_runs: %s", exc)
+
+
+def _forget_loaded(handled: dict[str, str], loaded: list[tuple[str | None, str]]) -> None:
+    """Drop from `handled` the contacts whose records the destination now holds.
+
+    `handled` keeps a later request for a contact from being called while the first one's
+    outcome is not yet loaded (until then the SQL may see the first as pending, or not at all
+    once its log row is in). A contact whose record is loaded is found by the SQL itself
+    (`archived_under`), so it is forgotten, but only *before* a page query, which then sees
+    those loads whole. The run's memory stays bounded by the chunk size instead of growing
+    with every contact archived; contacts without a record (not found) stay remembered.
+    """
+    for contact_id, request_id in loaded:
+        if contact_id is not None and handled.get(contact_id) == request_id:
+            del handled[contact_id]
 
 
 __all__ = [

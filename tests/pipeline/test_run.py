@@ -324,3 +324,43 @@ def test_an_unreachable_warehouse_is_a_clear_failure_before_any_call(
     assert report.exit_code == 1
     assert "unreachable" in report.outcome and report.error
     assert sandbox_server.state.stats()["totals"]["requests"] == 0
+
+
+def test_a_long_run_forgets_loaded_contacts_yet_never_calls_a_contact_twice(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small pages and chunks, so that loads land between page queries: each contact's later
+    requests (on later pages) are duplicates found by SQL once the first is loaded and
+    forgotten, or by the run's memory before; no contact gets a second DELETE either way."""
+    import connector.runner as runner
+
+    monkeypatch.setattr(runner, "QUEUE_PAGE_SIZE", 4)
+    forgotten: list[int] = []
+    forget = runner._forget_loaded
+
+    def counting_forget(handled: dict[str, str], loaded: list[tuple[str | None, str]]) -> None:
+        before = len(handled)
+        forget(handled, loaded)
+        forgotten.append(before - len(handled))
+
+    monkeypatch.setattr(runner, "_forget_loaded", counting_forget)
+    ids = active_ids(sandbox_server, 16)
+    # Request ids sort in this order: every contact first as `a-..`, again as `z-..` (pages
+    # later), and a contact that does not exist twice.
+    rows = [{"contact_id": cid, "request_id": f"a-{n:02d}"} for n, cid in enumerate(ids)]
+    rows += [{"contact_id": cid, "request_id": f"z-{n:02d}"} for n, cid in enumerate(ids)]
+    rows += [{"contact_id": "no-such-contact", "request_id": r} for r in ("b-00", "y-00")]
+    enqueue(pipeline, rows)
+
+    report = ArchiveRun(
+        pipeline, source_config(sandbox_server, chunk_size=2, concurrency=2), RunOptions()
+    ).execute()
+
+    assert report.exit_code == EXIT_OK, report.error
+    assert report.counts == {"archived": 16, "not_found": 1, "duplicate": 17}
+    assert sandbox_server.state.stats()["deletes_succeeded"] == dict.fromkeys(ids, 1)
+    assert deletes(sandbox_server) == 17
+    assert sum(forgotten) > 0, "no loaded contact was ever forgotten: the test proves nothing"
+    log = dict(query(pipeline, "SELECT request_id, duplicate_of FROM {dataset}.archive_log"))
+    assert {log[f"z-{n:02d}"] for n in range(16)} == {f"a-{n:02d}" for n in range(16)}
+    assert log["y-00"] == "b-00"
