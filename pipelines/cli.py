@@ -6,6 +6,7 @@ unexpected error); 2 configuration or authentication error; 3 a guardrail refuse
 """
 
 import logging
+import os
 import re
 import signal
 import sys
@@ -61,6 +62,10 @@ def main_options(
     ] = False,
 ) -> None:
     """Archive Routera contacts listed in a queue table and keep every archived record."""
+    # dlt sends anonymous usage telemetry by default. A tool that runs beside customer data,
+    # often where outbound traffic is closed, makes no call its user did not ask for; set
+    # RUNTIME__DLTHUB_TELEMETRY=true to send it anyway.
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
 
 DestinationOpt = Annotated[
