@@ -121,14 +121,30 @@ class PendingQueue:
     ) -> None:
         self._pipeline = pipeline
         self._shard = shard
+        self._client: Any = None
+        # Whether the SQL of the last `pages()` still treats a contact's later requests as not
+        # to be called once the first one's record is loaded: either it sees the loads whole
+        # (`archived_under`), or it sees no outcome at all (no terminal filter yet).
+        self.recognises_loaded_archives = True
         self._queue_table = queue_table
         self._log_table = log_table
         self._archives_table = archives_table
 
+    def _sql_client(self) -> Any:
+        """One sql_client for every query of this queue, made at the first one.
+
+        Asking the pipeline for a client resolves its configuration (tens of milliseconds),
+        and must not happen while another thread loads with `pipeline.run()`: that races dlt's
+        run state. The runner makes its first query before any load starts.
+        """
+        if self._client is None:
+            self._client = self._pipeline.sql_client()  # type: ignore[attr-defined]
+        return self._client
+
     def _columns(self, table: str) -> set[str] | None:
         """The lower-cased column names of `table`, or None when it does not exist."""
         try:
-            with self._pipeline.sql_client() as client:  # type: ignore[attr-defined]
+            with self._sql_client() as client:
                 name = client.make_qualified_table_name(table)
                 with client.execute_query(f"SELECT * FROM {name} WHERE 1 = 0") as cursor:
                     return {col[0].lower() for col in cursor.description}
@@ -151,7 +167,7 @@ class PendingQueue:
         log_columns = self._columns(self._log_table)
         archives_columns = self._columns(self._archives_table)
 
-        with self._pipeline.sql_client() as client:  # type: ignore[attr-defined]
+        with self._sql_client() as client:
             queue = client.make_qualified_table_name(self._queue_table)
             log = client.make_qualified_table_name(self._log_table)
             archives = client.make_qualified_table_name(self._archives_table)
@@ -183,12 +199,14 @@ class PendingQueue:
             if log_columns is not None and {"request_id", "status"} <= log_columns
             else ""
         )
+        finds_archives = archives_columns is not None and {"id", "request_id"} <= archives_columns
         archived_join = (
             f"LEFT JOIN (SELECT id, MIN(request_id) AS request_id FROM {archives} GROUP BY id) a "
             "ON a.id = p.contact_id"
-            if archives_columns is not None and {"id", "request_id"} <= archives_columns
+            if finds_archives
             else "LEFT JOIN (SELECT NULL AS id, NULL AS request_id) a ON 1 = 0"
         )
+        self.recognises_loaded_archives = finds_archives or not not_terminal
         return f"""
 WITH q AS (
     SELECT {request_id} AS request_id, {contact} AS contact_id,
@@ -228,14 +246,12 @@ FROM p {archived_join}
     def pages(self, page_size: int) -> Iterator[list[PendingRequest]]:
         """Pending requests in `request_id` order, `page_size` at a time.
 
-        The SQL and the sql_client are made here, at the call, and the pages then only run
-        queries on that client's own connections. A run reads pages in a worker thread while
-        another thread loads chunks with `pipeline.run()`; asking the pipeline for a client
-        during a load races dlt's configuration state (seen on PostgreSQL as a failed load).
+        The SQL is made here, at the call, for the whole iteration (it depends on which audit
+        tables exist); the pages then only run queries on this queue's sql_client, which a run
+        reads in a worker thread while another thread loads chunks.
         """
         base = self._pending_sql()
-        client = self._pipeline.sql_client()  # type: ignore[attr-defined]
-        return self._read_pages(client, base, page_size)
+        return self._read_pages(self._sql_client(), base, page_size)
 
     def _read_pages(self, client: Any, base: str, page_size: int) -> Iterator[list[PendingRequest]]:
         last: str | None = None

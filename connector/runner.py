@@ -388,7 +388,9 @@ class ArchiveRun:
             async def needing_calls() -> AsyncIterator[ArchiveRequest]:
                 taken = 0
                 while not self._should_stop(sink):
-                    _forget_loaded(handled, sink.take_loaded())
+                    loaded = sink.take_loaded()
+                    if queue.recognises_loaded_archives:
+                        _forget_loaded(handled, loaded)
                     page = await asyncio.to_thread(next, pages, None)
                     if page is None:
                         return
@@ -475,7 +477,9 @@ def _forget_loaded(handled: dict[str, str], loaded: list[tuple[str | None, str]]
     once its log row is in). A contact whose record is loaded is found by the SQL itself
     (`archived_under`), so it is forgotten, but only *before* a page query, which then sees
     those loads whole. The run's memory stays bounded by the chunk size instead of growing
-    with every contact archived; contacts without a record (not found) stay remembered.
+    with every contact archived; contacts without a record (not found) stay remembered, and
+    so does everything when the SQL cannot see loaded archives
+    (`PendingQueue.recognises_loaded_archives`).
     """
     for contact_id, request_id in loaded:
         if contact_id is not None and handled.get(contact_id) == request_id:

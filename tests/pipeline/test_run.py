@@ -47,6 +47,10 @@ def insert_queue_row(pipeline: dlt.Pipeline, contact_id: str | None) -> None:
         )
 
 
+# Tables of the pipeline's dataset, on DuckDB and PostgreSQL alike.
+TABLES_SQL = "SELECT table_name FROM information_schema.tables WHERE table_schema = '{dataset}'"
+
+
 def active_ids(server: SandboxServer, count: int) -> list[str]:
     return server.state.contact_ids(include_archived=False)[:count]
 
@@ -364,3 +368,41 @@ def test_a_long_run_forgets_loaded_contacts_yet_never_calls_a_contact_twice(
     log = dict(query(pipeline, "SELECT request_id, duplicate_of FROM {dataset}.archive_log"))
     assert {log[f"z-{n:02d}"] for n in range(16)} == {f"a-{n:02d}" for n in range(16)}
     assert log["y-00"] == "b-00"
+
+
+def test_with_a_log_but_no_archives_yet_the_run_remembers_every_contact(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dataset whose earlier runs archived nothing has `archive_log` but no
+    `contact_archives`: the queue's SQL then drops a loaded first request as terminal without
+    seeing its contact archived, so the run must not forget it."""
+    import connector.runner as runner
+
+    enqueue(pipeline, [{"contact_id": "no-such-contact", "request_id": "0-first-run"}])
+    assert run(pipeline, sandbox_server).counts == {"not_found": 1}
+    tables = {
+        name.lower()
+        for (name,) in query(
+            pipeline,
+            "SELECT table_name FROM information_schema.tables "
+            f"WHERE table_schema = '{pipeline.dataset_name}'",
+        )
+    }
+    assert "archive_log" in tables
+    assert "contact_archives" not in tables, "the setup this test needs did not happen"
+
+    monkeypatch.setattr(runner, "QUEUE_PAGE_SIZE", 4)
+    ids = active_ids(sandbox_server, 12)
+    rows = [{"contact_id": cid, "request_id": f"a-{n:02d}"} for n, cid in enumerate(ids)]
+    rows += [{"contact_id": cid, "request_id": f"z-{n:02d}"} for n, cid in enumerate(ids)]
+    enqueue(pipeline, rows)
+    before = deletes(sandbox_server)
+
+    report = ArchiveRun(
+        pipeline, source_config(sandbox_server, chunk_size=2, concurrency=2), RunOptions()
+    ).execute()
+
+    assert report.exit_code == EXIT_OK, report.error
+    assert report.counts == {"archived": 12, "duplicate": 12}
+    assert deletes(sandbox_server) - before == 12
+    assert sandbox_server.state.stats()["deletes_succeeded"] == dict.fromkeys(ids, 1)
