@@ -78,6 +78,14 @@ def make_pipeline(
             target = dlt.destinations.duckdb(credentials=database, **options)
         elif options:
             target = dlt.destinations.duckdb(**options)
+    elif destination == "postgres":
+        # No UNIQUE or PRIMARY KEY constraints from dlt's hints (it makes them on PostgreSQL
+        # only, `_dlt_id` included, staging tables too). A run killed after a staging INSERT
+        # committed but before dlt recorded the job leaves a package whose resumed INSERT adds
+        # the same rows again: without constraints the copies are merged and then collapsed
+        # (`collapse_reloaded_rows`), as on DuckDB; with them the INSERT fails and the package,
+        # and every later run, stays stuck.
+        target = Destination.from_reference(destination, create_indexes=False, **options)
     elif options:
         target = Destination.from_reference(destination, **options)
     try:

@@ -9,7 +9,8 @@ extra settings) stays in that file.
 
 The CLI keeps its queue and audit trail in DuckDB by default, or in a warehouse. A `Target` is
 one of the two these tests know, DuckDB and the test PostgreSQL: the options and environment
-that send the CLI there, and a way to read what it wrote. The `target` fixture (re-exported by
+that send the CLI there, a way to read what it wrote, and one to write there as a user's SQL
+would (a queue table of their own). The `target` fixture (re-exported by
 `tests/e2e/conftest.py`) runs a test once on each; the PostgreSQL case skips, and says why,
 where no server answers.
 """
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -93,6 +94,45 @@ class Target:
             )
             cursor.execute(sql.replace("%", "%%").replace("?", "%s"), params)
             return list(cursor.fetchall())
+
+    def execute(self, sql: str, *params: Any) -> None:
+        """Run one statement that writes (DDL or DML) in the dataset, and commit it: the SQL a
+        dbt model or an analyst would run on the queue. `?` marks a parameter, as in `query`.
+
+        The dataset is created first if it does not exist yet, so that a test can make the
+        first table in it. The connection is closed at once, as in `query`.
+        """
+        self.executemany(sql, [params])
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """`execute` once for each parameter tuple in `rows`, in one transaction."""
+        rows = list(rows)
+        if not rows:
+            return
+        if self.destination == "duckdb":
+            with duckdb.connect(str(self.workdir / DB_FILE)) as db:
+                db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.dataset}"')
+                db.execute(f"SET search_path = '{self.dataset}'")
+                db.executemany(sql, [list(row) for row in rows])
+            return
+        # psycopg2 commits when the `with connection` block ends without an error.
+        with closing(_postgres()) as connection, connection, connection.cursor() as cursor:
+            schema = pg_sql.Identifier(self.dataset)
+            cursor.execute(pg_sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+            cursor.execute(pg_sql.SQL("SET search_path TO {}").format(schema))
+            cursor.executemany(sql.replace("%", "%%").replace("?", "%s"), rows)
+
+    def tables(self) -> set[str]:
+        """The names of the tables in the dataset now: none before anything was written."""
+        sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = ?"
+        if self.destination == "duckdb":
+            if not (self.workdir / DB_FILE).exists():
+                return set()
+            with duckdb.connect(str(self.workdir / DB_FILE), read_only=True) as db:
+                return {row[0] for row in db.execute(sql, [self.dataset]).fetchall()}
+        with closing(_postgres()) as connection, connection.cursor() as cursor:
+            cursor.execute(sql.replace("?", "%s"), (self.dataset,))
+            return {row[0] for row in cursor.fetchall()}
 
     def schemas(self) -> list[str]:
         """The dataset and its staging datasets (`<dataset>_staging...`) that exist now."""

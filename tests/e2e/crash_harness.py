@@ -8,12 +8,16 @@ load of later chunks whatever the machine's speed. After the last kill a run is 
 and `verify` checks the rule: a record the API returned is never lost, and no contact is
 archived twice.
 
+The CLI writes to a `Target` (`cli_support`): the DuckDB file in the work folder, or a dataset
+of its own in the test PostgreSQL. The harness gives the run the target's options and
+environment, and reads the queue and the audit trail back through it.
+
 For every kill the harness keeps the evidence a bug report needs: the plan (anchor and delay),
 the moment, the run id, the last log line, what dlt left on disk (which tells the phase), the
 contacts the sandbox archived during the attempt, and those the run had journaled. Each run's
 output stays in the work folder (`attempt-N.out`, `attempt-N.err` with arrival times,
-`final.out`, `final.err`) next to the DuckDB file and dlt's folders; `pytest --basetemp=DIR`
-keeps them out of pytest's rotation.
+`final.out`, `final.err`) next to dlt's folders (and the DuckDB file, on DuckDB);
+`pytest --basetemp=DIR` keeps them out of pytest's rotation.
 
 `crash_after_insert` adds one deterministic crash point (a `sitecustomize` in the child) for a
 window that timed kills only hit by chance.
@@ -32,18 +36,15 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import duckdb
-
+from pipelines.factory import pipeline_name_for
 from sandbox import SandboxServer
-from tests.e2e.cli_support import DB_FILE, Result, cli_env, run_cli, start_cli
+from tests.e2e.cli_support import Result, Target, cli_env, run_cli, start_cli
 
-DATASET = "routera_archive"
-PIPELINE = "routera_archive"
 TERMINAL = ("archived", "already_archived", "not_found", "invalid", "duplicate")
 WITH_RECORD = ("archived", "already_archived")
 
@@ -257,13 +258,26 @@ def _fake_uuid(rng: random.Random) -> str:
 
 
 class CrashHarness:
-    """The CLI in `workdir` against `server`, with every process it starts under its control."""
+    """The CLI in the target's work folder against `server`, writing to `target`, with every
+    process it starts under its control."""
 
-    def __init__(self, workdir: Path, server: SandboxServer, *, chunk_size: int = 100) -> None:
-        self.workdir = workdir
+    def __init__(
+        self,
+        target: Target,
+        server: SandboxServer,
+        *,
+        chunk_size: int = 100,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
+        self.target = target
+        self.workdir = target.workdir
         self.server = server
         self.chunk_size = chunk_size
-        self.pipeline_dir = workdir / "dlt_data" / "pipelines" / PIPELINE
+        # More environment for every run (say, a lower concurrency).
+        self.settings = dict(settings or {})
+        # The run's own pipeline folder: its name depends on the destination and the dataset.
+        pipeline = pipeline_name_for(target.destination, target.dataset)
+        self.pipeline_dir = self.workdir / "dlt_data" / "pipelines" / pipeline
         self.attempts: list[Attempt] = []
         self.extra_env: dict[str, str] = {}
         self._live: list[subprocess.Popen[str]] = []
@@ -271,7 +285,9 @@ class CrashHarness:
     # ------------------------------------------------------------------ processes
     def env(self) -> dict[str, str]:
         chunks = {"SOURCES__ROUTERA__CHUNK_SIZE": str(self.chunk_size)}
-        return cli_env(self.server, self.workdir, chunks, self.extra_env)
+        return cli_env(
+            self.server, self.workdir, self.target.env, chunks, self.settings, self.extra_env
+        )
 
     def crash_at(self, point: str) -> Path:
         """Make the next run SIGKILL itself once, at one exact point inside dlt:
@@ -301,16 +317,13 @@ class CrashHarness:
         self.extra_env = {}
 
     def cli(self, *args: str, timeout: float = PROCESS_TIMEOUT_S) -> Result:
-        return run_cli(self.workdir, self.env(), *args, timeout=timeout)
+        return run_cli(self.workdir, self.env(), *self.target.command(*args), timeout=timeout)
 
     def spawn_run(self, stdout: IO[str]) -> subprocess.Popen[str]:
         process = start_cli(
             self.workdir,
             self.env(),
-            "run",
-            "--force",
-            "--rps",
-            "0",
+            *self.target.command("run", "--force", "--rps", "0"),
             stdout=stdout,
             start_new_session=True,  # its own process group: the kill reaches any helper too
         )
@@ -357,13 +370,14 @@ class CrashHarness:
             )
         ]
         invalid += [(shared, _fake_uuid(rng)), (shared, _fake_uuid(rng))]
-        with duckdb.connect(str(self.workdir / DB_FILE)) as db:
-            for request_id, contact_id in invalid:
-                db.execute(
-                    f"INSERT INTO {DATASET}.archive_queue "
-                    "(request_id, contact_id, _dlt_load_id, _dlt_id) VALUES (?, ?, ?, ?)",
-                    [request_id, contact_id, "crash-harness", uuid.uuid4().hex[:14]],
-                )
+        self.target.executemany(
+            "INSERT INTO archive_queue (request_id, contact_id, _dlt_load_id, _dlt_id) "
+            "VALUES (?, ?, ?, ?)",
+            [
+                (request_id, contact_id, "crash-harness", uuid.uuid4().hex[:14])
+                for request_id, contact_id in invalid
+            ],
+        )
         return QueuePlan(
             contacts=queued,
             duplicated=twice,
@@ -571,31 +585,30 @@ def _phase(attempt: Attempt) -> str:
 
 
 # ------------------------------------------------------------------------------ the audit
-def read_tables(workdir: Path) -> dict[str, list[dict[str, Any]]]:
+def read_tables(target: Target) -> dict[str, list[dict[str, Any]]]:
     """The four tables (a table no run got to create reads as empty)."""
-    with duckdb.connect(str(workdir / DB_FILE), read_only=True) as db:
+    existing = target.tables()
 
-        def rows(columns: str, table: str) -> list[dict[str, Any]]:
-            try:
-                cursor = db.execute(f"SELECT {columns} FROM {DATASET}.{table}")
-            except duckdb.CatalogException:
-                return []
-            names = [c[0] for c in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    def rows(columns: str, table: str) -> list[dict[str, Any]]:
+        if table not in existing:
+            return []
+        names = [name.strip() for name in columns.split(",")]
+        found = target.query(f"SELECT {columns} FROM {table}")
+        return [dict(zip(names, row, strict=True)) for row in found]
 
-        return {
-            "queue": rows("request_id, contact_id", "archive_queue"),
-            "archives": rows(
-                "id, run_id, recovered, record_source, request_id, _dlt_load_id, _dlt_id",
-                "contact_archives",
-            ),
-            "log": rows(
-                "outcome_id, request_id, contact_id, status, run_id, recovered, record_source, "
-                "_dlt_load_id, _dlt_id",
-                "archive_log",
-            ),
-            "runs": rows("run_id, exit_code, outcome, pending_at_start, counts", "archive_runs"),
-        }
+    return {
+        "queue": rows("request_id, contact_id", "archive_queue"),
+        "archives": rows(
+            "id, run_id, recovered, record_source, request_id, _dlt_load_id, _dlt_id",
+            "contact_archives",
+        ),
+        "log": rows(
+            "outcome_id, request_id, contact_id, status, run_id, recovered, record_source, "
+            "_dlt_load_id, _dlt_id",
+            "archive_log",
+        ),
+        "runs": rows("run_id, exit_code, outcome, pending_at_start, counts", "archive_runs"),
+    }
 
 
 def fold_copies(
@@ -623,7 +636,7 @@ def verify(
 ) -> tuple[list[str], dict[str, Any]]:
     """Every broken promise, as a sentence with its evidence; and the figures of the run."""
     problems: list[str] = []
-    tables = read_tables(harness.workdir)
+    tables = read_tables(harness.target)
     state = harness.server.state
     stats = state.stats()
 

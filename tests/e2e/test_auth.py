@@ -4,19 +4,22 @@ Tokens that expire during a run are renewed without losing a call; tokens flushe
 renewed once, not once per call; credentials revoked mid-run stop the run at once (exit 2) with
 what was done loaded, and a later run with valid credentials finishes the rest, archiving every
 contact exactly once.
+
+Every test runs on DuckDB and on PostgreSQL (the `target` fixture), one credential mode of the
+revocation test on DuckDB only (see its comment): what a run loads before it stops, and what the
+next run finishes, is the destination's part.
 """
 
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sandbox import FaultConfig, SandboxConfig, SandboxServer
-from tests.e2e.cli_support import Result, cli_env, deletes_sent, query
+from tests.e2e.cli_support import Result, Target, cli_env, deletes_sent
 from tests.e2e.cli_support import run_cli as run_cli_in
 
 pytestmark = pytest.mark.e2e
@@ -40,11 +43,11 @@ def start_sandbox(**overrides: Any) -> SandboxServer:
 
 
 def run_cli(
-    tmp_path: Path, server: SandboxServer, *args: str, env: dict[str, str | None] | None = None
+    target: Target, server: SandboxServer, *args: str, env: dict[str, str | None] | None = None
 ) -> Result:
-    """Run the CLI against `server`; no run may print a traceback or a credential."""
-    environment = cli_env(server, tmp_path, {"COLUMNS": "250"}, env)
-    result = run_cli_in(tmp_path, environment, *args, timeout=CLI_TIMEOUT_S)
+    """Run the CLI against `server` and `target`; no run may print a traceback or a credential."""
+    environment = cli_env(server, target.workdir, target.env, {"COLUMNS": "250"}, env)
+    result = run_cli_in(target.workdir, environment, *target.command(*args), timeout=CLI_TIMEOUT_S)
     assert "Traceback" not in result.output, result.output
     for secret in (CLIENT_SECRET, STATIC_TOKEN):
         assert secret not in result.output
@@ -58,13 +61,11 @@ STATIC_ENV: dict[str, str | None] = {
 }
 
 
-def enqueue(tmp_path: Path, server: SandboxServer, ids: list[str]) -> set[str]:
-    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n", encoding="utf-8")
-    result = run_cli(tmp_path, server, "enqueue", "ids.txt")
+def enqueue(target: Target, server: SandboxServer, ids: list[str]) -> set[str]:
+    (target.workdir / "ids.txt").write_text("\n".join(ids) + "\n", encoding="utf-8")
+    result = run_cli(target, server, "enqueue", "ids.txt")
     assert result.code == 0, result.output
-    return {
-        row[0] for row in query(tmp_path, "SELECT request_id FROM routera_archive.archive_queue")
-    }
+    return {row[0] for row in target.query("SELECT request_id FROM archive_queue")}
 
 
 def requests_to(server: SandboxServer, method: str, path_prefix: str) -> Counter[int]:
@@ -76,13 +77,11 @@ def requests_to(server: SandboxServer, method: str, path_prefix: str) -> Counter
     return counts
 
 
-def assert_all_archived_once(tmp_path: Path, server: SandboxServer, ids: list[str]) -> None:
+def assert_all_archived_once(target: Target, server: SandboxServer, ids: list[str]) -> None:
     assert server.state.stats()["deletes_succeeded"] == dict.fromkeys(ids, 1)
-    trail = Counter(
-        row[0] for row in query(tmp_path, "SELECT id FROM routera_archive.contact_archives")
-    )
+    trail = Counter(row[0] for row in target.query("SELECT id FROM contact_archives"))
     assert trail == dict.fromkeys(ids, 1)
-    log = query(tmp_path, "SELECT request_id, status FROM routera_archive.archive_log")
+    log = target.query("SELECT request_id, status FROM archive_log")
     terminal = Counter(request_id for request_id, status in log if status in TERMINAL)
     assert len(terminal) == len(ids) and set(terminal.values()) == {1}
 
@@ -116,14 +115,14 @@ def on_deletes(server: SandboxServer, deletes: int, action: Callable[[], None]) 
 # -- tokens that expire, tokens that vanish --------------------------------------------------------
 
 
-def test_tokens_shorter_lived_than_the_run_are_renewed(tmp_path: Path) -> None:
+def test_tokens_shorter_lived_than_the_run_are_renewed(target: Target) -> None:
     # expires_in 1 s is under the client's 60 s margin, so it renews every half second.
     server = start_sandbox(token_ttl=1.0, faults=FaultConfig(latency_ms=50))
     try:
         ids = server.state.contact_ids(include_archived=False)[:80]
-        enqueue(tmp_path, server, ids)
+        enqueue(target, server, ids)
 
-        result = run_cli(tmp_path, server, "run", "--concurrency", "2")
+        result = run_cli(target, server, "run", "--concurrency", "2")
 
         assert result.code == 0, result.output
         tokens = requests_to(server, "POST", "/oauth2/token")
@@ -131,20 +130,20 @@ def test_tokens_shorter_lived_than_the_run_are_renewed(tmp_path: Path) -> None:
         assert set(tokens) == {200}
         # Renewed as time passes, not once per call.
         assert sum(tokens.values()) < deletes_sent(server) / 4, tokens
-        assert_all_archived_once(tmp_path, server, ids)
+        assert_all_archived_once(target, server, ids)
         print(f"\nshort-lived tokens: {dict(tokens)} token requests, {result.seconds:.1f} s")
     finally:
         server.stop()
 
 
-def test_tokens_flushed_server_side_mid_run_are_renewed_once(tmp_path: Path) -> None:
+def test_tokens_flushed_server_side_mid_run_are_renewed_once(target: Target) -> None:
     server = start_sandbox(faults=FaultConfig(latency_ms=20))
     try:
         ids = server.state.contact_ids(include_archived=False)[:120]
-        enqueue(tmp_path, server, ids)
+        enqueue(target, server, ids)
         flush = on_deletes(server, 40, lambda: server.state.revoke(credentials=False))
 
-        result = run_cli(tmp_path, server, "run", "--concurrency", "8")
+        result = run_cli(target, server, "run", "--concurrency", "8")
         flush.stop_event.set()
         flush.join(5)
 
@@ -153,7 +152,7 @@ def test_tokens_flushed_server_side_mid_run_are_renewed_once(tmp_path: Path) -> 
         tokens = requests_to(server, "POST", "/oauth2/token")
         assert tokens == {200: 2}, "the 8 calls that got a 401 share one renewal"
         assert requests_to(server, "DELETE", "/contacts/")[401] <= 8
-        assert_all_archived_once(tmp_path, server, ids)
+        assert_all_archived_once(target, server, ids)
     finally:
         server.stop()
 
@@ -161,19 +160,29 @@ def test_tokens_flushed_server_side_mid_run_are_renewed_once(tmp_path: Path) -> 
 # -- credentials revoked mid-run -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["oauth", "static-token"])
+# Both modes on DuckDB; on PostgreSQL one is enough: the modes differ only in the credentials,
+# and what depends on the destination (loading what was done, then finishing) is the same.
+@pytest.mark.parametrize(
+    ("target", "mode"),
+    [
+        pytest.param("duckdb", "oauth", id="duckdb-oauth"),
+        pytest.param("duckdb", "static-token", id="duckdb-static-token"),
+        pytest.param("postgres", "oauth", id="postgres-oauth", marks=pytest.mark.postgres),
+    ],
+    indirect=["target"],
+)
 def test_credentials_revoked_mid_run_stop_it_and_nothing_done_is_lost(
-    tmp_path: Path, mode: str
+    target: Target, mode: str
 ) -> None:
     concurrency = 4
     server = start_sandbox(faults=FaultConfig(latency_ms=25))
     try:
         ids = server.state.contact_ids(include_archived=False)[:120]
-        request_ids = enqueue(tmp_path, server, ids)
+        request_ids = enqueue(target, server, ids)
         env = STATIC_ENV if mode == "static-token" else None
         revoke = on_deletes(server, 30, server.state.revoke)
 
-        first = run_cli(tmp_path, server, "run", "--concurrency", str(concurrency), env=env)
+        first = run_cli(target, server, "run", "--concurrency", str(concurrency), env=env)
         revoke.stop_event.set()
         revoke.join(5)
 
@@ -188,46 +197,39 @@ def test_credentials_revoked_mid_run_stop_it_and_nothing_done_is_lost(
         # What the sandbox archived before the revocation is in the trail, logged as archived.
         archived = set(server.state.stats()["deletes_succeeded"])
         assert 30 <= len(archived) < len(ids)
-        trail = {
-            row[0] for row in query(tmp_path, "SELECT id FROM routera_archive.contact_archives")
-        }
+        trail = {row[0] for row in target.query("SELECT id FROM contact_archives")}
         assert trail == archived
-        logged = query(
-            tmp_path,
-            "SELECT contact_id, status FROM routera_archive.archive_log",
-        )
+        logged = target.query("SELECT contact_id, status FROM archive_log")
         assert {cid for cid, status in logged if status == "archived"} == archived
-        runs = query(tmp_path, "SELECT exit_code, error FROM routera_archive.archive_runs")
+        runs = target.query("SELECT exit_code, error FROM archive_runs")
         assert [code for code, _ in runs] == [2] and runs[0][1]
 
         server.state.restore_credentials()
-        second = run_cli(tmp_path, server, "run", env=env)
+        second = run_cli(target, server, "run", env=env)
 
         assert second.code == 0, second.output
-        assert_all_archived_once(tmp_path, server, ids)
+        assert_all_archived_once(target, server, ids)
         statuses = Counter(
-            status
-            for _, status in query(
-                tmp_path, "SELECT request_id, status FROM routera_archive.archive_log"
-            )
+            status for _, status in target.query("SELECT request_id, status FROM archive_log")
         )
         assert sum(statuses.values()) == len(request_ids)
         print(
-            f"\nrevoked ({mode}) after {revoke.fired_at} DELETEs: {after} more DELETEs, "
+            f"\nrevoked ({mode}, {target.destination}) after {revoke.fired_at} DELETEs: "
+            f"{after} more DELETEs, "
             f"{len(archived)} archived by the first run, tokens {dict(tokens)}"
         )
     finally:
         server.stop()
 
 
-def test_a_run_that_starts_revoked_exits_2_and_archives_nothing(tmp_path: Path) -> None:
+def test_a_run_that_starts_revoked_exits_2_and_archives_nothing(target: Target) -> None:
     server = start_sandbox()
     try:
         ids = server.state.contact_ids(include_archived=False)[:5]
-        enqueue(tmp_path, server, ids)
+        enqueue(target, server, ids)
         server.state.revoke()
 
-        result = run_cli(tmp_path, server, "run")
+        result = run_cli(target, server, "run")
 
         assert result.code == 2, result.output
         assert "invalid_client" in result.output

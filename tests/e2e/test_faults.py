@@ -4,19 +4,19 @@ The first run meets faults on every kind of call (token, list, DELETE, GET) with
 timeout and a small retry budget, so some requests end `failed`; a second run against the same
 account with the faults switched off finishes them. Afterwards nothing is lost and nothing is
 doubled: one terminal row per request, one archive per contact, one audit row per archived
-contact, and each run's printed and stored counts equal its own `archive_log` rows.
+contact, and each run's printed and stored counts equal its own `archive_log` rows. On DuckDB
+and on PostgreSQL (the `target` fixture): the chunks are loaded while the storm goes on.
 """
 
 import json
 import re
 from collections import Counter
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
 
 from sandbox import FaultConfig, SandboxConfig, SandboxServer
-from tests.e2e.cli_support import Result, cli_env, printed_counts, query
+from tests.e2e.cli_support import Result, Target, cli_env, printed_counts
 from tests.e2e.cli_support import run_cli as run_cli_in
 
 pytestmark = pytest.mark.e2e
@@ -50,39 +50,35 @@ def run_id_of(result: Result) -> str:
 
 
 def run_cli(
-    tmp_path: Path, server: SandboxServer, *args: str, env: dict[str, str] | None = None
+    target: Target, server: SandboxServer, *args: str, env: dict[str, str] | None = None
 ) -> Result:
-    """Run the CLI against `server`; no run may print a traceback or the client secret."""
-    environment = cli_env(server, tmp_path, {"COLUMNS": "250"}, env)
-    result = run_cli_in(tmp_path, environment, *args, timeout=CLI_TIMEOUT_S)
+    """Run the CLI against `server` and `target`; no run may print a traceback or the secret."""
+    environment = cli_env(server, target.workdir, target.env, {"COLUMNS": "250"}, env)
+    result = run_cli_in(target.workdir, environment, *target.command(*args), timeout=CLI_TIMEOUT_S)
     assert "Traceback" not in result.output, result.output
     assert CLIENT_SECRET not in result.output
     return result
 
 
-def log_counts(tmp_path: Path, run_id: str) -> dict[str, int]:
-    rows = query(
-        tmp_path,
-        "SELECT status, COUNT(*) FROM routera_archive.archive_log WHERE run_id = ? GROUP BY 1",
-        run_id,
+def log_counts(target: Target, run_id: str) -> dict[str, int]:
+    rows = target.query(
+        "SELECT status, COUNT(*) FROM archive_log WHERE run_id = ? GROUP BY 1", run_id
     )
     return {status: int(n) for status, n in rows}
 
 
-def stored_counts(tmp_path: Path, run_id: str) -> dict[str, int]:
-    rows = query(
-        tmp_path, "SELECT counts FROM routera_archive.archive_runs WHERE run_id = ?", run_id
-    )
+def stored_counts(target: Target, run_id: str) -> dict[str, int]:
+    rows = target.query("SELECT counts FROM archive_runs WHERE run_id = ?", run_id)
     assert len(rows) == 1, rows
     counts = rows[0][0]
     counts = json.loads(counts) if isinstance(counts, str) else counts
     return {status: int(n) for status, n in counts.items() if n}
 
 
-def assert_counts_match_the_log(tmp_path: Path, result: Result) -> dict[str, int]:
-    logged = log_counts(tmp_path, run_id_of(result))
+def assert_counts_match_the_log(target: Target, result: Result) -> dict[str, int]:
+    logged = log_counts(target, run_id_of(result))
     assert printed_counts(result.stdout) == logged, (result.stdout, logged)
-    assert stored_counts(tmp_path, run_id_of(result)) == logged
+    assert stored_counts(target, run_id_of(result)) == logged
     return logged
 
 
@@ -103,7 +99,7 @@ def fault_figures(server: SandboxServer) -> dict[str, int]:
     }
 
 
-def storm_then_calm(tmp_path: Path, queued: int, contacts: int, *run_args: str) -> None:
+def storm_then_calm(target: Target, queued: int, contacts: int, *run_args: str) -> None:
     config = SandboxConfig(
         port=0, contacts=contacts, seed=SEED, client_secret=CLIENT_SECRET, faults=storm()
     )
@@ -115,22 +111,20 @@ def storm_then_calm(tmp_path: Path, queued: int, contacts: int, *run_args: str) 
         unknown = [f"unknown-{n}" for n in range(10)]
         repeated = real[:5]
         ids = [*real, *unknown, *repeated]
-        (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n", encoding="utf-8")
-        enqueued = run_cli(tmp_path, server, "enqueue", "ids.txt")  # no API call
+        (target.workdir / "ids.txt").write_text("\n".join(ids) + "\n", encoding="utf-8")
+        enqueued = run_cli(target, server, "enqueue", "ids.txt")  # no API call
         assert enqueued.code == 0, enqueued.output
-        queue = query(tmp_path, "SELECT request_id FROM routera_archive.archive_queue")
+        queue = target.query("SELECT request_id FROM archive_queue")
         request_ids = {row[0] for row in queue}
         assert len(request_ids) == len(ids)
 
-        first = run_cli(tmp_path, server, "run", *run_args, env=STORM_ENV)
+        first = run_cli(target, server, "run", *run_args, env=STORM_ENV)
 
         assert first.code in (0, 1), first.output
         stormy = fault_figures(server)
-        first_counts = assert_counts_match_the_log(tmp_path, first)
-        rows = query(
-            tmp_path,
-            "SELECT request_id, status, error FROM routera_archive.archive_log WHERE run_id = ?",
-            run_id_of(first),
+        first_counts = assert_counts_match_the_log(target, first)
+        rows = target.query(
+            "SELECT request_id, status, error FROM archive_log WHERE run_id = ?", run_id_of(first)
         )
         assert {r[0] for r in rows} == request_ids, "every request got an outcome in the storm"
         assert len(rows) == len(request_ids)
@@ -144,26 +138,21 @@ def storm_then_calm(tmp_path: Path, queued: int, contacts: int, *run_args: str) 
         assert (first.code == 1) == bool(first_counts.get("failed"))
 
         calm(server)
-        second = run_cli(tmp_path, server, "run", *run_args)
+        second = run_cli(target, server, "run", *run_args)
 
         assert second.code == 0, second.output
-        second_counts = assert_counts_match_the_log(tmp_path, second)
+        second_counts = assert_counts_match_the_log(target, second)
         assert sum(second_counts.values()) == first_counts["failed"]
         assert "failed" not in second_counts
 
         # Nothing lost, nothing doubled.
-        log = query(
-            tmp_path,
-            "SELECT request_id, status, contact_id FROM routera_archive.archive_log",
-        )
+        log = target.query("SELECT request_id, status, contact_id FROM archive_log")
         terminal = Counter(r[0] for r in log if r[1] != "failed")
         assert terminal == dict.fromkeys(request_ids, 1)
         archived_by_sandbox = server.state.stats()["deletes_succeeded"]
         assert set(archived_by_sandbox) == set(real)
         assert set(archived_by_sandbox.values()) == {1}, "a contact archived twice"
-        trail = query(
-            tmp_path, "SELECT id, recovered, archived_by FROM routera_archive.contact_archives"
-        )
+        trail = target.query("SELECT id, recovered, archived_by FROM contact_archives")
         assert Counter(r[0] for r in trail) == dict.fromkeys(real, 1)
         assert {r[2] for r in trail} == {server.config.client_id}
         statuses = Counter(r[1] for r in log if r[1] != "failed")
@@ -178,16 +167,17 @@ def storm_then_calm(tmp_path: Path, queued: int, contacts: int, *run_args: str) 
 
         retries = sum(1 for line in first.stderr.splitlines() if "retrying in" in line)
         print(
-            f"\nfault storm: {len(ids)} requests queued; sandbox saw {stormy}; "
+            f"\nfault storm on {target.destination}: {len(ids)} requests queued; sandbox saw "
+            f"{stormy}; "
             f"{retries} retries logged; first run {first.seconds:.1f} s {first_counts}; "
             f"second run {second.seconds:.1f} s {second_counts}"
         )
 
 
-def test_a_fault_storm_then_a_calm_run_archives_everything_exactly_once(tmp_path: Path) -> None:
-    storm_then_calm(tmp_path, queued=300, contacts=700)
+def test_a_fault_storm_then_a_calm_run_archives_everything_exactly_once(target: Target) -> None:
+    storm_then_calm(target, queued=300, contacts=700)
 
 
 @pytest.mark.slow
-def test_a_long_fault_storm(tmp_path: Path) -> None:
-    storm_then_calm(tmp_path, 2000, 4200, "--max-archives", "5000")
+def test_a_long_fault_storm(target: Target) -> None:
+    storm_then_calm(target, 2000, 4200, "--max-archives", "5000")

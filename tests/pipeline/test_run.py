@@ -406,3 +406,33 @@ def test_with_a_log_but_no_archives_yet_the_run_remembers_every_contact(
     assert report.counts == {"archived": 12, "duplicate": 12}
     assert deletes(sandbox_server) - before == 12
     assert sandbox_server.state.stats()["deletes_succeeded"] == dict.fromkeys(ids, 1)
+
+
+def test_postgres_tables_carry_no_unique_constraint_a_resumed_package_would_trip(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer, destination: str
+) -> None:
+    """dlt makes UNIQUE/PRIMARY KEY constraints from its hints on PostgreSQL only; a package
+    resumed after a kill re-inserts rows it had committed, which must not fail (the copies are
+    collapsed). tests/e2e/test_crash.py kills a run at exactly that point."""
+    if destination != "postgres":
+        pytest.skip("constraints from dlt's hints exist on PostgreSQL only")
+    enqueue(pipeline, [{"contact_id": cid} for cid in active_ids(sandbox_server, 3)])
+    assert run(pipeline, sandbox_server).exit_code == EXIT_OK
+
+    constraints = query(
+        pipeline,
+        "SELECT table_schema, table_name, constraint_type "
+        "FROM information_schema.table_constraints "
+        f"WHERE table_schema LIKE '{pipeline.dataset_name}%' "
+        "AND constraint_type IN ('UNIQUE', 'PRIMARY KEY')",
+    )
+    schemas = {
+        schema
+        for (schema,) in query(
+            pipeline,
+            "SELECT table_schema FROM information_schema.tables "
+            f"WHERE table_schema LIKE '{pipeline.dataset_name}%'",
+        )
+    }
+    assert schemas == {pipeline.dataset_name, f"{pipeline.dataset_name}_staging"}
+    assert constraints == []
