@@ -5,10 +5,10 @@ of one request). Each wake-up comes a little late and a bucket of one cannot mak
 the rate loses that lateness on every request (a run reached 91-92% of its limit). A pacer that
 hands out fixed time slots (the next slot is `max(now, last slot + 1 / rps)`) keeps the average
 rate while a late wake-up only shifts one request; the connector's `RatePacer` adds a one-second
-window rule so that catching up can never go over the rate. No HTTP here: `workers` coroutines acquire `count` times and the rate and
-the most acquisitions in any one-second window are printed, so the connector is not needed to
-see the effect and nothing in it is changed. `--busy-ms B` adds a task that holds the loop for B
-ms out of every 5 ms, as a CPU-bound connector's loop (and a load thread taking the GIL) does.
+window rule so that catching up can never go over the rate. No HTTP here: `workers`
+coroutines acquire `count` times, and the rate and the most acquisitions in any one-second
+window are printed. `--busy-ms B` adds a task that holds the loop for B ms out of every 5 ms,
+as a CPU-bound connector's loop (and a load thread taking the GIL) does.
 
 Usage: `python bench/limiter_check.py [--rps 100] [--count 500] [--workers 32] [--busy-ms 2]`.
 """

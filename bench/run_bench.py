@@ -42,7 +42,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -1435,8 +1435,16 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(PARTS),
         help=f"comma-separated subset of {','.join(PARTS)} (results go to last_run_only-*.md)",
     )
+    parser.add_argument(
+        "--chunk-sizes",
+        default=None,
+        help="comma-separated chunk sizes for the `chunks` diagnostic (default "
+        f"{','.join(map(str, FULL.chunk_sizes))})",
+    )
     args = parser.parse_args(argv)
     plan, mode = (QUICK, "quick") if args.quick else (FULL, "full")
+    if args.chunk_sizes:
+        plan = replace(plan, chunk_sizes=tuple(int(n) for n in args.chunk_sizes.split(",")))
     retries = args.retries if args.retries is not None else (0 if args.quick else 1)
     wait_quiet = args.wait_quiet if args.wait_quiet is not None else (0 if args.quick else 120)
     parts = tuple(part.strip() for part in args.only.split(",") if part.strip())
