@@ -826,7 +826,16 @@ PROFILE_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("reading the queue (SQL) and start-up", ("PendingQueue", "make_pipeline ")),
     ("httpcore pool bookkeeping (scan of all connections)", ("_assign_requests_to_connections",)),
-    ("httpx/httpcore: send request, read response", ("AsyncClient.send ", "build_request ")),
+    (
+        "httpx/httpcore: send request, read response",
+        (
+            "AsyncClient.send ",
+            "build_request ",
+            "AsyncHTTPTransport.handle_async_request ",
+            "Response.aread ",
+            "Response.aclose ",
+        ),
+    ),
     ("journal (JSON line + flush per outcome)", ("OutcomeJournal.",)),
     ("response parsing, outcome and row models", ("parse_archived_contact", "BaseModel.")),
     ("progress observer and logging", ("ProgressObserver.", "logging/__init__")),
