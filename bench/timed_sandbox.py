@@ -3,7 +3,10 @@
 The sandbox's `/_sandbox/stats` counts requests but keeps no times, and "no one-second window
 over the rate limit" can only be judged from times. This launcher runs the very same CLI command
 (same options, same code path, same URL line) with one thin ASGI wrapper around the app that
-appends `(unix time, method, status)` when an API answer starts. The list is written as JSON to
+appends `(unix time, method, status, arrival time)` when an API answer starts: the answer's
+time, and the time the request reached the app, which is what a server's rate limiter counts
+(the answer comes after the sandbox's latency, and its own event loop's delays, on top). The list
+is written as JSON to
 the file named by `BENCH_SANDBOX_TIMES` when the server stops (SIGTERM), so measuring adds one
 list append per request and nothing to the sandbox package itself.
 
@@ -29,7 +32,7 @@ TIMES_ENV = "BENCH_SANDBOX_TIMES"
 # Paths of the sandbox's own test hooks: not API traffic, never counted.
 INTERNAL_PREFIX = b"/_sandbox"
 
-Stamp = tuple[float, str, int]
+Stamp = tuple[float, str, int, float]
 
 
 class AnswerTimes:
@@ -46,10 +49,11 @@ class AnswerTimes:
             return
         method: str = scope["method"]
         stamps = self.stamps
+        arrived = time.time()
 
         async def stamped_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                stamps.append((time.time(), method, int(message["status"])))
+                stamps.append((time.time(), method, int(message["status"]), arrived))
             await send(message)
 
         await self.app(scope, receive, stamped_send)

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import pytest
 
-from connector.pacing import RatePacer
+from connector.pacing import SLOT_SHARE, WINDOW_S, RatePacer
 
 T = TypeVar("T")
 
@@ -55,7 +55,7 @@ def most_in_any_window(starts: list[float], window: float = 1.0) -> int:
     starts = sorted(starts)
     low = most = 0
     for high, moment in enumerate(starts):
-        while starts[low] <= moment - window:
+        while starts[low] <= moment - window + 1e-9:  # a start a full window back is out
             low += 1
         most = max(most, high - low + 1)
     return most
@@ -85,9 +85,10 @@ def test_never_over_the_rate_and_close_to_it_however_late_the_loop_wakes(latenes
 
     starts = asyncio.run(run_workers(pacer, loop, 1000, workers=32))
 
-    assert most_in_any_window(starts) <= 100
+    assert most_in_any_window(starts, window=WINDOW_S) <= 100
     achieved = (len(starts) - 1) / (max(starts) - min(starts))
-    assert achieved >= 95, f"{achieved:.1f}/s of 100"
+    # The grid's rate, or the window's where that binds first: 95% of the rate.
+    assert achieved >= 0.99 * min(100 * SLOT_SHARE, 100 / WINDOW_S), f"{achieved:.1f}/s of 100"
 
 
 def test_a_stalled_loop_catches_up_without_a_burst_over_the_rate() -> None:
@@ -96,7 +97,7 @@ def test_a_stalled_loop_catches_up_without_a_burst_over_the_rate() -> None:
 
     starts = asyncio.run(run_workers(pacer, loop, 600, workers=32, stall_at=250))
 
-    assert most_in_any_window(starts) <= 100
+    assert most_in_any_window(starts, window=WINDOW_S) <= 100
     # The slots missed during the stall are made up for, up to the window rule.
     assert (len(starts) - 1) / (max(starts) - min(starts)) >= 90
 
@@ -108,7 +109,7 @@ def test_requests_are_spaced_not_sent_in_bursts() -> None:
     starts = sorted(asyncio.run(run_workers(pacer, loop, 100, workers=16)))
 
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
-    assert min(gaps) == pytest.approx(1 / (50 * 0.98))
+    assert min(gaps) == pytest.approx(1 / (50 * SLOT_SHARE))
 
 
 def test_a_rate_under_one_per_second_still_lets_requests_through() -> None:
