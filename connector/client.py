@@ -254,10 +254,12 @@ class RouteraClient:
         # third of the run's CPU (bench/RESULTS.md). Each request goes to the least busy pool.
         pools = max(1, math.ceil(config.concurrency / HTTP_CONNECTIONS_PER_POOL))
         per_pool = math.ceil(config.concurrency / pools)
+        # One verifying TLS context for all pools: each would otherwise load the CA bundle.
+        tls = httpx.create_ssl_context(verify=True) if transport is None else None
         self._transports: list[httpx.AsyncBaseTransport] = [
             transport
             or httpx.AsyncHTTPTransport(
-                verify=True,
+                verify=tls or True,
                 limits=httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool),
             )
             for _ in range(pools)
