@@ -73,15 +73,17 @@ def test_raw_load_loads_every_record(tmp_path: Path) -> None:
 
 
 def test_api_window_counts_sliding_and_calendar_seconds() -> None:
-    # Four answers fall within one second (10.2 to 11.1, or 10.6 to 11.3), yet no calendar
+    # Four answers fall within one second (10.2 to 11.15, or 10.6 to 11.3), yet no calendar
     # second holds more than three: a check by calendar seconds alone would miss the excess.
+    # Arrivals (the last element) came shortly before each answer, one 0.7 s before: by
+    # arrival, no second holds more than three, which is what a rate limiter would count.
     stamps: list[bench.Stamp] = [
-        (10.2, "POST", 200),
-        (10.6, "DELETE", 200),
-        (10.8, "DELETE", 429),
-        (11.1, "DELETE", 200),
-        (11.3, "DELETE", 200),
-        (20.0, "DELETE", 200),
+        (10.2, "POST", 200, 10.15),
+        (10.6, "DELETE", 200, 10.55),
+        (10.8, "DELETE", 429, 10.1),
+        (11.15, "DELETE", 200, 11.12),
+        (11.3, "DELETE", 200, 11.25),
+        (20.0, "DELETE", 200, 19.95),
     ]
 
     window = bench.api_window(stamps, 10.0, 12.0)
@@ -90,5 +92,7 @@ def test_api_window_counts_sliding_and_calendar_seconds() -> None:
     assert window.by_status == {"200": 4, "429": 1}
     assert window.max_in_1s_window == 4
     assert window.max_in_calendar_second == 3
+    assert window.max_arrivals_in_1s_window == 3
+    assert window.max_arrivals_in_calendar_second == 3
     assert window.first_delete == 10.6 and window.last_delete == 11.3
     assert window.archive_rps == pytest.approx(3 / 0.7)
