@@ -130,10 +130,9 @@ class PendingQueue:
         self._pipeline = pipeline
         self._shard = shard
         self._client: Any = None
-        # Whether the SQL of the last `pages()` still treats a contact's later requests as not
-        # to be called once the first one's record is loaded: either it sees the loads whole
-        # (`archived_under`), or it sees no outcome at all (no terminal filter yet).
-        self.recognises_loaded_archives = True
+        # Whether the SQL of the latest page finds contacts in `contact_archives`
+        # (`archived_under`): only then may a run forget the contacts whose records it loaded.
+        self.recognises_loaded_archives = False
         self._queue_table = queue_table
         self._log_table = log_table
         self._archives_table = archives_table
@@ -214,7 +213,7 @@ class PendingQueue:
             if finds_archives
             else "LEFT JOIN (SELECT NULL AS id, NULL AS request_id) a ON 1 = 0"
         )
-        self.recognises_loaded_archives = finds_archives or not not_terminal
+        self.recognises_loaded_archives = finds_archives
         return f"""
 WITH q AS (
     SELECT {request_id} AS request_id, {contact} AS contact_id,
@@ -271,9 +270,11 @@ FROM p {archived_join}
     def pages(self, page_size: int) -> Iterator[list[PendingRequest]]:
         """Pending requests in `request_id` order, `page_size` at a time.
 
-        The SQL is made here, at the call, for the whole iteration (it depends on which audit
-        tables exist); the pages then only run queries on this queue's sql_client, which a run
-        reads in a worker thread while another thread loads chunks.
+        The first page's SQL is made here, at the call (a missing queue table is an error
+        before anything starts), and again for each later page: it depends on which audit
+        tables exist, and a first run creates them with its first load. Every query runs on
+        this queue's sql_client, which a run reads in a worker thread while another thread
+        loads chunks.
         """
         base = self._pending_sql()
         return self._read_pages(self._sql_client(), base, page_size)
@@ -281,6 +282,8 @@ FROM p {archived_join}
     def _read_pages(self, client: Any, base: str, page_size: int) -> Iterator[list[PendingRequest]]:
         last: str | None = None
         while True:
+            if last is not None:
+                base = self._pending_sql()
             where = "" if last is None else "WHERE pending.request_id > %s"
             sql = (
                 f"SELECT * FROM ({base}) pending {where} "

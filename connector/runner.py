@@ -387,13 +387,17 @@ class ArchiveRun:
 
             async def needing_calls() -> AsyncIterator[ArchiveRequest]:
                 taken = 0
+                # Records loaded before a page query started, not forgotten yet.
+                loaded: list[tuple[str | None, str]] = []
                 while not self._should_stop(sink):
-                    loaded = sink.take_loaded()
-                    if queue.recognises_loaded_archives:
-                        _forget_loaded(handled, loaded)
+                    loaded += sink.take_loaded()
                     page = await asyncio.to_thread(next, pages, None)
                     if page is None:
                         return
+                    if queue.recognises_loaded_archives:
+                        # That page's SQL saw those loads whole: it finds their contacts.
+                        _forget_loaded(handled, loaded)
+                        loaded = []
                     for item in page:
                         if self._should_stop(sink) or (
                             self.options.limit is not None and taken >= self.options.limit
@@ -473,13 +477,13 @@ def _forget_loaded(handled: dict[str, str], loaded: list[tuple[str | None, str]]
     """Drop from `handled` the contacts whose records the destination now holds.
 
     `handled` keeps a later request for a contact from being called while the first one's
-    outcome is not yet loaded (until then the SQL may see the first as pending, or not at all
-    once its log row is in). A contact whose record is loaded is found by the SQL itself
-    (`archived_under`), so it is forgotten, but only *before* a page query, which then sees
-    those loads whole. The run's memory stays bounded by the chunk size instead of growing
-    with every contact archived; contacts without a record (not found) stay remembered, and
-    so does everything when the SQL cannot see loaded archives
-    (`PendingQueue.recognises_loaded_archives`).
+    outcome is not yet loaded, whatever happens to the queue meanwhile (a request added with an
+    earlier `requested_at`, the first one's row removed by a rebuild). A contact whose record
+    is loaded is found by the queue's SQL itself (`archived_under`), so it may be forgotten:
+    only records loaded before a page query started, and only when that query's SQL joins
+    `contact_archives` (`PendingQueue.recognises_loaded_archives`; a first run's first pages
+    cannot). The run's memory then stays bounded by the chunk size instead of growing with
+    every contact archived; contacts without a record (not found) stay remembered.
     """
     for contact_id, request_id in loaded:
         if contact_id is not None and handled.get(contact_id) == request_id:

@@ -1,6 +1,7 @@
 """A run from queue to audit trail, through a real sandbox, on DuckDB and PostgreSQL."""
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -436,3 +437,60 @@ def test_postgres_tables_carry_no_unique_constraint_a_resumed_package_would_trip
     }
     assert schemas == {pipeline.dataset_name, f"{pipeline.dataset_name}_staging"}
     assert constraints == []
+
+
+def test_a_request_added_mid_run_for_a_forgotten_contact_is_a_duplicate(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first run: once a contact's record is loaded the run forgets it, and a request for it
+    added to the queue meanwhile with an *earlier* `requested_at` (so the SQL would call it
+    the contact's first) must still find the archived record, not get a second DELETE."""
+    import connector.queue as queue_module
+    import connector.runner as runner
+
+    monkeypatch.setattr(runner, "QUEUE_PAGE_SIZE", 4)
+    ids = active_ids(sandbox_server, 40)
+    target = ids[0]
+    state = {"forgotten": False, "inserted": False}
+    forget = runner._forget_loaded
+
+    def watching_forget(handled: dict[str, str], loaded: list[tuple[str | None, str]]) -> None:
+        forget(handled, loaded)
+        if target not in handled and any(contact == target for contact, _ in loaded):
+            state["forgotten"] = True
+
+    read_pages = queue_module.PendingQueue._read_pages
+
+    def pages_with_a_late_request(self: Any, client: Any, base: str, size: int) -> Any:
+        for page in read_pages(self, client, base, size):
+            yield page
+            time.sleep(0.2)  # a slow warehouse: chunks load between page queries
+            if state["forgotten"] and not state["inserted"]:  # as another process's SQL would
+                with client:
+                    client.execute_sql(
+                        f"INSERT INTO {client.make_qualified_table_name('archive_queue')} "
+                        "(contact_id, request_id, requested_at, _dlt_load_id, _dlt_id) VALUES "
+                        "(%s, 'z-late', TIMESTAMP '2000-01-01 00:00:00', 'by-hand', %s)",
+                        target,
+                        uuid.uuid4().hex,
+                    )
+                state["inserted"] = True
+
+    monkeypatch.setattr(runner, "_forget_loaded", watching_forget)
+    monkeypatch.setattr(queue_module.PendingQueue, "_read_pages", pages_with_a_late_request)
+    rows = [{"contact_id": target, "request_id": "a-00"}]
+    rows += [{"contact_id": cid, "request_id": f"b-{n:02d}"} for n, cid in enumerate(ids[1:])]
+    enqueue(pipeline, rows)
+
+    report = ArchiveRun(
+        pipeline,
+        source_config(sandbox_server, chunk_size=2, concurrency=2),
+        RunOptions(max_share=None),
+    ).execute()
+
+    assert state["inserted"], f"the contact was never forgotten: the test proves nothing {report}"
+    assert report.exit_code == EXIT_OK, report.error
+    assert report.counts == {"archived": 40, "duplicate": 1}
+    assert deletes(sandbox_server) == 40
+    log = dict(query(pipeline, "SELECT request_id, duplicate_of FROM {dataset}.archive_log"))
+    assert log["z-late"] == "a-00"
