@@ -15,6 +15,7 @@ import logging
 import math
 import random
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -254,20 +255,27 @@ class RouteraClient:
         # third of the run's CPU (bench/RESULTS.md). Each request goes to the least busy pool.
         pools = max(1, math.ceil(config.concurrency / HTTP_CONNECTIONS_PER_POOL))
         per_pool = math.ceil(config.concurrency / pools)
+        limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
+        # Proxies from the environment (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY): httpx's client
+        # picks a proxy transport per URL, but only when it builds its own transports. Without
+        # any, this client builds them and sends on them directly (see `_send`).
+        self._direct = transport is not None or not urllib.request.getproxies()
         # One verifying TLS context for all pools: each would otherwise load the CA bundle.
         tls = httpx.create_ssl_context(verify=True) if transport is None else None
-        self._transports: list[httpx.AsyncBaseTransport] = [
-            transport
-            or httpx.AsyncHTTPTransport(
-                verify=tls or True,
-                limits=httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool),
-            )
-            for _ in range(pools)
-        ]
+        self._transports: list[httpx.AsyncBaseTransport] = (
+            [
+                transport or httpx.AsyncHTTPTransport(verify=tls or True, limits=limits)
+                for _ in range(pools)
+            ]
+            if self._direct
+            else []
+        )
         self._pools = [
             httpx.AsyncClient(
                 base_url=config.base_url,
-                transport=pool_transport,
+                transport=self._transports[index] if self._direct else None,
+                verify=tls or True,
+                limits=limits,
                 timeout=httpx.Timeout(
                     connect=config.connect_timeout,
                     read=config.read_timeout,
@@ -277,7 +285,7 @@ class RouteraClient:
                 headers={"User-Agent": USER_AGENT},
                 follow_redirects=False,
             )
-            for pool_transport in self._transports
+            for index in range(pools)
         ]
         self._in_flight = [0] * pools
         self._semaphore = asyncio.Semaphore(config.concurrency)
@@ -437,6 +445,8 @@ class RouteraClient:
         index = self._in_flight.index(min(self._in_flight))
         self._in_flight[index] += 1
         try:
+            if not self._direct:
+                return await self._pools[index].send(request)
             # Straight to the transport (httpx's public transport API): the client's send adds
             # auth and redirect flows, cookie extraction and event hooks, none of which these
             # calls use, at about a tenth of the HTTP time (bench/RESULTS.md). The request

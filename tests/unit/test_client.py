@@ -1,9 +1,11 @@
 """RouteraClient against respx: what is retried, what is final, what is sent on the wire."""
 
 import asyncio
+import http.server
 import itertools
 import json
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -880,3 +882,41 @@ def test_rps_zero_disables_the_limit() -> None:
     started = time.monotonic()
     h.run(scenario)
     assert time.monotonic() - started < 1.5
+
+
+def test_a_proxy_from_the_environment_carries_the_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY/HTTPS_PROXY as the user's environment sets them: the calls go through the
+    proxy (a real one on loopback here), as httpx's client would send them."""
+    seen: list[str] = []
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_DELETE(self) -> None:
+            seen.append(self.requestline)
+            body = json.dumps(CONTACT).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_port}")
+
+        async def archive() -> int:
+            config = ClientConfig(base_url="http://api.routera.invalid", access_token=TOKEN)
+            async with RouteraClient(config) as client:
+                return (await client.delete_contact("c1")).status_code
+
+        assert asyncio.run(archive()) == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert seen == ["DELETE http://api.routera.invalid/contacts/c1 HTTP/1.1"]
