@@ -53,8 +53,11 @@ class RatePacer:
             raise ValueError(f"a pacing rate must be a positive number, got {rate!r}")
         self.rate = rate
         self._interval = 1.0 / (rate * SLOT_SHARE)
-        # At least one request per window, even for rates under one per second.
+        # `rate` starts per WINDOW_S; for rates that are not whole numbers, the whole number of
+        # starts below it per a window stretched to match (1.5/s: one per 0.7 s; 0.5/s: one per
+        # 2.1 s), so that the window never cuts a rate down nor lets a late start come early.
         self._window_size = max(1, math.floor(rate))
+        self._window_s = WINDOW_S * self._window_size / rate
         self._clock = clock
         self._sleep = sleep
         self._next_slot = -math.inf
@@ -70,7 +73,7 @@ class RatePacer:
             await self._sleep(slot - now)
         while len(self._starts) == self._window_size:
             now = self._clock()
-            due = self._starts[0] + WINDOW_S
+            due = self._starts[0] + self._window_s
             if due <= now:
                 break
             await self._sleep(due - now)

@@ -126,3 +126,20 @@ def test_a_rate_under_one_per_second_still_lets_requests_through() -> None:
 def test_a_rate_that_is_not_a_positive_number_is_refused(rate: float) -> None:
     with pytest.raises(ValueError, match="positive number"):
         RatePacer(rate)
+
+
+@pytest.mark.parametrize("rate", [0.5, 1.5, 2.5])
+def test_rates_that_are_not_whole_numbers_are_neither_cut_down_nor_exceeded(rate: float) -> None:
+    """Late wake-ups included: the spacing a rate under one implies is kept, and a rate like
+    1.5/s is held, not floored to one a second."""
+    loop = SimulatedLoop(lateness=0.3 / rate)
+    pacer = RatePacer(rate, clock=loop.clock, sleep=loop.sleep)
+
+    starts = sorted(asyncio.run(run_workers(pacer, loop, 40, workers=4)))
+
+    achieved = (len(starts) - 1) / (starts[-1] - starts[0])
+    assert achieved >= 0.85 * rate, f"{achieved:.2f}/s of {rate}"
+    assert achieved <= rate
+    whole = max(1, int(rate))
+    span = WINDOW_S * whole / rate  # the window that holds `whole` starts at most
+    assert most_in_any_window(starts, window=span) <= whole
