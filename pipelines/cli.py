@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
+import dlt
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
@@ -62,10 +63,16 @@ def main_options(
     ] = False,
 ) -> None:
     """Archive Routera contacts listed in a queue table and keep every archived record."""
-    # dlt sends anonymous usage telemetry by default. A tool that runs beside customer data,
-    # often where outbound traffic is closed, makes no call its user did not ask for; set
-    # RUNTIME__DLTHUB_TELEMETRY=true to send it anyway.
-    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    telemetry_off_unless_configured()
+
+
+def telemetry_off_unless_configured() -> None:
+    """dlt sends anonymous usage telemetry by default. A tool that runs beside customer data,
+    often where outbound traffic is closed, makes no call its user did not ask for; turning
+    it on in dlt's own configuration (`[runtime] dlthub_telemetry = true` in
+    `.dlt/config.toml`, or RUNTIME__DLTHUB_TELEMETRY=true) sends it anyway."""
+    if dlt.config.get("runtime.dlthub_telemetry") is None:
+        os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 
 
 DestinationOpt = Annotated[
