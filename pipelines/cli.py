@@ -71,7 +71,11 @@ def telemetry_off_unless_configured() -> None:
     often where outbound traffic is closed, makes no call its user did not ask for; turning
     it on in dlt's own configuration (`[runtime] dlthub_telemetry = true` in
     `.dlt/config.toml`, or RUNTIME__DLTHUB_TELEMETRY=true) sends it anyway."""
-    if dlt.config.get("runtime.dlthub_telemetry") is None:
+    try:
+        configured = dlt.config.get("runtime.dlthub_telemetry")
+    except Exception:  # an unreadable .dlt file: the command itself reports it, with exit 2
+        configured = None
+    if configured is None:
         os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 
 
