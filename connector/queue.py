@@ -83,19 +83,10 @@ class PendingRequest:
     # The request under which the contact already sits in `contact_archives`, if it does.
     archived_under: str | None
 
-    @property
-    def needs_call(self) -> bool:
-        """Whether the request will reach the API (for the guardrails' counts)."""
-        return _needs_call(
-            self.request.contact_id,
-            self.contact_count,
-            self.first_request_id == self.request.request_id,
-            self.archived_under is not None,
-        )
-
 
 def _needs_call(contact_id: str | None, contact_count: int, is_first: bool, archived: bool) -> bool:
-    """A valid id, one contact per request id, the contact's first request, not archived yet."""
+    """Whether a pending request will reach the API, for the guardrails' counts: a valid id,
+    one contact per request id, the contact's first request, not archived yet."""
     if contact_count > 1 or not is_first or archived:
         return False
     try:
