@@ -887,7 +887,17 @@ def profile_headline(plan: Plan, root: Path, rate: int = 100) -> str:
     if not Path(py_spy).exists():
         raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
     raw_file = root / "profile.txt"
-    wrapper = (py_spy, "record", "--gil", "--threads", "-r", str(rate), "-f", "raw")
+    wrapper = (
+        py_spy,
+        "record",
+        "--gil",
+        "--threads",
+        "--subprocesses",
+        "-r",
+        str(rate),
+        "-f",
+        "raw",
+    )
     run = connector_config(
         "profile",
         root,

@@ -47,6 +47,9 @@ class RouteraSourceConfig(BaseConfiguration):
     # evolve: new fields become columns. freeze: they stay in raw_response only and the run
     # exits 1 so someone looks. discard: the same, silently but reported.
     schema_contract: str = "evolve"
+    # Make the HTTP calls in a child process (connector/call_worker.py), so dlt's loads do not
+    # slow them; false keeps them in the run's process (for hosts that forbid subprocesses).
+    call_worker: bool = True
 
     def client_config(self) -> ClientConfig:
         return ClientConfig(

@@ -51,3 +51,7 @@ class RunLockedError(RouteraArchiveError):
 
 class QueueError(RouteraArchiveError):
     """The queue table cannot be read as a queue."""
+
+
+class CallWorkerError(RouteraArchiveError):
+    """The process making the run's calls ended without finishing; its journal keeps its answers."""

@@ -26,22 +26,43 @@ JOURNAL_SUFFIX = ".jsonl"
 class OutcomeJournal:
     """One journal file per run under `directory`."""
 
-    def __init__(self, directory: Path, run_id: str) -> None:
+    def __init__(self, directory: Path, run_id: str, *, part: str | None = None) -> None:
         self.directory = directory
-        self.path = directory / f"{run_id}{JOURNAL_SUFFIX}"
+        name = run_id if part is None else f"{run_id}.{part}"
+        self.path = directory / f"{name}{JOURNAL_SUFFIX}"
         self._file: IO[str] | None = None
+        # Journals of this run written by another process (the call worker's), synced and
+        # discarded with this one.
+        self._adopted: list[Path] = []
 
     def append(self, outcome: ArchiveOutcome) -> None:
+        self.append_json(outcome.model_dump_json())
+
+    def append_json(self, outcome_json: str) -> None:
+        """Append an outcome already serialised (the call worker sends the same text on)."""
         if self._file is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("a", encoding="utf-8")
-        self._file.write(outcome.model_dump_json() + "\n")
+        self._file.write(outcome_json + "\n")
         self._file.flush()
+
+    def adopt(self, path: Path) -> None:
+        self._adopted.append(path)
 
     def sync(self) -> None:
         """Make what was appended survive a power loss too, not only a process crash."""
         if self._file is not None:
             os.fsync(self._file.fileno())
+        for path in self._adopted:
+            # fsync applies to the file, whichever descriptor asks: the writer keeps its own.
+            try:
+                descriptor = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
 
     def close(self) -> None:
         if self._file is not None:
@@ -52,12 +73,19 @@ class OutcomeJournal:
         """Remove this run's journal once everything in it is loaded."""
         self.close()
         self.path.unlink(missing_ok=True)
+        for path in self._adopted:
+            path.unlink(missing_ok=True)
 
 
 def leftover_files(directory: Path, *, exclude: Path | None = None) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.glob(f"*{JOURNAL_SUFFIX}") if p != exclude)
+
+
+def journal_run_id(path: Path) -> str:
+    """The run a journal file belongs to (`<run id>.jsonl` or `<run id>.<part>.jsonl`)."""
+    return path.name.split(".", 1)[0]
 
 
 def read_outcomes(path: Path) -> Iterator[ArchiveOutcome]:

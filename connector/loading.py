@@ -6,6 +6,9 @@ the data it was given; the helpers here make both safe for an audit trail.
 
 import asyncio
 import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dlt
@@ -16,7 +19,14 @@ from connector.fields import FieldColumns
 from connector.journal import OutcomeJournal
 from connector.models import ArchiveOutcome, Status
 from connector.run_report import MAX_FAILURES_KEPT, RunObserver, RunReport
-from connector.settings import ARCHIVES_TABLE, FIELDS_TABLE, LOG_TABLE, RUNS_TABLE, SOURCE_NAME
+from connector.settings import (
+    ARCHIVES_TABLE,
+    FIELDS_TABLE,
+    LOADER_THREAD_NICENESS,
+    LOG_TABLE,
+    RUNS_TABLE,
+    SOURCE_NAME,
+)
 from connector.source import AuditRows, audit_trail, build_audit_rows
 
 logger = logging.getLogger(__name__)
@@ -110,6 +120,21 @@ def collapse_reloaded_rows(pipeline: dlt.Pipeline) -> None:
                 client.execute_sql(f"DROP TABLE {copies}")
 
 
+def lower_this_threads_priority(niceness: int = LOADER_THREAD_NICENESS) -> None:
+    """Make the calling thread yield the CPU to the calls when cores are scarce.
+
+    A run's throughput is set by how soon each answer is read and the next call sent, not by
+    how soon a chunk is in the destination (loads have a backlog allowance). On Linux a thread
+    has its own nice value; elsewhere this changes the whole process, so it is skipped there.
+    """
+    if not (niceness and hasattr(os, "setpriority") and os.uname().sysname == "Linux"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except OSError as exc:  # a sandbox that forbids it: loads then simply compete as equals
+        logger.debug("could not lower the loader thread's priority: %s", exc)
+
+
 class ChunkSink:
     """Journals every outcome, gathers chunks, and loads each in a thread (one at a time)."""
 
@@ -134,13 +159,17 @@ class ChunkSink:
         self.buffer: list[ArchiveOutcome] = []
         self.loading: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()
+        # Loads run one at a time on one thread of their own, at a lower CPU priority.
+        self._loader = ThreadPoolExecutor(1, "routera-loader", lower_this_threads_priority)
         self.load_error: str | None = None
         # (contact id, request id) of the records loaded since the run last took them: the
         # contacts are in `contact_archives` now, where the queue's SQL finds them.
         self.loaded: list[tuple[str | None, str]] = []
 
-    async def add(self, outcome: ArchiveOutcome) -> None:
-        self.journal.append(outcome)
+    async def add(self, outcome: ArchiveOutcome, *, journaled: bool = False) -> None:
+        """Take one outcome; `journaled` when the call worker's journal already holds it."""
+        if not journaled:
+            self.journal.append(outcome)
         self.report.counts[outcome.status.value] += 1
         if outcome.status is Status.FAILED and len(self.report.failures) < MAX_FAILURES_KEPT:
             self.report.failures.append(
@@ -188,8 +217,8 @@ class ChunkSink:
         self._note_fields(rows)
         for attempt in range(1, LOAD_ATTEMPTS + 1):
             try:
-                info: LoadInfo = await asyncio.to_thread(
-                    load_fresh, self.pipeline, audit_trail(rows, self.hold_back)
+                info: LoadInfo = await asyncio.get_running_loop().run_in_executor(
+                    self._loader, load_fresh, self.pipeline, audit_trail(rows, self.hold_back)
                 )
             except Exception as exc:
                 if attempt == LOAD_ATTEMPTS:
@@ -231,5 +260,8 @@ class ChunkSink:
         return loaded
 
     async def close(self) -> None:
-        await self.flush()
-        await self._wait_for_load()
+        try:
+            await self.flush()
+            await self._wait_for_load()
+        finally:
+            self._loader.shutdown(wait=False)

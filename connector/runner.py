@@ -20,11 +20,11 @@ import dlt
 import httpx
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-from connector.archiver import archive_concurrently
-from connector.client import RouteraClient
+from connector.callers import Caller, WorkerCaller, open_caller
 from connector.config import RouteraSourceConfig
 from connector.errors import (
     AuthenticationError,
+    CallWorkerError,
     ConfigurationError,
     InvalidContactId,
     QueueError,
@@ -33,7 +33,7 @@ from connector.errors import (
 )
 from connector.fields import FieldColumns
 from connector.ids import validate_contact_id
-from connector.journal import OutcomeJournal, leftover_files, read_outcomes
+from connector.journal import OutcomeJournal, journal_run_id, leftover_files, read_outcomes
 from connector.loading import ChunkSink, load_fresh, load_pending_packages, schema_columns
 from connector.lock import RunLock, WarehouseLock
 from connector.models import TERMINAL_STATUSES, ArchiveOutcome, ArchiveRequest, Status
@@ -212,12 +212,12 @@ class ArchiveRun:
             "check the queue, then raise --max-archives or pass --force"
         )
 
-    async def _share_verdict(self, client: RouteraClient, to_call: int) -> str | None:
+    async def _share_verdict(self, caller: Caller, to_call: int) -> str | None:
         """Refuse (return a reason) when the run would archive too much of the account."""
         share = self.options.max_share
         if share is None or to_call == 0 or self.options.force:
             return None
-        answer = await client.list_contacts(archived=False, limit=1, offset=0)
+        answer = await caller.list_contacts(archived=False, limit=1, offset=0)
         try:
             active = int(answer.json()["pagination"]["count"])
         except (ValueError, KeyError, TypeError):
@@ -244,7 +244,7 @@ class ArchiveRun:
             max_length=pipeline.destination.capabilities().max_column_identifier_length,
         )
         for path in leftover_files(self._journal_dir):
-            run_id = path.stem
+            run_id = journal_run_id(path)
             outcomes = [o for o in read_outcomes(path) if o.status.is_terminal]
             done = self._terminal_request_ids([o.request.request_id for o in outcomes])
             missing = [
@@ -374,9 +374,20 @@ class ArchiveRun:
         )
         self.observer.on_start(report, to_handle)
         handled: dict[str, str] = {}
-        client = RouteraClient(self.config.client_config(), transport=self.transport)
+        caller = await open_caller(
+            self.config.client_config(),
+            transport=self.transport,
+            in_worker=self.config.call_worker,
+            journal_dir=self._journal_dir,
+            run_id=report.run_id,
+            sync_every=self.config.chunk_size,
+        )
+        if isinstance(caller, WorkerCaller):
+            journal.adopt(caller.journal_path)
+        # Journals stay for the next run when outcomes may be in them and not in the destination.
+        keep_journal = False
         try:
-            verdict = await self._share_verdict(client, self._to_call)
+            verdict = await self._share_verdict(caller, self._to_call)
             if verdict is not None:
                 self._refuse(verdict)
                 return
@@ -411,20 +422,23 @@ class ArchiveRun:
                             await sink.add(outcome)
 
             try:
-                async for outcome in archive_concurrently(
-                    client, needing_calls(), workers=self.config.concurrency
+                async for outcome in caller.archive(
+                    needing_calls(), stopping=lambda: self._should_stop(sink)
                 ):
-                    await sink.add(outcome)
+                    await sink.add(outcome, journaled=caller.journals_outcomes)
             except AuthenticationError as exc:
                 self._fail(EXIT_CONFIG_OR_AUTH, "stopped: authentication", str(exc))
             except RetriesExhausted as exc:  # only the share check's list call can raise it
                 self._fail(EXIT_FAILED, "stopped: API unavailable", exc.reason)
+            except CallWorkerError as exc:
+                keep_journal = True
+                self._fail(EXIT_FAILED, "stopped: the call worker ended", str(exc))
             await sink.close()
-            if sink.load_error is None:
+            if sink.load_error is None and not keep_journal:
                 journal.discard()
         finally:
-            report.requests_sent = client.requests_sent
-            await client.aclose()
+            await caller.aclose()
+            report.requests_sent = caller.requests_sent
             journal.close()
         if sink.load_error is not None:
             self._fail(

@@ -40,6 +40,16 @@ DEFAULT_CHUNK_SIZE: Final = 500
 # of CPU per request at latency 0, with four pools of 8 0.8 ms (bench/RESULTS.md).
 HTTP_CONNECTIONS_PER_POOL: Final = 8
 
+# The call worker holds up to this many requests per connection (sent to it, not yet answered):
+# about 0.2 s of work at full speed, so a load in the run's process never leaves it idle.
+CALL_WORKER_WINDOW_PER_CONNECTION: Final = 4
+# The thread that loads chunks runs this much nicer than the rest of the run (Linux): on a busy
+# machine the calls get the CPU first. Measured on 2 cores with the sandbox beside the run:
+# 560-577 archives/s at 0, 569-593/s at 10 (bench/RESULTS.md).
+LOADER_THREAD_NICENESS: Final = 10
+# When a run ends early, the worker gets this long to finish (and journal) the calls in flight.
+CALL_WORKER_STOP_TIMEOUT_S: Final = 60.0
+
 CONNECT_TIMEOUT_S: Final = 10.0
 READ_TIMEOUT_S: Final = 30.0
 WRITE_TIMEOUT_S: Final = 30.0

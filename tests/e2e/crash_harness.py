@@ -518,20 +518,22 @@ class CrashHarness:
         return holder.get("run_id") if holder.get("pid") == pid else None
 
     def _journaled(self, run_id: str | None) -> set[str]:
-        """Contacts whose record the run `run_id` had written to its journal when it died."""
+        """Contacts whose record the run `run_id` had written to its journals when it died (its
+        own, `<run id>.jsonl`, and its call worker's, `<run id>.calls.jsonl`)."""
         if run_id is None:
             return set()
-        path = self.pipeline_dir / "journal" / f"{run_id}.jsonl"
-        if not path.exists():
-            return set()
+        journal = self.pipeline_dir / "journal"
         contacts = set()
-        for line in path.read_text("utf-8").splitlines():
-            try:
-                outcome = json.loads(line)
-            except ValueError:
-                continue  # the line the kill tore
-            if outcome.get("status") in WITH_RECORD and outcome.get("record"):
-                contacts.add(outcome["request"]["contact_id"])
+        for path in [journal / f"{run_id}.jsonl", *journal.glob(f"{run_id}.*.jsonl")]:
+            if not path.exists():
+                continue
+            for line in path.read_text("utf-8").splitlines():
+                try:
+                    outcome = json.loads(line)
+                except ValueError:
+                    continue  # the line the kill tore
+                if outcome.get("status") in WITH_RECORD and outcome.get("record"):
+                    contacts.add(outcome["request"]["contact_id"])
         return contacts
 
     # ---------------------------------------------------------------------- report

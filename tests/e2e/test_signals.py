@@ -1,15 +1,18 @@
 """Stopping a run on purpose, and two runs at once: the real CLI against a slow sandbox, on
 DuckDB and on PostgreSQL (the `target` fixture)."""
 
+import os
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from sandbox import FaultConfig, SandboxConfig, SandboxServer
 from tests.e2e.cli_support import Result, Target, cli_env, deletes_sent, run_cli, start_cli
+from tests.pipeline.test_call_worker import call_worker_pids
 
 pytestmark = pytest.mark.e2e
 
@@ -78,23 +81,36 @@ def audit_ids(target: Target) -> list[str]:
 
 # Both signals on DuckDB; on PostgreSQL one is enough: the CLI handles them alike, and what
 # depends on the destination (loading what was done, then resuming) is the same for both.
+# Ctrl-C in a terminal signals the whole process group, the call worker included: the worker
+# ignores it and the run stops it, so the calls in flight are still finished and loaded.
 @pytest.mark.parametrize(
-    ("target", "signum"),
+    ("target", "signum", "to_group"),
     [
-        pytest.param("duckdb", signal.SIGTERM, id="duckdb-SIGTERM"),
-        pytest.param("duckdb", signal.SIGINT, id="duckdb-SIGINT"),
-        pytest.param("postgres", signal.SIGTERM, id="postgres-SIGTERM", marks=pytest.mark.postgres),
+        pytest.param("duckdb", signal.SIGTERM, False, id="duckdb-SIGTERM"),
+        pytest.param("duckdb", signal.SIGINT, False, id="duckdb-SIGINT"),
+        pytest.param("duckdb", signal.SIGINT, True, id="duckdb-ctrl-c-to-the-group"),
+        pytest.param(
+            "postgres", signal.SIGTERM, False, id="postgres-SIGTERM", marks=pytest.mark.postgres
+        ),
     ],
     indirect=["target"],
 )
 def test_a_stopped_run_finishes_in_flight_calls_loads_them_and_exits_non_zero(
-    slow_server: SandboxServer, target: Target, signum: signal.Signals
+    slow_server: SandboxServer, target: Target, signum: signal.Signals, to_group: bool
 ) -> None:
     ids = enqueue_all(slow_server, target)
-    process = start_run(slow_server, target)
+    process = start_cli(
+        target.workdir,
+        run_env(slow_server, target),
+        *target.command("run", "--force"),
+        start_new_session=to_group,
+    )
     try:
         wait_for_deletes(slow_server, 60)
-        process.send_signal(signum)
+        if to_group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
@@ -159,3 +175,42 @@ def test_a_second_run_at_the_same_time_makes_no_call_and_names_the_first(
     assert stats["totals"]["by_method"]["DELETE"] == len(ids)
     assert set(stats["deletes_succeeded"].values()) == {1}
     assert sorted(audit_ids(target)) == sorted(ids)
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return "\nState:\tZ" in status  # exited, waiting to be reaped by whoever adopted it
+
+
+@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
+def test_a_killed_run_takes_its_call_worker_with_it(
+    slow_server: SandboxServer, target: Target
+) -> None:
+    """SIGKILL gives the run no chance to stop its worker; the worker must not go on calling
+    for a run that can no longer record the answers (the kernel kills it with its parent)."""
+    ids = enqueue_all(slow_server, target)
+    process = start_run(slow_server, target)
+    try:
+        wait_for_deletes(slow_server, 40)
+        workers = call_worker_pids(process.pid)
+        assert len(workers) == 1, workers
+        process.kill()
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while not process_gone(workers[0]):
+            assert time.monotonic() < deadline, "the call worker outlived its run"
+            time.sleep(0.02)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    calls_after_the_kill = deletes_sent(slow_server)
+    time.sleep(0.5)
+    assert deletes_sent(slow_server) == calls_after_the_kill
+
+    finish = finish_run(slow_server, target)
+    assert finish.code == 0, finish.output
+    assert sorted(audit_ids(target)) == sorted(ids)
+    assert set(slow_server.state.stats()["deletes_succeeded"].values()) == {1}

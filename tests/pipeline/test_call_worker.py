@@ -1,0 +1,228 @@
+"""The call worker process against a real sandbox: it journals before it passes an outcome on,
+it calls nothing the run did not send it, its death loses no answer, its logs reach the run,
+and no secret shows in its command line or environment."""
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import dlt
+import pytest
+
+from connector.callers import WorkerCaller
+from connector.enqueue import enqueue
+from connector.journal import leftover_files, read_outcomes
+from connector.models import ArchiveOutcome, ArchiveRequest, Status
+from connector.runner import EXIT_FAILED, EXIT_OK, ArchiveRun, RunObserver, RunOptions
+from sandbox import FaultConfig, SandboxConfig, SandboxServer
+from tests.conftest import source_config
+from tests.pipeline.test_run import active_ids, deletes, query
+
+
+def call_worker_pids(parent: int | None = None) -> list[int]:
+    """Processes running `connector.call_worker` (for `parent`, when given)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"connector.call_worker" in argv and (parent is None or str(parent).encode() in argv):
+            pids.append(int(entry.name))
+    return pids
+
+
+async def requests_for(ids: list[str]) -> AsyncIterator[ArchiveRequest]:
+    for index, contact_id in enumerate(ids):
+        yield ArchiveRequest(request_id=f"r{index}", contact_id=contact_id)
+
+
+def test_every_outcome_is_in_the_worker_journal_and_every_request_is_counted(
+    sandbox_server: SandboxServer, tmp_path: Path
+) -> None:
+    ids = active_ids(sandbox_server, 12)
+    config = source_config(sandbox_server, concurrency=4).client_config()
+
+    async def go() -> tuple[list[ArchiveOutcome], WorkerCaller]:
+        caller = await WorkerCaller.start(
+            config, journal_dir=tmp_path, run_id="run-1", sync_every=5
+        )
+        try:
+            outcomes = [o async for o in caller.archive(requests_for(ids), stopping=lambda: False)]
+        finally:
+            await caller.aclose()
+        return outcomes, caller
+
+    outcomes, caller = asyncio.run(go())
+
+    assert caller.ended_cleanly and caller.process.returncode == 0
+    assert sorted(o.request.contact_id or "" for o in outcomes) == sorted(ids)
+    assert {o.status for o in outcomes} == {Status.ARCHIVED}
+    journaled = list(read_outcomes(caller.journal_path))
+    assert caller.journal_path == tmp_path / "run-1.calls.jsonl"
+    assert sorted(o.model_dump_json() for o in journaled) == sorted(
+        o.model_dump_json() for o in outcomes
+    )
+    # One token request, one DELETE per contact: all counted, as in-process.
+    assert caller.requests_sent == sandbox_server.state.stats()["totals"]["requests"] == 13
+
+
+def test_a_stopped_worker_calls_nothing_whose_outcome_does_not_reach_the_run(
+    tmp_path: Path,
+) -> None:
+    slow = SandboxConfig(port=0, contacts=80, seed=3, faults=FaultConfig(latency_ms=40))
+    with SandboxServer(slow) as server:
+        ids = active_ids(server, 80)
+        config = source_config(server, concurrency=2).client_config()
+        seen: list[ArchiveOutcome] = []
+
+        async def requests() -> AsyncIterator[ArchiveRequest]:
+            async for request in requests_for(ids):
+                if seen:  # the run decided to stop once the first answer was in
+                    return
+                yield request
+
+        async def go() -> None:
+            caller = await WorkerCaller.start(
+                config, journal_dir=tmp_path, run_id="run-2", sync_every=100
+            )
+            try:
+                async for outcome in caller.archive(requests(), stopping=lambda: bool(seen)):
+                    seen.append(outcome)
+            finally:
+                await caller.aclose()
+
+        asyncio.run(go())
+        called = deletes(server)
+
+    assert 1 <= len(seen) < len(ids)
+    assert called == len(seen)
+
+
+def test_secrets_reach_the_worker_only_through_its_pipe(
+    sandbox_server: SandboxServer, tmp_path: Path
+) -> None:
+    token = "sandbox-token-that-must-not-leak-7f3a"
+    config = source_config(
+        sandbox_server, client_id=None, client_secret=None, access_token=token
+    ).client_config()
+
+    async def go() -> tuple[bytes, bytes]:
+        caller = await WorkerCaller.start(config, journal_dir=tmp_path, run_id="r", sync_every=1)
+        try:
+            proc = Path(f"/proc/{caller.process.pid}")
+            return (proc / "cmdline").read_bytes(), (proc / "environ").read_bytes()
+        finally:
+            await caller.aclose()
+
+    argv, environment = asyncio.run(go())
+    assert b"connector.call_worker" in argv
+    assert token.encode() not in argv
+    assert token.encode() not in environment
+
+
+class KillWorkerAfter(RunObserver):
+    """SIGKILLs this process's call worker when the run has taken `count` outcomes."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.seen = 0
+        self.killed: list[int] = []
+
+    def on_outcome(self, outcome: ArchiveOutcome) -> None:
+        self.seen += 1
+        if self.seen == self.count:
+            for pid in call_worker_pids(os.getpid()):
+                os.kill(pid, signal.SIGKILL)
+                self.killed.append(pid)
+
+
+def test_a_killed_worker_stops_the_run_and_the_next_run_loses_nothing(
+    pipeline: dlt.Pipeline, tmp_path: Path
+) -> None:
+    slow = SandboxConfig(port=0, contacts=60, seed=5, faults=FaultConfig(latency_ms=20))
+    with SandboxServer(slow) as server:
+        ids = active_ids(server, 40)
+        enqueue(pipeline, [{"contact_id": cid} for cid in ids])
+        config = source_config(server, concurrency=4, chunk_size=7)
+        observer = KillWorkerAfter(10)
+
+        first = ArchiveRun(
+            pipeline, config, RunOptions(max_share=None), observer=observer
+        ).execute()
+
+        assert observer.killed, "the worker was not found to be killed"
+        assert first.exit_code == EXIT_FAILED
+        assert "call worker" in (first.error or "")
+        journal_dir = Path(pipeline.working_dir) / "journal"
+        assert any(path.name.endswith(".calls.jsonl") for path in leftover_files(journal_dir))
+
+        second = ArchiveRun(pipeline, config, RunOptions(max_share=None)).execute()
+        assert second.exit_code == EXIT_OK, second.error
+
+        rows = query(pipeline, "SELECT id, COUNT(*) FROM {dataset}.contact_archives GROUP BY id")
+        assert sorted(row[0] for row in rows) == sorted(ids)
+        assert {row[1] for row in rows} == {1}
+        terminal = query(
+            pipeline,
+            "SELECT contact_id, COUNT(*) FROM {dataset}.archive_log "
+            "WHERE status IN ('archived', 'already_archived') GROUP BY contact_id",
+        )
+        assert sorted(row[0] for row in terminal) == sorted(ids)
+        assert {row[1] for row in terminal} == {1}
+        # Only calls in flight at the kill may be called twice (404, then read back).
+        assert deletes(server) <= len(ids) + 4 * 4
+        assert leftover_files(journal_dir) == []
+
+
+def test_call_worker_false_keeps_the_calls_in_the_runs_process(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    ids = active_ids(sandbox_server, 5)
+    enqueue(pipeline, [{"contact_id": cid} for cid in ids])
+
+    found: list[int] = []
+
+    class CountWorkers(RunObserver):
+        def on_outcome(self, outcome: ArchiveOutcome) -> None:
+            found.extend(call_worker_pids(os.getpid()))
+
+    report = ArchiveRun(
+        pipeline,
+        source_config(sandbox_server, call_worker=False),
+        RunOptions(),
+        observer=CountWorkers(),
+    ).execute()
+    assert report.exit_code == EXIT_OK, report.error
+    assert report.counts["archived"] == 5
+    assert found == []
+
+
+def test_the_default_run_uses_a_worker_whose_logs_reach_the_run_and_leaves_none_behind(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids = active_ids(sandbox_server, 5)
+    enqueue(pipeline, [{"contact_id": cid} for cid in ids])
+    seen: list[int] = []
+
+    class SeeWorkers(RunObserver):
+        def on_outcome(self, outcome: ArchiveOutcome) -> None:
+            seen.extend(call_worker_pids(os.getpid()))
+
+    with caplog.at_level(logging.INFO, logger="connector"):
+        report = ArchiveRun(
+            pipeline, source_config(sandbox_server), RunOptions(), observer=SeeWorkers()
+        ).execute()
+    assert report.exit_code == EXIT_OK, report.error
+    # The token is fetched by the worker; its log record is re-emitted in this process.
+    tokens = [r for r in caplog.records if "got an OAuth token" in r.getMessage()]
+    assert len(tokens) == 1 and tokens[0].name == "connector.auth"
+    assert tokens[0].process == os.getpid()
+    assert report.counts["archived"] == 5
+    assert seen, "no call worker ran"
+    assert call_worker_pids(os.getpid()) == []

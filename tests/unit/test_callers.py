@@ -1,0 +1,168 @@
+"""The run's side of the call worker against workers that misbehave (small scripts standing in
+for `connector.call_worker`): every way a worker can end is a typed error, never a hang or a
+silently short run."""
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from connector import call_protocol as protocol
+from connector.callers import WorkerCaller
+from connector.errors import AuthenticationError, CallWorkerError, RetriesExhausted
+from connector.models import ArchiveOutcome, ArchiveRequest, Status
+
+OUTCOME = ArchiveOutcome(
+    request=ArchiveRequest(request_id="r1", contact_id="c1"),
+    status=Status.NOT_FOUND,
+    http_status=404,
+    attempts=2,
+)
+
+
+def worker_script(*lines: bytes, exit_code: int = 0, read_first: bool = True) -> str:
+    """A stand-in worker: reads its config line, writes `lines`, exits with `exit_code`."""
+    body = b"".join(lines)
+    return (
+        "import sys\n"
+        + ("sys.stdin.buffer.readline()\n" if read_first else "")
+        + f"sys.stdout.buffer.write({body!r})\n"
+        + "sys.stdout.buffer.flush()\n"
+        + f"sys.exit({exit_code})\n"
+    )
+
+
+async def start_fake(script: str, tmp_path: Path) -> WorkerCaller:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        script,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        limit=protocol.MAX_LINE_BYTES,
+    )
+    caller = WorkerCaller(process, tmp_path / "run.calls.jsonl", window=4)
+    caller._send(protocol.CONFIG, "{}")
+    return caller
+
+
+async def no_requests() -> AsyncIterator[ArchiveRequest]:
+    return
+    yield  # pragma: no cover
+
+
+async def collect(caller: WorkerCaller) -> list[ArchiveOutcome]:
+    outcomes = []
+    try:
+        async for outcome in caller.archive(no_requests(), stopping=lambda: False):
+            outcomes.append(outcome)
+    finally:
+        await caller.aclose()
+    return outcomes
+
+
+def test_outcomes_then_done_are_passed_on_with_the_request_count(tmp_path: Path) -> None:
+    async def go() -> tuple[list[ArchiveOutcome], int]:
+        caller = await start_fake(
+            worker_script(
+                protocol.encode(protocol.OUTCOME, "3", OUTCOME.model_dump_json()),
+                protocol.encode(protocol.DONE, "4"),
+            ),
+            tmp_path,
+        )
+        outcomes = await collect(caller)
+        assert caller.ended_cleanly
+        return outcomes, caller.requests_sent
+
+    outcomes, sent = asyncio.run(go())
+    assert outcomes == [OUTCOME]
+    assert sent == 4
+
+
+def test_a_worker_that_dies_without_done_is_an_error_after_the_outcomes_it_sent(
+    tmp_path: Path,
+) -> None:
+    received: list[ArchiveOutcome] = []
+
+    async def go() -> None:
+        caller = await start_fake(
+            worker_script(
+                protocol.encode(protocol.OUTCOME, "1", OUTCOME.model_dump_json()), exit_code=9
+            ),
+            tmp_path,
+        )
+        try:
+            async for outcome in caller.archive(no_requests(), stopping=lambda: False):
+                received.append(outcome)
+        finally:
+            await caller.aclose()
+        assert not caller.ended_cleanly
+
+    with pytest.raises(CallWorkerError, match=r"exit code 9.*journal"):
+        asyncio.run(go())
+    assert received == [OUTCOME]
+
+
+def test_a_garbled_line_is_treated_as_a_lost_worker(tmp_path: Path) -> None:
+    async def go() -> None:
+        caller = await start_fake(
+            worker_script(protocol.encode(protocol.OUTCOME, "1", "{not json"), b"more\n"),
+            tmp_path,
+        )
+        await collect(caller)
+
+    with pytest.raises(CallWorkerError, match="ended unexpectedly"):
+        asyncio.run(go())
+
+
+def test_an_authentication_error_is_raised_as_one(tmp_path: Path) -> None:
+    async def go() -> None:
+        caller = await start_fake(
+            worker_script(
+                protocol.encode(protocol.ERROR, '{"kind": "authentication", "message": "no"}'),
+                protocol.encode(protocol.DONE, "2"),
+            ),
+            tmp_path,
+        )
+        await collect(caller)
+
+    with pytest.raises(AuthenticationError, match="no"):
+        asyncio.run(go())
+
+
+def test_a_list_call_that_gave_up_comes_back_as_retries_exhausted(tmp_path: Path) -> None:
+    error = (
+        '{"error": {"kind": "retries_exhausted", "message": "503 x5", "attempts": 5, '
+        '"maybe_reached_server": false, "last_status": 503, "last_body": "busy"}}'
+    )
+
+    async def go() -> None:
+        caller = await start_fake(
+            worker_script(
+                protocol.encode(protocol.ANSWER, "0", error), protocol.encode(protocol.DONE, "5")
+            ),
+            tmp_path,
+        )
+        try:
+            await caller.list_contacts(archived=False, limit=1, offset=0)
+        finally:
+            await caller.aclose()
+
+    with pytest.raises(RetriesExhausted) as raised:
+        asyncio.run(go())
+    assert (raised.value.attempts, raised.value.last_status) == (5, 503)
+    assert not raised.value.maybe_reached_server
+
+
+def test_a_list_call_to_a_worker_that_exits_fails_instead_of_waiting(tmp_path: Path) -> None:
+    async def go() -> None:
+        caller = await start_fake(worker_script(exit_code=3), tmp_path)
+        try:
+            await asyncio.wait_for(caller.list_contacts(archived=False, limit=1, offset=0), 30)
+        finally:
+            await caller.aclose()
+
+    with pytest.raises(CallWorkerError, match="exit code 3"):
+        asyncio.run(go())
