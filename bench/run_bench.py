@@ -6,8 +6,10 @@ figure here is measured from the outside, the way a scheduler sees a run:
 - the sandbox runs as its own process (`routera-archive sandbox`, through `timed_sandbox.py`,
   which only adds the time of each answer), so the server never shares the connector's GIL;
 - the connector runs as its own process (`routera-archive run --force ...`) in a fresh working
-  directory with a fresh `DLT_DATA_DIR`; its wall time is process start to exit, its peak memory
-  the kernel's `ru_maxrss` from `wait4`, its CPU time from the same `rusage`;
+  directory with a fresh `DLT_DATA_DIR`; its wall time is process start to exit, its CPU time
+  from `wait4`'s `rusage` (the call worker's included: it is reaped by the run), its peak
+  memory that of the process tree: the kernel's `ru_maxrss` plus the peak (VmHWM) of every
+  descendant seen by the RSS sampler, an upper bound since the two peaks need not coincide;
 - throughput while archiving is counted on the server: API answers between the first and the
   last DELETE of the run (the run's log timestamps give a second, coarser figure);
 - the sandbox's `/_sandbox/stats` gives the request counts, and the DuckDB file the audit rows,
@@ -304,20 +306,46 @@ class ProcessRun:
 RSS_SAMPLE_S = 0.5
 
 
+def _status_kb(pid: int, field_name: str) -> int | None:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    value = next((line.split()[1] for line in text.splitlines() if line[:6] == field_name), None)
+    return None if value is None else int(value)  # None: a zombie, exited, not yet reaped
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return found
+    for child in map(int, children):
+        found.append(child)
+        found.extend(_descendants(child))
+    return found
+
+
 def _sample_rss(
-    pid: int, started: float, series: list[tuple[float, float]], done: threading.Event
+    pid: int,
+    started: float,
+    series: list[tuple[float, float]],
+    descendants_peak_kb: dict[int, int],
+    done: threading.Event,
 ) -> None:
-    """Append VmRSS of `pid` every RSS_SAMPLE_S until the process is gone (or reaped)."""
-    status = Path(f"/proc/{pid}/status")
+    """Append the VmRSS of `pid` plus its descendants (the call worker) every RSS_SAMPLE_S
+    until the process is gone, and keep each descendant's own peak (VmHWM)."""
     while not done.is_set():
-        try:
-            text = status.read_text()
-        except OSError:
+        rss = _status_kb(pid, "VmRSS:")
+        if rss is None:
             return
-        rss = next((line.split()[1] for line in text.splitlines() if line[:6] == "VmRSS:"), None)
-        if rss is None:  # a zombie: exited, not yet reaped
-            return
-        series.append((round(time.perf_counter() - started, 2), round(int(rss) / 1024, 1)))
+        for child in _descendants(pid):
+            child_rss = _status_kb(child, "VmRSS:") or 0
+            rss += child_rss
+            peak = _status_kb(child, "VmHWM:") or 0
+            descendants_peak_kb[child] = max(descendants_peak_kb.get(child, 0), peak)
+        series.append((round(time.perf_counter() - started, 2), round(rss / 1024, 1)))
         done.wait(RSS_SAMPLE_S)
 
 
@@ -342,9 +370,12 @@ def run_process(
         watchdog = threading.Timer(timeout, process.kill)
         watchdog.start()
         rss_series: list[tuple[float, float]] = []
+        descendants_peak_kb: dict[int, int] = {}
         reaped = threading.Event()
         sampler = threading.Thread(
-            target=_sample_rss, args=(process.pid, started, rss_series, reaped), daemon=True
+            target=_sample_rss,
+            args=(process.pid, started, rss_series, descendants_peak_kb, reaped),
+            daemon=True,
         )
         sampler.start()
         try:
@@ -367,7 +398,12 @@ def run_process(
         wall_s=wall,
         started_at=started_at,
         ended_at=ended_at,
-        peak_rss_mb=usage.ru_maxrss / 1024,
+        # The process's own peak (the kernel's) plus each descendant's own peak: an upper
+        # bound of the tree's peak (the two peaks need not coincide), never an underestimate.
+        peak_rss_mb=max(
+            (usage.ru_maxrss + sum(descendants_peak_kb.values())) / 1024,
+            max((rss for _, rss in rss_series), default=0.0),
+        ),
         cpu_s=cpu,
         sandbox_cpu_s=sandbox_cpu,
         other_cores=max(0.0, (busy_s - cpu - sandbox_cpu) / wall) if wall else 0.0,

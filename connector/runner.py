@@ -20,7 +20,13 @@ import dlt
 import httpx
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-from connector.callers import Caller, WorkerCaller, open_caller
+from connector.callers import (
+    Caller,
+    SpawnedWorker,
+    WorkerCaller,
+    open_caller,
+    spawn_call_worker,
+)
 from connector.config import RouteraSourceConfig
 from connector.errors import (
     AuthenticationError,
@@ -110,6 +116,7 @@ class ArchiveRun:
         # Under a frozen or discarding schema contract new fields stay in raw_response only.
         self.hold_back = config.schema_contract != "evolve"
         self._columns_before: dict[str, set[str]] = {}
+        self._worker: SpawnedWorker | None = None
 
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunReport:
@@ -165,6 +172,31 @@ class ArchiveRun:
         return report
 
     def _execute_locked(self) -> None:
+        self._worker = self._spawn_worker()
+        try:
+            self._prepare_and_archive()
+        finally:
+            if self._worker is not None:  # not attached: the run ended before calling
+                self._worker.abandon()
+                self._worker = None
+
+    def _spawn_worker(self) -> SpawnedWorker | None:
+        """The call worker, started now so its start-up overlaps recovery and the tally."""
+        if self.options.dry_run or self.transport is not None or not self.config.call_worker:
+            return None
+        client_config = self.config.client_config()
+        try:
+            client_config.validate()
+        except ConfigurationError:
+            return None  # reported where the calls start, after recovery, as in-process
+        return spawn_call_worker(
+            client_config,
+            journal_dir=self._journal_dir,
+            run_id=self.report.run_id,
+            sync_every=self.config.chunk_size,
+        )
+
+    def _prepare_and_archive(self) -> None:
         report = self.report
         self._columns_before = schema_columns(self.pipeline)
         if not self.options.dry_run:
@@ -374,13 +406,9 @@ class ArchiveRun:
         )
         self.observer.on_start(report, to_handle)
         handled: dict[str, str] = {}
+        worker, self._worker = self._worker, None
         caller = await open_caller(
-            self.config.client_config(),
-            transport=self.transport,
-            in_worker=self.config.call_worker,
-            journal_dir=self._journal_dir,
-            run_id=report.run_id,
-            sync_every=self.config.chunk_size,
+            self.config.client_config(), transport=self.transport, worker=worker
         )
         if isinstance(caller, WorkerCaller):
             journal.adopt(caller.journal_path)

@@ -206,8 +206,9 @@ def test_a_killed_run_takes_its_call_worker_with_it(
     finally:
         if process.poll() is None:
             process.kill()
+    time.sleep(0.5)  # the calls in flight at the kill are answered (and counted) meanwhile
     calls_after_the_kill = deletes_sent(slow_server)
-    time.sleep(0.5)
+    time.sleep(1.0)
     assert deletes_sent(slow_server) == calls_after_the_kill
 
     finish = finish_run(slow_server, target)

@@ -3,6 +3,7 @@ for `connector.call_worker`): every way a worker can end is a typed error, never
 silently short run."""
 
 import asyncio
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from connector import call_protocol as protocol
-from connector.callers import WorkerCaller
+from connector.callers import SpawnedWorker, WorkerCaller
 from connector.errors import AuthenticationError, CallWorkerError, RetriesExhausted
 from connector.models import ArchiveOutcome, ArchiveRequest, Status
 
@@ -35,15 +36,10 @@ def worker_script(*lines: bytes, exit_code: int = 0, read_first: bool = True) ->
 
 
 async def start_fake(script: str, tmp_path: Path) -> WorkerCaller:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        script,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        limit=protocol.MAX_LINE_BYTES,
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
-    caller = WorkerCaller(process, tmp_path / "run.calls.jsonl", window=4)
+    caller = await WorkerCaller.attach(SpawnedWorker(process, tmp_path / "r.calls.jsonl", 4))
     caller._send(protocol.CONFIG, "{}")
     return caller
 
@@ -166,3 +162,26 @@ def test_a_list_call_to_a_worker_that_exits_fails_instead_of_waiting(tmp_path: P
 
     with pytest.raises(CallWorkerError, match="exit code 3"):
         asyncio.run(go())
+
+
+def test_a_worker_that_talks_nonsense_and_hangs_is_killed_not_waited_for(tmp_path: Path) -> None:
+    hang = "import sys, time\nsys.stdin.buffer.readline()\nprint('nonsense', flush=True)\n"
+    hang += "time.sleep(600)\n"
+
+    async def go() -> WorkerCaller:
+        caller = await start_fake(hang, tmp_path)
+        with pytest.raises(CallWorkerError):
+            await asyncio.wait_for(collect(caller), 30)
+        return caller
+
+    caller = asyncio.run(go())
+    assert caller.process.returncode is not None
+
+
+def test_an_unused_worker_is_ended_by_closing_its_input(tmp_path: Path) -> None:
+    waits = "import sys\nsys.stdin.buffer.read()\n"
+    process = subprocess.Popen(
+        [sys.executable, "-c", waits], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    SpawnedWorker(process, tmp_path / "r.calls.jsonl", 4).abandon(timeout=30)
+    assert process.returncode == 0
