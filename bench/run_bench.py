@@ -907,18 +907,21 @@ def profile_breakdown(raw: str) -> tuple[int, list[tuple[str, int]]]:
             continue
         count = int(count_text)
         samples += count
+        # `--subprocesses` starts each stack with its process's command line.
+        where = "call worker: " if "connector.call_worker" in stack.split(";", 1)[0] else "run: "
         for name, needles in PROFILE_CATEGORIES:
             if any(needle in stack for needle in needles):
-                totals[name] += count
+                totals[where + name] += count
                 break
         else:
-            totals["event loop and everything else"] += count
+            totals[where + "event loop and everything else"] += count
     return samples, totals.most_common()
 
 
 def profile_headline(plan: Plan, root: Path, rate: int = 100) -> str:
-    """The headline configuration under `py-spy record --gil`: only the thread holding the GIL
-    is sampled, so the samples show what the one interpreter lock is spent on."""
+    """The headline configuration under `py-spy record --gil --subprocesses`: in each process
+    (the run and its call worker) only the thread holding the GIL is sampled, so the samples
+    show what each interpreter lock is spent on."""
     py_spy = shutil.which("py-spy") or str(Path(PYTHON).with_name("py-spy"))
     if not Path(py_spy).exists():
         raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
@@ -948,8 +951,8 @@ def profile_headline(plan: Plan, root: Path, rate: int = 100) -> str:
     lines = [
         f"py-spy --gil at {rate} Hz on the headline configuration ({run.contacts} contacts, "
         f"{run.latency_ms:g} ms, concurrency {run.concurrency}; the profiler slows the run): "
-        f"wall {run.process.wall_s:.1f} s, GIL held {seconds:.1f} s "
-        f"({seconds / run.process.wall_s:.0%} of the wall time), "
+        f"wall {run.process.wall_s:.1f} s, GILs held {seconds:.1f} s in all "
+        f"({seconds / run.process.wall_s:.2f} x the wall time: two processes), "
         f"archive {run.api.archive_rps:.0f} req/s.",
         "",
         *_table(

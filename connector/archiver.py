@@ -11,7 +11,7 @@ reach Routera (a 502, then a 401), the next run's DELETE answers 404 and the GET
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from connector.client import ApiAnswer, RouteraClient
@@ -199,12 +199,15 @@ async def archive_concurrently(
     requests: AsyncIterator[ArchiveRequest] | Iterable[ArchiveRequest],
     *,
     workers: int,
+    may_start: Callable[[], bool] | None = None,
 ) -> AsyncIterator[ArchiveOutcome]:
     """Archive `requests` with at most `workers` in progress, yielding outcomes as they finish.
 
     Requests are pulled lazily (a bounded hand-off queue), so a long queue is never held in
     memory. An AuthenticationError stops the intake at once; the requests already in progress
-    finish and their outcomes are yielded before the error is raised.
+    finish and their outcomes are yielded before the error is raised. Once `may_start` says no
+    (the run is stopping), requests already pulled but not started are dropped: they get no
+    outcome and stay pending.
     """
     intake: asyncio.Queue[ArchiveRequest | None] = asyncio.Queue(maxsize=workers * 2)
     # Bounded, so answers never wait in memory in numbers: a slow consumer slows the workers.
@@ -231,7 +234,7 @@ async def archive_concurrently(
 
     async def work() -> None:
         while (request := await intake.get()) is not None:
-            if stop.is_set():
+            if stop.is_set() or (may_start is not None and not may_start()):
                 continue
             try:
                 await results.put(await archive_request(client, request))

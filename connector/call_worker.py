@@ -129,7 +129,10 @@ class CallWorker:
         unsynced = 0
         try:
             async for outcome in archive_concurrently(
-                client, self.requests(), workers=client.config.concurrency
+                client,
+                self.requests(),
+                workers=client.config.concurrency,
+                may_start=lambda: not self.stopping,
             ):
                 line = outcome.model_dump_json()
                 journal.append_json(line)

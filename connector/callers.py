@@ -75,7 +75,12 @@ class InProcessCaller:
     def archive(
         self, requests: AsyncIterator[ArchiveRequest], *, stopping: Stopping
     ) -> AsyncIterator[ArchiveOutcome]:
-        return archive_concurrently(self.client, requests, workers=self.client.config.concurrency)
+        return archive_concurrently(
+            self.client,
+            requests,
+            workers=self.client.config.concurrency,
+            may_start=lambda: not stopping(),
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()

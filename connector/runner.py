@@ -121,6 +121,15 @@ class ArchiveRun:
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunReport:
         """Run once; every error ends in the report (and its exit code), none escapes."""
+        self._worker = self._spawn_worker()
+        try:
+            return self._execute()
+        finally:
+            if self._worker is not None:  # not attached: the run ended before calling
+                self._worker.abandon()
+                self._worker = None
+
+    def _execute(self) -> RunReport:
         report = self.report
         lock = RunLock(Path(self.pipeline.working_dir) / "run.lock", report.run_id)
         shard = self.options.shard
@@ -171,17 +180,9 @@ class ArchiveRun:
             lock.release()
         return report
 
-    def _execute_locked(self) -> None:
-        self._worker = self._spawn_worker()
-        try:
-            self._prepare_and_archive()
-        finally:
-            if self._worker is not None:  # not attached: the run ended before calling
-                self._worker.abandon()
-                self._worker = None
-
     def _spawn_worker(self) -> SpawnedWorker | None:
-        """The call worker, started now so its start-up overlaps recovery and the tally."""
+        """The call worker, started first so that its start-up overlaps the lock, recovery and
+        the tally. It calls nothing until the run sends it requests; unused, it is ended."""
         if self.options.dry_run or self.transport is not None or not self.config.call_worker:
             return None
         client_config = self.config.client_config()
@@ -189,14 +190,18 @@ class ArchiveRun:
             client_config.validate()
         except ConfigurationError:
             return None  # reported where the calls start, after recovery, as in-process
-        return spawn_call_worker(
-            client_config,
-            journal_dir=self._journal_dir,
-            run_id=self.report.run_id,
-            sync_every=self.config.chunk_size,
-        )
+        try:
+            return spawn_call_worker(
+                client_config,
+                journal_dir=self._journal_dir,
+                run_id=self.report.run_id,
+                sync_every=self.config.chunk_size,
+            )
+        except OSError as exc:  # no process could be started: the calls stay in this one
+            logger.warning("could not start the call worker (%s); calling in-process", exc)
+            return None
 
-    def _prepare_and_archive(self) -> None:
+    def _execute_locked(self) -> None:
         report = self.report
         self._columns_before = schema_columns(self.pipeline)
         if not self.options.dry_run:

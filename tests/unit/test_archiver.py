@@ -553,3 +553,24 @@ def test_archive_concurrently_stops_intake_on_an_authentication_error(kind: str)
         cid for cid in sent if cid != refused
     )
     assert all(o.status is Status.ARCHIVED for o in outcomes)
+
+
+def test_archive_concurrently_starts_nothing_pulled_once_the_run_is_stopping() -> None:
+    """A stop finishes the calls in flight only: requests already taken from the queue but not
+    started get no outcome and no call (they stay pending for the next run)."""
+    h = Harness(concurrency=64)
+    route = h.router.route(method="DELETE")
+    route.side_effect = lambda r: json_response(200, json.dumps(contact(contact_id_of(r))))
+    requests = [request(f"c{i}", request_id=f"r{i}") for i in range(40)]
+    outcomes: list[ArchiveOutcome] = []
+
+    async def scenario(client: RouteraClient) -> None:
+        stream = archive_concurrently(
+            client, requests, workers=2, may_start=lambda: len(outcomes) < 3
+        )
+        async for outcome in stream:
+            outcomes.append(outcome)
+
+    h.run(scenario)
+    assert 3 <= len(outcomes) <= 3 + 2  # the calls in flight when the stop came
+    assert route.call_count == len(outcomes)
