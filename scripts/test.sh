@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-exec .venv/bin/pytest -q "$@"
+# Two test processes, one file each at a time (module fixtures are built once); PYTEST_WORKERS=0
+# runs in one process (for -s, pdb or a single test).
+exec .venv/bin/pytest -q -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"
