@@ -215,6 +215,9 @@ async def archive_concurrently(
         maxsize=workers * 2
     )
     stop = asyncio.Event()
+    # An error of `requests` itself (the queue could not be read): raised once the requests
+    # already started have their outcomes, never swallowed as if the queue had ended.
+    feed_error: list[Exception] = []
 
     async def feed() -> None:
         try:
@@ -228,6 +231,8 @@ async def archive_concurrently(
                     if stop.is_set():
                         break
                     await intake.put(request)
+        except Exception as exc:
+            feed_error.append(exc)
         finally:
             for _ in range(workers):
                 await intake.put(None)
@@ -262,3 +267,5 @@ async def archive_concurrently(
         await asyncio.gather(*tasks, return_exceptions=True)
     if error is not None:
         raise error
+    if feed_error:
+        raise feed_error[0]

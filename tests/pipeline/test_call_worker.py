@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -116,7 +117,14 @@ def test_secrets_reach_the_worker_only_through_its_pipe(
         caller = await WorkerCaller.start(config, journal_dir=tmp_path, run_id="r", sync_every=1)
         try:
             proc = Path(f"/proc/{caller.process.pid}")
-            return (proc / "cmdline").read_bytes(), (proc / "environ").read_bytes()
+            # Read once the worker is up (on a loaded machine /proc can show an empty command
+            # line for a moment after the start); a worker that died fails the test here.
+            deadline = time.monotonic() + 10
+            while not (argv := (proc / "cmdline").read_bytes()):
+                assert caller.process.poll() is None, f"exited {caller.process.returncode}"
+                assert time.monotonic() < deadline, "no command line"
+                await asyncio.sleep(0.05)
+            return argv, (proc / "environ").read_bytes()
         finally:
             await caller.aclose()
 

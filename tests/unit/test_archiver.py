@@ -574,3 +574,25 @@ def test_archive_concurrently_starts_nothing_pulled_once_the_run_is_stopping() -
     h.run(scenario)
     assert 3 <= len(outcomes) <= 3 + 2  # the calls in flight when the stop came
     assert route.call_count == len(outcomes)
+
+
+def test_an_error_reading_the_requests_is_raised_not_taken_for_the_end_of_the_queue() -> None:
+    h = Harness(concurrency=64)
+    route = h.router.route(method="DELETE")
+    route.side_effect = lambda r: json_response(200, json.dumps(contact(contact_id_of(r))))
+    outcomes: list[ArchiveOutcome] = []
+
+    async def broken_queue() -> AsyncIterator[ArchiveRequest]:
+        for i in range(3):
+            yield request(f"c{i}", request_id=f"r{i}")
+        raise RuntimeError("the queue's next page could not be read")
+
+    async def scenario(client: RouteraClient) -> None:
+        async for outcome in archive_concurrently(client, broken_queue(), workers=2):
+            outcomes.append(outcome)
+
+    with pytest.raises(RuntimeError, match="next page"):
+        h.run(scenario)
+    # The requests taken before the error were archived and their outcomes handed over first.
+    assert sorted(o.request.request_id for o in outcomes) == ["r0", "r1", "r2"]
+    assert route.call_count == 3
