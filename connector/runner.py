@@ -411,10 +411,10 @@ class ArchiveRun:
         )
         self.observer.on_start(report, to_handle)
         handled: dict[str, str] = {}
-        worker, self._worker = self._worker, None
         caller = await open_caller(
-            self.config.client_config(), transport=self.transport, worker=worker
+            self.config.client_config(), transport=self.transport, worker=self._worker
         )
+        self._worker = None  # attached: the caller ends it from now on (until then, execute)
         if isinstance(caller, WorkerCaller):
             journal.adopt(caller.journal_path)
         # Journals stay for the next run when outcomes may be in them and not in the destination.
