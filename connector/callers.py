@@ -263,6 +263,8 @@ class WorkerCaller:
                     await window.acquire()
                     if self._done is not None:
                         return
+                    if stopping():  # the stop came while this request waited for the window
+                        break
                     self._send(protocol.ARCHIVE, request.model_dump_json())
                     await self._stdin.drain()
             except (OSError, RuntimeError):
