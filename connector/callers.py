@@ -17,7 +17,6 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol
 
 import httpx
@@ -364,17 +363,6 @@ class WorkerCaller:
         with contextlib.suppress(BaseException):
             await self._reader
         await asyncio.to_thread(self.process.wait)
-
-    async def __aenter__(self) -> "WorkerCaller":
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 async def open_caller(
