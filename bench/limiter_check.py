@@ -20,7 +20,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from connector.pacing import RatePacer
+from routera_archive.http.pacing import RatePacer
 
 try:  # the pacer the connector used before RatePacer, for comparison where it is installed
     from aiolimiter import AsyncLimiter

@@ -20,7 +20,7 @@ from typing import Any
 
 def archived_records(count: int, seed: int = 0) -> list[dict[str, Any]]:
     """`count` records shaped like the sandbox's DELETE answers for its first `count` contacts."""
-    from sandbox.seed import make_contact
+    from routera_archive_sandbox.seed import make_contact
 
     stamp = "2026-06-01T12:00:00.000Z"
     records = []

@@ -152,7 +152,7 @@ def machine_info() -> dict[str, Any]:
 def contact_ids(count: int, start: int = 0, seed: int = SEED) -> list[str]:
     """Ids of sandbox contacts `start .. start+count-1`: each contact's id comes from its own
     seeded RNG (sandbox/seed.py), so they are known without listing them through the API."""
-    from sandbox.seed import contact_rng, random_uuid4
+    from routera_archive_sandbox.seed import contact_rng, random_uuid4
 
     return [random_uuid4(contact_rng(seed, index)) for index in range(start, start + count)]
 
@@ -908,7 +908,9 @@ def profile_breakdown(raw: str) -> tuple[int, list[tuple[str, int]]]:
         count = int(count_text)
         samples += count
         # `--subprocesses` starts each stack with its process's command line.
-        where = "call worker: " if "connector.call_worker" in stack.split(";", 1)[0] else "run: "
+        where = (
+            "call worker: " if "routera_archive.calls.worker" in stack.split(";", 1)[0] else "run: "
+        )
         for name, needles in PROFILE_CATEGORIES:
             if any(needle in stack for needle in needles):
                 totals[where + name] += count

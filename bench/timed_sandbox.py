@@ -22,11 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import routera_archive_sandbox.server as sandbox_server
+from routera_archive_sandbox.config import SandboxConfig
+from routera_archive_sandbox.state import SandboxState
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-import sandbox.server as sandbox_server
-from sandbox.config import SandboxConfig
-from sandbox.state import SandboxState
 
 TIMES_ENV = "BENCH_SANDBOX_TIMES"
 # Paths of the sandbox's own test hooks: not API traffic, never counted.
@@ -83,7 +82,7 @@ def main() -> None:
     # `sandbox.server` looks `create_app` up at call time, so this swaps in the wrapper for the
     # server that `routera-archive sandbox` builds, without touching the sandbox package.
     sandbox_server.create_app = _timed_create_app  # type: ignore[assignment]
-    from pipelines.cli import app
+    from routera_archive_pipelines.cli import app
 
     target = os.environ.get(TIMES_ENV)
     try:

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import dlt
 import pytest
-
-from connector.config import RouteraSourceConfig
-from pipelines.factory import make_pipeline
-from sandbox import SandboxConfig, SandboxServer
+from routera_archive.config import RouteraSourceConfig
+from routera_archive_pipelines.factory import make_pipeline
+from routera_archive_sandbox import SandboxConfig, SandboxServer
 
 POSTGRES_HOST = os.environ.get("ROUTERA_TEST_PG_HOST", "127.0.0.1")
 POSTGRES_PORT = int(os.environ.get("ROUTERA_TEST_PG_PORT", "5432"))

@@ -41,8 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from pipelines.factory import pipeline_name_for
-from sandbox import SandboxServer
+from routera_archive_pipelines.factory import pipeline_name_for
+from routera_archive_sandbox import SandboxServer
+
 from tests.e2e.cli_support import Result, Target, cli_env, run_cli, start_cli
 
 TERMINAL = ("archived", "already_archived", "not_found", "invalid", "duplicate")
@@ -131,7 +132,8 @@ class Attempt:
         if not self.lines:
             return "(no log line)"
         line = self.lines[-1]
-        # Drop the timestamp and level: "2026-.. INFO connector.runner: loaded ..." -> message.
+        # Drop the timestamp and level: "2026-.. INFO routera_archive.run.runner: loaded ..."
+        # -> the message.
         return line.split(": ", 1)[-1] if ": " in line else line
 
     @property

@@ -1,5 +1,6 @@
-"""Every query in `sql/audit/` and every ```sql block of README's "## Audit queries" section,
-run as a user would run it against a dataset `routera_archive` made by real runs.
+"""Every query in `connector/routera_archive/audit/sql/` and every ```sql block of README's
+"## Audit queries" section, run as a user would run it against a dataset `routera_archive` made
+by real runs.
 
 DuckDB: the file is `audit_test.duckdb` (a file named like the dataset would make
 `routera_archive.<table>` ambiguous) and the text runs as is, through duckdb itself.
@@ -18,10 +19,10 @@ from typing import Any
 import dlt
 import duckdb
 import pytest
+from routera_archive_pipelines.factory import make_pipeline
+from routera_archive_sandbox import SandboxConfig, SandboxServer
+from routera_archive_sandbox.state import SandboxState
 
-from pipelines.factory import make_pipeline
-from sandbox import SandboxConfig, SandboxServer
-from sandbox.state import SandboxState
 from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL, postgres_available
 from tests.pipeline.test_report import (
     DAY_1,
@@ -37,7 +38,7 @@ from tests.pipeline.test_report import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-AUDIT_DIR = ROOT / "sql" / "audit"
+AUDIT_DIR = ROOT / "connector" / "routera_archive" / "audit" / "sql"
 DATASET = "routera_archive"
 
 
@@ -316,5 +317,5 @@ def test_readme_audit_queries_are_files_of_sql_audit_and_return_what_they_should
     files = {normalized(path.read_text(encoding="utf-8")): path.name for path in audit_files()}
     for block in blocks:
         name = files.get(normalized(block))
-        assert name is not None, f"this README query is not a file of sql/audit/:\n{block}"
+        assert name is not None, f"this README query is not a shipped audit query file:\n{block}"
         CHECKS[name](block, dataset)

@@ -12,19 +12,19 @@ from pathlib import Path
 
 import dlt
 import pytest
+from routera_archive.calls.callers import WorkerCaller
+from routera_archive.dataset.enqueue import enqueue
+from routera_archive.journal import leftover_files, read_outcomes
+from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.run.runner import EXIT_FAILED, EXIT_OK, ArchiveRun, RunObserver, RunOptions
+from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
 
-from connector.callers import WorkerCaller
-from connector.enqueue import enqueue
-from connector.journal import leftover_files, read_outcomes
-from connector.models import ArchiveOutcome, ArchiveRequest, Status
-from connector.runner import EXIT_FAILED, EXIT_OK, ArchiveRun, RunObserver, RunOptions
-from sandbox import FaultConfig, SandboxConfig, SandboxServer
 from tests.conftest import source_config
 from tests.pipeline.test_run import active_ids, deletes, query
 
 
 def call_worker_pids(parent: int | None = None) -> list[int]:
-    """Processes running `connector.call_worker` (for `parent`, when given)."""
+    """Processes running `routera_archive.calls.worker` (for `parent`, when given)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -33,7 +33,9 @@ def call_worker_pids(parent: int | None = None) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"connector.call_worker" in argv and (parent is None or str(parent).encode() in argv):
+        if b"routera_archive.calls.worker" in argv and (
+            parent is None or str(parent).encode() in argv
+        ):
             pids.append(int(entry.name))
     return pids
 
@@ -129,7 +131,7 @@ def test_secrets_reach_the_worker_only_through_its_pipe(
             await caller.aclose()
 
     argv, environment = asyncio.run(go())
-    assert b"connector.call_worker" in argv
+    assert b"routera_archive.calls.worker" in argv
     assert token.encode() not in argv
     assert token.encode() not in environment
 
@@ -222,14 +224,14 @@ def test_the_default_run_uses_a_worker_whose_logs_reach_the_run_and_leaves_none_
         def on_outcome(self, outcome: ArchiveOutcome) -> None:
             seen.extend(call_worker_pids(os.getpid()))
 
-    with caplog.at_level(logging.INFO, logger="connector"):
+    with caplog.at_level(logging.INFO, logger="routera_archive"):
         report = ArchiveRun(
             pipeline, source_config(sandbox_server), RunOptions(), observer=SeeWorkers()
         ).execute()
     assert report.exit_code == EXIT_OK, report.error
     # The token is fetched by the worker; its log record is re-emitted in this process.
     tokens = [r for r in caplog.records if "got an OAuth token" in r.getMessage()]
-    assert len(tokens) == 1 and tokens[0].name == "connector.auth"
+    assert len(tokens) == 1 and tokens[0].name == "routera_archive.http.auth"
     assert tokens[0].process == os.getpid()
     assert report.counts["archived"] == 5
     assert seen, "no call worker ran"

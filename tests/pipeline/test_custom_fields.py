@@ -6,10 +6,10 @@ from typing import Any
 import dlt
 import httpx
 import pytest
+from routera_archive.dataset.enqueue import enqueue
+from routera_archive.run.runner import EXIT_FAILED, EXIT_OK, ArchiveRun, RunOptions, RunReport
+from routera_archive_sandbox import SandboxServer
 
-from connector.enqueue import enqueue
-from connector.runner import EXIT_FAILED, EXIT_OK, ArchiveRun, RunOptions, RunReport
-from sandbox import SandboxServer
 from tests.conftest import source_config
 from tests.pipeline.test_run import query
 

@@ -1,4 +1,4 @@
-"""`connector.report` on a dataset made by real runs, on DuckDB and PostgreSQL.
+"""`routera_archive.audit.report` on a dataset made by real runs, on DuckDB and PostgreSQL.
 
 One dataset per destination, built once for the module by three runs against a sandbox whose
 clock is pinned to three days (with a day without archives between the last two): `archived`,
@@ -22,9 +22,7 @@ import dlt
 import httpx
 import pytest
 from rich.console import Console
-
-from connector.enqueue import enqueue
-from connector.report import (
+from routera_archive.audit.report import (
     ARCHIVES_BY_ARCHIVED_BY,
     ARCHIVES_BY_REQUESTED_BY,
     ARCHIVES_PER_DAY,
@@ -39,9 +37,10 @@ from connector.report import (
     ReportOptionError,
     build_report,
 )
-from connector.runner import EXIT_FAILED, EXIT_OK, ArchiveRun, RunOptions
-from pipelines.factory import make_pipeline
-from pipelines.report_render import (
+from routera_archive.dataset.enqueue import enqueue
+from routera_archive.run.runner import EXIT_FAILED, EXIT_OK, ArchiveRun, RunOptions
+from routera_archive_pipelines.factory import make_pipeline
+from routera_archive_pipelines.report_render import (
     csv_columns,
     daily_series,
     print_report,
@@ -49,8 +48,9 @@ from pipelines.report_render import (
     render_html,
     render_json,
 )
-from sandbox import SandboxConfig, SandboxServer
-from sandbox.state import SandboxState
+from routera_archive_sandbox import SandboxConfig, SandboxServer
+from routera_archive_sandbox.state import SandboxState
+
 from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL, postgres_available, source_config
 
 DAY_1 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)

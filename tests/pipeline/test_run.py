@@ -8,18 +8,18 @@ from typing import Any
 import dlt
 import httpx
 import pytest
-
-from connector.enqueue import enqueue
-from connector.runner import (
+from routera_archive.dataset.enqueue import enqueue
+from routera_archive.run.runner import (
     EXIT_GUARDRAIL,
     EXIT_OK,
     ArchiveRun,
     RunOptions,
     RunReport,
 )
-from connector.settings import SOURCE_NAME
-from pipelines.factory import make_pipeline
-from sandbox import SandboxServer
+from routera_archive.settings import SOURCE_NAME
+from routera_archive_pipelines.factory import make_pipeline
+from routera_archive_sandbox import SandboxServer
+
 from tests.conftest import source_config
 
 
@@ -337,7 +337,7 @@ def test_a_long_run_forgets_loaded_contacts_yet_never_calls_a_contact_twice(
     """Small pages and chunks, so that loads land between page queries: each contact's later
     requests (on later pages) are duplicates found by SQL once the first is loaded and
     forgotten, or by the run's memory before; no contact gets a second DELETE either way."""
-    import connector.runner as runner
+    import routera_archive.run.runner as runner
 
     monkeypatch.setattr(runner, "QUEUE_PAGE_SIZE", 4)
     forgotten: list[int] = []
@@ -377,7 +377,7 @@ def test_with_a_log_but_no_archives_yet_the_run_remembers_every_contact(
     """A dataset whose earlier runs archived nothing has `archive_log` but no
     `contact_archives`: the queue's SQL then drops a loaded first request as terminal without
     seeing its contact archived, so the run must not forget it."""
-    import connector.runner as runner
+    import routera_archive.run.runner as runner
 
     enqueue(pipeline, [{"contact_id": "no-such-contact", "request_id": "0-first-run"}])
     assert run(pipeline, sandbox_server).counts == {"not_found": 1}
@@ -445,8 +445,8 @@ def test_a_request_added_mid_run_for_a_forgotten_contact_is_a_duplicate(
     """A first run: once a contact's record is loaded the run forgets it, and a request for it
     added to the queue meanwhile with an *earlier* `requested_at` (so the SQL would call it
     the contact's first) must still find the archived record, not get a second DELETE."""
-    import connector.queue as queue_module
-    import connector.runner as runner
+    import routera_archive.dataset.queue as queue_module
+    import routera_archive.run.runner as runner
 
     monkeypatch.setattr(runner, "QUEUE_PAGE_SIZE", 4)
     ids = active_ids(sandbox_server, 40)

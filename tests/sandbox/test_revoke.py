@@ -12,8 +12,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
-from sandbox import SandboxConfig, SandboxServer, SandboxState
+from routera_archive_sandbox import SandboxConfig, SandboxServer, SandboxState
 
 CLIENT_ID = "revoke-client"
 CLIENT_SECRET = "revoke-secret"

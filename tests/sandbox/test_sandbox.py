@@ -25,9 +25,8 @@ from typing import Any
 
 import httpx
 import pytest
-
-from sandbox import FaultConfig, SandboxConfig, SandboxServer, SandboxState
-from sandbox.seed import CUSTOM_FIELDS, LEAD_SOURCES, LIFECYCLE_STAGES, USERS
+from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer, SandboxState
+from routera_archive_sandbox.seed import CUSTOM_FIELDS, LEAD_SOURCES, LIFECYCLE_STAGES, USERS
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT_ID = "test-client"
@@ -129,7 +128,7 @@ def new_contact(client: httpx.Client, **fields: Any) -> dict[str, Any]:
 
 
 def test_sandbox_never_imports_connector_or_pipelines() -> None:
-    for path in (REPO / "sandbox").glob("*.py"):
+    for path in (REPO / "sandbox" / "routera_archive_sandbox").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             names = []
             if isinstance(node, ast.Import):
@@ -137,7 +136,10 @@ def test_sandbox_never_imports_connector_or_pipelines() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
             for name in names:
-                assert name.split(".")[0] not in {"connector", "pipelines"}, (path, name)
+                assert name.split(".")[0] not in {"routera_archive", "routera_archive_pipelines"}, (
+                    path,
+                    name,
+                )
 
 
 # -- token endpoint ------------------------------------------------------------------------------
@@ -807,8 +809,8 @@ def test_stop_does_not_wait_for_a_hanging_request(
 
 SERVE_SCRIPT = """
 import sys
-from sandbox import SandboxConfig
-from sandbox.server import serve_forever
+from routera_archive_sandbox import SandboxConfig
+from routera_archive_sandbox.server import serve_forever
 serve_forever(SandboxConfig(port=0, contacts=3), lambda url: print(url, flush=True))
 print("stopped cleanly", flush=True)
 """

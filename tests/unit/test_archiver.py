@@ -9,11 +9,10 @@ from urllib.parse import unquote
 import httpx
 import pytest
 import respx
-
-from connector.archiver import archive_concurrently, archive_request
-from connector.client import ClientConfig, RouteraClient
-from connector.errors import AuthenticationError
-from connector.models import ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.calls.archiver import archive_concurrently, archive_request
+from routera_archive.errors import AuthenticationError
+from routera_archive.http.client import ClientConfig, RouteraClient
+from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
 
 BASE = "https://api.test"
 TOKEN = "tok"

@@ -5,13 +5,12 @@ import json
 from dataclasses import dataclass
 
 import pytest
-
-from connector.auth import (
+from routera_archive.errors import AuthenticationError
+from routera_archive.http.auth import (
     FALLBACK_TOKEN_LIFETIME_S,
     OAuthTokenProvider,
     StaticTokenProvider,
 )
-from connector.errors import AuthenticationError
 
 CLIENT_ID = "client-id-123"
 SECRET = "s3cr3t-VALUE-never-shown"

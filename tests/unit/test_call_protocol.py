@@ -5,9 +5,8 @@ from datetime import UTC, datetime
 
 from hypothesis import given
 from hypothesis import strategies as st
-
-from connector import call_protocol as protocol
-from connector.models import ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.calls import protocol
+from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
 
 HOSTILE = "a\tb\nc\r\u2028d\u0085e\x00f\\t\"g'"
 

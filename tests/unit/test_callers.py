@@ -1,5 +1,5 @@
 """The run's side of the call worker against workers that misbehave (small scripts standing in
-for `connector.call_worker`): every way a worker can end is a typed error, never a hang or a
+for `routera_archive.calls.worker`): every way a worker can end is a typed error, never a hang or a
 silently short run."""
 
 import asyncio
@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from connector import call_protocol as protocol
-from connector.callers import SpawnedWorker, WorkerCaller
-from connector.errors import AuthenticationError, CallWorkerError, RetriesExhausted
-from connector.models import ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.calls import protocol
+from routera_archive.calls.callers import SpawnedWorker, WorkerCaller
+from routera_archive.errors import AuthenticationError, CallWorkerError, RetriesExhausted
+from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
 
 OUTCOME = ArchiveOutcome(
     request=ArchiveRequest(request_id="r1", contact_id="c1"),

@@ -9,13 +9,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-
-import connector.loading as loading
-from connector.fields import FieldColumns
-from connector.journal import OutcomeJournal
-from connector.loading import ChunkSink
-from connector.models import ArchiveOutcome, ArchiveRequest, Status
-from connector.run_report import RunObserver, RunReport
+import routera_archive.dataset.loading as loading
+from routera_archive.dataset.fields import FieldColumns
+from routera_archive.dataset.loading import ChunkSink
+from routera_archive.journal import OutcomeJournal
+from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.run.result import RunObserver, RunReport
 
 
 class RecordingLoads:

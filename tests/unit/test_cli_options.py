@@ -6,10 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from routera_archive import __version__
+from routera_archive_pipelines.cli import app
 from typer.testing import CliRunner
-
-from connector import __version__
-from pipelines.cli import app
 
 
 def test_version_prints_the_installed_version() -> None:
@@ -52,7 +51,8 @@ def test_dlt_telemetry_turned_on_in_config_toml_stays_on(
         [
             sys.executable,
             "-c",
-            "import os; from pipelines.cli import telemetry_off_unless_configured as off; "
+            "import os; "
+            "from routera_archive_pipelines.cli import telemetry_off_unless_configured as off; "
             "off(); print(os.environ.get('RUNTIME__DLTHUB_TELEMETRY'))",
         ],
         cwd=tmp_path,

@@ -18,17 +18,16 @@ import pytest
 import respx
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
-from connector import __version__
-from connector.client import ApiAnswer, ClientConfig, RouteraClient, parse_retry_after
-from connector.errors import (
+from routera_archive import __version__
+from routera_archive.errors import (
     AuthenticationError,
     ConfigurationError,
     InvalidContactId,
     RetriesExhausted,
 )
-from connector.ids import validate_contact_id
-from connector.settings import MAX_ERROR_BODY_CHARS
+from routera_archive.http.client import ApiAnswer, ClientConfig, RouteraClient, parse_retry_after
+from routera_archive.http.ids import validate_contact_id
+from routera_archive.settings import MAX_ERROR_BODY_CHARS
 
 BASE = "https://api.routera.test"
 TOKEN = "static-TOKEN-value-7f3a"
@@ -538,7 +537,7 @@ def test_5xx_are_retried_until_success() -> None:
 
 
 def test_backoff_is_exponential_and_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("connector.client.random.uniform", lambda low, high: high)
+    monkeypatch.setattr("routera_archive.http.client.random.uniform", lambda low, high: high)
     h = Harness(backoff_initial=1, backoff_max=3, max_attempts=5, max_retry_wait=100)
     h.router.get("/contacts/c1").respond(503)
     with pytest.raises(RetriesExhausted):
@@ -553,7 +552,7 @@ def test_backoff_draws_full_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
         draws.append((low, high))
         return low
 
-    monkeypatch.setattr("connector.client.random.uniform", uniform)
+    monkeypatch.setattr("routera_archive.http.client.random.uniform", uniform)
     h = Harness(backoff_initial=1, backoff_max=3, max_attempts=5, max_retry_wait=100)
     h.router.get("/contacts/c1").respond(503)
     with pytest.raises(RetriesExhausted):
@@ -672,7 +671,7 @@ def test_retries_are_logged_without_secrets(caplog: pytest.LogCaptureFixture) ->
     h = Harness()
     route = h.router.delete("/contacts/a%2Fb")
     route.side_effect = [httpx.Response(503), httpx.Response(200, json=CONTACT)]
-    with caplog.at_level(logging.DEBUG, logger="connector"):
+    with caplog.at_level(logging.DEBUG, logger="routera_archive"):
         h.run(lambda c: c.delete_contact("a/b"))
     retry_logs = [r for r in caplog.records if r.levelno >= logging.INFO]
     assert retry_logs

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from connector.enqueue import invalid_rows, parse_ids, queue_rows
+from routera_archive.dataset.enqueue import invalid_rows, parse_ids, queue_rows
 
 
 def ids(text: str) -> list[str]:

@@ -14,10 +14,14 @@ import pytest
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from connector.fields import AUDIT_META_COLUMNS, DOCUMENTED_FIELDS, FieldColumn, FieldColumns
-from connector.models import ArchiveOutcome, ArchiveRequest, Status, parse_archived_contact
-from connector.source import build_audit_rows
+from routera_archive.dataset.fields import (
+    AUDIT_META_COLUMNS,
+    DOCUMENTED_FIELDS,
+    FieldColumn,
+    FieldColumns,
+)
+from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status, parse_archived_contact
+from routera_archive.source import build_audit_rows
 
 RUN_ID = "run-7"
 ARCHIVED_AT = "2026-05-28T12:00:00.000Z"

@@ -5,9 +5,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-
-from connector.journal import JOURNAL_SUFFIX, OutcomeJournal, leftover_files, read_outcomes
-from connector.models import ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.journal import JOURNAL_SUFFIX, OutcomeJournal, leftover_files, read_outcomes
+from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
 
 RECORD = {
     "id": "c1",
@@ -126,7 +125,7 @@ def test_a_torn_last_line_is_skipped(tmp_path: Path, caplog: pytest.LogCaptureFi
     with journal.path.open("a", encoding="utf-8") as handle:
         handle.write(torn[: len(torn) // 2])  # the crash: half a line, no newline
 
-    with caplog.at_level(logging.WARNING, logger="connector.journal"):
+    with caplog.at_level(logging.WARNING, logger="routera_archive.journal"):
         restored = list(read_outcomes(journal.path))
 
     assert restored == items[:2]

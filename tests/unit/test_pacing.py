@@ -9,8 +9,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import pytest
-
-from connector.pacing import SLOT_SHARE, WINDOW_S, RatePacer
+from routera_archive.http.pacing import SLOT_SHARE, WINDOW_S, RatePacer
 
 T = TypeVar("T")
 

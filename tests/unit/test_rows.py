@@ -1,8 +1,9 @@
 """log_row and audit_row: flat records, typed `archived`, and our columns never overwritten.
 
-Row keys are final column names (`connector.fields`): a key whose column is taken (by another
-key, one of our meta columns, `_dlt*` or a documented field's column while spelled differently)
-lands in `<column>_<first 8 hex of sha1(key)>`, so no value is ever lost or overwritten.
+Row keys are final column names (`routera_archive.dataset.fields`): a key whose column is taken
+(by another key, one of our meta columns, `_dlt*` or a documented field's column while spelled
+differently) lands in `<column>_<first 8 hex of sha1(key)>`, so no value is ever lost or
+overwritten.
 """
 
 import hashlib
@@ -15,10 +16,9 @@ import pytest
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from connector.fields import DOCUMENTED_FIELDS, FieldColumns
-from connector.models import ArchiveOutcome, ArchiveRequest, Status, parse_archived_contact
-from connector.rows import AUDIT_META_COLUMNS, audit_row, log_row
+from routera_archive.dataset.fields import DOCUMENTED_FIELDS, FieldColumns
+from routera_archive.dataset.rows import AUDIT_META_COLUMNS, audit_row, log_row
+from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status, parse_archived_contact
 
 RUN_ID = "run-42"
 ARCHIVED_AT = "2026-05-28T12:00:00.000Z"
@@ -438,7 +438,8 @@ def test_audit_row_keeps_every_value_and_our_meta_columns(
     assert len(row) == len(body) + len(AUDIT_META_COLUMNS)
     assert_meta(row, outcome)
     assert row["archived"] == datetime(2026, 5, 28, 12, tzinfo=UTC)
-    # Every value is in the column `connector.fields` names for its key; no two keys share one.
+    # Every value is in the column `routera_archive.dataset.fields` names for its key; no two keys
+    # share one.
     names = FieldColumns()
     columns = {key: names.column_for(key, run_id=RUN_ID, contact_id="c1") for key in body}
     assert len(set(columns.values())) == len(columns), columns

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-SCHEDULES = Path(__file__).resolve().parents[2] / "pipelines" / "schedules"
+SCHEDULES = (
+    Path(__file__).resolve().parents[2] / "pipelines" / "routera_archive_pipelines" / "schedules"
+)
 
 
 @pytest.mark.parametrize("name", ["airflow_dag.py", "dagster_defs.py", "common.py"])
@@ -30,20 +32,20 @@ def test_the_github_workflow_runs_one_job_per_shard_with_secrets_from_github() -
 
 def test_the_airflow_dag_loads() -> None:
     pytest.importorskip("airflow", reason="the airflow extra is not installed")
-    module = importlib.import_module("pipelines.schedules.airflow_dag")
+    module = importlib.import_module("routera_archive_pipelines.schedules.airflow_dag")
     dag = module.routera_archive
     assert dag is not None
 
 
 def test_the_dagster_definitions_load() -> None:
     pytest.importorskip("dagster", reason="the dagster extra is not installed")
-    module = importlib.import_module("pipelines.schedules.dagster_defs")
+    module = importlib.import_module("routera_archive_pipelines.schedules.dagster_defs")
     assert module.defs.get_job_def("routera_archive_job") is not None
 
 
 def test_a_failed_shard_raises_so_the_scheduler_alerts(monkeypatch: pytest.MonkeyPatch) -> None:
-    from connector.runner import RunReport
-    from pipelines.schedules import common
+    from routera_archive.run.runner import RunReport
+    from routera_archive_pipelines.schedules import common
 
     class Refused:
         def __init__(self, *args: object, **kwargs: object) -> None: ...

@@ -5,7 +5,7 @@ import re
 import ssl
 from pathlib import Path
 
-from connector.client import ClientConfig, RouteraClient
+from routera_archive.http.client import ClientConfig, RouteraClient
 
 CONNECTOR = Path(__file__).resolve().parents[2] / "connector"
 

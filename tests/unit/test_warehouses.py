@@ -6,10 +6,9 @@ from types import SimpleNamespace
 import dlt
 import pytest
 import sqlglot
-
-from connector.queue import Shard
-from connector.report import ReportFilters, _Reader, utc_day_sql
-from pipelines.factory import make_pipeline
+from routera_archive.audit.report import ReportFilters, _Reader, utc_day_sql
+from routera_archive.dataset.queue import Shard
+from routera_archive_pipelines.factory import make_pipeline
 
 WAREHOUSES = {
     "snowflake": {

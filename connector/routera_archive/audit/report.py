@@ -1,0 +1,460 @@
+"""The audit report of a dataset: what was archived, by whom, what came of each request, what
+is still pending, when each custom field appeared, and the last runs.
+
+Every figure is one SQL query through dlt's `sql_client`, written to run unchanged on DuckDB and
+PostgreSQL (and so, with luck, on other warehouses). A table that does not exist yet (a dataset
+with no run, a queue never made) gives an empty section with a note, never an error. Rendering
+is the caller's business (`pipelines/report_render.py`): this module returns plain values,
+timestamps as timezone-aware UTC datetimes.
+
+Windows: `since` is inclusive and `before` exclusive. Archives are filtered by `archived`;
+outcomes and failures by `archive_log.processed_at`, *then* reduced to the latest row per
+request, so a request counts once, under the status it had at the end of the window.
+"""
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from dlt.common.pipeline import SupportsPipeline
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+from routera_archive.dataset.queue import PendingQueue
+from routera_archive.errors import QueueError
+from routera_archive.models import Status
+from routera_archive.settings import (
+    ARCHIVES_TABLE,
+    FIELDS_TABLE,
+    LOG_TABLE,
+    QUEUE_TABLE,
+    RUNS_TABLE,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LAST_RUNS = 20
+DEFAULT_MAX_FAILURES = 500
+
+# Section keys, in the order every format shows them.
+ARCHIVES_PER_DAY = "archives_per_day"
+ARCHIVES_BY_ARCHIVED_BY = "archives_by_archived_by"
+ARCHIVES_BY_REQUESTED_BY = "archives_by_requested_by"
+OUTCOMES = "outcomes"
+FAILURES = "failures"
+BACKLOG = "backlog"
+CUSTOM_FIELDS = "custom_fields"
+RUNS = "runs"
+SECTION_KEYS: tuple[str, ...] = (
+    ARCHIVES_PER_DAY,
+    ARCHIVES_BY_ARCHIVED_BY,
+    ARCHIVES_BY_REQUESTED_BY,
+    OUTCOMES,
+    FAILURES,
+    BACKLOG,
+    CUSTOM_FIELDS,
+    RUNS,
+)
+
+
+class ReportOptionError(ValueError):
+    """An option the report cannot work with (a date it cannot read, a window that is empty)."""
+
+
+@dataclass(frozen=True)
+class ReportFilters:
+    """`since` inclusive, `before` exclusive (both UTC); `statuses` empty means every status."""
+
+    since: datetime | None = None
+    before: datetime | None = None
+    statuses: tuple[str, ...] = ()
+
+    @classmethod
+    def from_options(
+        cls, since: str | None, until: str | None, statuses: Sequence[str] | None = None
+    ) -> "ReportFilters":
+        """Read the CLI's `--since`, `--until` and `--status` values; ReportOptionError if bad.
+
+        A date (`2026-06-01`) means the whole day in UTC: `--since` from its start, `--until` to
+        its end. An ISO 8601 timestamp is taken as is (UTC when it has no offset), `--until`
+        including it.
+        """
+        start = None if since is None else parse_bound(since, option="--since", end=False)
+        before = None if until is None else parse_bound(until, option="--until", end=True)
+        if start is not None and before is not None and start >= before:
+            raise ReportOptionError(
+                f"--since {since} is after --until {until}: the window is empty"
+            )
+        known = [s.value for s in Status]
+        chosen: list[str] = []
+        for value in statuses or ():
+            name = value.strip().lower()
+            if name not in known:
+                raise ReportOptionError(
+                    f"--status {value!r} is not a status; use one of: {', '.join(known)}"
+                )
+            if name not in chosen:
+                chosen.append(name)
+        return cls(since=start, before=before, statuses=tuple(chosen))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"since": self.since, "before": self.before, "statuses": list(self.statuses)}
+
+
+def parse_bound(text: str, *, option: str, end: bool) -> datetime:
+    """A window bound from a date or an ISO 8601 timestamp, as an aware UTC datetime.
+
+    `end` makes it an exclusive upper bound: the day after a date, a microsecond after a
+    timestamp (so `--until` includes what it names).
+    """
+    value = text.strip()
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        day = None
+    if day is not None:
+        moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return moment + timedelta(days=1) if end else moment
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ReportOptionError(
+            f"{option} {text!r} is neither a date (2026-06-01) nor an ISO 8601 timestamp "
+            "(2026-06-01T12:00:00Z)"
+        ) from None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment + timedelta(microseconds=1) if end else moment
+
+
+@dataclass
+class Section:
+    """One part of the report: rows of plain values under fixed columns."""
+
+    key: str
+    title: str
+    columns: tuple[str, ...]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    # Why the section is empty or partial (a missing table, rows left out), for a person.
+    note: str | None = None
+
+
+@dataclass
+class AuditReport:
+    generated_at: datetime
+    dataset: str
+    destination: str
+    filters: ReportFilters
+    sections: dict[str, Section]
+
+    def section(self, key: str) -> Section:
+        return self.sections[key]
+
+    @property
+    def backlog(self) -> dict[str, Any]:
+        rows = self.sections[BACKLOG].rows
+        return rows[0] if rows else {}
+
+
+def _utc(value: Any) -> Any:
+    """Timestamps as aware UTC datetimes, whatever the driver's session time zone."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """Driver values as plain Python ones (Decimal counts become int, timestamps UTC)."""
+    if isinstance(value, datetime):
+        return _utc(value)
+    if isinstance(value, date | bool | int | float | str) or value is None:
+        return value
+    if hasattr(value, "as_integer_ratio"):  # Decimal from PostgreSQL's SUM and the like
+        number = float(value)
+        return int(number) if number.is_integer() else number
+    return str(value)
+
+
+def _to_timestamp(value: Any) -> datetime | None:
+    """A `requested_at` the queue may hold as a timestamp or as text."""
+    if value is None or isinstance(value, datetime):
+        return _utc(value)
+    try:
+        return _utc(datetime.fromisoformat(str(value).strip()))
+    except ValueError:
+        logger.warning("the oldest pending requested_at is not a timestamp: %r", value)
+        return None
+
+
+class _Reader:
+    """Runs the report's queries on one open sql_client."""
+
+    def __init__(self, client: Any, filters: ReportFilters) -> None:
+        self.client = client
+        self.filters = filters
+
+    @property
+    def dialect(self) -> str | None:
+        """The destination's SQL dialect as dlt names it for sqlglot (`"snowflake"`, ...)."""
+        capabilities = getattr(self.client, "capabilities", None)
+        return getattr(capabilities, "sqlglot_dialect", None)
+
+    def table(self, name: str) -> str:
+        return str(self.client.make_qualified_table_name(name))
+
+    def window(self, column: str) -> tuple[list[str], list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.filters.since is not None:
+            clauses.append(f"{column} >= %s")
+            params.append(self.filters.since)
+        if self.filters.before is not None:
+            clauses.append(f"{column} < %s")
+            params.append(self.filters.before)
+        return clauses, params
+
+    def rows(self, sql: str, params: Iterable[Any], columns: Sequence[str]) -> list[dict[str, Any]]:
+        result = self.client.execute_sql(sql, *params) or []
+        return [
+            {name: _plain(value) for name, value in zip(columns, row, strict=True)}
+            for row in result
+        ]
+
+    def fill(self, section: Section, table: str, sql: str, params: Iterable[Any] = ()) -> Section:
+        """Run `sql` into `section`; a missing table leaves it empty with a note."""
+        try:
+            section.rows = self.rows(sql, params, section.columns)
+        except DatabaseUndefinedRelation:
+            logger.debug("no table %s: section %s is empty", table, section.key)
+            section.note = f"there is no `{table}` table in this dataset yet"
+        return section
+
+
+# Dialects (sqlglot's names, as dlt's capabilities give them) without `AT TIME ZONE`.
+UTC_DAY_BY_CONVERT_TIMEZONE = frozenset({"snowflake", "databricks", "redshift"})
+
+
+def utc_day_sql(column: str, dialect: str | None) -> str:
+    """SQL for the UTC calendar day of the timestamp `column` in `dialect`.
+
+    A day in the report is a UTC day whatever the session's time zone. DuckDB, PostgreSQL,
+    MotherDuck, SQL Server and Trino read `AT TIME ZONE 'UTC'` on a time-zone-aware timestamp
+    as its UTC wall time; Snowflake, Databricks and Redshift spell that `CONVERT_TIMEZONE`, and
+    BigQuery takes the time zone as `DATE`'s second argument.
+    """
+    if dialect == "bigquery":
+        return f"DATE({column}, 'UTC')"
+    if dialect in UTC_DAY_BY_CONVERT_TIMEZONE:
+        return f"CAST(CONVERT_TIMEZONE('UTC', {column}) AS DATE)"
+    return f"CAST({column} AT TIME ZONE 'UTC' AS DATE)"
+
+
+def _where(clauses: Sequence[str]) -> str:
+    return f"WHERE {' AND '.join(clauses)}" if clauses else ""
+
+
+def _archives_sections(reader: _Reader) -> list[Section]:
+    archives = reader.table(ARCHIVES_TABLE)
+    clauses, params = reader.window("archived")
+    where = _where(clauses)
+    day = utc_day_sql("archived", reader.dialect)
+    per_day = reader.fill(
+        Section(ARCHIVES_PER_DAY, "Archives per day (UTC)", ("day", "archives")),
+        ARCHIVES_TABLE,
+        f"SELECT {day} AS day, COUNT(*) AS archives "
+        f"FROM {archives} {where} GROUP BY {day} ORDER BY day",
+        params,
+    )
+    sections = [per_day]
+    for key, column, title in (
+        (ARCHIVES_BY_ARCHIVED_BY, "archived_by", "Archives per archived_by"),
+        (ARCHIVES_BY_REQUESTED_BY, "requested_by", "Archives per requested_by"),
+    ):
+        sections.append(
+            reader.fill(
+                Section(key, title, (column, "archives", "first_archived", "last_archived")),
+                ARCHIVES_TABLE,
+                f"SELECT {column}, COUNT(*) AS archives, MIN(archived), MAX(archived) "
+                f"FROM {archives} {where} GROUP BY {column} "
+                f"ORDER BY COUNT(*) DESC, {column} NULLS LAST",
+                params,
+            )
+        )
+    return sections
+
+
+def _latest_outcomes_sql(reader: _Reader) -> tuple[str, list[Any]]:
+    """Log rows in the window, each with its rank (1 = the request's latest) and failed rows.
+
+    Ties on `processed_at` rank a terminal row before a `failed` one.
+    """
+    log = reader.table(LOG_TABLE)
+    clauses, params = reader.window("processed_at")
+    sql = f"""
+        SELECT request_id, contact_id, status, http_status, error, attempts, requested_by,
+               reason, processed_at,
+               ROW_NUMBER() OVER (
+                   PARTITION BY request_id
+                   ORDER BY processed_at DESC,
+                            CASE WHEN status = 'failed' THEN 1 ELSE 0 END,
+                            outcome_id DESC
+               ) AS newest,
+               SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) OVER (
+                   PARTITION BY request_id
+               ) AS failed_rows
+        FROM {log} {_where(clauses)}
+    """
+    return sql, params
+
+
+def _outcome_sections(reader: _Reader, max_failures: int) -> list[Section]:
+    latest, params = _latest_outcomes_sql(reader)
+    statuses = reader.filters.statuses
+    status_clause = ""
+    status_params: list[Any] = []
+    if statuses:
+        status_clause = f"AND status IN ({', '.join(['%s'] * len(statuses))})"
+        status_params = list(statuses)
+    outcomes = reader.fill(
+        Section(OUTCOMES, "Outcomes by latest status", ("status", "requests")),
+        LOG_TABLE,
+        f"SELECT status, COUNT(*) AS requests FROM ({latest}) ranked "
+        f"WHERE newest = 1 {status_clause} GROUP BY status ORDER BY status",
+        [*params, *status_params],
+    )
+    failures = Section(
+        FAILURES,
+        "Failures (requests whose latest outcome is failed; they stay pending)",
+        (
+            "request_id",
+            "contact_id",
+            "error",
+            "http_status",
+            "attempts",
+            "failed_rows",
+            "requested_by",
+            "reason",
+            "last_processed_at",
+        ),
+    )
+    if statuses and Status.FAILED.value not in statuses:
+        failures.note = "not shown: --status leaves out `failed`"
+        return [outcomes, failures]
+    reader.fill(
+        failures,
+        LOG_TABLE,
+        f"SELECT request_id, contact_id, error, http_status, attempts, failed_rows, "
+        f"requested_by, reason, processed_at FROM ({latest}) ranked "
+        f"WHERE newest = 1 AND status = 'failed' "
+        f"ORDER BY processed_at DESC, request_id LIMIT {int(max_failures) + 1}",
+        params,
+    )
+    if len(failures.rows) > max_failures:
+        failures.rows = failures.rows[:max_failures]
+        total = next(
+            (row["requests"] for row in outcomes.rows if row["status"] == Status.FAILED.value),
+            None,
+        )
+        failures.note = (
+            f"the {max_failures} most recent of {total} failed requests"
+            if total is not None
+            else f"the {max_failures} most recent failed requests; there are more"
+        )
+    return [outcomes, failures]
+
+
+def _backlog_section(
+    pipeline: SupportsPipeline, reader: _Reader, queue_table: str, now: datetime
+) -> Section:
+    section = Section(
+        BACKLOG,
+        "Pending backlog (now; no window applies)",
+        ("pending", "oldest_requested_at", "oldest_age_hours"),
+    )
+    queue = PendingQueue(pipeline, queue_table=queue_table)
+    try:
+        # PendingQueue's own SQL, so "pending" means exactly what a run will pick up.
+        pending_sql = queue._pending_sql()
+    except QueueError as exc:
+        section.note = str(exc)
+        return section
+    result = reader.client.execute_sql(
+        f"SELECT COUNT(*), MIN(requested_at) FROM ({pending_sql}) pending"
+    )
+    count, oldest_raw = result[0] if result else (0, None)
+    oldest = _to_timestamp(oldest_raw)
+    age = None if oldest is None else round((now - oldest).total_seconds() / 3600, 1)
+    section.rows = [
+        {"pending": int(count or 0), "oldest_requested_at": oldest, "oldest_age_hours": age}
+    ]
+    if count and oldest is None:
+        section.note = "the queue has no requested_at for its pending requests: age unknown"
+    return section
+
+
+def _fields_section(reader: _Reader) -> Section:
+    columns = (
+        "field_key",
+        "column_name",
+        "renamed",
+        "first_seen_at",
+        "first_seen_run_id",
+        "first_seen_contact_id",
+    )
+    return reader.fill(
+        Section(CUSTOM_FIELDS, "Custom fields, when each first appeared", columns),
+        FIELDS_TABLE,
+        f"SELECT {', '.join(columns)} FROM {reader.table(FIELDS_TABLE)} "
+        "ORDER BY first_seen_at, field_key",
+    )
+
+
+def _runs_section(reader: _Reader, last_runs: int) -> Section:
+    columns = (
+        "run_id",
+        "mode",
+        "started_at",
+        "finished_at",
+        "outcome",
+        "exit_code",
+        "pending_at_start",
+    )
+    return reader.fill(
+        Section(RUNS, f"Last {int(last_runs)} runs", columns),
+        RUNS_TABLE,
+        f"SELECT {', '.join(columns)} FROM {reader.table(RUNS_TABLE)} "
+        f"ORDER BY started_at DESC, run_id DESC LIMIT {int(last_runs)}",
+    )
+
+
+def build_report(
+    pipeline: SupportsPipeline,
+    filters: ReportFilters | None = None,
+    *,
+    queue_table: str = QUEUE_TABLE,
+    last_runs: int = DEFAULT_LAST_RUNS,
+    max_failures: int = DEFAULT_MAX_FAILURES,
+    now: datetime | None = None,
+) -> AuditReport:
+    """Read every section of the report from the pipeline's dataset.
+
+    Database errors other than a missing table propagate (the caller says what went wrong).
+    """
+    filters = filters or ReportFilters()
+    now = _utc(now) if now is not None else datetime.now(UTC)
+    sections: list[Section] = []
+    with pipeline.sql_client() as client:  # type: ignore[attr-defined]
+        reader = _Reader(client, filters)
+        sections.extend(_archives_sections(reader))
+        sections.extend(_outcome_sections(reader, max_failures))
+        sections.append(_backlog_section(pipeline, reader, queue_table, now))
+        sections.append(_fields_section(reader))
+        sections.append(_runs_section(reader, last_runs))
+    destination = getattr(pipeline, "destination", None)
+    return AuditReport(
+        generated_at=now,
+        dataset=str(pipeline.dataset_name),
+        destination=str(getattr(destination, "destination_name", destination)),
+        filters=filters,
+        sections={section.key: section for section in sections},
+    )

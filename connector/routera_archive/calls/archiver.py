@@ -1,0 +1,271 @@
+"""Turn one queue request into an outcome: DELETE, and when DELETE says 404, a GET to decide.
+
+Routera's 404 means "not found *or already archived*". Guessing would either lose the audit
+record of a contact that is archived or claim an archive that never happened, so every 404 is
+resolved by reading the contact: archived → its record is kept (`recovered`), 404 → `not_found`.
+No exception leaves `archive_request` after a DELETE was sent except AuthenticationError, which
+stops the run. That request gets no outcome and stays pending: if an earlier attempt of it did
+reach Routera (a 502, then a 401), the next run's DELETE answers 404 and the GET recovers it.
+"""
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+from routera_archive.errors import InvalidContactId, RetriesExhausted
+from routera_archive.http.client import ApiAnswer, RouteraClient
+from routera_archive.http.ids import id_preview, validate_contact_id
+from routera_archive.models import (
+    ArchiveOutcome,
+    ArchiveRequest,
+    ContractError,
+    Status,
+    parse_archived_contact,
+    read_active_flag,
+)
+from routera_archive.settings import MAX_ERROR_BODY_CHARS
+
+logger = logging.getLogger(__name__)
+
+
+def api_message(body: str) -> str:
+    """The `message` of a published error body, or a cut of whatever came instead."""
+    try:
+        decoded: Any = json.loads(body)
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, dict) and isinstance(decoded.get("message"), str):
+        return decoded["message"]
+    text = body.strip()
+    return text[:200] + ("…" if len(text) > 200 else "") if text else "(empty body)"
+
+
+def _cut(body: str | None) -> str | None:
+    return None if body is None else body[:MAX_ERROR_BODY_CHARS]
+
+
+async def archive_request(client: RouteraClient, request: ArchiveRequest) -> ArchiveOutcome:
+    """Archive one request; every path ends in an outcome (see the module docstring)."""
+    try:
+        contact_id = validate_contact_id(request.contact_id)
+    except InvalidContactId as exc:
+        return ArchiveOutcome(request=request, status=Status.INVALID, error=exc.reason)
+
+    try:
+        answer = await client.delete_contact(contact_id)
+    except RetriesExhausted as exc:
+        return ArchiveOutcome(
+            request=request,
+            status=Status.FAILED,
+            http_status=exc.last_status,
+            attempts=exc.attempts,
+            error=f"DELETE gave up: {exc.reason}"
+            + (
+                "; an attempt may have archived it: the next run's GET will tell"
+                if exc.maybe_reached_server
+                else ""
+            ),
+            raw_response=_cut(exc.last_body),
+        )
+
+    if answer.status_code == 200:
+        return _from_delete_200(request, contact_id, answer)
+    if answer.status_code == 404:
+        return await _resolve_404(client, request, contact_id, answer)
+    return ArchiveOutcome(
+        request=request,
+        status=Status.FAILED,
+        http_status=answer.status_code,
+        attempts=answer.attempts,
+        error=f"DELETE answered {answer.status_code}: {api_message(answer.body)}",
+        raw_response=_cut(answer.body),
+    )
+
+
+def _from_delete_200(request: ArchiveRequest, contact_id: str, answer: ApiAnswer) -> ArchiveOutcome:
+    try:
+        _, record = parse_archived_contact(answer.body, contact_id)
+    except ContractError as exc:
+        # Routera said 200, so the contact is probably archived; the body is kept in the log and
+        # the request stays pending: next run's DELETE answers 404 and a GET recovers the record.
+        logger.warning(
+            "DELETE %s answered 200 with an unexpected body: %s", id_preview(contact_id), exc
+        )
+        return ArchiveOutcome(
+            request=request,
+            status=Status.FAILED,
+            http_status=200,
+            attempts=answer.attempts,
+            error=f"DELETE answered 200 but {exc}; the next run re-reads the contact",
+            raw_response=answer.body,
+        )
+    return ArchiveOutcome(
+        request=request,
+        status=Status.ARCHIVED,
+        http_status=200,
+        attempts=answer.attempts,
+        record=record,
+        raw_response=answer.body,
+        record_source="delete",
+    )
+
+
+async def _resolve_404(
+    client: RouteraClient, request: ArchiveRequest, contact_id: str, deleted: ApiAnswer
+) -> ArchiveOutcome:
+    def failed(error: str, *, attempts: int, body: str | None = None) -> ArchiveOutcome:
+        return ArchiveOutcome(
+            request=request,
+            status=Status.FAILED,
+            http_status=404,
+            attempts=deleted.attempts + attempts,
+            error=error,
+            raw_response=_cut(body),
+        )
+
+    try:
+        read = await client.get_contact(contact_id)
+    except RetriesExhausted as exc:
+        return failed(
+            f"DELETE answered 404 and the GET that tells 'not found' from 'already archived' "
+            f"gave up: {exc.reason}",
+            attempts=exc.attempts,
+            body=exc.last_body,
+        )
+    attempts = deleted.attempts + read.attempts
+
+    if read.status_code == 404:
+        return ArchiveOutcome(
+            request=request,
+            status=Status.NOT_FOUND,
+            http_status=404,
+            attempts=attempts,
+            # If GET ever hid archived contacts, this note is what would point at the loss.
+            error=(
+                "an earlier DELETE attempt may have reached Routera "
+                f"({', '.join(deleted.retry_reasons)}), yet GET finds no such contact"
+                if deleted.maybe_reached_before
+                else None
+            ),
+        )
+    if read.status_code != 200:
+        return failed(
+            f"DELETE answered 404; GET answered {read.status_code}: {api_message(read.body)}",
+            attempts=read.attempts,
+            body=read.body,
+        )
+    if read_active_flag(read.body):
+        return failed(
+            "DELETE answered 404 (not found or already archived) but GET shows the contact "
+            "active; nothing was archived",
+            attempts=read.attempts,
+            body=read.body,
+        )
+    try:
+        _, record = parse_archived_contact(read.body, contact_id)
+    except ContractError as exc:
+        return failed(
+            f"DELETE answered 404; GET answered 200 but {exc}",
+            attempts=read.attempts,
+            body=read.body,
+        )
+
+    # DESIGN.md's statuses: 404 then GET archived is `already_archived`, even when an earlier
+    # attempt of this call (a timeout, a 5xx) may have been ours: `archived_by` in the record
+    # tells who archived it, and the note says an answer may have been lost.
+    lost = deleted.maybe_reached_before
+    return ArchiveOutcome(
+        request=request,
+        status=Status.ALREADY_ARCHIVED,
+        http_status=404,
+        attempts=attempts,
+        error=(
+            "an earlier DELETE attempt may have archived it, its answer lost in transit "
+            f"({', '.join(deleted.retry_reasons)}); the record was read back with GET"
+            if lost
+            else None
+        ),
+        record=record,
+        raw_response=read.body,
+        record_source="get",
+        recovered=True,
+    )
+
+
+async def archive_concurrently(
+    client: RouteraClient,
+    requests: AsyncIterator[ArchiveRequest] | Iterable[ArchiveRequest],
+    *,
+    workers: int,
+    may_start: Callable[[], bool] | None = None,
+) -> AsyncIterator[ArchiveOutcome]:
+    """Archive `requests` with at most `workers` in progress, yielding outcomes as they finish.
+
+    Requests are pulled lazily (a bounded hand-off queue), so a long queue is never held in
+    memory. An AuthenticationError stops the intake at once; the requests already in progress
+    finish and their outcomes are yielded before the error is raised. Once `may_start` says no
+    (the run is stopping), requests already pulled but not started are dropped: they get no
+    outcome and stay pending.
+    """
+    intake: asyncio.Queue[ArchiveRequest | None] = asyncio.Queue(maxsize=workers * 2)
+    # Bounded, so answers never wait in memory in numbers: a slow consumer slows the workers.
+    results: asyncio.Queue[ArchiveOutcome | BaseException | None] = asyncio.Queue(
+        maxsize=workers * 2
+    )
+    stop = asyncio.Event()
+    # An error of `requests` itself (the queue could not be read): raised once the requests
+    # already started have their outcomes, never swallowed as if the queue had ended.
+    feed_error: list[Exception] = []
+
+    async def feed() -> None:
+        try:
+            if isinstance(requests, AsyncIterator):
+                async for request in requests:
+                    if stop.is_set():
+                        break
+                    await intake.put(request)
+            else:
+                for request in requests:
+                    if stop.is_set():
+                        break
+                    await intake.put(request)
+        except Exception as exc:
+            feed_error.append(exc)
+        finally:
+            for _ in range(workers):
+                await intake.put(None)
+
+    async def work() -> None:
+        while (request := await intake.get()) is not None:
+            if stop.is_set() or (may_start is not None and not may_start()):
+                continue
+            try:
+                await results.put(await archive_request(client, request))
+            except BaseException as exc:
+                stop.set()
+                await results.put(exc)
+        await results.put(None)
+
+    tasks = [asyncio.create_task(feed())] + [asyncio.create_task(work()) for _ in range(workers)]
+    error: BaseException | None = None
+    try:
+        finished = 0
+        while finished < workers:
+            item = await results.get()
+            if item is None:
+                finished += 1
+            elif isinstance(item, BaseException):
+                error = error or item
+            else:
+                yield item
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if error is not None:
+        raise error
+    if feed_error:
+        raise feed_error[0]

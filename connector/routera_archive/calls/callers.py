@@ -1,0 +1,378 @@
+"""Who makes a run's HTTP calls: the run's own event loop, or a call worker process.
+
+The run sees one interface either way: a list call for the share check, and `archive()`, which
+turns requests into outcomes. In-process is for an injected transport (tests, embedding);
+the worker process is the default, because the run's process spends half a second of
+interpreter lock per chunk on dlt's loads (see `routera_archive.calls.worker`).
+"""
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from routera_archive.calls import protocol
+from routera_archive.calls.archiver import archive_concurrently
+from routera_archive.errors import (
+    AuthenticationError,
+    CallWorkerError,
+    ConfigurationError,
+    RetriesExhausted,
+)
+from routera_archive.http.client import ApiAnswer, ClientConfig, RouteraClient
+from routera_archive.models import ArchiveOutcome, ArchiveRequest
+from routera_archive.settings import CALL_WORKER_STOP_TIMEOUT_S, CALL_WORKER_WINDOW_PER_CONNECTION
+
+logger = logging.getLogger(__name__)
+
+Stopping = Callable[[], bool]
+
+
+class Caller(Protocol):
+    """Makes the calls of one run."""
+
+    # True when the outcomes `archive` yields are already in a journal of this run.
+    journals_outcomes: bool
+
+    @property
+    def requests_sent(self) -> int: ...
+
+    async def list_contacts(self, *, archived: bool, limit: int, offset: int) -> ApiAnswer: ...
+
+    def archive(
+        self, requests: AsyncIterator[ArchiveRequest], *, stopping: Stopping
+    ) -> AsyncIterator[ArchiveOutcome]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class InProcessCaller:
+    """The calls on the run's own event loop."""
+
+    journals_outcomes = False
+
+    def __init__(self, client: RouteraClient) -> None:
+        self.client = client
+
+    @property
+    def requests_sent(self) -> int:
+        return self.client.requests_sent
+
+    async def list_contacts(self, *, archived: bool, limit: int, offset: int) -> ApiAnswer:
+        return await self.client.list_contacts(archived=archived, limit=limit, offset=offset)
+
+    def archive(
+        self, requests: AsyncIterator[ArchiveRequest], *, stopping: Stopping
+    ) -> AsyncIterator[ArchiveOutcome]:
+        return archive_concurrently(
+            self.client,
+            requests,
+            workers=self.client.config.concurrency,
+            may_start=lambda: not stopping(),
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _error(payload: dict[str, Any]) -> Exception:
+    """The typed error a worker reported, rebuilt on the run's side."""
+    kind, message = payload.get("kind"), str(payload.get("message", ""))
+    if kind == protocol.AUTHENTICATION:
+        return AuthenticationError(message)
+    if kind == protocol.CONFIGURATION:
+        return ConfigurationError(message)
+    if kind == protocol.RETRIES_EXHAUSTED:
+        return RetriesExhausted(
+            message,
+            attempts=int(payload.get("attempts", 0)),
+            maybe_reached_server=bool(payload.get("maybe_reached_server", True)),
+            last_status=payload.get("last_status"),
+            last_body=payload.get("last_body"),
+        )
+    return CallWorkerError(f"the call worker stopped on an error: {message}")
+
+
+@dataclasses.dataclass
+class _Done:
+    """The worker said `done`, or its output ended without it (`exit_code` then)."""
+
+    clean: bool
+    exit_code: int | None = None
+
+
+@dataclasses.dataclass
+class SpawnedWorker:
+    """A call worker started and configured, not yet attached to an event loop.
+
+    Spawned before the run's recovery and queue tally, so that its interpreter start (a third
+    of a second) overlaps them instead of delaying the first call.
+    """
+
+    process: subprocess.Popen[bytes]
+    journal_path: Path
+    window: int
+
+    def abandon(self, timeout: float = 10.0) -> None:
+        """End a worker the run will not use: closing its input ends it (it has called nothing,
+        as the run sent it nothing)."""
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def spawn_call_worker(
+    config: ClientConfig, *, journal_dir: Path, run_id: str, sync_every: int
+) -> SpawnedWorker:
+    """Start `python -m routera_archive.calls.worker` and send it its configuration."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "routera_archive.calls.worker", str(os.getpid())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    part = "calls"
+    settings = {
+        # Secrets travel on this pipe only: never in argv or the environment of the child.
+        "client": dataclasses.asdict(config),
+        "journal_dir": str(journal_dir),
+        "run_id": run_id,
+        "journal_part": part,
+        "sync_every": sync_every,
+        "log_level": logging.getLogger("routera_archive").getEffectiveLevel(),
+    }
+    assert process.stdin is not None
+    try:
+        process.stdin.write(protocol.encode(protocol.CONFIG, json.dumps(settings)))
+        process.stdin.flush()
+    except OSError:
+        pass  # it died at once: attaching to it reports how
+    return SpawnedWorker(
+        process,
+        journal_dir / f"{run_id}.{part}.jsonl",
+        max(1, config.concurrency * CALL_WORKER_WINDOW_PER_CONNECTION),
+    )
+
+
+class WorkerCaller:
+    """The calls in a child process (`python -m routera_archive.calls.worker`).
+
+    At most `window` requests are with the worker and not yet answered: enough to keep its
+    connections busy while this process is inside a load, few enough that a stop leaves little
+    behind (requests the worker has not started come back as nothing: they stay pending).
+    """
+
+    journals_outcomes = True
+
+    def __init__(
+        self,
+        worker: SpawnedWorker,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.process = worker.process
+        self.journal_path = worker.journal_path
+        self.window = worker.window
+        self._stdin = writer
+        self._stdout = reader
+        self._requests_sent = 0
+        self._inbox: asyncio.Queue[ArchiveOutcome | Exception | _Done] = asyncio.Queue()
+        self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._call_ids = itertools.count()
+        self._done: _Done | None = None
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def attach(cls, worker: SpawnedWorker) -> "WorkerCaller":
+        """Speak to a spawned worker from the running event loop."""
+        loop = asyncio.get_running_loop()
+        assert worker.process.stdin is not None and worker.process.stdout is not None
+        reader = asyncio.StreamReader(limit=protocol.MAX_LINE_BYTES, loop=loop)
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader, loop=loop), worker.process.stdout
+        )
+        transport, stream_protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, worker.process.stdin
+        )
+        writer = asyncio.StreamWriter(transport, stream_protocol, None, loop)
+        return cls(worker, reader, writer)
+
+    @classmethod
+    async def start(
+        cls, config: ClientConfig, *, journal_dir: Path, run_id: str, sync_every: int
+    ) -> "WorkerCaller":
+        return await cls.attach(
+            spawn_call_worker(config, journal_dir=journal_dir, run_id=run_id, sync_every=sync_every)
+        )
+
+    @property
+    def requests_sent(self) -> int:
+        return self._requests_sent
+
+    @property
+    def ended_cleanly(self) -> bool:
+        """The worker said `done`: every outcome it journaled reached this process."""
+        return self._done is not None and self._done.clean
+
+    # ------------------------------------------------------------------ calls
+    async def list_contacts(self, *, archived: bool, limit: int, offset: int) -> ApiAnswer:
+        call_id = str(next(self._call_ids))
+        answer = asyncio.get_running_loop().create_future()
+        self._answers[call_id] = answer
+        arguments = {"archived": archived, "limit": limit, "offset": offset}
+        with contextlib.suppress(OSError, RuntimeError):  # a dead worker: `_read` says so
+            self._send(protocol.LIST, call_id, json.dumps(arguments))
+        payload = await answer
+        if "error" in payload:
+            raise _error(payload["error"])
+        fields = payload["answer"]
+        fields["retry_reasons"] = tuple(fields["retry_reasons"])
+        return ApiAnswer(**fields)
+
+    async def archive(
+        self, requests: AsyncIterator[ArchiveRequest], *, stopping: Stopping
+    ) -> AsyncIterator[ArchiveOutcome]:
+        """Send requests as the window allows; yield outcomes until the worker is done.
+
+        An error the worker reports (authentication) is raised after the outcomes before it;
+        an error of `requests` itself (the queue) after the worker finished what it had.
+        """
+        window = asyncio.Semaphore(self.window)
+        feed_error: list[BaseException] = []
+
+        async def feed() -> None:
+            try:
+                async for request in requests:
+                    await window.acquire()
+                    if self._done is not None:
+                        return
+                    if stopping():  # the stop came while this request waited for the window
+                        break
+                    self._send(protocol.ARCHIVE, request.model_dump_json())
+                    await self._stdin.drain()
+            except (OSError, RuntimeError):
+                return  # the worker is gone; its end of the output says how
+            except Exception as exc:
+                feed_error.append(exc)
+            with contextlib.suppress(OSError, RuntimeError):
+                self._send(protocol.STOP if feed_error or stopping() else protocol.END)
+                await self._stdin.drain()
+
+        feeder = asyncio.create_task(feed())
+        error: Exception | None = None
+        try:
+            while True:
+                item = await self._inbox.get()
+                if isinstance(item, ArchiveOutcome):
+                    window.release()
+                    yield item
+                elif isinstance(item, Exception):
+                    error = error or item
+                else:
+                    break
+        finally:
+            if not feeder.done():
+                feeder.cancel()
+                with contextlib.suppress(BaseException):
+                    await feeder
+                with contextlib.suppress(OSError, RuntimeError):
+                    self._send(protocol.STOP)
+        if error is not None:
+            raise error
+        if not self.ended_cleanly:
+            assert self._done is not None
+            raise CallWorkerError(
+                f"the call worker process ended unexpectedly (exit code {self._done.exit_code});"
+                " the answers it had received are in its journal and the next run loads them, "
+                "and calls in flight are read back then"
+            )
+        if feed_error:
+            raise feed_error[0]
+
+    # -------------------------------------------------------------- plumbing
+    def _send(self, kind: str, *parts: str) -> None:
+        self._stdin.write(protocol.encode(kind, *parts))
+
+    async def _read(self) -> None:
+        try:
+            while line := await self._stdout.readline():
+                kind, parts = protocol.decode(line, 2)
+                if kind == protocol.OUTCOME:
+                    self._requests_sent = int(parts[0])
+                    self._inbox.put_nowait(ArchiveOutcome.model_validate_json(parts[1]))
+                elif kind == protocol.LOG:
+                    record = json.loads(parts[0])
+                    logging.getLogger(record["name"]).log(record["level"], "%s", record["message"])
+                elif kind == protocol.ANSWER:
+                    answer = self._answers.pop(parts[0], None)
+                    if answer is not None and not answer.done():
+                        answer.set_result(json.loads(parts[1]))
+                elif kind == protocol.ERROR:
+                    self._inbox.put_nowait(_error(json.loads(parts[0])))
+                elif kind == protocol.DONE:
+                    self._requests_sent = int(parts[0])
+                    self._finish(_Done(clean=True))
+                    return
+                else:
+                    raise ValueError(f"a message of unknown kind {kind[:40]!r}")
+        except Exception as exc:  # a line this process cannot read: the worker is not trusted
+            logger.error("unreadable message from the call worker; stopping it: %s", exc)
+            self.process.kill()
+        code = await asyncio.to_thread(self.process.wait)
+        self._finish(_Done(clean=False, exit_code=code))
+
+    def _finish(self, done: _Done) -> None:
+        self._done = done
+        lost = CallWorkerError(
+            f"the call worker process ended (exit code {done.exit_code}) before answering"
+        )
+        for answer in self._answers.values():
+            if not answer.done():
+                answer.set_exception(lost)
+        self._answers.clear()
+        self._inbox.put_nowait(done)
+
+    async def aclose(self) -> None:
+        """End the worker: ask it to stop, give in-flight calls time, then kill it."""
+        if self._done is None:
+            with contextlib.suppress(OSError, RuntimeError):
+                self._send(protocol.STOP)
+                await self._stdin.drain()
+        self._stdin.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._reader), CALL_WORKER_STOP_TIMEOUT_S)
+        except TimeoutError:
+            logger.warning("the call worker did not stop in time; killing it")
+            self.process.kill()
+        with contextlib.suppress(BaseException):
+            await self._reader
+        await asyncio.to_thread(self.process.wait)
+
+
+async def open_caller(
+    config: ClientConfig,
+    *,
+    transport: httpx.AsyncBaseTransport | None,
+    worker: SpawnedWorker | None,
+) -> Caller:
+    """The spawned worker when there is one; otherwise the calls stay in this process (an
+    injected transport lives here, or the configuration asked for it)."""
+    if worker is None or transport is not None:
+        return InProcessCaller(RouteraClient(config, transport=transport))
+    return await WorkerCaller.attach(worker)

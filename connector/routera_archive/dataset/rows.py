@@ -1,0 +1,78 @@
+"""Outcomes become rows: one `archive_log` row per outcome, one `contact_archives` row per record.
+
+The record's fields go in flat and as received (custom fields become their own columns); only
+`archived` is replaced by its parsed timestamp, so the column is typed and never gets a variant.
+Which column each key lands in is `routera_archive.dataset.fields`' business: no two keys ever
+share one, and no key lands on one of our own columns. `raw_response` keeps the body exactly as
+received.
+"""
+
+from typing import Any
+
+from routera_archive.dataset.fields import AUDIT_META_COLUMNS, FieldColumns
+from routera_archive.models import ArchiveOutcome, parse_api_timestamp
+
+__all__ = ["AUDIT_META_COLUMNS", "audit_row", "log_row"]
+
+
+NUL_STAND_IN = "\\x00"
+
+
+def _visible(text: str | None) -> str | None:
+    """dlt's writers drop NUL from text; write a visible stand-in so the log shows the id as
+    queued (and matches the queue's request id, which gets the same stand-in in SQL)."""
+    return None if text is None else text.replace("\x00", NUL_STAND_IN)
+
+
+def log_row(outcome: ArchiveOutcome, run_id: str) -> dict[str, Any]:
+    """The `archive_log` row of one outcome. A failed outcome keeps the body it failed on."""
+    request = outcome.request
+    return {
+        "outcome_id": outcome.outcome_id,
+        "request_id": _visible(request.request_id),
+        "contact_id": _visible(request.contact_id),
+        "status": outcome.status.value,
+        "http_status": outcome.http_status,
+        "error": outcome.error,
+        "attempts": outcome.attempts,
+        "requested_by": request.requested_by,
+        "reason": request.reason,
+        "requested_at": request.requested_at,
+        "processed_at": outcome.processed_at,
+        "run_id": run_id,
+        "recovered": outcome.recovered,
+        "record_source": outcome.record_source,
+        "duplicate_of": outcome.duplicate_of,
+        "response_body": None if outcome.record is not None else outcome.raw_response,
+    }
+
+
+def audit_row(
+    outcome: ArchiveOutcome, run_id: str, columns: FieldColumns | None = None
+) -> dict[str, Any] | None:
+    """The `contact_archives` row of one outcome, or None when it carries no record.
+
+    Without `columns` the assignments start from scratch (fine for one-off use; the runner
+    passes the dataset's own so they stay stable across runs).
+    """
+    if outcome.record is None:
+        return None
+    columns = columns if columns is not None else FieldColumns()
+    contact_id = str(outcome.record.get("id"))
+    row: dict[str, Any] = {
+        columns.column_for(key, run_id=run_id, contact_id=contact_id): value
+        for key, value in outcome.record.items()
+    }
+    row["archived"] = parse_api_timestamp(outcome.record["archived"])
+    request = outcome.request
+    row.update(
+        request_id=request.request_id,
+        requested_by=request.requested_by,
+        reason=request.reason,
+        requested_at=request.requested_at,
+        run_id=run_id,
+        recovered=outcome.recovered,
+        record_source=outcome.record_source,
+        raw_response=outcome.raw_response,
+    )
+    return row

@@ -1,0 +1,609 @@
+"""The async Routera HTTP client: one place that decides what is retried and what is final.
+
+Archiving is destructive and Routera's 404 means "not found *or already archived*", so the client
+reports, for every answer, whether an earlier attempt of the same call may already have been
+processed (`ApiAnswer.maybe_reached_before`). Every request, token requests and retries included,
+passes the run-wide rate limit and concurrency cap and is counted in `requests_sent`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import math
+import random
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC
+from types import TracebackType
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+
+from routera_archive import __version__
+from routera_archive.errors import AuthenticationError, ConfigurationError, RetriesExhausted
+from routera_archive.http.auth import (
+    OAuthTokenProvider,
+    StaticTokenProvider,
+    TokenProvider,
+    is_header_safe_token,
+)
+from routera_archive.http.ids import contact_path
+from routera_archive.http.pacing import RatePacer
+from routera_archive.settings import (
+    BACKOFF_INITIAL_S,
+    BACKOFF_MAX_S,
+    CONNECT_TIMEOUT_S,
+    CONTACTS_PATH,
+    DEFAULT_BASE_URL,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_RETRY_WAIT_S,
+    DEFAULT_RPS,
+    HTTP_CONNECTIONS_PER_POOL,
+    MAX_ERROR_BODY_CHARS,
+    POOL_TIMEOUT_S,
+    READ_TIMEOUT_S,
+    TOKEN_PATH,
+    TOKEN_REFRESH_MARGIN_S,
+    WRITE_TIMEOUT_S,
+)
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = f"routera-archive/{__version__}"
+ACCESS_TOKEN_HINT = "check SOURCES__ROUTERA__ACCESS_TOKEN / .dlt/secrets.toml"
+# Longest API `message` quoted in an authentication error.
+API_MESSAGE_CHARS = 200
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything the client needs. Secrets are kept out of `repr` so logs can show a config."""
+
+    base_url: str = DEFAULT_BASE_URL
+    access_token: str | None = field(default=None, repr=False)
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    concurrency: int = DEFAULT_CONCURRENCY
+    rps: float = DEFAULT_RPS
+    connect_timeout: float = CONNECT_TIMEOUT_S
+    read_timeout: float = READ_TIMEOUT_S
+    write_timeout: float = WRITE_TIMEOUT_S
+    pool_timeout: float = POOL_TIMEOUT_S
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT_S
+    backoff_initial: float = BACKOFF_INITIAL_S
+    backoff_max: float = BACKOFF_MAX_S
+    token_refresh_margin: float = TOKEN_REFRESH_MARGIN_S
+
+    def validate(self) -> None:
+        """Raise ConfigurationError saying what to fix; messages never contain a secret."""
+        self._validate_base_url()
+        has_token = _present(self.access_token)
+        has_id = _present(self.client_id)
+        has_secret = _present(self.client_secret)
+        if not (has_token or has_id or has_secret):
+            raise ConfigurationError(
+                "no Routera credentials: set SOURCES__ROUTERA__ACCESS_TOKEN (access_token), or "
+                "SOURCES__ROUTERA__CLIENT_ID and SOURCES__ROUTERA__CLIENT_SECRET (client_id and "
+                "client_secret) for OAuth client credentials, in the environment or "
+                ".dlt/secrets.toml"
+            )
+        if has_id != has_secret:
+            present, missing = (
+                ("client_id", "client_secret") if has_id else ("client_secret", "client_id")
+            )
+            raise ConfigurationError(
+                f"{present} is set but {missing} is not: OAuth needs both "
+                "(SOURCES__ROUTERA__CLIENT_ID and SOURCES__ROUTERA__CLIENT_SECRET)"
+            )
+        if has_token and not is_header_safe_token(self.access_token or ""):
+            raise ConfigurationError(
+                "access_token contains spaces, line breaks or other characters a bearer token "
+                "cannot have (a stray newline from copying it?); check "
+                "SOURCES__ROUTERA__ACCESS_TOKEN / .dlt/secrets.toml"
+            )
+        if has_token and has_id:
+            raise ConfigurationError(
+                "both an access_token and OAuth client credentials are set: keep only one of "
+                "SOURCES__ROUTERA__ACCESS_TOKEN or SOURCES__ROUTERA__CLIENT_ID + "
+                "SOURCES__ROUTERA__CLIENT_SECRET, so it is clear which identity archives"
+            )
+        if self.concurrency < 1:
+            raise ConfigurationError(f"concurrency must be at least 1, got {self.concurrency}")
+        if not (self.rps >= 0 and math.isfinite(self.rps)):
+            raise ConfigurationError(f"rps must be a number >= 0 (0 = no limit), got {self.rps}")
+        if self.max_attempts < 1:
+            raise ConfigurationError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        for name in ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ConfigurationError(f"{name} must be > 0 seconds, got {value}")
+        for name in ("max_retry_wait", "backoff_initial", "backoff_max", "token_refresh_margin"):
+            value = getattr(self, name)
+            if not value >= 0:
+                raise ConfigurationError(f"{name} must be >= 0 seconds, got {value}")
+
+    def _validate_base_url(self) -> None:
+        try:
+            parts = urlsplit(self.base_url)
+            host = parts.hostname
+            parts.port  # noqa: B018  (raises ValueError on a bad port)
+        except (ValueError, TypeError, AttributeError):
+            parts, host = None, None
+        if parts is None or parts.scheme not in ("http", "https") or not host:
+            raise ConfigurationError(
+                f"base_url {self.base_url!r} is not an absolute http(s) URL with a host; "
+                f"set SOURCES__ROUTERA__BASE_URL to e.g. {DEFAULT_BASE_URL!r}"
+            )
+        if parts.username is not None or parts.password is not None:
+            raise ConfigurationError(
+                "base_url must not contain a user name or password; put credentials in "
+                "SOURCES__ROUTERA__ACCESS_TOKEN or the OAuth client settings"
+            )
+        if parts.query or parts.fragment:
+            raise ConfigurationError(
+                f"base_url {self.base_url!r} must not have a query or fragment"
+            )
+
+
+@dataclass(frozen=True)
+class ApiAnswer:
+    """A final, non-retryable HTTP answer: 2xx, 3xx, or any 4xx except 401/408/429.
+
+    `maybe_reached_before` is true when an earlier attempt of this call may have been processed
+    (sent, then a timeout, a dropped connection, a 408 or a 5xx): a 404 to a DELETE can then be
+    our own archive. It is false when every earlier attempt provably never reached Routera
+    (connect errors, pool timeouts, 429) or there was none.
+    """
+
+    status_code: int
+    body: str
+    attempts: int
+    maybe_reached_before: bool
+    retry_reasons: tuple[str, ...]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class _RetryableAttempt(Exception):
+    """One attempt failed in a way that another attempt may fix."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None, free: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+        # A repeat after renewing a rejected OAuth token: immediate, and outside the budget.
+        self.free = free
+
+
+@dataclass
+class _Call:
+    """What one logical call has been through so far, across its attempts."""
+
+    method: str
+    path: str
+    authenticated: bool
+    params: dict[str, str] | None = None
+    json_body: Any = None
+    form: dict[str, str] | None = None
+    attempts: int = 0
+    # Attempts that do not count against max_attempts (the repeat after a token renewal).
+    free_attempts: int = 0
+    maybe_reached: bool = False
+    reasons: list[str] = field(default_factory=list)
+    # The most recent retryable HTTP answer (kept across later transport failures).
+    last_status: int | None = None
+    last_body: str | None = None
+    token_renewed: bool = False
+    stop_reason: str = ""
+
+
+# Transport failures after which the request provably never reached Routera.
+_NOT_SENT: tuple[tuple[type[Exception], str], ...] = (
+    (httpx.ConnectTimeout, "connect timeout"),
+    (httpx.PoolTimeout, "pool timeout"),
+    (httpx.ConnectError, "connection failed"),
+    (httpx.ProxyError, "proxy error"),
+)
+# Transport failures after which the request may have been processed.
+_MAYBE_SENT: tuple[tuple[type[Exception], str], ...] = (
+    (httpx.ReadTimeout, "read timeout"),
+    (httpx.WriteTimeout, "write timeout"),
+    (httpx.ReadError, "connection dropped while reading"),
+    (httpx.WriteError, "connection dropped while sending"),
+    (httpx.CloseError, "connection close failed"),
+    (httpx.RemoteProtocolError, "malformed or cut response"),
+    (httpx.DecodingError, "undecodable response"),
+    (httpx.TimeoutException, "timeout"),
+    (httpx.NetworkError, "network error"),
+)
+
+
+class RouteraClient:
+    """Async client for the Routera calls the connector makes.
+
+    Raises InvalidContactId (before sending), AuthenticationError, or RetriesExhausted; every
+    other answer, success or not, comes back as an ApiAnswer for the caller to interpret.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        config.validate()
+        self.config = config
+        # Replaceable so tests can record waits instead of sleeping.
+        self.sleep: Sleep = sleep or asyncio.sleep
+        # Wall clock for Retry-After HTTP dates; replaceable for tests.
+        self.wall_clock: Callable[[], float] = time.time
+        # Several small pools, not one of `concurrency` connections: httpcore checks every
+        # connection of a pool at each request's start and end, which at 32 connections took a
+        # third of the run's CPU (bench/RESULTS.md). Each request goes to the least busy pool.
+        pools = max(1, math.ceil(config.concurrency / HTTP_CONNECTIONS_PER_POOL))
+        per_pool = math.ceil(config.concurrency / pools)
+        limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
+        # Proxies from the environment (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY): httpx's client
+        # picks a proxy transport per URL, but only when it builds its own transports. Without
+        # any, this client builds them and sends on them directly (see `_send`).
+        self._direct = transport is not None or not urllib.request.getproxies()
+        # One verifying TLS context for all pools: each would otherwise load the CA bundle.
+        tls = httpx.create_ssl_context(verify=True) if transport is None else None
+        self._transports: list[httpx.AsyncBaseTransport] = (
+            [
+                transport or httpx.AsyncHTTPTransport(verify=tls or True, limits=limits)
+                for _ in range(pools)
+            ]
+            if self._direct
+            else []
+        )
+        self._pools = [
+            httpx.AsyncClient(
+                base_url=config.base_url,
+                transport=self._transports[index] if self._direct else None,
+                verify=tls or True,
+                limits=limits,
+                timeout=httpx.Timeout(
+                    connect=config.connect_timeout,
+                    read=config.read_timeout,
+                    write=config.write_timeout,
+                    pool=config.pool_timeout,
+                ),
+                headers={"User-Agent": USER_AGENT},
+                follow_redirects=False,
+            )
+            for index in range(pools)
+        ]
+        self._in_flight = [0] * pools
+        self._semaphore = asyncio.Semaphore(config.concurrency)
+        self._pacer = RatePacer(config.rps) if config.rps > 0 else None
+        self._requests_sent = 0
+        self._token_provider: TokenProvider
+        if config.client_id and config.client_secret and _present(config.client_id):
+            self._token_provider = OAuthTokenProvider(
+                self._send_token_request,
+                config.client_id,
+                config.client_secret,
+                config.token_refresh_margin,
+            )
+        else:
+            self._token_provider = StaticTokenProvider(config.access_token or "")
+
+    def __repr__(self) -> str:
+        return f"RouteraClient({self.config!r})"
+
+    async def __aenter__(self) -> RouteraClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+
+    @property
+    def requests_sent(self) -> int:
+        """HTTP requests handed to the transport: every method, retries and token calls."""
+        return self._requests_sent
+
+    @property
+    def token_provider(self) -> TokenProvider:
+        return self._token_provider
+
+    async def delete_contact(self, contact_id: str) -> ApiAnswer:
+        """Archive one contact (Routera's DELETE keeps the record and stamps `archived`)."""
+        return await self._call(_Call("DELETE", contact_path(contact_id), authenticated=True))
+
+    async def get_contact(self, contact_id: str) -> ApiAnswer:
+        return await self._call(_Call("GET", contact_path(contact_id), authenticated=True))
+
+    async def list_contacts(
+        self, *, archived: bool = False, limit: int = 100, offset: int = 0
+    ) -> ApiAnswer:
+        params = {
+            "archived": "true" if archived else "false",
+            "limit": str(limit),
+            "offset": str(offset),
+        }
+        return await self._call(_Call("GET", CONTACTS_PATH, authenticated=True, params=params))
+
+    async def create_contact(self, fields: dict[str, Any]) -> ApiAnswer:
+        call = _Call("POST", CONTACTS_PATH, authenticated=True, json_body={"fields": fields})
+        return await self._call(call)
+
+    async def _send_token_request(self, form: dict[str, str]) -> ApiAnswer:
+        """The OAuth provider's way out: a token call with the same limits and retries."""
+        try:
+            return await self._call(_Call("POST", TOKEN_PATH, authenticated=False, form=form))
+        except RetriesExhausted as error:
+            secret = self.config.client_secret or ""
+            body = error.last_body
+            if body is not None and ("access_token" in body or (secret and secret in body)):
+                body = "<withheld>"
+            raise RetriesExhausted(
+                f"could not get an OAuth token: {error.reason}",
+                attempts=error.attempts,
+                maybe_reached_server=error.maybe_reached_server,
+                last_status=error.last_status,
+                last_body=body,
+            ) from None
+
+    async def _call(self, call: _Call) -> ApiAnswer:
+        # Almost every call succeeds at once; building tenacity's machinery for each of them
+        # cost 7% of a run's CPU (bench/RESULTS.md). So the first attempt runs bare, and only a
+        # retryable failure enters tenacity, as its first attempt, without being sent again.
+        try:
+            return await self._attempt(call)
+        except _RetryableAttempt as failure:
+            first_failure: _RetryableAttempt | None = failure
+
+        async def attempt(call: _Call) -> ApiAnswer:
+            nonlocal first_failure
+            if first_failure is not None:
+                failure, first_failure = first_failure, None
+                raise failure
+            return await self._attempt(call)
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_RetryableAttempt),
+            wait=lambda state: self._wait_seconds(call, state),
+            stop=lambda state: self._should_stop(call, state),
+            sleep=self._sleep,
+            before_sleep=lambda state: self._log_retry(call, state),
+            retry_error_callback=lambda state: self._exhausted(call, state),
+        )
+        answer: ApiAnswer = await retrying(attempt, call)
+        return answer
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds > 0:  # the repeat after a token renewal needs no pause
+            await self.sleep(seconds)
+
+    async def _attempt(self, call: _Call) -> ApiAnswer:
+        token = await self._token_for(call) if call.authenticated else None
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else None
+        request = self._pools[0].build_request(
+            call.method,
+            call.path,
+            params=call.params,
+            json=call.json_body,
+            data=call.form,
+            headers=headers,
+        )
+        maybe_reached_before = call.maybe_reached
+        call.attempts += 1
+        try:
+            async with self._semaphore:
+                if self._pacer is not None:
+                    await self._pacer.wait()
+                self._requests_sent += 1
+                response = await self._send(request)
+        except (httpx.TransportError, httpx.DecodingError) as error:
+            reason = self._classify_transport_error(call, error)
+            raise _RetryableAttempt(reason) from error
+
+        status = response.status_code
+        if status == 401 and call.authenticated:
+            await self._on_unauthorized(call, token or "", response.text)
+            raise _RetryableAttempt("HTTP 401 (OAuth token renewed)", free=True)
+        if status == 429 or status == 408 or status >= 500:
+            call.last_status, call.last_body = status, response.text
+            # 429 means throttled, not processed; 408 and 5xx may come after processing.
+            call.maybe_reached = call.maybe_reached or status != 429
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), self.wall_clock())
+            raise _RetryableAttempt(f"HTTP {status}", retry_after=retry_after)
+        return ApiAnswer(
+            status_code=status,
+            body=response.text,
+            attempts=call.attempts,
+            maybe_reached_before=maybe_reached_before,
+            retry_reasons=tuple(call.reasons),
+        )
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        """Send on the pool with the fewest requests in flight (the semaphore bounds them all,
+        so no pool ever holds more than its share)."""
+        index = self._in_flight.index(min(self._in_flight))
+        self._in_flight[index] += 1
+        try:
+            if not self._direct:
+                return await self._pools[index].send(request)
+            # Straight to the transport (httpx's public transport API): the client's send adds
+            # auth and redirect flows, cookie extraction and event hooks, none of which these
+            # calls use, at about a tenth of the HTTP time (bench/RESULTS.md). The request
+            # carries the client's timeouts, set by build_request.
+            response = await self._transports[index].handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            return response
+        finally:
+            self._in_flight[index] -= 1
+
+    async def _token_for(self, call: _Call) -> str:
+        try:
+            return await self._token_provider.get_token()
+        except RetriesExhausted as error:
+            # The call's own earlier attempts may have reached Routera even if no token came.
+            raise RetriesExhausted(
+                f"{call.method} {call.path}: {error.reason}",
+                attempts=call.attempts,
+                maybe_reached_server=call.maybe_reached,
+                last_status=error.last_status,
+                last_body=error.last_body,
+            ) from error
+
+    async def _on_unauthorized(self, call: _Call, token: str, body: str) -> None:
+        """Renew a rejected OAuth token once per call; otherwise the 401 is final."""
+        message = _api_message(body, secrets=(token, self.config.client_secret or ""))
+        detail = f" ({message})" if message else ""
+        if not self._token_provider.can_refresh:
+            raise AuthenticationError(
+                f"Routera answered 401 for the access token{detail}; {ACCESS_TOKEN_HINT}"
+            )
+        if call.token_renewed:
+            raise AuthenticationError(
+                f"Routera answered 401 even with a freshly issued OAuth token{detail}; check "
+                "that the API client (SOURCES__ROUTERA__CLIENT_ID) belongs to the right "
+                "account and may use this route"
+            )
+        call.token_renewed = True
+        call.free_attempts += 1
+        logger.info(
+            "Routera answered 401 to %s %s; renewing the OAuth token", call.method, call.path
+        )
+        await self._token_provider.invalidate(token)
+
+    def _classify_transport_error(self, call: _Call, error: Exception) -> str:
+        for kind, reason in _NOT_SENT:
+            if isinstance(error, kind):
+                return reason
+        call.maybe_reached = True
+        for kind, reason in _MAYBE_SENT:
+            if isinstance(error, kind):
+                return reason
+        return type(error).__name__
+
+    def _wait_seconds(self, call: _Call, state: RetryCallState) -> float:
+        failure = _failure(state)
+        call.reasons.append(failure.reason)
+        if failure.free:
+            return 0.0
+        if failure.retry_after is not None:
+            return failure.retry_after
+        # Full jitter: uniform(0, min(cap, initial * 2^n)) spreads many failing calls apart.
+        retries_so_far = call.attempts - call.free_attempts - 1
+        ceiling = min(self.config.backoff_max, self.config.backoff_initial * 2**retries_so_far)
+        return random.uniform(0, ceiling)
+
+    def _should_stop(self, call: _Call, state: RetryCallState) -> bool:
+        failure = _failure(state)
+        if failure.free:
+            return False
+        if call.attempts - call.free_attempts >= self.config.max_attempts:
+            call.stop_reason = f"{call.attempts} attempts"
+            return True
+        if state.idle_for + state.upcoming_sleep > self.config.max_retry_wait:
+            call.stop_reason = (
+                f"waiting {state.upcoming_sleep:.1f} s more would exceed max_retry_wait "
+                f"({self.config.max_retry_wait:.1f} s, {state.idle_for:.1f} s already waited)"
+            )
+            return True
+        return False
+
+    def _log_retry(self, call: _Call, state: RetryCallState) -> None:
+        failure = _failure(state)
+        if failure.free:
+            return
+        logger.warning(
+            "Routera %s %s: %s on attempt %d; retrying in %.2f s",
+            call.method,
+            call.path,
+            failure.reason,
+            call.attempts,
+            state.upcoming_sleep,
+        )
+
+    def _exhausted(self, call: _Call, state: RetryCallState) -> NoReturn:
+        failure = _failure(state)
+        body = call.last_body
+        if body is not None and len(body) > MAX_ERROR_BODY_CHARS:
+            body = body[:MAX_ERROR_BODY_CHARS]
+        reason = (
+            f"{call.method} {call.path}: gave up after {call.stop_reason} "
+            f"({', '.join(call.reasons)})"
+        )
+        logger.warning("Routera %s", reason)
+        raise RetriesExhausted(
+            reason,
+            attempts=call.attempts,
+            maybe_reached_server=call.maybe_reached,
+            last_status=call.last_status,
+            last_body=body,
+        ) from failure
+
+
+def _present(value: str | None) -> bool:
+    """A setting counts as given only if it holds more than whitespace."""
+    return bool(value and value.strip())
+
+
+def _failure(state: RetryCallState) -> _RetryableAttempt:
+    assert state.outcome is not None
+    error = state.outcome.exception()
+    assert isinstance(error, _RetryableAttempt)
+    return error
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or HTTP-date, RFC 9110 §10.2.3).
+
+    Returns None when absent or unreadable, so the normal backoff applies instead.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(int(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" parses as naive; HTTP dates are always UTC
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+def _api_message(body: str, *, secrets: tuple[str, ...]) -> str:
+    """The `message` of Routera's error shape, cut short and with any secret masked."""
+    try:
+        parsed: Any = json.loads(body)
+    except ValueError:
+        return ""
+    message = parsed.get("message") if isinstance(parsed, dict) else None
+    if not isinstance(message, str):
+        return ""
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "<redacted>")
+    return message[:API_MESSAGE_CHARS]

@@ -1,0 +1,95 @@
+"""What a run did: the report the CLI prints, `archive_runs` stores and schedulers read."""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+from routera_archive import __version__
+from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG_OR_AUTH = 2
+EXIT_GUARDRAIL = 3
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class PlannedRequest:
+    request: ArchiveRequest
+    action: str  # "archive", or the status it will get without a call
+    note: str | None = None
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    mode: str
+    started_at: datetime
+    base_url: str
+    destination: str
+    dataset: str
+    finished_at: datetime | None = None
+    pending_at_start: int | None = None
+    guardrail: str = "not checked"
+    counts: Counter[str] = field(default_factory=Counter)
+    replayed_from_journal: int = 0
+    loaded_pending_packages: bool = False
+    new_columns: dict[str, list[str]] = field(default_factory=dict)
+    # Record keys stored under another column than dlt's name for them (a collision avoided).
+    renamed_fields: dict[str, str] = field(default_factory=dict)
+    # Variant columns dlt added because a field's values changed type (`<field>__v_<type>`).
+    type_changes: list[str] = field(default_factory=list)
+    # Columns a frozen/discarding contract kept out of contact_archives (raw_response has them).
+    held_back_fields: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str | None, str]] = field(default_factory=list)
+    plan: list[PlannedRequest] = field(default_factory=list)
+    plan_counts: Counter[str] = field(default_factory=Counter)
+    exit_code: int = EXIT_OK
+    outcome: str = "completed"
+    error: str | None = None
+    requests_sent: int = 0
+
+    @property
+    def handled(self) -> int:
+        return sum(self.counts.values())
+
+    def run_row(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "mode": self.mode,
+            "exit_code": self.exit_code,
+            "outcome": self.outcome,
+            "pending_at_start": self.pending_at_start,
+            "guardrail": self.guardrail,
+            "new_columns": self.new_columns,
+            "renamed_fields": self.renamed_fields,
+            "type_changes": self.type_changes,
+            "held_back_fields": self.held_back_fields,
+            "counts": {status.value: self.counts.get(status.value, 0) for status in Status},
+            "connector_version": __version__,
+            "base_url": self.base_url,
+            "destination": self.destination,
+            "dataset": self.dataset,
+            "error": self.error,
+        }
+
+
+class RunObserver:
+    """Hooks for whoever shows progress; the library itself only logs."""
+
+    def on_start(self, report: RunReport, to_handle: int) -> None: ...
+    def on_outcome(self, outcome: ArchiveOutcome) -> None: ...
+    def on_loaded(self, rows: int) -> None: ...
+
+
+MAX_FAILURES_KEPT = 100
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique without coordination."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid4().hex[:8]}"

@@ -1,0 +1,555 @@
+"""One archive run, in the order that keeps every answer and never repeats an archive.
+
+1. Take the dataset's lock; load what a crashed run left: dlt's pending packages first, then
+   journal entries whose requests are still pending.
+2. Read the pending requests with SQL; apply the guardrails before any call.
+3. Archive concurrently; every outcome goes to the journal, then to a chunk; each full chunk is
+   loaded in a worker thread while the next one is being archived.
+4. Write the run's row in `archive_runs`, whatever happened, and hand back a report.
+"""
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dlt
+import httpx
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+from routera_archive.calls.callers import (
+    Caller,
+    SpawnedWorker,
+    WorkerCaller,
+    open_caller,
+    spawn_call_worker,
+)
+from routera_archive.config import RouteraSourceConfig
+from routera_archive.dataset.fields import FieldColumns
+from routera_archive.dataset.loading import (
+    ChunkSink,
+    load_fresh,
+    load_pending_packages,
+    schema_columns,
+)
+from routera_archive.dataset.lock import RunLock, WarehouseLock
+from routera_archive.dataset.queue import PendingQueue, PendingRequest, Shard
+from routera_archive.errors import (
+    AuthenticationError,
+    CallWorkerError,
+    ConfigurationError,
+    InvalidContactId,
+    QueueError,
+    RetriesExhausted,
+    RunLockedError,
+)
+from routera_archive.http.ids import validate_contact_id
+from routera_archive.journal import OutcomeJournal, journal_run_id, leftover_files, read_outcomes
+from routera_archive.models import TERMINAL_STATUSES, ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.run.result import (
+    EXIT_CONFIG_OR_AUTH,
+    EXIT_FAILED,
+    EXIT_GUARDRAIL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    PlannedRequest,
+    RunObserver,
+    RunReport,
+    new_run_id,
+)
+from routera_archive.settings import (
+    FIELDS_TABLE,
+    LOG_TABLE,
+    QUEUE_TABLE,
+)
+from routera_archive.source import audit_trail, build_audit_rows, run_history
+
+logger = logging.getLogger(__name__)
+
+# Pending requests are read this many at a time; independent of the load chunk size.
+QUEUE_PAGE_SIZE = 2000
+# How many planned requests a dry run keeps to show (the counts cover all of them).
+DRY_RUN_SHOWN = 200
+
+
+@dataclass
+class RunOptions:
+    dry_run: bool = False
+    limit: int | None = None
+    force: bool = False
+    # A run that would archive more than this share of the active contacts is refused unless
+    # forced: one GET /contacts?limit=1 tells how many are active. None turns the check off.
+    max_share: float | None = 0.5
+    queue_table: str = QUEUE_TABLE
+    # Only the pending requests whose contact id hashes to this worker (see queue.Shard).
+    shard: Shard | None = None
+
+
+class ArchiveRun:
+    """One run against one pipeline (destination + dataset)."""
+
+    def __init__(
+        self,
+        pipeline: dlt.Pipeline,
+        config: RouteraSourceConfig,
+        options: RunOptions | None = None,
+        *,
+        observer: RunObserver | None = None,
+        stop: threading.Event | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.config = config
+        self.options = options or RunOptions()
+        self.observer = observer or RunObserver()
+        self.stop = stop or threading.Event()
+        self.transport = transport
+        self.report = RunReport(
+            run_id=new_run_id(),
+            mode="dry-run" if self.options.dry_run else "run",
+            started_at=datetime.now(UTC),
+            base_url=config.base_url,
+            destination=pipeline.destination.destination_name if pipeline.destination else "?",
+            dataset=pipeline.dataset_name,
+        )
+        self._journal_dir = Path(pipeline.working_dir) / "journal"
+        self.columns = FieldColumns()
+        self._to_call = 0
+        # Under a frozen or discarding schema contract new fields stay in raw_response only.
+        self.hold_back = config.schema_contract != "evolve"
+        self._columns_before: dict[str, set[str]] = {}
+        self._worker: SpawnedWorker | None = None
+
+    # ------------------------------------------------------------------ the run
+    def execute(self) -> RunReport:
+        """Run once; every error ends in the report (and its exit code), none escapes."""
+        self._worker = self._spawn_worker()
+        try:
+            return self._execute()
+        finally:
+            if self._worker is not None:  # not attached: the run ended before calling
+                self._worker.abandon()
+                self._worker = None
+
+    def _execute(self) -> RunReport:
+        report = self.report
+        lock = RunLock(Path(self.pipeline.working_dir) / "run.lock", report.run_id)
+        shard = self.options.shard
+        warehouse_lock = WarehouseLock(
+            self.pipeline, report.run_id, None if shard is None else f"{shard.index}/{shard.count}"
+        )
+        try:
+            lock.acquire()
+            try:
+                warehouse_lock.acquire()
+            except BaseException:
+                lock.release()
+                raise
+        except RunLockedError as exc:
+            # Another process owns the pipeline folder: touch nothing, not even archive_runs.
+            self._fail(EXIT_FAILED, "locked: nothing was done", str(exc))
+            report.finished_at = datetime.now(UTC)
+            return report
+        except Exception as exc:  # the warehouse did not answer the lock query
+            self._fail(
+                EXIT_FAILED,
+                "stopped: the destination is unreachable; nothing was done",
+                f"{type(exc).__name__}: {exc}",
+            )
+            report.finished_at = datetime.now(UTC)
+            return report
+        try:
+            try:
+                self._execute_locked()
+            except (ConfigurationError, AuthenticationError) as exc:
+                self._fail(
+                    EXIT_CONFIG_OR_AUTH, "stopped: configuration or authentication", str(exc)
+                )
+            except QueueError as exc:
+                self._fail(EXIT_CONFIG_OR_AUTH, "stopped: queue", str(exc))
+            except KeyboardInterrupt:
+                self._fail(
+                    EXIT_INTERRUPTED,
+                    "aborted",
+                    "aborted by a second interrupt; the next run recovers answers in flight",
+                )
+            except Exception as exc:
+                logger.exception("the run stopped on an unexpected error")
+                self._fail(EXIT_FAILED, "stopped: error", f"{type(exc).__name__}: {exc}")
+            self._finish_report()
+        finally:
+            warehouse_lock.release()
+            lock.release()
+        return report
+
+    def _spawn_worker(self) -> SpawnedWorker | None:
+        """The call worker, started first so that its start-up overlaps the lock, recovery and
+        the tally. It calls nothing until the run sends it requests; unused, it is ended."""
+        if self.options.dry_run or self.transport is not None or not self.config.call_worker:
+            return None
+        client_config = self.config.client_config()
+        try:
+            client_config.validate()
+        except ConfigurationError:
+            return None  # reported where the calls start, after recovery, as in-process
+        try:
+            return spawn_call_worker(
+                client_config,
+                journal_dir=self._journal_dir,
+                run_id=self.report.run_id,
+                sync_every=self.config.chunk_size,
+            )
+        except OSError as exc:  # no process could be started: the calls stay in this one
+            logger.warning("could not start the call worker (%s); calling in-process", exc)
+            return None
+
+    def _execute_locked(self) -> None:
+        report = self.report
+        self._columns_before = schema_columns(self.pipeline)
+        if not self.options.dry_run:
+            self._finish_previous_run()
+        queue = PendingQueue(
+            self.pipeline, queue_table=self.options.queue_table, shard=self.options.shard
+        )
+        tally = queue.tally()
+        pending = tally.pending
+        report.pending_at_start = pending
+        to_handle = pending if self.options.limit is None else min(pending, self.options.limit)
+        self._to_call = (
+            tally.to_call if self.options.limit is None else min(tally.to_call, self.options.limit)
+        )
+        if self.options.dry_run:
+            self._plan(queue)
+            report.guardrail = self._max_archives_verdict(to_handle)
+            report.outcome = "dry run: nothing was called"
+            return
+        refusal = self._max_archives_verdict(to_handle)
+        if refusal.startswith("refused"):
+            self._refuse(refusal)
+            return
+        asyncio.run(self._archive(queue, to_handle))
+
+    def _fail(self, exit_code: int, outcome: str, error: str) -> None:
+        report = self.report
+        report.exit_code = max(report.exit_code, exit_code)
+        report.outcome = outcome
+        report.error = error
+
+    def _refuse(self, verdict: str) -> None:
+        self.report.guardrail = verdict
+        self.report.exit_code = EXIT_GUARDRAIL
+        self.report.outcome = "refused by guardrail: nothing was called"
+
+    def _max_archives_verdict(self, to_handle: int) -> str:
+        limit = self.config.max_archives
+        if to_handle <= limit:
+            return f"passed: {to_handle} to handle, max_archives {limit}"
+        if self.options.force:
+            return f"forced: {to_handle} to handle over max_archives {limit}"
+        return (
+            f"refused: {to_handle} requests to handle, more than max_archives {limit}; "
+            "check the queue, then raise --max-archives or pass --force"
+        )
+
+    async def _share_verdict(self, caller: Caller, to_call: int) -> str | None:
+        """Refuse (return a reason) when the run would archive too much of the account."""
+        share = self.options.max_share
+        if share is None or to_call == 0 or self.options.force:
+            return None
+        answer = await caller.list_contacts(archived=False, limit=1, offset=0)
+        try:
+            active = int(answer.json()["pagination"]["count"])
+        except (ValueError, KeyError, TypeError):
+            logger.warning("could not read the number of active contacts; share check skipped")
+            return None
+        if active > 0 and to_call > share * active:
+            return (
+                f"refused: this run would archive {to_call} of {active} active contacts, more "
+                f"than {share:.0%}; pass --force if that is intended"
+            )
+        return None
+
+    # ------------------------------------------------------------- recovery
+    def _finish_previous_run(self) -> None:
+        """Load what an interrupted run left, before anything decides what is pending."""
+        pipeline = self.pipeline
+        if pipeline.has_pending_data:
+            logger.info("loading the packages a previous run left unloaded")
+            load_pending_packages(pipeline)
+            self.report.loaded_pending_packages = True
+        # After the pending packages: they may carry field assignments of their own.
+        self.columns = FieldColumns(
+            self._known_field_columns(),
+            max_length=pipeline.destination.capabilities().max_column_identifier_length,
+        )
+        for path in leftover_files(self._journal_dir):
+            run_id = journal_run_id(path)
+            outcomes = [o for o in read_outcomes(path) if o.status.is_terminal]
+            done = self._terminal_request_ids([o.request.request_id for o in outcomes])
+            missing = [
+                o.model_copy(
+                    update={
+                        "recovered": o.record is not None or o.recovered,
+                        "record_source": "journal" if o.record else o.record_source,
+                    }
+                )
+                for o in outcomes
+                if o.request.request_id not in done
+            ]
+            if missing:
+                logger.warning(
+                    "run %s was interrupted: loading %d outcomes from its journal",
+                    run_id,
+                    len(missing),
+                )
+                rows = build_audit_rows(missing, run_id, self.columns)
+                load_fresh(pipeline, audit_trail(rows, self.hold_back))
+                self.report.replayed_from_journal += len(missing)
+            path.unlink()
+
+    def _known_field_columns(self) -> dict[str, str]:
+        try:
+            with self.pipeline.sql_client() as client:
+                table = client.make_qualified_table_name(FIELDS_TABLE)
+                rows = client.execute_sql(f"SELECT field_key, column_name FROM {table}")
+        except DatabaseUndefinedRelation:
+            return {}
+        return {str(key): str(column) for key, column in rows or ()}
+
+    def _terminal_request_ids(self, request_ids: list[str]) -> set[str]:
+        if not request_ids:
+            return set()
+        done: set[str] = set()
+        statuses = ", ".join(f"'{s}'" for s in TERMINAL_STATUSES)
+        try:
+            with self.pipeline.sql_client() as client:
+                log = client.make_qualified_table_name(LOG_TABLE)
+                for start in range(0, len(request_ids), 500):
+                    batch = request_ids[start : start + 500]
+                    marks = ", ".join(["%s"] * len(batch))
+                    rows = client.execute_sql(
+                        f"SELECT request_id FROM {log} "
+                        f"WHERE status IN ({statuses}) AND request_id IN ({marks})",
+                        *batch,
+                    )
+                    done.update(str(row[0]) for row in rows or ())
+        except DatabaseUndefinedRelation:
+            return set()
+        return done
+
+    # -------------------------------------------------------------- planning
+    def _classify(self, item: PendingRequest, handled: dict[str, str]) -> ArchiveOutcome | None:
+        """The outcome a request gets without any call, or None when it needs the API."""
+        request = item.request
+        if item.contact_count > 1:
+            return ArchiveOutcome(
+                request=request,
+                status=Status.INVALID,
+                error=f"request_id is used for {item.contact_count} different contacts in the "
+                "queue; give each request its own id",
+            )
+        try:
+            contact_id = validate_contact_id(request.contact_id)
+        except InvalidContactId as exc:
+            return ArchiveOutcome(request=request, status=Status.INVALID, error=exc.reason)
+        if item.archived_under is not None:
+            if item.archived_under == request.request_id:
+                return ArchiveOutcome(
+                    request=request,
+                    status=Status.ARCHIVED,
+                    error="its record was already in contact_archives; only the log row was "
+                    "missing",
+                )
+            return ArchiveOutcome(
+                request=request,
+                status=Status.DUPLICATE,
+                duplicate_of=item.archived_under,
+                error=f"contact already archived under request {item.archived_under}",
+            )
+        first = handled.get(contact_id)
+        if first is None and item.first_request_id != request.request_id:
+            first = item.first_request_id
+        if first is not None:
+            return ArchiveOutcome(
+                request=request,
+                status=Status.DUPLICATE,
+                duplicate_of=first,
+                error=f"same contact as request {first}",
+            )
+        handled[contact_id] = request.request_id
+        return None
+
+    def _plan(self, queue: PendingQueue) -> None:
+        handled: dict[str, str] = {}
+        report = self.report
+        taken = 0
+        for page in queue.pages(QUEUE_PAGE_SIZE):
+            for item in page:
+                if self.options.limit is not None and taken >= self.options.limit:
+                    return
+                taken += 1
+                outcome = self._classify(item, handled)
+                action = "archive" if outcome is None else outcome.status.value
+                report.plan_counts[action] += 1
+                if len(report.plan) < DRY_RUN_SHOWN:
+                    report.plan.append(
+                        PlannedRequest(
+                            item.request, action, None if outcome is None else outcome.error
+                        )
+                    )
+
+    # ------------------------------------------------------------- archiving
+    async def _archive(self, queue: PendingQueue, to_handle: int) -> None:
+        report = self.report
+        journal = OutcomeJournal(self._journal_dir, report.run_id)
+        sink = ChunkSink(
+            self.pipeline,
+            journal,
+            report,
+            self.config.chunk_size,
+            self.observer,
+            columns=self.columns,
+            hold_back=self.hold_back,
+        )
+        self.observer.on_start(report, to_handle)
+        handled: dict[str, str] = {}
+        caller = await open_caller(
+            self.config.client_config(), transport=self.transport, worker=self._worker
+        )
+        self._worker = None  # attached: the caller ends it from now on (until then, execute)
+        if isinstance(caller, WorkerCaller):
+            journal.adopt(caller.journal_path)
+        # Journals stay for the next run when outcomes may be in them and not in the destination.
+        keep_journal = False
+        try:
+            verdict = await self._share_verdict(caller, self._to_call)
+            if verdict is not None:
+                self._refuse(verdict)
+                return
+            report.guardrail = self._max_archives_verdict(to_handle)
+
+            # Made here, before any load starts: see PendingQueue.pages.
+            pages = queue.pages(QUEUE_PAGE_SIZE)
+
+            async def needing_calls() -> AsyncIterator[ArchiveRequest]:
+                taken = 0
+                # Records loaded before a page query started, not forgotten yet.
+                loaded: list[tuple[str | None, str]] = []
+                while not self._should_stop(sink):
+                    loaded += sink.take_loaded()
+                    page = await asyncio.to_thread(next, pages, None)
+                    if page is None:
+                        return
+                    if queue.recognises_loaded_archives:
+                        # That page's SQL saw those loads whole: it finds their contacts.
+                        _forget_loaded(handled, loaded)
+                        loaded = []
+                    for item in page:
+                        if self._should_stop(sink) or (
+                            self.options.limit is not None and taken >= self.options.limit
+                        ):
+                            return
+                        taken += 1
+                        outcome = self._classify(item, handled)
+                        if outcome is None:
+                            yield item.request
+                        else:
+                            await sink.add(outcome)
+
+            try:
+                async for outcome in caller.archive(
+                    needing_calls(), stopping=lambda: self._should_stop(sink)
+                ):
+                    await sink.add(outcome, journaled=caller.journals_outcomes)
+            except AuthenticationError as exc:
+                self._fail(EXIT_CONFIG_OR_AUTH, "stopped: authentication", str(exc))
+            except RetriesExhausted as exc:  # only the share check's list call can raise it
+                self._fail(EXIT_FAILED, "stopped: API unavailable", exc.reason)
+            except CallWorkerError as exc:
+                keep_journal = True
+                self._fail(EXIT_FAILED, "stopped: the call worker ended", str(exc))
+            await sink.close()
+            if sink.load_error is None and not keep_journal:
+                journal.discard()
+        finally:
+            await caller.aclose()
+            report.requests_sent = caller.requests_sent
+            journal.close()
+        if sink.load_error is not None:
+            self._fail(
+                EXIT_FAILED,
+                "stopped: load failed",
+                f"{sink.load_error}; the outcomes are kept in the journal and the next run loads "
+                "them",
+            )
+        elif self.stop.is_set() and report.exit_code == EXIT_OK:
+            self._fail(
+                EXIT_INTERRUPTED, "interrupted", "stopped on request; the rest stays pending"
+            )
+
+    def _should_stop(self, sink: "ChunkSink") -> bool:
+        return self.stop.is_set() or sink.load_error is not None
+
+    # ------------------------------------------------------------ the report
+    def _finish_report(self) -> None:
+        report = self.report
+        report.finished_at = datetime.now(UTC)
+        after = schema_columns(self.pipeline)
+        report.new_columns = {
+            table: sorted(columns - self._columns_before.get(table, set()))
+            for table, columns in after.items()
+            if columns - self._columns_before.get(table, set()) and table in self._columns_before
+        }
+        report.type_changes = sorted(
+            f"{table}.{column}"
+            for table, columns in report.new_columns.items()
+            for column in columns
+            if "__v_" in column
+        )
+        if report.counts.get(Status.FAILED.value) and report.exit_code == EXIT_OK:
+            report.exit_code = EXIT_FAILED
+            report.outcome = "completed with failures"
+        if (
+            report.held_back_fields
+            and self.config.schema_contract == "freeze"
+            and report.exit_code == EXIT_OK
+        ):
+            report.exit_code = EXIT_FAILED
+            report.outcome = "completed; the frozen schema held new fields back"
+        try:
+            load_fresh(self.pipeline, run_history([report.run_row()]))
+        except Exception as exc:  # the run's own account must not hide the run's result
+            logger.error("could not write the run row to archive_runs: %s", exc)
+
+
+def _forget_loaded(handled: dict[str, str], loaded: list[tuple[str | None, str]]) -> None:
+    """Drop from `handled` the contacts whose records the destination now holds.
+
+    `handled` keeps a later request for a contact from being called while the first one's
+    outcome is not yet loaded, whatever happens to the queue meanwhile (a request added with an
+    earlier `requested_at`, the first one's row removed by a rebuild). A contact whose record
+    is loaded is found by the queue's SQL itself (`archived_under`), so it may be forgotten:
+    only records loaded before a page query started, and only when that query's SQL joins
+    `contact_archives` (`PendingQueue.recognises_loaded_archives`; a first run's first pages
+    cannot). The run's memory then stays bounded by the chunk size instead of growing with
+    every contact archived; contacts without a record (not found) stay remembered.
+    """
+    for contact_id, request_id in loaded:
+        if contact_id is not None and handled.get(contact_id) == request_id:
+            del handled[contact_id]
+
+
+__all__ = [
+    "EXIT_CONFIG_OR_AUTH",
+    "EXIT_FAILED",
+    "EXIT_GUARDRAIL",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "ArchiveRun",
+    "RunObserver",
+    "RunOptions",
+    "RunReport",
+]

@@ -1,0 +1,157 @@
+"""Everything the CLI shows a person: progress while a run works, and its summary after.
+
+On a terminal a rich progress bar; elsewhere (cron, Airflow logs) plain log lines, one every few
+seconds, so a scheduler's log reads as well as a screen.
+"""
+
+import logging
+import time
+from collections import Counter
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from routera_archive.models import ArchiveOutcome, Status
+from routera_archive.run.result import RunObserver, RunReport
+
+logger = logging.getLogger("routera_archive.cli")
+
+STATUS_STYLES = {
+    Status.ARCHIVED.value: "green",
+    Status.ALREADY_ARCHIVED.value: "cyan",
+    Status.NOT_FOUND.value: "yellow",
+    Status.INVALID.value: "magenta",
+    Status.DUPLICATE.value: "blue",
+    Status.FAILED.value: "red",
+}
+PLAIN_PROGRESS_EVERY_S = 5.0
+
+
+class ProgressObserver(RunObserver):
+    """Shows a run's progress on a terminal, or as periodic log lines elsewhere."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.counts: Counter[str] = Counter()
+        self.total = 0
+        self.progress: Progress | None = None
+        self.task_id: int | None = None
+        self._last_line = 0.0
+
+    def on_start(self, report: RunReport, to_handle: int) -> None:
+        self.total = to_handle
+        if self.console.is_terminal:
+            self.progress = Progress(
+                TextColumn("[bold]archiving"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.progress.start()
+            self.task_id = self.progress.add_task("archive", total=to_handle, detail="")
+        else:
+            logger.info("run %s: %d requests to handle", report.run_id, to_handle)
+
+    def on_outcome(self, outcome: ArchiveOutcome) -> None:
+        self.counts[outcome.status.value] += 1
+        done = sum(self.counts.values())
+        if self.progress is not None and self.task_id is not None:
+            detail = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
+            self.progress.update(self.task_id, completed=done, detail=detail)  # type: ignore[arg-type]
+        elif time.monotonic() - self._last_line >= PLAIN_PROGRESS_EVERY_S or done == self.total:
+            self._last_line = time.monotonic()
+            logger.info(
+                "progress %d/%d %s",
+                done,
+                self.total,
+                " ".join(f"{k}={v}" for k, v in sorted(self.counts.items())),
+            )
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def print_report(console: Console, report: RunReport) -> None:
+    """The summary every run ends with: what it did, what it found new, what needs attention."""
+    title = f"routera-archive {report.mode} {report.run_id}"
+    console.print(f"[bold]{title}[/bold]: {report.outcome}")
+    console.print(
+        f"  destination {report.destination}, dataset {report.dataset}, API {report.base_url}"
+    )
+    if report.loaded_pending_packages:
+        console.print("  loaded the packages an interrupted run had left")
+    if report.replayed_from_journal:
+        console.print(
+            f"  loaded {report.replayed_from_journal} outcomes from an interrupted run's journal"
+        )
+    if report.pending_at_start is not None:
+        console.print(f"  pending at start: {report.pending_at_start}")
+    console.print(f"  guardrail: {report.guardrail}")
+
+    if report.mode == "dry-run":
+        _print_plan(console, report)
+    elif report.handled:
+        table = Table(title="outcomes", show_edge=False)
+        table.add_column("status")
+        table.add_column("requests", justify="right")
+        for status in Status:
+            count = report.counts.get(status.value, 0)
+            if count:
+                style = STATUS_STYLES[status.value]
+                table.add_row(f"[{style}]{status.value}[/{style}]", str(count))
+        table.add_row("[bold]total[/bold]", str(report.handled))
+        console.print(table)
+        console.print(f"  HTTP requests sent: {report.requests_sent}")
+    for table_name, columns in sorted(report.new_columns.items()):
+        console.print(f"  new columns in {table_name}: {', '.join(columns)}")
+    if report.type_changes:
+        console.print(
+            "[yellow]  fields whose values changed type (kept in variant columns):[/yellow] "
+            + ", ".join(report.type_changes)
+        )
+    for key, column in sorted(report.renamed_fields.items()):
+        console.print(
+            f"[yellow]  field {key!r} collides with another after normalisation: stored in "
+            f"column {column}[/yellow]"
+        )
+    if report.held_back_fields:
+        console.print(
+            "[red]  held back by the schema contract (values kept in raw_response only):[/red] "
+            + ", ".join(report.held_back_fields)
+        )
+    if report.failures:
+        console.print("[red]failed requests (they stay pending and are tried again):[/red]")
+        for request_id, contact_id, error in report.failures[:20]:
+            console.print(f"  {request_id} contact {contact_id!r}: {error}")
+        if report.counts.get(Status.FAILED.value, 0) > 20:
+            console.print(f"  … and {report.counts[Status.FAILED.value] - 20} more (archive_log)")
+    if report.error:
+        console.print(f"[red]error:[/red] {report.error}")
+    console.print(f"  exit code {report.exit_code}")
+
+
+def _print_plan(console: Console, report: RunReport) -> None:
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(report.plan_counts.items())) or "nothing"
+    console.print(f"  would handle: {counts}")
+    if not report.plan:
+        return
+    table = Table(title="plan (no call was made)", show_edge=False)
+    table.add_column("request_id")
+    table.add_column("contact_id")
+    table.add_column("action")
+    table.add_column("note")
+    for planned in report.plan[:50]:
+        table.add_row(
+            planned.request.request_id,
+            repr(planned.request.contact_id),
+            planned.action,
+            planned.note or "",
+        )
+    console.print(table)
+    if len(report.plan) > 50 or sum(report.plan_counts.values()) > 50:
+        console.print(f"  … {sum(report.plan_counts.values()) - 50} more not shown")
