@@ -1,23 +1,13 @@
-"""The dlt side: the audit tables' resources and the `routera_archive` source.
-
-Two ways in, one set of tables:
-- `routera_archive(requests)` is the dlt-native source: it archives the given requests while dlt
-  extracts, for users who compose their own pipelines.
-- `audit_trail(build_audit_rows(outcomes, ...))` loads outcomes that were already archived; the
-  runner uses it to load chunk by chunk while the next chunk is being archived.
-
-`contact_archives` is merged with the `insert-only` strategy on the contact `id`: a record that
-reaches the trail twice (a recovery after a crash, the same contact requested again) keeps its
-first row, with its original answer, and no second row appears.
+"""The dlt-native source: `routera_archive(requests)` archives the given requests while dlt
+extracts, for users who compose their own pipelines. It writes the same tables as a run
+(`routera_archive.dataset.tables`).
 """
 
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 from uuid import uuid4
 
 import dlt
-from dlt.common.schema.typing import TColumnSchema
 from dlt.common.typing import TSecretStrValue
 from dlt.extract.resource import DltResource
 
@@ -25,225 +15,17 @@ from routera_archive.calls.archiver import archive_concurrently
 from routera_archive.config import RouteraSourceConfig
 from routera_archive.dataset.fields import FieldColumns
 from routera_archive.dataset.rows import audit_row, log_row
+from routera_archive.dataset.tables import ARCHIVES_COLUMNS, INSERT_ONLY, LOG_COLUMNS
 from routera_archive.http.client import RouteraClient
 from routera_archive.models import ArchiveOutcome, ArchiveRequest
 from routera_archive.settings import (
     ARCHIVES_TABLE,
     DEFAULT_CONCURRENCY,
     DEFAULT_RPS,
-    FIELDS_TABLE,
     LOG_TABLE,
-    QUEUE_SCHEMA_NAME,
-    QUEUE_TABLE,
-    RUNS_TABLE,
     SOURCE_NAME,
     SOURCE_SECTION,
 )
-
-ARCHIVES_COLUMNS: dict[str, TColumnSchema] = {
-    "id": {"data_type": "text", "nullable": False},
-    "external_id": {"data_type": "text"},
-    "first_name": {"data_type": "text"},
-    "last_name": {"data_type": "text"},
-    "email": {"data_type": "text"},
-    "contact_owner": {"data_type": "text"},
-    "archived": {"data_type": "timestamp", "nullable": False},
-    "archived_by": {"data_type": "text"},
-    "created_at": {"data_type": "timestamp"},
-    "updated_at": {"data_type": "timestamp"},
-    "request_id": {"data_type": "text"},
-    "requested_by": {"data_type": "text"},
-    "reason": {"data_type": "text"},
-    "requested_at": {"data_type": "timestamp"},
-    "run_id": {"data_type": "text"},
-    "recovered": {"data_type": "bool"},
-    "record_source": {"data_type": "text"},
-    "raw_response": {"data_type": "text"},
-}
-
-LOG_COLUMNS: dict[str, TColumnSchema] = {
-    "outcome_id": {"data_type": "text", "nullable": False},
-    "request_id": {"data_type": "text", "nullable": False},
-    "contact_id": {"data_type": "text"},
-    "status": {"data_type": "text", "nullable": False},
-    "http_status": {"data_type": "bigint"},
-    "error": {"data_type": "text"},
-    "attempts": {"data_type": "bigint"},
-    "requested_by": {"data_type": "text"},
-    "reason": {"data_type": "text"},
-    "requested_at": {"data_type": "timestamp"},
-    "processed_at": {"data_type": "timestamp"},
-    "run_id": {"data_type": "text"},
-    "recovered": {"data_type": "bool"},
-    "record_source": {"data_type": "text"},
-    "duplicate_of": {"data_type": "text"},
-    "response_body": {"data_type": "text"},
-}
-
-QUEUE_COLUMNS: dict[str, TColumnSchema] = {
-    "request_id": {"data_type": "text"},
-    "contact_id": {"data_type": "text"},
-    "requested_by": {"data_type": "text"},
-    "reason": {"data_type": "text"},
-    "requested_at": {"data_type": "timestamp"},
-}
-
-FIELDS_COLUMNS: dict[str, TColumnSchema] = {
-    "field_key": {"data_type": "text", "nullable": False},
-    "column_name": {"data_type": "text", "nullable": False},
-    "renamed": {"data_type": "bool"},
-    "first_seen_at": {"data_type": "timestamp"},
-    "first_seen_run_id": {"data_type": "text"},
-    "first_seen_contact_id": {"data_type": "text"},
-}
-
-RUNS_COLUMNS: dict[str, TColumnSchema] = {
-    "run_id": {"data_type": "text", "nullable": False},
-    "started_at": {"data_type": "timestamp"},
-    "finished_at": {"data_type": "timestamp"},
-    "mode": {"data_type": "text"},
-    "exit_code": {"data_type": "bigint"},
-    "outcome": {"data_type": "text"},
-    "pending_at_start": {"data_type": "bigint"},
-    "guardrail": {"data_type": "text"},
-    "new_columns": {"data_type": "json"},
-    "renamed_fields": {"data_type": "json"},
-    "type_changes": {"data_type": "json"},
-    "held_back_fields": {"data_type": "json"},
-    "counts": {"data_type": "json"},
-    "connector_version": {"data_type": "text"},
-    "base_url": {"data_type": "text"},
-    "destination": {"data_type": "text"},
-    "dataset": {"data_type": "text"},
-    "error": {"data_type": "text"},
-}
-
-
-# dlt loads a package at least once: a crash after a job's INSERT committed but before dlt
-# recorded it runs the job again. Merging insert-only on a key makes that second load a no-op.
-INSERT_ONLY: Any = {"disposition": "merge", "strategy": "insert-only"}
-
-
-def contact_archives(rows: Iterable[dict[str, Any]]) -> DltResource:
-    return dlt.resource(
-        rows,
-        name=ARCHIVES_TABLE,
-        write_disposition=INSERT_ONLY,
-        primary_key="id",
-        columns=ARCHIVES_COLUMNS,
-        max_table_nesting=0,
-    )
-
-
-def archive_log(rows: Iterable[dict[str, Any]]) -> DltResource:
-    return dlt.resource(
-        rows,
-        name=LOG_TABLE,
-        write_disposition=INSERT_ONLY,
-        primary_key="outcome_id",
-        columns=LOG_COLUMNS,
-        max_table_nesting=0,
-    )
-
-
-def archive_runs(rows: Iterable[dict[str, Any]]) -> DltResource:
-    return dlt.resource(
-        rows,
-        name=RUNS_TABLE,
-        write_disposition=INSERT_ONLY,
-        primary_key="run_id",
-        columns=RUNS_COLUMNS,
-    )
-
-
-def custom_fields(rows: Iterable[dict[str, Any]]) -> DltResource:
-    return dlt.resource(
-        rows,
-        name=FIELDS_TABLE,
-        write_disposition=INSERT_ONLY,
-        primary_key="field_key",
-        columns=FIELDS_COLUMNS,
-    )
-
-
-def archive_queue(rows: Iterable[dict[str, Any]]) -> DltResource:
-    return dlt.resource(
-        rows,
-        name=QUEUE_TABLE,
-        write_disposition="append",
-        columns=QUEUE_COLUMNS,
-        max_table_nesting=0,
-    )
-
-
-@dlt.source(name=QUEUE_SCHEMA_NAME, section=SOURCE_SECTION, max_table_nesting=0)
-def queue_requests(rows: Sequence[dict[str, Any]]) -> DltResource:
-    """Queue rows written by `enqueue`.
-
-    A schema of its own, so `enqueue` can use its own pipeline (and working folder) and write
-    while a run holds the run pipeline: the run only ever reads the queue with SQL.
-    """
-    return archive_queue(rows)
-
-
-@dlt.source(name=SOURCE_NAME, section=SOURCE_SECTION)
-def run_history(rows: Sequence[dict[str, Any]]) -> DltResource:
-    """The `archive_runs` rows, in the `routera` schema like every other table."""
-    return archive_runs(rows)
-
-
-@dataclass(frozen=True)
-class AuditRows:
-    """The rows of one load, built once so a retried load writes exactly the same rows."""
-
-    archives: list[dict[str, Any]]
-    log: list[dict[str, Any]]
-    fields: list[dict[str, Any]]
-
-
-def build_audit_rows(
-    outcomes: Sequence[ArchiveOutcome], run_id: str, columns: FieldColumns | None = None
-) -> AuditRows:
-    """One log row per outcome, one audit row per contact, one row per newly seen field key."""
-    columns = columns if columns is not None else FieldColumns()
-    first_per_contact: dict[str, dict[str, Any]] = {}
-    for outcome in outcomes:
-        row = audit_row(outcome, run_id, columns)
-        if row is not None:
-            # insert-only merge does not de-duplicate within one load: keep the first record.
-            first_per_contact.setdefault(str(row["id"]), row)
-    fields = [
-        {
-            "field_key": field.field_key,
-            "column_name": field.column_name,
-            "renamed": field.renamed,
-            "first_seen_at": field.first_seen_at,
-            "first_seen_run_id": field.first_seen_run_id,
-            "first_seen_contact_id": field.first_seen_contact_id,
-        }
-        for field in columns.take_new()
-    ]
-    return AuditRows(
-        archives=list(first_per_contact.values()),
-        log=[log_row(outcome, run_id) for outcome in outcomes],
-        fields=fields,
-    )
-
-
-# Values a new field or a changed type cannot add to `contact_archives` under a frozen or
-# discarding contract are dropped from the columns only: `raw_response` keeps them.
-HOLD_BACK_CONTRACT: Any = {"columns": "discard_value", "data_type": "discard_value"}
-
-
-@dlt.source(name=SOURCE_NAME, section=SOURCE_SECTION, max_table_nesting=0)
-def audit_trail(
-    rows: AuditRows, hold_back_new_fields: bool = False
-) -> tuple[DltResource, DltResource, DltResource]:
-    """The audit tables' rows of outcomes that are already known."""
-    archives = contact_archives(rows.archives)
-    if hold_back_new_fields:
-        archives.apply_hints(schema_contract=HOLD_BACK_CONTRACT)
-    return archives, archive_log(rows.log), custom_fields(rows.fields)
 
 
 @dlt.source(name=SOURCE_NAME, section=SOURCE_SECTION, max_table_nesting=0, spec=RouteraSourceConfig)

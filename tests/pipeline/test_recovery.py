@@ -11,10 +11,10 @@ import respx
 from routera_archive.calls.archiver import archive_request
 from routera_archive.dataset.enqueue import enqueue
 from routera_archive.dataset.queue import PendingQueue
+from routera_archive.dataset.tables import audit_trail, build_audit_rows
 from routera_archive.http.client import RouteraClient
 from routera_archive.journal import OutcomeJournal
 from routera_archive.run.runner import EXIT_FAILED, EXIT_OK, ArchiveRun, RunOptions
-from routera_archive.source import audit_trail, build_audit_rows
 from routera_archive_sandbox import SandboxServer
 
 from tests.conftest import source_config
@@ -116,7 +116,7 @@ def test_a_failed_load_keeps_the_outcomes_in_the_journal_for_the_next_run(
         return real_run(data, **kwargs)
 
     monkeypatch.setattr(pipeline, "run", destination_down)
-    monkeypatch.setattr("routera_archive.dataset.loading.LOAD_RETRY_WAIT_S", 0.01)
+    monkeypatch.setattr("routera_archive.run.chunks.LOAD_RETRY_WAIT_S", 0.01)
     broken = ArchiveRun(pipeline, source_config(sandbox_server), RunOptions()).execute()
     monkeypatch.setattr(pipeline, "run", real_run)
 
@@ -204,7 +204,7 @@ def test_a_load_that_fails_once_is_tried_again_and_loads_each_row_once(
         return real_run(data, **kwargs)
 
     monkeypatch.setattr(pipeline, "run", flaky)
-    monkeypatch.setattr("routera_archive.dataset.loading.LOAD_RETRY_WAIT_S", 0.01)
+    monkeypatch.setattr("routera_archive.run.chunks.LOAD_RETRY_WAIT_S", 0.01)
     report = ArchiveRun(pipeline, source_config(sandbox_server), RunOptions()).execute()
 
     assert failures == ["once"]

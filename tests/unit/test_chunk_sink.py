@@ -9,11 +9,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import routera_archive.dataset.loading as loading
+import routera_archive.run.chunks as loading
 from routera_archive.dataset.fields import FieldColumns
-from routera_archive.dataset.loading import ChunkSink
 from routera_archive.journal import OutcomeJournal
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.run.chunks import ChunkSink
 from routera_archive.run.result import RunObserver, RunReport
 
 

@@ -20,8 +20,8 @@ from routera_archive.dataset.fields import (
     FieldColumn,
     FieldColumns,
 )
+from routera_archive.dataset.tables import build_audit_rows
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status, parse_archived_contact
-from routera_archive.source import build_audit_rows
 
 RUN_ID = "run-7"
 ARCHIVED_AT = "2026-05-28T12:00:00.000Z"

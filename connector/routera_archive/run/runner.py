@@ -29,14 +29,10 @@ from routera_archive.calls.callers import (
 )
 from routera_archive.config import RouteraSourceConfig
 from routera_archive.dataset.fields import FieldColumns
-from routera_archive.dataset.loading import (
-    ChunkSink,
-    load_fresh,
-    load_pending_packages,
-    schema_columns,
-)
+from routera_archive.dataset.loading import load_fresh, load_pending_packages, schema_columns
 from routera_archive.dataset.lock import RunLock, WarehouseLock
 from routera_archive.dataset.queue import PendingQueue, PendingRequest, Shard
+from routera_archive.dataset.tables import audit_trail, build_audit_rows, run_history
 from routera_archive.errors import (
     AuthenticationError,
     CallWorkerError,
@@ -49,6 +45,7 @@ from routera_archive.errors import (
 from routera_archive.http.ids import validate_contact_id
 from routera_archive.journal import OutcomeJournal, journal_run_id, leftover_files, read_outcomes
 from routera_archive.models import TERMINAL_STATUSES, ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.run.chunks import ChunkSink
 from routera_archive.run.result import (
     EXIT_CONFIG_OR_AUTH,
     EXIT_FAILED,
@@ -65,7 +62,6 @@ from routera_archive.settings import (
     LOG_TABLE,
     QUEUE_TABLE,
 )
-from routera_archive.source import audit_trail, build_audit_rows, run_history
 
 logger = logging.getLogger(__name__)
 
