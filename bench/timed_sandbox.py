@@ -22,10 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 import routera_archive_sandbox.server as sandbox_server
 from routera_archive_sandbox.config import SandboxConfig
 from routera_archive_sandbox.state import SandboxState
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 TIMES_ENV = "BENCH_SANDBOX_TIMES"
 # Paths of the sandbox's own test hooks: not API traffic, never counted.

@@ -10,10 +10,13 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dlt
 import pytest
-from routera_archive.config import RouteraSourceConfig
+
+from routera_archive.config import RouteraSourceConfig, settings_from_values
+from routera_archive.http.config import ClientConfig
 from routera_archive_pipelines.factory import make_pipeline
 from routera_archive_sandbox import SandboxConfig, SandboxServer
 
@@ -60,6 +63,12 @@ def sandbox_server() -> Iterator[SandboxServer]:
         yield server
 
 
+def client_config(**values: Any) -> ClientConfig:
+    """HTTP client settings made the one way the connector makes them: from the settings spec
+    (defaults for what is not given, validated by its `on_resolved`)."""
+    return settings_from_values(**values).client_config()
+
+
 def source_config(server: SandboxServer, **overrides: object) -> RouteraSourceConfig:
     """Connector settings for a sandbox: OAuth credentials, no rate limit (tests are local)."""
     values: dict[str, object] = {
@@ -70,7 +79,7 @@ def source_config(server: SandboxServer, **overrides: object) -> RouteraSourceCo
         "concurrency": 8,
     }
     values.update(overrides)
-    return RouteraSourceConfig(**values)  # type: ignore[arg-type]
+    return settings_from_values(**values)
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

@@ -1,91 +1,267 @@
-"""The connector's configuration, resolved the dlt way.
+"""The connector's settings: one dlt configuration spec, resolved the dlt way.
 
-One spec serves both the dlt source and the runner, so `SOURCES__ROUTERA__BASE_URL`,
-`.dlt/config.toml` `[sources.routera]` and `.dlt/secrets.toml` mean the same thing everywhere.
-The three credentials are typed as dlt secrets: dlt keeps them out of traces and state.
+Every setting is one field here, with its default and a docstring, and is validated once, in
+`on_resolved`. The CLI, the runner and the dlt-native source all resolve this spec, so
+`SOURCES__ROUTERA__RPS`, `rps` under `[sources.routera]` in `.dlt/config.toml` and `--rps`
+mean the same everywhere. The HTTP client's settings are made from it in one place
+(`client_config`). The credentials are dlt secrets: dlt keeps them out of its traces and state,
+and no message here ever quotes one.
 """
 
-from typing import Any
+import math
+from typing import Any, Final, NoReturn, TypeVar
+from urllib.parse import urlsplit
 
 from dlt.common.configuration import configspec, resolve_configuration
-from dlt.common.configuration.exceptions import ConfigurationException
+from dlt.common.configuration.exceptions import (
+    ConfigurationException,
+    ConfigValueCannotBeCoercedException,
+)
 from dlt.common.configuration.specs import BaseConfiguration
 from dlt.common.typing import TSecretStrValue
 
 from routera_archive.errors import ConfigurationError
-from routera_archive.http.client import ClientConfig
-from routera_archive.settings import (
-    DEFAULT_BASE_URL,
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_MAX_ARCHIVES,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_RETRY_WAIT_S,
-    DEFAULT_RPS,
-    READ_TIMEOUT_S,
-    SOURCE_NAME,
-    SOURCE_SECTION,
-)
+from routera_archive.http.auth import is_header_safe_token
+from routera_archive.http.config import AccessToken, ClientConfig, ClientCredentials, Credentials
 
-CONFIG_SECTIONS = ("sources", SOURCE_SECTION, SOURCE_NAME)
-SCHEMA_CONTRACTS = ("evolve", "freeze", "discard")
+SOURCE_NAME: Final = "routera"
+"""The dlt source's name and section: settings live under `[sources.routera]`."""
+CONFIG_SECTIONS: Final = ("sources", SOURCE_NAME)
+DEFAULT_BASE_URL: Final = "https://api.routera.io"
+SCHEMA_CONTRACTS: Final = ("evolve", "freeze", "discard")
+TIMEOUTS: Final = ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout")
+SECRET_FIELDS: Final = ("access_token", "client_id", "client_secret")
+WAITS: Final = ("max_retry_wait", "backoff_initial", "backoff_max", "token_refresh_margin")
+
+
+TSpec = TypeVar("TSpec", bound=BaseConfiguration)
+
+
+def setting_key(name: str) -> str:
+    """How a user sets `name`: its environment variable and its TOML key."""
+    return f"SOURCES__ROUTERA__{name.upper()} / [sources.routera] {name}"
+
+
+def _refuse(name: str, problem: str) -> NoReturn:
+    raise ConfigurationError(f"{problem}; set {setting_key(name)}")
+
+
+def _given(value: str | None) -> str | None:
+    """A setting counts as given only if it holds more than whitespace."""
+    return value if value and value.strip() else None
 
 
 @configspec
-class RouteraSourceConfig(BaseConfiguration):
+class DatasetConfig(BaseConfiguration):
+    """The settings that tell where a dataset's requests are: all that `status` and `report`
+    need, so they work without API credentials."""
+
+    queue_table: str = "archive_queue"
+    """The table of archive requests in the dataset (made by `enqueue`, dbt or SQL)."""
+
+    def on_resolved(self) -> None:
+        if not self.queue_table.strip():
+            _refuse("queue_table", "queue_table must name a table")
+
+
+@configspec
+class RouteraSourceConfig(DatasetConfig):
+    """Every setting of an archive run (and of the dlt-native source)."""
+
     base_url: str = DEFAULT_BASE_URL
+    """Routera's API root (the sandbox's URL for a rehearsal); it never holds credentials."""
     access_token: TSecretStrValue | None = None
+    """A static bearer token. Give it, or `client_id` and `client_secret`; never both."""
     client_id: TSecretStrValue | None = None
+    """OAuth client-credentials id; with it the connector fetches and renews its own tokens."""
     client_secret: TSecretStrValue | None = None
-    concurrency: int = DEFAULT_CONCURRENCY
-    rps: float = DEFAULT_RPS
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT_S
-    read_timeout: float = READ_TIMEOUT_S
-    max_archives: int = DEFAULT_MAX_ARCHIVES
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    # evolve: new fields become columns. freeze: they stay in raw_response only and the run
-    # exits 1 so someone looks. discard: the same, silently but reported.
+    """OAuth client secret, given with `client_id`."""
+
+    concurrency: int = 16
+    """Requests in flight at once. Throughput is rate x latency: 16 keeps 50 requests/s going
+    for calls of up to 320 ms (raise it with `rps`: at least `rps` x latency)."""
+    rps: float = 50.0
+    """Requests per second across the run, retries, GETs and token calls included; 0 turns the
+    limit off. Routera publishes no limit and an archive cannot be undone: a polite default."""
+    max_attempts: int = 5
+    """Attempts per call for 429, 408, 5xx, timeouts and connection errors (400, 404 are final)."""
+    max_retry_wait: float = 120.0
+    """Seconds one call may spend waiting between its attempts in all; then it is `failed`."""
+    backoff_initial: float = 0.5
+    """Seconds: the first retry waits up to this long (full jitter, doubling each time)."""
+    backoff_max: float = 30.0
+    """Seconds: the longest wait between two attempts, unless `Retry-After` asks for more."""
+    connect_timeout: float = 10.0
+    """Seconds to open a connection."""
+    read_timeout: float = 30.0
+    """Seconds to wait for an answer once the request is sent."""
+    write_timeout: float = 30.0
+    """Seconds to send a request."""
+    pool_timeout: float = 60.0
+    """Seconds a request may wait for a free connection of its pool."""
+    token_refresh_margin: float = 60.0
+    """Seconds before an OAuth token's `expires_in` runs out that it is renewed, so no call
+    races the expiry."""
+
+    max_archives: int = 1000
+    """A run with more requests to handle than this is refused unless forced: a queue that
+    suddenly holds the whole CRM is far more likely a bad dbt model than an intent."""
+    max_share: float = 0.5
+    """A run that would archive more than this share of the account's active contacts is
+    refused unless forced (one `GET /contacts?limit=1` tells how many are active); 0 turns the
+    check off."""
+    chunk_size: int = 500
+    """Outcomes per load: a crash costs at most this many records' loading, never the records
+    (the journal and the GET recovery bring them back)."""
     schema_contract: str = "evolve"
-    # Make the HTTP calls in a child process (connector/call_worker.py), so dlt's loads do not
-    # slow them; false keeps them in the run's process (for hosts that forbid subprocesses).
+    """`evolve`: new custom fields become columns. `freeze`: they stay in `raw_response` only
+    and the run exits 1 so someone looks. `discard`: the same, reported but not failed."""
     call_worker: bool = True
+    """Make the HTTP calls in a child process, so dlt's loads do not slow them; false keeps
+    them in the run's process (for hosts that forbid subprocesses)."""
+
+    def on_resolved(self) -> None:
+        """Every rule on a setting's value, checked once, naming the key as a user sets it."""
+        self._check_base_url()
+        self.credentials  # noqa: B018  (raises ConfigurationError when they cannot work)
+        if self.concurrency < 1:
+            _refuse("concurrency", f"concurrency must be at least 1, got {self.concurrency}")
+        if not (self.rps >= 0 and math.isfinite(self.rps)):
+            _refuse("rps", f"rps must be a number >= 0 (0: no limit), got {self.rps}")
+        if self.max_attempts < 1:
+            _refuse("max_attempts", f"max_attempts must be at least 1, got {self.max_attempts}")
+        for name in TIMEOUTS:
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                _refuse(name, f"{name} must be a number of seconds > 0, got {value}")
+        for name in WAITS:
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                _refuse(name, f"{name} must be a number of seconds >= 0, got {value}")
+        if self.max_archives < 0:
+            _refuse("max_archives", f"max_archives must be 0 or more, got {self.max_archives}")
+        if not 0 <= self.max_share <= 1:
+            _refuse("max_share", f"max_share must be between 0 (off) and 1, got {self.max_share}")
+        if self.chunk_size < 1:
+            _refuse("chunk_size", f"chunk_size must be at least 1, got {self.chunk_size}")
+        if self.schema_contract not in SCHEMA_CONTRACTS:
+            _refuse(
+                "schema_contract",
+                f"schema_contract must be one of {', '.join(SCHEMA_CONTRACTS)}, "
+                f"not {self.schema_contract!r}",
+            )
+
+    @property
+    def credentials(self) -> Credentials:
+        """The one identity this configuration archives as; ConfigurationError when there is
+        none, when there are both, or when half of the OAuth pair is missing."""
+        token = _given(self.access_token)
+        client_id, secret = _given(self.client_id), _given(self.client_secret)
+        if token and (client_id or secret):
+            raise ConfigurationError(
+                "both an access_token and OAuth client credentials are set: keep only one of "
+                "SOURCES__ROUTERA__ACCESS_TOKEN or SOURCES__ROUTERA__CLIENT_ID + "
+                "SOURCES__ROUTERA__CLIENT_SECRET, so it is clear which identity archives"
+            )
+        if token:
+            if not is_header_safe_token(token):
+                _refuse(
+                    "access_token",
+                    "access_token contains spaces, line breaks or other characters a bearer "
+                    "token cannot have (a stray newline from copying it?)",
+                )
+            return AccessToken(token)
+        if client_id and secret:
+            return ClientCredentials(client_id, secret)
+        if client_id or secret:
+            present, missing = (
+                ("client_id", "client_secret") if client_id else ("client_secret", "client_id")
+            )
+            raise ConfigurationError(
+                f"{present} is set but {missing} is not: OAuth needs both "
+                "(SOURCES__ROUTERA__CLIENT_ID and SOURCES__ROUTERA__CLIENT_SECRET)"
+            )
+        raise ConfigurationError(
+            "no Routera credentials: set SOURCES__ROUTERA__ACCESS_TOKEN (access_token), or "
+            "SOURCES__ROUTERA__CLIENT_ID and SOURCES__ROUTERA__CLIENT_SECRET (client_id and "
+            "client_secret) for OAuth client credentials, in the environment or "
+            ".dlt/secrets.toml"
+        )
 
     def client_config(self) -> ClientConfig:
+        """The HTTP client's settings: the one place they are made from this spec."""
         return ClientConfig(
             base_url=self.base_url,
-            access_token=self.access_token or None,
-            client_id=self.client_id or None,
-            client_secret=self.client_secret or None,
+            credentials=self.credentials,
             concurrency=self.concurrency,
             rps=self.rps,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            write_timeout=self.write_timeout,
+            pool_timeout=self.pool_timeout,
             max_attempts=self.max_attempts,
             max_retry_wait=self.max_retry_wait,
-            read_timeout=self.read_timeout,
+            backoff_initial=self.backoff_initial,
+            backoff_max=self.backoff_max,
+            token_refresh_margin=self.token_refresh_margin,
         )
+
+    def _check_base_url(self) -> None:
+        try:
+            parts = urlsplit(self.base_url)
+            host = parts.hostname
+            parts.port  # noqa: B018  (raises ValueError on a bad port)
+        except (ValueError, TypeError, AttributeError):
+            parts, host = None, None
+        if parts is None or parts.scheme not in ("http", "https") or not host:
+            _refuse(
+                "base_url",
+                f"base_url {self.base_url!r} is not an absolute http(s) URL with a host "
+                f"(e.g. {DEFAULT_BASE_URL!r})",
+            )
+        if parts.username is not None or parts.password is not None:
+            raise ConfigurationError(
+                "base_url must not contain a user name or password; put credentials in "
+                "SOURCES__ROUTERA__ACCESS_TOKEN or the OAuth client settings"
+            )
+        if parts.query or parts.fragment:
+            _refuse("base_url", f"base_url {self.base_url!r} must not have a query or fragment")
 
 
 def resolve_source_config(**overrides: Any) -> RouteraSourceConfig:
-    """Resolve from dlt's providers (env, .dlt/*.toml), with explicit values taking precedence.
+    """Every setting, from dlt's providers (environment, `.dlt/*.toml`), explicit values first
+    (see `resolve_settings`)."""
+    return resolve_settings(RouteraSourceConfig(), **overrides)
 
-    dlt's own errors name the key and the value; they are rewrapped so the CLI can show one
-    actionable line. A secret's value never appears: dlt does not print secret values.
+
+def resolve_dataset_config(**overrides: Any) -> DatasetConfig:
+    """The dataset's settings alone (no credentials needed), as `resolve_settings` does."""
+    return resolve_settings(DatasetConfig(), **overrides)
+
+
+def resolve_settings(spec: TSpec, **overrides: Any) -> TSpec:
+    """Resolve `spec` from dlt's providers (environment, `.dlt/*.toml`), explicit values first.
+
+    `None` overrides are ignored (a CLI option not given). dlt's own errors (a value it cannot
+    coerce, an unreadable file) become one ConfigurationError that names the key; dlt never
+    prints a secret's value.
     """
     explicit = {key: value for key, value in overrides.items() if value is not None}
     try:
-        config = resolve_configuration(
-            RouteraSourceConfig(), sections=CONFIG_SECTIONS, explicit_value=explicit or None
+        return resolve_configuration(
+            spec, sections=CONFIG_SECTIONS, explicit_value=explicit or None
         )
+    except ConfigValueCannotBeCoercedException as exc:
+        got = "" if exc.field_name in SECRET_FIELDS else f", got {exc.field_value!r}"
+        raise ConfigurationError(
+            f"{exc.field_name} must be of type {getattr(exc.hint, '__name__', exc.hint)}{got}; "
+            f"check {setting_key(exc.field_name)}"
+        ) from None
     except ConfigurationException as exc:
         raise ConfigurationError(f"the [sources.routera] configuration is invalid: {exc}") from None
-    if config.chunk_size < 1:
-        raise ConfigurationError("chunk_size must be at least 1")
-    if config.schema_contract not in SCHEMA_CONTRACTS:
-        raise ConfigurationError(
-            f"schema_contract must be one of {', '.join(SCHEMA_CONTRACTS)}, "
-            f"not {config.schema_contract!r}"
-        )
-    if config.max_archives < 0:
-        raise ConfigurationError("max_archives must be 0 or more")
-    config.client_config().validate()
-    return config
+
+
+def settings_from_values(**values: Any) -> RouteraSourceConfig:
+    """A spec from these values and the defaults alone, no provider read, validated like a
+    resolved one: for callers that must not pick up the environment (the demo, tests)."""
+    return RouteraSourceConfig(**values).resolve()

@@ -8,7 +8,6 @@ from typing import Any
 from uuid import uuid4
 
 import dlt
-from dlt.common.typing import TSecretStrValue
 from dlt.extract.resource import DltResource
 
 from routera_archive.calls.archiver import archive_concurrently
@@ -20,40 +19,29 @@ from routera_archive.http.client import RouteraClient
 from routera_archive.models import ArchiveOutcome, ArchiveRequest
 from routera_archive.settings import (
     ARCHIVES_TABLE,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_RPS,
     LOG_TABLE,
     SOURCE_NAME,
-    SOURCE_SECTION,
 )
 
 
-@dlt.source(name=SOURCE_NAME, section=SOURCE_SECTION, max_table_nesting=0, spec=RouteraSourceConfig)
+@dlt.source(name=SOURCE_NAME, section=SOURCE_NAME, max_table_nesting=0, spec=RouteraSourceConfig)
 def routera_archive(
     requests: Iterable[ArchiveRequest | str],
-    base_url: str = dlt.config.value,
-    access_token: TSecretStrValue | None = dlt.secrets.value,
-    client_id: TSecretStrValue | None = dlt.secrets.value,
-    client_secret: TSecretStrValue | None = dlt.secrets.value,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    rps: float = DEFAULT_RPS,
+    config: RouteraSourceConfig = dlt.config.value,
     run_id: str | None = None,
 ) -> tuple[DltResource, DltResource]:
     """Archive `requests` (request objects or bare contact ids) while dlt extracts.
+
+    `config` is the settings spec, resolved by dlt from `[sources.routera]` and the
+    `SOURCES__ROUTERA__*` environment exactly as the CLI and the runner resolve it. To set values
+    in code, pass a resolved one: `resolve_source_config(rps=10)` (the rest from the
+    environment) or `settings_from_values(...)` (nothing from it).
 
     This source has no queue, lock or journal: it is for composing with other dlt code. A crash
     during extract drops the answers of that extract; the next run's DELETE answers 404 and the
     GET recovers each record (`recovered = true`). The CLI's runner adds the rest.
     """
-    config = RouteraSourceConfig(
-        base_url=base_url,
-        access_token=access_token,
-        client_id=client_id,
-        client_secret=client_secret,
-        concurrency=concurrency,
-        rps=rps,
-    ).client_config()
-    config.validate()
+    client_config = config.client_config()
     this_run = run_id or uuid4().hex
 
     def as_request(item: ArchiveRequest | str) -> ArchiveRequest:
@@ -63,9 +51,9 @@ def routera_archive(
 
     @dlt.resource(name="archive_outcomes", selected=False)
     async def outcomes() -> AsyncIterator[ArchiveOutcome]:
-        async with RouteraClient(config) as client:
+        async with RouteraClient(client_config) as client:
             async for outcome in archive_concurrently(
-                client, (as_request(r) for r in requests), workers=config.concurrency
+                client, (as_request(r) for r in requests), workers=client_config.concurrency
             ):
                 yield outcome
 

@@ -19,8 +19,9 @@ import dlt
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+
 from routera_archive.audit.status import dataset_status
-from routera_archive.config import resolve_source_config
+from routera_archive.config import resolve_dataset_config, resolve_source_config
 from routera_archive.dataset.enqueue import enqueue as enqueue_rows
 from routera_archive.dataset.enqueue import parse_ids
 from routera_archive.dataset.queue import Shard
@@ -31,8 +32,7 @@ from routera_archive.run.runner import (
     ArchiveRun,
     RunOptions,
 )
-from routera_archive.settings import DATASET_NAME, QUEUE_TABLE
-
+from routera_archive.settings import DATASET_NAME
 from routera_archive_pipelines.console import ProgressObserver, print_report
 from routera_archive_pipelines.factory import (
     DEFAULT_DESTINATION,
@@ -87,7 +87,9 @@ DestinationOpt = Annotated[
     str, typer.Option("--destination", help="dlt destination name (duckdb, postgres, ...)")
 ]
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="dataset (schema) in the destination")]
-QueueOpt = Annotated[str, typer.Option("--queue-table", help="name of the queue table")]
+QueueOpt = Annotated[
+    str | None, typer.Option("--queue-table", help="name of the queue table (queue_table)")
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="log everything, with tracebacks")]
 
 
@@ -173,7 +175,7 @@ def run(
     force: Annotated[bool, typer.Option("--force", help="run past the guardrails")] = False,
     concurrency: Annotated[int | None, typer.Option(min=1, help="requests in flight")] = None,
     rps: Annotated[float | None, typer.Option(min=0, help="requests per second (0: off)")] = None,
-    queue_table: QueueOpt = QUEUE_TABLE,
+    queue_table: QueueOpt = None,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -190,16 +192,18 @@ def run(
         raise _die(str(exc), EXIT_CONFIG_OR_AUTH) from None
     try:
         config = resolve_source_config(
-            base_url=base_url, max_archives=max_archives, concurrency=concurrency, rps=rps
+            base_url=base_url,
+            max_archives=max_archives,
+            concurrency=concurrency,
+            rps=rps,
+            queue_table=queue_table,
         )
         pipeline = make_pipeline(destination, dataset, shard=worker)
     except RouteraArchiveError as exc:
         raise _die(str(exc), EXIT_CONFIG_OR_AUTH) from None
     except Exception as exc:  # dlt's own configuration errors (a malformed .dlt/config.toml)
         raise _die(f"configuration error: {exc}", EXIT_CONFIG_OR_AUTH) from None
-    options = RunOptions(
-        dry_run=dry_run, limit=limit, force=force, queue_table=queue_table, shard=worker
-    )
+    options = RunOptions(dry_run=dry_run, limit=limit, force=force, shard=worker)
     observer = ProgressObserver(console)
     with _GracefulStop() as stop:
         try:
@@ -220,7 +224,7 @@ def enqueue(
     ] = False,
     destination: DestinationOpt = DEFAULT_DESTINATION,
     dataset: DatasetOpt = DATASET_NAME,
-    queue_table: QueueOpt = QUEUE_TABLE,
+    queue_table: QueueOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Add contact ids to the queue table."""
@@ -231,6 +235,7 @@ def enqueue(
         raise _die(f"cannot read {file}: {exc}", EXIT_CONFIG_OR_AUTH) from None
     parsed = parse_ids(text)
     try:
+        queue_table = resolve_dataset_config(queue_table=queue_table).queue_table
         pipeline = make_pipeline(
             destination, dataset, pipeline_name=enqueue_pipeline_name_for(destination, dataset)
         )
@@ -254,7 +259,7 @@ def enqueue(
 def status(
     destination: DestinationOpt = DEFAULT_DESTINATION,
     dataset: DatasetOpt = DATASET_NAME,
-    queue_table: QueueOpt = QUEUE_TABLE,
+    queue_table: QueueOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Pending and terminal counts, and the last runs."""
@@ -262,6 +267,7 @@ def status(
 
     _setup_logging(debug)
     try:
+        queue_table = resolve_dataset_config(queue_table=queue_table).queue_table
         pipeline = make_pipeline(destination, dataset)
         summary = dataset_status(pipeline, queue_table=queue_table)
     except RouteraArchiveError as exc:
@@ -296,7 +302,7 @@ def status(
 def report(
     destination: DestinationOpt = DEFAULT_DESTINATION,
     dataset: DatasetOpt = DATASET_NAME,
-    queue_table: QueueOpt = QUEUE_TABLE,
+    queue_table: QueueOpt = None,
     since: Annotated[
         str | None,
         typer.Option(help="from this date or ISO timestamp (UTC unless it has an offset)"),
@@ -330,7 +336,6 @@ def report(
     import tempfile
 
     from routera_archive.audit.report import ReportFilters, ReportOptionError, build_report
-
     from routera_archive_pipelines.report_render import ReportFormat, render
     from routera_archive_pipelines.report_render import print_report as print_audit_report
 
@@ -349,6 +354,7 @@ def report(
     if output is not None and not output.parent.resolve().is_dir():
         raise _die(f"--output {output}: no directory {output.parent}", EXIT_CONFIG_OR_AUTH)
     try:
+        queue_table = resolve_dataset_config(queue_table=queue_table).queue_table
         pipeline = make_pipeline(destination, dataset)
         audit = build_report(
             pipeline,

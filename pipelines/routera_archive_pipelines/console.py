@@ -11,6 +11,7 @@ from collections import Counter
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
 from routera_archive.models import ArchiveOutcome, Status
 from routera_archive.run.result import RunObserver, RunReport
 

@@ -12,24 +12,23 @@ from typing import Any
 import dlt
 from rich.console import Console
 from rich.table import Table
-from routera_archive.config import RouteraSourceConfig
+
+from routera_archive.config import RouteraSourceConfig, settings_from_values
 from routera_archive.dataset.enqueue import enqueue
-from routera_archive.http.client import ClientConfig, RouteraClient
+from routera_archive.http.client import RouteraClient
 from routera_archive.run.runner import EXIT_OK, ArchiveRun, RunOptions
 from routera_archive.settings import ARCHIVES_TABLE, LOG_TABLE, SOURCE_NAME
-from routera_archive_sandbox import SandboxConfig, SandboxServer
-
 from routera_archive_pipelines.console import ProgressObserver, print_report
 from routera_archive_pipelines.factory import make_pipeline
+from routera_archive_sandbox import SandboxConfig, SandboxServer
 
 DEMO_PIPELINE = "routera_archive_demo"
 DEMO_DUCKDB_FILE = "routera_archive_demo.duckdb"
 
 
-async def _active_contact_ids(base_url: str, client_id: str, secret: str, count: int) -> list[str]:
-    config = ClientConfig(base_url=base_url, client_id=client_id, client_secret=secret)
+async def _active_contact_ids(config: RouteraSourceConfig, count: int) -> list[str]:
     ids: list[str] = []
-    async with RouteraClient(config) as client:
+    async with RouteraClient(config.client_config()) as client:
         while len(ids) < count:
             answer = await client.list_contacts(archived=False, limit=100, offset=len(ids))
             page = [str(contact["id"]) for contact in answer.json()["data"]]
@@ -93,21 +92,19 @@ def run_demo(console: Console, *, contacts: int, archive: int, workdir: Path) ->
     sandbox_config = SandboxConfig(port=0, contacts=contacts, seed=7)
     with SandboxServer(sandbox_config) as server:
         console.print(f"sandbox API on {server.url} with {contacts} contacts")
-        ids = asyncio.run(
-            _active_contact_ids(
-                server.url, sandbox_config.client_id, sandbox_config.client_secret, archive
-            )
+        # The sandbox's own settings, not the environment's: a real token or URL set there
+        # must never reach the demo (nor the demo's sandbox contacts a real trail).
+        config = settings_from_values(
+            base_url=server.url,
+            client_id=sandbox_config.client_id,
+            client_secret=sandbox_config.client_secret,
         )
+        ids = asyncio.run(_active_contact_ids(config, archive))
         pipeline = _fresh_pipeline(workdir)
         queued = enqueue(
             pipeline, _demo_requests(ids), requested_by="demo", reason="routera-archive demo"
         )
         console.print(f"enqueued {queued} requests into {pipeline.dataset_name}.archive_queue")
-        config = RouteraSourceConfig(
-            base_url=server.url,
-            client_id=sandbox_config.client_id,
-            client_secret=sandbox_config.client_secret,
-        )
         observer = ProgressObserver(console)
         try:
             report = ArchiveRun(pipeline, config, RunOptions(), observer=observer).execute()

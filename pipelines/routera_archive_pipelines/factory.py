@@ -7,6 +7,7 @@ from typing import Any
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.destination import Destination
+
 from routera_archive.dataset.queue import Shard
 from routera_archive.errors import ConfigurationError
 from routera_archive.settings import DATASET_NAME, DUCKDB_FILE, PIPELINE_NAME

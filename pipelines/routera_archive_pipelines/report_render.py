@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
 from routera_archive.audit.report import (
     ARCHIVES_PER_DAY,
     BACKLOG,

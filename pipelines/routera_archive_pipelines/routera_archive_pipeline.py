@@ -9,10 +9,10 @@ Credentials come from `.dlt/secrets.toml` or `SOURCES__ROUTERA__*` environment v
 import sys
 
 import dlt
+
 from routera_archive.config import resolve_source_config
 from routera_archive.run.runner import ArchiveRun, RunOptions, RunReport
 from routera_archive.source import routera_archive
-
 from routera_archive_pipelines.factory import make_pipeline
 
 

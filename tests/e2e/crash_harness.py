@@ -43,7 +43,6 @@ from typing import IO, Any
 
 from routera_archive_pipelines.factory import pipeline_name_for
 from routera_archive_sandbox import SandboxServer
-
 from tests.e2e.cli_support import Result, Target, cli_env, run_cli, start_cli
 
 TERMINAL = ("archived", "already_archived", "not_found", "invalid", "duplicate")

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
 
+from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
 from tests.e2e.cli_support import Result, Target, cli_env, deletes_sent
 from tests.e2e.cli_support import run_cli as run_cli_in
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import duckdb
 import httpx
 import pytest
-from routera_archive_sandbox import SandboxConfig, SandboxServer
 
+from routera_archive_sandbox import SandboxConfig, SandboxServer
 from tests.e2e.cli_support import (
     CLI,
     RunCli,

@@ -17,9 +17,9 @@ import random
 import time
 
 import pytest
+
 from routera_archive.dataset.lock import WarehouseLock
 from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
-
 from tests.e2e.cli_support import Target
 from tests.e2e.crash_harness import (
     PROCESS_TIMEOUT_S,

@@ -14,8 +14,8 @@ from collections import Counter
 from dataclasses import fields
 
 import pytest
-from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
 
+from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
 from tests.e2e.cli_support import Result, Target, cli_env, printed_counts
 from tests.e2e.cli_support import run_cli as run_cli_in
 

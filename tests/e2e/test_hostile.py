@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import pytest
-from routera_archive_sandbox import SandboxConfig, SandboxServer
 
+from routera_archive_sandbox import SandboxConfig, SandboxServer
 from tests.e2e.cli_support import (
     Result,
     RunCli,

@@ -14,8 +14,8 @@ from typing import Any
 
 import duckdb
 import pytest
-from routera_archive_sandbox import SandboxConfig, SandboxServer
 
+from routera_archive_sandbox import SandboxConfig, SandboxServer
 from tests.conftest import POSTGRES_URL
 from tests.e2e.cli_support import DESTINATIONS, Result, Target, cli_env, open_target, run_cli
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+
 from routera_archive.dataset.queue import Shard
 from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
-
 from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL, postgres_available
 from tests.e2e.cli_support import cli_env, deletes_sent, run_cli, start_cli
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
 
+from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
 from tests.e2e.cli_support import Result, Target, cli_env, deletes_sent, run_cli, start_cli
 from tests.pipeline.test_call_worker import call_worker_pids
 

@@ -19,10 +19,10 @@ from typing import Any
 import dlt
 import duckdb
 import pytest
+
 from routera_archive_pipelines.factory import make_pipeline
 from routera_archive_sandbox import SandboxConfig, SandboxServer
 from routera_archive_sandbox.state import SandboxState
-
 from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL, postgres_available
 from tests.pipeline.test_report import (
     DAY_1,

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import dlt
 import pytest
+
 from routera_archive.calls.callers import WorkerCaller
 from routera_archive.dataset.enqueue import enqueue
 from routera_archive.journal import leftover_files, read_outcomes
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
 from routera_archive.run.runner import EXIT_FAILED, EXIT_OK, ArchiveRun, RunObserver, RunOptions
 from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
-
 from tests.conftest import source_config
 from tests.pipeline.test_run import active_ids, deletes, query
 
@@ -159,12 +159,10 @@ def test_a_killed_worker_stops_the_run_and_the_next_run_loses_nothing(
     with SandboxServer(slow) as server:
         ids = active_ids(server, 40)
         enqueue(pipeline, [{"contact_id": cid} for cid in ids])
-        config = source_config(server, concurrency=4, chunk_size=7)
+        config = source_config(server, concurrency=4, chunk_size=7, max_share=0)
         observer = KillWorkerAfter(10)
 
-        first = ArchiveRun(
-            pipeline, config, RunOptions(max_share=None), observer=observer
-        ).execute()
+        first = ArchiveRun(pipeline, config, RunOptions(), observer=observer).execute()
 
         assert observer.killed, "the worker was not found to be killed"
         assert first.exit_code == EXIT_FAILED
@@ -172,7 +170,7 @@ def test_a_killed_worker_stops_the_run_and_the_next_run_loses_nothing(
         journal_dir = Path(pipeline.working_dir) / "journal"
         assert any(path.name.endswith(".calls.jsonl") for path in leftover_files(journal_dir))
 
-        second = ArchiveRun(pipeline, config, RunOptions(max_share=None)).execute()
+        second = ArchiveRun(pipeline, config, RunOptions()).execute()
         assert second.exit_code == EXIT_OK, second.error
 
         rows = query(pipeline, "SELECT id, COUNT(*) FROM {dataset}.contact_archives GROUP BY id")

@@ -6,10 +6,10 @@ from typing import Any
 import dlt
 import httpx
 import pytest
+
 from routera_archive.dataset.enqueue import enqueue
 from routera_archive.run.runner import EXIT_FAILED, EXIT_OK, ArchiveRun, RunOptions, RunReport
 from routera_archive_sandbox import SandboxServer
-
 from tests.conftest import source_config
 from tests.pipeline.test_run import query
 
@@ -40,7 +40,7 @@ def archive(
 ) -> RunReport:
     enqueue(pipeline, [{"contact_id": cid} for cid in ids])
     return ArchiveRun(
-        pipeline, source_config(server, **config), RunOptions(max_share=None)
+        pipeline, source_config(server, max_share=0, **config), RunOptions()
     ).execute()
 
 

@@ -8,6 +8,7 @@ import dlt
 import httpx
 import pytest
 import respx
+
 from routera_archive.calls.archiver import archive_request
 from routera_archive.dataset.enqueue import enqueue
 from routera_archive.dataset.queue import PendingQueue
@@ -16,7 +17,6 @@ from routera_archive.http.client import RouteraClient
 from routera_archive.journal import OutcomeJournal
 from routera_archive.run.runner import EXIT_FAILED, EXIT_OK, ArchiveRun, RunOptions
 from routera_archive_sandbox import SandboxServer
-
 from tests.conftest import source_config
 from tests.pipeline.test_run import active_ids, query
 
@@ -144,9 +144,14 @@ def test_a_200_that_breaks_the_contract_is_failed_kept_and_recovered_next_run(
         {"id": "c-1", "archived": "2026-05-28T12:00:00.000Z", "archived_by": "u-1", "x": 1}
     )
     config = source_config(
-        sandbox_server, base_url=base, access_token="t", client_id=None, client_secret=None
+        sandbox_server,
+        base_url=base,
+        access_token="t",
+        client_id=None,
+        client_secret=None,
+        max_share=0,
     )
-    options = RunOptions(max_share=None)
+    options = RunOptions()
 
     with respx.mock(base_url=base, assert_all_called=False) as api:
         api.delete("/contacts/c-1").mock(return_value=httpx.Response(200, text=body))

@@ -22,6 +22,7 @@ import dlt
 import httpx
 import pytest
 from rich.console import Console
+
 from routera_archive.audit.report import (
     ARCHIVES_BY_ARCHIVED_BY,
     ARCHIVES_BY_REQUESTED_BY,
@@ -50,7 +51,6 @@ from routera_archive_pipelines.report_render import (
 )
 from routera_archive_sandbox import SandboxConfig, SandboxServer
 from routera_archive_sandbox.state import SandboxState
-
 from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL, postgres_available, source_config
 
 DAY_1 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
@@ -126,8 +126,8 @@ def _token(server: SandboxServer) -> str:
 def _run(pipeline: dlt.Pipeline, server: SandboxServer, broken: set[str]) -> Any:
     return ArchiveRun(
         pipeline,
-        source_config(server),
-        RunOptions(max_share=None),
+        source_config(server, max_share=0),
+        RunOptions(),
         transport=BreakDeletes(broken),
     ).execute()
 
@@ -204,7 +204,7 @@ def build_dataset(pipeline: dlt.Pipeline, server: SandboxServer, clock: Clock) -
     # looks at them (and ends well: exit 0).
     enqueue(pipeline, [{"contact_id": cid} for cid in later], requested_by="carol@acme.test")
     dry = ArchiveRun(
-        pipeline, source_config(server), RunOptions(dry_run=True, max_share=None)
+        pipeline, source_config(server, max_share=0), RunOptions(dry_run=True)
     ).execute()
     assert dry.exit_code == EXIT_OK and dry.plan_counts == {"archive": 3}
     return {

@@ -8,6 +8,7 @@ from typing import Any
 import dlt
 import httpx
 import pytest
+
 from routera_archive.dataset.enqueue import enqueue
 from routera_archive.run.runner import (
     EXIT_GUARDRAIL,
@@ -19,12 +20,13 @@ from routera_archive.run.runner import (
 from routera_archive.settings import SOURCE_NAME
 from routera_archive_pipelines.factory import make_pipeline
 from routera_archive_sandbox import SandboxServer
-
 from tests.conftest import source_config
 
 
 def run(pipeline: dlt.Pipeline, server: SandboxServer, **options: Any) -> RunReport:
-    config_overrides = {k: options.pop(k) for k in list(options) if k in ("max_archives",)}
+    config_overrides = {
+        k: options.pop(k) for k in list(options) if k in ("max_archives", "max_share")
+    }
     return ArchiveRun(
         pipeline, source_config(server, **config_overrides), RunOptions(**options)
     ).execute()
@@ -305,9 +307,9 @@ def test_bad_credentials_stop_the_run_with_exit_2_and_archive_nothing(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
     enqueue(pipeline, [{"contact_id": cid} for cid in active_ids(sandbox_server, 3)])
-    config = source_config(sandbox_server, client_secret="wrong-secret-value")
+    config = source_config(sandbox_server, client_secret="wrong-secret-value", max_share=0)
 
-    report = ArchiveRun(pipeline, config, RunOptions(max_share=None)).execute()
+    report = ArchiveRun(pipeline, config, RunOptions()).execute()
 
     assert report.exit_code == 2
     assert "wrong-secret-value" not in (report.error or "")
@@ -484,8 +486,8 @@ def test_a_request_added_mid_run_for_a_forgotten_contact_is_a_duplicate(
 
     report = ArchiveRun(
         pipeline,
-        source_config(sandbox_server, chunk_size=2, concurrency=2),
-        RunOptions(max_share=None),
+        source_config(sandbox_server, chunk_size=2, concurrency=2, max_share=0),
+        RunOptions(),
     ).execute()
 
     assert state["inserted"], f"the contact was never forgotten: the test proves nothing {report}"

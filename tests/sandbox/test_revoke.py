@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from routera_archive_sandbox import SandboxConfig, SandboxServer, SandboxState
 
 CLIENT_ID = "revoke-client"

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer, SandboxState
 from routera_archive_sandbox.seed import CUSTOM_FIELDS, LEAD_SOURCES, LIFECYCLE_STAGES, USERS
 

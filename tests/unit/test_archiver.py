@@ -9,10 +9,12 @@ from urllib.parse import unquote
 import httpx
 import pytest
 import respx
+
 from routera_archive.calls.archiver import archive_concurrently, archive_request
 from routera_archive.errors import AuthenticationError
-from routera_archive.http.client import ClientConfig, RouteraClient
+from routera_archive.http.client import RouteraClient
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
+from tests.conftest import client_config
 
 BASE = "https://api.test"
 TOKEN = "tok"
@@ -30,7 +32,7 @@ class Harness:
         self.waits: list[float] = []
         values: dict[str, Any] = {"base_url": BASE, "access_token": TOKEN, "rps": 0}
         values.update(config)
-        self.config = ClientConfig(**values)
+        self.config = client_config(**values)
 
     async def _sleep(self, seconds: float) -> None:
         self.waits.append(seconds)

@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass
 
 import pytest
+
 from routera_archive.errors import AuthenticationError
 from routera_archive.http.auth import (
     FALLBACK_TOKEN_LIFETIME_S,

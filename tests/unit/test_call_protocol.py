@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from routera_archive.calls import protocol
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
 

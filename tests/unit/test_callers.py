@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from routera_archive.calls import protocol
 from routera_archive.calls.callers import SpawnedWorker, WorkerCaller
 from routera_archive.errors import AuthenticationError, CallWorkerError, RetriesExhausted

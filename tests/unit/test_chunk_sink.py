@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+
 import routera_archive.run.chunks as loading
 from routera_archive.dataset.fields import FieldColumns
 from routera_archive.journal import OutcomeJournal

@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
 from routera_archive import __version__
 from routera_archive_pipelines.cli import app
-from typer.testing import CliRunner
 
 
 def test_version_prints_the_installed_version() -> None:

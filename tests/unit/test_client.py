@@ -18,16 +18,17 @@ import pytest
 import respx
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+
 from routera_archive import __version__
 from routera_archive.errors import (
     AuthenticationError,
-    ConfigurationError,
     InvalidContactId,
     RetriesExhausted,
 )
-from routera_archive.http.client import ApiAnswer, ClientConfig, RouteraClient, parse_retry_after
+from routera_archive.http.client import ApiAnswer, RouteraClient, parse_retry_after
 from routera_archive.http.ids import validate_contact_id
 from routera_archive.settings import MAX_ERROR_BODY_CHARS
+from tests.conftest import client_config
 
 BASE = "https://api.routera.test"
 TOKEN = "static-TOKEN-value-7f3a"
@@ -45,7 +46,7 @@ class Harness:
         self.router = respx.MockRouter(base_url=config.get("base_url", BASE))
         self.waits: list[float] = []
         settings_ = {"base_url": BASE, "access_token": TOKEN, "rps": 0, **config}
-        self.config = ClientConfig(**settings_)
+        self.config = client_config(**settings_)
         self._client: RouteraClient | None = None
 
     async def _sleep(self, seconds: float) -> None:
@@ -82,90 +83,9 @@ def bearer(request: httpx.Request) -> str:
 # --- configuration ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "base_url",
-    ["not a url", "ftp://x", "http://", "", "api.routera.io", "https://:443", "https://h:99999"],
-)
-def test_validate_refuses_base_urls_that_are_not_http_urls(base_url: str) -> None:
-    with pytest.raises(ConfigurationError, match="not an absolute http"):
-        ClientConfig(base_url=base_url, access_token=TOKEN).validate()
-
-
-def test_validate_refuses_credentials_query_or_fragment_in_base_url() -> None:
-    with pytest.raises(ConfigurationError, match="user name or password") as caught:
-        ClientConfig(base_url="https://u:pw-in-url@h", access_token=TOKEN).validate()
-    assert "pw-in-url" not in str(caught.value)
-    with pytest.raises(ConfigurationError, match="query or fragment"):
-        ClientConfig(base_url="https://h/?x=1", access_token=TOKEN).validate()
-
-
-@pytest.mark.parametrize(
-    "base_url", ["https://api.routera.io", "http://127.0.0.1:8080", "https://h.example/api/v1/"]
-)
-def test_validate_accepts_http_urls(base_url: str) -> None:
-    ClientConfig(base_url=base_url, access_token=TOKEN).validate()
-    ClientConfig(base_url=base_url, client_id=CLIENT_ID, client_secret=SECRET).validate()
-
-
-@pytest.mark.parametrize("blank", [None, "", "   "])
-def test_validate_without_credentials_names_the_settings(blank: str | None) -> None:
-    with pytest.raises(ConfigurationError) as caught:
-        ClientConfig(access_token=blank, client_id=blank, client_secret=blank).validate()
-    message = str(caught.value)
-    assert "SOURCES__ROUTERA__ACCESS_TOKEN" in message
-    assert "SOURCES__ROUTERA__CLIENT_ID" in message
-    assert "SOURCES__ROUTERA__CLIENT_SECRET" in message
-
-
-def test_validate_refuses_half_oauth_credentials() -> None:
-    with pytest.raises(ConfigurationError, match="client_id is set but client_secret is not"):
-        ClientConfig(client_id=CLIENT_ID).validate()
-    with pytest.raises(ConfigurationError) as caught:
-        ClientConfig(client_secret=SECRET).validate()
-    assert "client_secret is set but client_id is not" in str(caught.value)
-    assert SECRET not in str(caught.value)
-
-
-@pytest.mark.parametrize("token", [f"{TOKEN}\n", f"Bearer {TOKEN}", f"{TOKEN}\x00", "tök"])
-def test_validate_refuses_tokens_that_cannot_be_a_header(token: str) -> None:
-    with pytest.raises(ConfigurationError, match="access_token contains") as caught:
-        ClientConfig(access_token=token).validate()
-    assert TOKEN not in str(caught.value)
-
-
-def test_validate_refuses_both_token_and_oauth() -> None:
-    config = ClientConfig(access_token=TOKEN, client_id=CLIENT_ID, client_secret=SECRET)
-    with pytest.raises(ConfigurationError, match="keep only one") as caught:
-        config.validate()
-    assert TOKEN not in str(caught.value)
-    assert SECRET not in str(caught.value)
-
-
-@pytest.mark.parametrize(
-    ("changes", "name"),
-    [
-        ({"concurrency": 0}, "concurrency"),
-        ({"rps": -1}, "rps"),
-        ({"rps": float("nan")}, "rps"),
-        ({"rps": float("inf")}, "rps"),
-        ({"max_attempts": 0}, "max_attempts"),
-        ({"read_timeout": 0}, "read_timeout"),
-        ({"max_retry_wait": -1}, "max_retry_wait"),
-    ],
-)
-def test_validate_refuses_bad_numbers(changes: dict[str, Any], name: str) -> None:
-    with pytest.raises(ConfigurationError, match=name):
-        ClientConfig(access_token=TOKEN, **changes).validate()
-
-
-def test_client_validates_its_config() -> None:
-    with pytest.raises(ConfigurationError):
-        RouteraClient(ClientConfig(access_token=TOKEN, concurrency=0))
-
-
 def test_repr_never_shows_secrets() -> None:
-    static = ClientConfig(access_token=TOKEN)
-    oauth = ClientConfig(client_id=CLIENT_ID, client_secret=SECRET)
+    static = client_config(access_token=TOKEN)
+    oauth = client_config(client_id=CLIENT_ID, client_secret=SECRET)
     for text in (repr(static), str(static), repr(oauth), str(oauth)):
         assert TOKEN not in text
         assert SECRET not in text
@@ -177,7 +97,7 @@ def test_repr_never_shows_secrets() -> None:
 
 
 def test_timeouts_and_limits_come_from_the_config() -> None:
-    config = ClientConfig(
+    config = client_config(
         access_token=TOKEN,
         connect_timeout=1,
         read_timeout=2,
@@ -211,7 +131,7 @@ def test_requests_in_flight_are_spread_over_the_pools_within_each_pool_s_share()
             await asyncio.sleep(0.01)
             return httpx.Response(200, json={"id": request.url.path.rsplit("/", 1)[-1]})
 
-        config = ClientConfig(access_token=TOKEN, concurrency=32, rps=0)
+        config = client_config(access_token=TOKEN, concurrency=32, rps=0)
         client = RouteraClient(config, transport=httpx.MockTransport(answer))
         async with client:
             await asyncio.gather(*(client.delete_contact(f"c{n}") for n in range(96)))
@@ -909,7 +829,7 @@ def test_a_proxy_from_the_environment_carries_the_calls(monkeypatch: pytest.Monk
         monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_port}")
 
         async def archive() -> int:
-            config = ClientConfig(base_url="http://api.routera.invalid", access_token=TOKEN)
+            config = client_config(base_url="http://api.routera.invalid", access_token=TOKEN)
             async with RouteraClient(config) as client:
                 return (await client.delete_contact("c1")).status_code
 

@@ -14,6 +14,7 @@ import pytest
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from routera_archive.dataset.fields import (
     AUDIT_META_COLUMNS,
     DOCUMENTED_FIELDS,

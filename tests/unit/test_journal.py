@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+
 from routera_archive.journal import JOURNAL_SUFFIX, OutcomeJournal, leftover_files, read_outcomes
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
 

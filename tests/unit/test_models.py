@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from routera_archive.models import (
     TERMINAL_STATUSES,
     ContractError,

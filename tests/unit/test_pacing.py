@@ -9,6 +9,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import pytest
+
 from routera_archive.http.pacing import SLOT_SHARE, WINDOW_S, RatePacer
 
 T = TypeVar("T")

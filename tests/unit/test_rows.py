@@ -16,6 +16,7 @@ import pytest
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from routera_archive.dataset.fields import DOCUMENTED_FIELDS, FieldColumns
 from routera_archive.dataset.rows import AUDIT_META_COLUMNS, audit_row, log_row
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status, parse_archived_contact

@@ -5,14 +5,15 @@ import re
 import ssl
 from pathlib import Path
 
-from routera_archive.http.client import ClientConfig, RouteraClient
+from routera_archive.http.client import RouteraClient
+from tests.conftest import client_config
 
 CONNECTOR = Path(__file__).resolve().parents[2] / "connector"
 
 
 def test_the_client_verifies_certificates_and_hostnames() -> None:
     async def contexts() -> list[ssl.SSLContext]:
-        config = ClientConfig(base_url="https://api.test", access_token="t", concurrency=32)
+        config = client_config(base_url="https://api.test", access_token="t", concurrency=32)
         async with RouteraClient(config) as c:
             return [http._transport._pool._ssl_context for http in c._pools]  # type: ignore[attr-defined]
 

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import dlt
 import pytest
 import sqlglot
+
 from routera_archive.audit.report import ReportFilters, _Reader, utc_day_sql
 from routera_archive.dataset.queue import Shard
 from routera_archive_pipelines.factory import make_pipeline

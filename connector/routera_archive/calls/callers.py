@@ -150,7 +150,7 @@ def spawn_call_worker(
     part = "calls"
     settings = {
         # Secrets travel on this pipe only: never in argv or the environment of the child.
-        "client": dataclasses.asdict(config),
+        "client": config.to_wire(),
         "journal_dir": str(journal_dir),
         "run_id": run_id,
         "journal_part": part,

@@ -120,8 +120,8 @@ class CallWorker:
         )
         sync_every = max(1, int(settings["sync_every"]))
         try:
-            client = RouteraClient(ClientConfig(**settings["client"]))
-        except ConfigurationError as exc:
+            client = RouteraClient(ClientConfig.from_wire(settings["client"]))
+        except Exception as exc:  # a configuration this worker cannot use: say so, end
             self.outbox.send(protocol.ERROR, json.dumps(error_payload(exc)))
             self.outbox.send(protocol.DONE, "0")
             await self.outbox.drain()

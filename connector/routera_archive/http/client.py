@@ -21,38 +21,21 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from types import TracebackType
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from routera_archive import __version__
-from routera_archive.errors import AuthenticationError, ConfigurationError, RetriesExhausted
-from routera_archive.http.auth import (
-    OAuthTokenProvider,
-    StaticTokenProvider,
-    TokenProvider,
-    is_header_safe_token,
-)
+from routera_archive.errors import AuthenticationError, RetriesExhausted
+from routera_archive.http.auth import OAuthTokenProvider, StaticTokenProvider, TokenProvider
+from routera_archive.http.config import AccessToken, ClientConfig
 from routera_archive.http.ids import contact_path
 from routera_archive.http.pacing import RatePacer
 from routera_archive.settings import (
-    BACKOFF_INITIAL_S,
-    BACKOFF_MAX_S,
-    CONNECT_TIMEOUT_S,
     CONTACTS_PATH,
-    DEFAULT_BASE_URL,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_RETRY_WAIT_S,
-    DEFAULT_RPS,
     HTTP_CONNECTIONS_PER_POOL,
     MAX_ERROR_BODY_CHARS,
-    POOL_TIMEOUT_S,
-    READ_TIMEOUT_S,
     TOKEN_PATH,
-    TOKEN_REFRESH_MARGIN_S,
-    WRITE_TIMEOUT_S,
 )
 
 logger = logging.getLogger(__name__)
@@ -63,97 +46,6 @@ ACCESS_TOKEN_HINT = "check SOURCES__ROUTERA__ACCESS_TOKEN / .dlt/secrets.toml"
 API_MESSAGE_CHARS = 200
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class ClientConfig:
-    """Everything the client needs. Secrets are kept out of `repr` so logs can show a config."""
-
-    base_url: str = DEFAULT_BASE_URL
-    access_token: str | None = field(default=None, repr=False)
-    client_id: str | None = None
-    client_secret: str | None = field(default=None, repr=False)
-    concurrency: int = DEFAULT_CONCURRENCY
-    rps: float = DEFAULT_RPS
-    connect_timeout: float = CONNECT_TIMEOUT_S
-    read_timeout: float = READ_TIMEOUT_S
-    write_timeout: float = WRITE_TIMEOUT_S
-    pool_timeout: float = POOL_TIMEOUT_S
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT_S
-    backoff_initial: float = BACKOFF_INITIAL_S
-    backoff_max: float = BACKOFF_MAX_S
-    token_refresh_margin: float = TOKEN_REFRESH_MARGIN_S
-
-    def validate(self) -> None:
-        """Raise ConfigurationError saying what to fix; messages never contain a secret."""
-        self._validate_base_url()
-        has_token = _present(self.access_token)
-        has_id = _present(self.client_id)
-        has_secret = _present(self.client_secret)
-        if not (has_token or has_id or has_secret):
-            raise ConfigurationError(
-                "no Routera credentials: set SOURCES__ROUTERA__ACCESS_TOKEN (access_token), or "
-                "SOURCES__ROUTERA__CLIENT_ID and SOURCES__ROUTERA__CLIENT_SECRET (client_id and "
-                "client_secret) for OAuth client credentials, in the environment or "
-                ".dlt/secrets.toml"
-            )
-        if has_id != has_secret:
-            present, missing = (
-                ("client_id", "client_secret") if has_id else ("client_secret", "client_id")
-            )
-            raise ConfigurationError(
-                f"{present} is set but {missing} is not: OAuth needs both "
-                "(SOURCES__ROUTERA__CLIENT_ID and SOURCES__ROUTERA__CLIENT_SECRET)"
-            )
-        if has_token and not is_header_safe_token(self.access_token or ""):
-            raise ConfigurationError(
-                "access_token contains spaces, line breaks or other characters a bearer token "
-                "cannot have (a stray newline from copying it?); check "
-                "SOURCES__ROUTERA__ACCESS_TOKEN / .dlt/secrets.toml"
-            )
-        if has_token and has_id:
-            raise ConfigurationError(
-                "both an access_token and OAuth client credentials are set: keep only one of "
-                "SOURCES__ROUTERA__ACCESS_TOKEN or SOURCES__ROUTERA__CLIENT_ID + "
-                "SOURCES__ROUTERA__CLIENT_SECRET, so it is clear which identity archives"
-            )
-        if self.concurrency < 1:
-            raise ConfigurationError(f"concurrency must be at least 1, got {self.concurrency}")
-        if not (self.rps >= 0 and math.isfinite(self.rps)):
-            raise ConfigurationError(f"rps must be a number >= 0 (0 = no limit), got {self.rps}")
-        if self.max_attempts < 1:
-            raise ConfigurationError(f"max_attempts must be at least 1, got {self.max_attempts}")
-        for name in ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout"):
-            value = getattr(self, name)
-            if not value > 0:
-                raise ConfigurationError(f"{name} must be > 0 seconds, got {value}")
-        for name in ("max_retry_wait", "backoff_initial", "backoff_max", "token_refresh_margin"):
-            value = getattr(self, name)
-            if not value >= 0:
-                raise ConfigurationError(f"{name} must be >= 0 seconds, got {value}")
-
-    def _validate_base_url(self) -> None:
-        try:
-            parts = urlsplit(self.base_url)
-            host = parts.hostname
-            parts.port  # noqa: B018  (raises ValueError on a bad port)
-        except (ValueError, TypeError, AttributeError):
-            parts, host = None, None
-        if parts is None or parts.scheme not in ("http", "https") or not host:
-            raise ConfigurationError(
-                f"base_url {self.base_url!r} is not an absolute http(s) URL with a host; "
-                f"set SOURCES__ROUTERA__BASE_URL to e.g. {DEFAULT_BASE_URL!r}"
-            )
-        if parts.username is not None or parts.password is not None:
-            raise ConfigurationError(
-                "base_url must not contain a user name or password; put credentials in "
-                "SOURCES__ROUTERA__ACCESS_TOKEN or the OAuth client settings"
-            )
-        if parts.query or parts.fragment:
-            raise ConfigurationError(
-                f"base_url {self.base_url!r} must not have a query or fragment"
-            )
 
 
 @dataclass(frozen=True)
@@ -244,8 +136,9 @@ class RouteraClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep | None = None,
     ) -> None:
-        config.validate()
         self.config = config
+        # What this client will do, whichever process it lives in (secrets are not in the repr).
+        logger.debug("client settings: %r", config)
         # Replaceable so tests can record waits instead of sleeping.
         self.sleep: Sleep = sleep or asyncio.sleep
         # Wall clock for Retry-After HTTP dates; replaceable for tests.
@@ -292,15 +185,16 @@ class RouteraClient:
         self._pacer = RatePacer(config.rps) if config.rps > 0 else None
         self._requests_sent = 0
         self._token_provider: TokenProvider
-        if config.client_id and config.client_secret and _present(config.client_id):
+        credentials = config.credentials
+        if isinstance(credentials, AccessToken):
+            self._token_provider = StaticTokenProvider(credentials.token)
+        else:
             self._token_provider = OAuthTokenProvider(
                 self._send_token_request,
-                config.client_id,
-                config.client_secret,
+                credentials.client_id,
+                credentials.client_secret,
                 config.token_refresh_margin,
             )
-        else:
-            self._token_provider = StaticTokenProvider(config.access_token or "")
 
     def __repr__(self) -> str:
         return f"RouteraClient({self.config!r})"
@@ -355,9 +249,10 @@ class RouteraClient:
         try:
             return await self._call(_Call("POST", TOKEN_PATH, authenticated=False, form=form))
         except RetriesExhausted as error:
-            secret = self.config.client_secret or ""
             body = error.last_body
-            if body is not None and ("access_token" in body or (secret and secret in body)):
+            if body is not None and (
+                "access_token" in body or any(secret in body for secret in self.config.secrets)
+            ):
                 body = "<withheld>"
             raise RetriesExhausted(
                 f"could not get an OAuth token: {error.reason}",
@@ -475,7 +370,7 @@ class RouteraClient:
 
     async def _on_unauthorized(self, call: _Call, token: str, body: str) -> None:
         """Renew a rejected OAuth token once per call; otherwise the 401 is final."""
-        message = _api_message(body, secrets=(token, self.config.client_secret or ""))
+        message = _api_message(body, secrets=(token, *self.config.secrets))
         detail = f" ({message})" if message else ""
         if not self._token_provider.can_refresh:
             raise AuthenticationError(
@@ -561,11 +456,6 @@ class RouteraClient:
             last_status=call.last_status,
             last_body=body,
         ) from failure
-
-
-def _present(value: str | None) -> bool:
-    """A setting counts as given only if it holds more than whitespace."""
-    return bool(value and value.strip())
 
 
 def _failure(state: RetryCallState) -> _RetryableAttempt:

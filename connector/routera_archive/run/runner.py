@@ -60,7 +60,6 @@ from routera_archive.run.result import (
 from routera_archive.settings import (
     FIELDS_TABLE,
     LOG_TABLE,
-    QUEUE_TABLE,
 )
 
 logger = logging.getLogger(__name__)
@@ -76,10 +75,6 @@ class RunOptions:
     dry_run: bool = False
     limit: int | None = None
     force: bool = False
-    # A run that would archive more than this share of the active contacts is refused unless
-    # forced: one GET /contacts?limit=1 tells how many are active. None turns the check off.
-    max_share: float | None = 0.5
-    queue_table: str = QUEUE_TABLE
     # Only the pending requests whose contact id hashes to this worker (see queue.Shard).
     shard: Shard | None = None
 
@@ -98,7 +93,8 @@ class ArchiveRun:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.pipeline = pipeline
-        self.config = config
+        # Resolved once, so every rule on its values has been checked (on_resolved).
+        self.config = config if config.is_resolved() else config.resolve()
         self.options = options or RunOptions()
         self.observer = observer or RunObserver()
         self.stop = stop or threading.Event()
@@ -186,14 +182,9 @@ class ArchiveRun:
         the tally. It calls nothing until the run sends it requests; unused, it is ended."""
         if self.options.dry_run or self.transport is not None or not self.config.call_worker:
             return None
-        client_config = self.config.client_config()
-        try:
-            client_config.validate()
-        except ConfigurationError:
-            return None  # reported where the calls start, after recovery, as in-process
         try:
             return spawn_call_worker(
-                client_config,
+                self.config.client_config(),
                 journal_dir=self._journal_dir,
                 run_id=self.report.run_id,
                 sync_every=self.config.chunk_size,
@@ -208,7 +199,7 @@ class ArchiveRun:
         if not self.options.dry_run:
             self._finish_previous_run()
         queue = PendingQueue(
-            self.pipeline, queue_table=self.options.queue_table, shard=self.options.shard
+            self.pipeline, queue_table=self.config.queue_table, shard=self.options.shard
         )
         tally = queue.tally()
         pending = tally.pending
@@ -252,8 +243,8 @@ class ArchiveRun:
 
     async def _share_verdict(self, caller: Caller, to_call: int) -> str | None:
         """Refuse (return a reason) when the run would archive too much of the account."""
-        share = self.options.max_share
-        if share is None or to_call == 0 or self.options.force:
+        share = self.config.max_share
+        if not share or to_call == 0 or self.options.force:
             return None
         answer = await caller.list_contacts(archived=False, limit=1, offset=0)
         try:

@@ -8,7 +8,6 @@ Exit codes a scheduler should alert on: 1 (some requests failed; the next run re
 from routera_archive.config import resolve_source_config
 from routera_archive.dataset.queue import Shard
 from routera_archive.run.runner import ArchiveRun, RunOptions, RunReport
-
 from routera_archive_pipelines.factory import make_pipeline
 
 WORKERS = 4

@@ -1,0 +1,72 @@
+"""What the HTTP client needs, as plain values: made from the settings spec in one place
+(`RouteraSourceConfig.client_config`) and validated there, never here.
+
+The client knows no dlt, so this is a frozen dataclass rather than a configspec. Secrets are
+kept out of `repr`, so a config can be logged; the call worker receives one on its pipe
+(`to_wire` / `from_wire`), never in its command line or environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """A static bearer token: nothing to renew, so a 401 is final."""
+
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    """OAuth 2.0 client credentials: the client fetches tokens and renews them before expiry."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+# One identity per run: a static token or OAuth client credentials, never both.
+Credentials = AccessToken | ClientCredentials
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Every setting the client reads; see `RouteraSourceConfig` for what each one means."""
+
+    base_url: str
+    credentials: Credentials
+    concurrency: int
+    rps: float
+    connect_timeout: float
+    read_timeout: float
+    write_timeout: float
+    pool_timeout: float
+    max_attempts: int
+    max_retry_wait: float
+    backoff_initial: float
+    backoff_max: float
+    token_refresh_margin: float
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The values that must never appear in a message, a log line or a table."""
+        if isinstance(self.credentials, AccessToken):
+            return (self.credentials.token,)
+        return (self.credentials.client_secret,)
+
+    def to_wire(self) -> dict[str, Any]:
+        """A JSON-able form that `from_wire` turns back into this config (secrets included:
+        for a pipe to the call worker only)."""
+        values = dataclasses.asdict(self)
+        values["credentials"]["kind"] = type(self.credentials).__name__
+        return values
+
+    @classmethod
+    def from_wire(cls, values: dict[str, Any]) -> ClientConfig:
+        credentials = dict(values["credentials"])
+        kind = credentials.pop("kind")
+        chosen = {AccessToken.__name__: AccessToken, ClientCredentials.__name__: ClientCredentials}
+        return cls(**{**values, "credentials": chosen[kind](**credentials)})

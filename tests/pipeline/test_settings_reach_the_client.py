@@ -1,0 +1,165 @@
+"""Every client setting reaches the HTTP client identically through the three ways in: the
+CLI (a real process), the runner (whose client lives in the call worker) and the dlt-native
+source (`pipeline.run(routera_archive(...))`), all configured the way a user configures them,
+with `SOURCES__ROUTERA__*` variables.
+
+What each client was given is read from the line it logs when it is made (`client settings:
+ClientConfig(...)`, at DEBUG, secrets left out of the repr): in the worker that line travels to
+the run's logging, in the CLI to its stderr.
+"""
+
+import ast
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pytest
+
+from routera_archive.config import resolve_source_config
+from routera_archive.dataset.enqueue import enqueue
+from routera_archive.run.runner import ArchiveRun, RunOptions
+from routera_archive.source import routera_archive
+from routera_archive_pipelines.factory import make_pipeline
+from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
+from tests.e2e.cli_support import cli_env, run_cli
+
+# Each client setting, the value a user sets and what the client must hold. None of them is a
+# default, so a path that drops a setting shows up as the default instead.
+SETTINGS: dict[str, tuple[str, Any]] = {
+    "concurrency": ("3", 3),
+    "rps": ("250.5", 250.5),
+    "max_attempts": ("1", 1),
+    "max_retry_wait": ("9", 9.0),
+    "backoff_initial": ("0.25", 0.25),
+    "backoff_max": ("4", 4.0),
+    "connect_timeout": ("1.5", 1.5),
+    "read_timeout": ("2.5", 2.5),
+    "write_timeout": ("3.5", 3.5),
+    "pool_timeout": ("4.5", 4.5),
+    "token_refresh_margin": ("5", 5.0),
+}
+MARK = "client settings: "
+PATHS = ("cli", "runner", "source")
+
+
+def read_client_settings(line: str) -> dict[str, Any]:
+    """The fields of a logged `ClientConfig(...)` repr, credentials as their type's name."""
+    call = ast.parse(line.split(MARK, 1)[1].strip(), mode="eval").body
+    assert isinstance(call, ast.Call)
+    values: dict[str, Any] = {}
+    for keyword in call.keywords:
+        if isinstance(keyword.value, ast.Call):
+            assert isinstance(keyword.value.func, ast.Name)
+            values[str(keyword.arg)] = keyword.value.func.id
+        else:
+            values[str(keyword.arg)] = ast.literal_eval(keyword.value)
+    return values
+
+
+def user_settings(server: SandboxServer) -> dict[str, str]:
+    return {
+        "SOURCES__ROUTERA__BASE_URL": server.url,
+        "SOURCES__ROUTERA__CLIENT_ID": server.config.client_id,
+        "SOURCES__ROUTERA__CLIENT_SECRET": server.config.client_secret,
+        "SOURCES__ROUTERA__MAX_SHARE": "0",
+        **{f"SOURCES__ROUTERA__{name.upper()}": text for name, (text, _) in SETTINGS.items()},
+    }
+
+
+def logged_settings(records: list[logging.LogRecord]) -> list[dict[str, Any]]:
+    return [read_client_settings(r.getMessage()) for r in records if MARK in r.getMessage()]
+
+
+@pytest.fixture(scope="module")
+def seen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, Any]]]:
+    """What the client of each path was given, each path run once against one sandbox."""
+    root = tmp_path_factory.mktemp("settings")
+    with SandboxServer(SandboxConfig(port=0, contacts=5, faults=FaultConfig())) as server:
+        env = user_settings(server)
+        found: dict[str, dict[str, Any]] = {}
+
+        cli_dir = root / "cli"
+        cli_dir.mkdir()
+        environment = cli_env(server, cli_dir, env)
+        run_cli(cli_dir, environment, "enqueue", "-", timeout=60, stdin="no-such-contact\n")
+        result = run_cli(cli_dir, environment, "run", "--debug", timeout=120)
+        assert result.code == 0, result.output
+        lines = [line for line in result.stderr.splitlines() if MARK in line]
+        assert len(lines) == 1, result.output
+        found["cli"] = read_client_settings(lines[0])
+
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            patch.setenv("DLT_DATA_DIR", str(root / "dlt_data"))
+            patch.chdir(root)  # module-scoped: the per-test working folder is not made yet
+            handler = Capture()
+            logger = logging.getLogger("routera_archive")
+            logger.addHandler(handler)
+            level = logger.level
+            logger.setLevel(logging.DEBUG)
+            try:
+                pipeline = make_pipeline(duckdb_file=root / "runner.duckdb")
+                enqueue(pipeline, [{"contact_id": "no-such-contact"}])
+                report = ArchiveRun(pipeline, resolve_source_config(), RunOptions()).execute()
+                assert report.exit_code == 0, report.error
+                (found["runner"],) = logged_settings(handler.records)
+                handler.records.clear()
+
+                native = dlt.pipeline(
+                    "settings_native", destination="duckdb", dataset_name="native"
+                )
+                native.run(routera_archive(["no-such-contact"]))
+                (found["source"],) = logged_settings(handler.records)
+            finally:
+                logger.removeHandler(handler)
+                logger.setLevel(level)
+        yield found
+
+
+class Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_each_setting_reaches_the_client_the_same_through_every_path(
+    seen: dict[str, dict[str, Any]], name: str
+) -> None:
+    expected = SETTINGS[name][1]
+    assert {path: seen[path][name] for path in PATHS} == dict.fromkeys(PATHS, expected)
+
+
+def test_the_credentials_and_url_reach_the_client_on_every_path(
+    seen: dict[str, dict[str, Any]],
+) -> None:
+    assert {seen[path]["credentials"] for path in PATHS} == {"ClientCredentials"}
+    assert len({seen[path]["base_url"] for path in PATHS}) == 1
+    assert seen["cli"] == seen["runner"] == seen["source"]
+
+
+def test_one_attempt_through_the_dlt_source_when_max_attempts_is_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The case an outside test found: the source made 5 attempts with MAX_ATTEMPTS=1."""
+    faults = FaultConfig(error_rate=1.0)
+    with SandboxServer(
+        SandboxConfig(port=0, contacts=3, static_tokens=("t0k",), faults=faults)
+    ) as s:
+        monkeypatch.setenv("SOURCES__ROUTERA__BASE_URL", s.url)
+        monkeypatch.setenv("SOURCES__ROUTERA__ACCESS_TOKEN", "t0k")
+        monkeypatch.setenv("SOURCES__ROUTERA__RPS", "0")
+        monkeypatch.setenv("SOURCES__ROUTERA__MAX_ATTEMPTS", "1")
+        pipeline = dlt.pipeline("one_attempt", destination="duckdb", dataset_name="one")
+        pipeline.run(routera_archive(["c-1", "c-2"]))
+        totals = s.state.stats()["totals"]
+    assert totals["by_method"] == {"DELETE": 2}
+    with pipeline.sql_client() as client:
+        rows = client.execute_sql("SELECT status, attempts FROM archive_log ORDER BY request_id")
+    assert [tuple(row) for row in rows] == [("failed", 1), ("failed", 1)]

@@ -1,0 +1,244 @@
+"""The settings spec: every rule checked once (on_resolved), every message naming the key as a
+user sets it, the credentials one identity, and the client's settings made from it whole."""
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from routera_archive.config import (
+    DatasetConfig,
+    RouteraSourceConfig,
+    resolve_dataset_config,
+    resolve_source_config,
+    settings_from_values,
+)
+from routera_archive.errors import ConfigurationError
+from routera_archive.http.config import AccessToken, ClientConfig, ClientCredentials
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "static-TOKEN-value-7f3a"
+CLIENT_ID = "client-id-42"
+SECRET = "client-SECRET-value-9c1d"
+
+
+def settings(**values: Any) -> RouteraSourceConfig:
+    return settings_from_values(**{"access_token": TOKEN, **values})
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["not a url", "ftp://x", "http://", "", "api.routera.io", "https://:443", "https://h:99999"],
+)
+def test_base_urls_that_are_not_http_urls_are_refused(base_url: str) -> None:
+    with pytest.raises(ConfigurationError, match="not an absolute http") as caught:
+        settings(base_url=base_url)
+    assert "SOURCES__ROUTERA__BASE_URL / [sources.routera] base_url" in str(caught.value)
+
+
+def test_credentials_query_or_fragment_in_the_base_url_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="user name or password") as caught:
+        settings(base_url="https://u:pw-in-url@h")
+    assert "pw-in-url" not in str(caught.value)
+    with pytest.raises(ConfigurationError, match="query or fragment"):
+        settings(base_url="https://h/?x=1")
+
+
+@pytest.mark.parametrize(
+    "base_url", ["https://api.routera.io", "http://127.0.0.1:8080", "https://h.example/api/v1/"]
+)
+def test_http_urls_are_accepted(base_url: str) -> None:
+    settings(base_url=base_url)
+    settings_from_values(base_url=base_url, client_id=CLIENT_ID, client_secret=SECRET)
+
+
+@pytest.mark.parametrize("blank", [None, "", "   "])
+def test_no_credentials_names_the_settings(blank: str | None) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        settings_from_values(access_token=blank, client_id=blank, client_secret=blank)
+    message = str(caught.value)
+    assert "SOURCES__ROUTERA__ACCESS_TOKEN" in message
+    assert "SOURCES__ROUTERA__CLIENT_ID" in message
+    assert "SOURCES__ROUTERA__CLIENT_SECRET" in message
+
+
+def test_half_an_oauth_pair_is_refused_without_quoting_it() -> None:
+    with pytest.raises(ConfigurationError, match="client_id is set but client_secret is not"):
+        settings_from_values(client_id=CLIENT_ID)
+    with pytest.raises(ConfigurationError) as caught:
+        settings_from_values(client_secret=SECRET)
+    assert "client_secret is set but client_id is not" in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize("token", [f"{TOKEN}\n", f"Bearer {TOKEN}", f"{TOKEN}\x00", "tök"])
+def test_tokens_that_cannot_be_a_header_are_refused(token: str) -> None:
+    with pytest.raises(ConfigurationError, match="access_token contains") as caught:
+        settings_from_values(access_token=token)
+    assert TOKEN not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"client_id": CLIENT_ID, "client_secret": SECRET},
+        {"client_id": CLIENT_ID},
+        {"client_secret": SECRET},
+    ],
+)
+def test_a_token_beside_any_oauth_setting_is_refused(values: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError, match="keep only one") as caught:
+        settings(**values)
+    assert TOKEN not in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
+def test_the_credentials_are_one_typed_identity() -> None:
+    assert settings().credentials == AccessToken(TOKEN)
+    oauth = settings_from_values(client_id=CLIENT_ID, client_secret=SECRET)
+    assert oauth.credentials == ClientCredentials(CLIENT_ID, SECRET)
+
+
+@pytest.mark.parametrize(
+    ("changes", "name"),
+    [
+        ({"concurrency": 0}, "concurrency"),
+        ({"rps": -1}, "rps"),
+        ({"rps": float("nan")}, "rps"),
+        ({"rps": float("inf")}, "rps"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"connect_timeout": 0}, "connect_timeout"),
+        ({"read_timeout": 0}, "read_timeout"),
+        ({"write_timeout": -1}, "write_timeout"),
+        ({"pool_timeout": float("inf")}, "pool_timeout"),
+        ({"max_retry_wait": -1}, "max_retry_wait"),
+        ({"backoff_initial": -0.5}, "backoff_initial"),
+        ({"backoff_max": float("nan")}, "backoff_max"),
+        ({"token_refresh_margin": -1}, "token_refresh_margin"),
+        ({"max_archives": -1}, "max_archives"),
+        ({"max_share": 1.5}, "max_share"),
+        ({"max_share": -0.1}, "max_share"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"queue_table": " "}, "queue_table"),
+        ({"schema_contract": "strict"}, "schema_contract"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_key_as_a_user_sets_it(
+    changes: dict[str, Any], name: str
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        settings(**changes)
+    assert f"SOURCES__ROUTERA__{name.upper()} / [sources.routera] {name}" in str(caught.value)
+
+
+def test_values_from_the_environment_are_checked_the_same_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SOURCES__ROUTERA__ACCESS_TOKEN", TOKEN)
+    monkeypatch.setenv("SOURCES__ROUTERA__RPS", "-1")
+    with pytest.raises(ConfigurationError, match=r"rps must be .*SOURCES__ROUTERA__RPS"):
+        resolve_source_config()
+    monkeypatch.setenv("SOURCES__ROUTERA__RPS", "fast")
+    with pytest.raises(ConfigurationError) as caught:
+        resolve_source_config()
+    assert str(caught.value) == (
+        "rps must be of type float, got 'fast'; check SOURCES__ROUTERA__RPS / [sources.routera] rps"
+    )
+
+
+def test_a_secret_that_cannot_be_read_is_never_quoted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCES__ROUTERA__ACCESS_TOKEN", f"{TOKEN}\n")
+    with pytest.raises(ConfigurationError) as caught:
+        resolve_source_config()
+    assert TOKEN not in str(caught.value)
+
+
+def test_explicit_values_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCES__ROUTERA__ACCESS_TOKEN", TOKEN)
+    monkeypatch.setenv("SOURCES__ROUTERA__CONCURRENCY", "3")
+    monkeypatch.setenv("SOURCES__ROUTERA__MAX_ATTEMPTS", "2")
+    config = resolve_source_config(concurrency=7, rps=None)
+    assert (config.concurrency, config.max_attempts, config.rps) == (7, 2, 50.0)
+
+
+def test_the_dataset_settings_need_no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCES__ROUTERA__QUEUE_TABLE", "to_archive")
+    assert resolve_dataset_config().queue_table == "to_archive"
+    assert resolve_dataset_config(queue_table="other").queue_table == "other"
+    with pytest.raises(ConfigurationError, match="queue_table"):
+        resolve_dataset_config(queue_table="")
+
+
+def test_every_setting_of_the_client_comes_from_the_spec() -> None:
+    """Nothing the client reads has a default of its own: a field added to ClientConfig but
+    not made from the spec fails here."""
+    config = settings(
+        base_url="https://h.example",
+        concurrency=3,
+        rps=7.5,
+        max_attempts=2,
+        max_retry_wait=9,
+        backoff_initial=0.1,
+        backoff_max=4,
+        connect_timeout=1,
+        read_timeout=2,
+        write_timeout=3,
+        pool_timeout=4,
+        token_refresh_margin=5,
+    )
+    client = config.client_config()
+    for field in dataclasses.fields(ClientConfig):
+        expected = (
+            config.credentials if field.name == "credentials" else getattr(config, field.name)
+        )
+        assert getattr(client, field.name) == expected, field.name
+
+
+def test_the_spec_defaults_are_the_documented_ones() -> None:
+    """Every setting has a default a run can start with (credentials aside)."""
+    fields = RouteraSourceConfig.get_resolvable_fields()
+    assert set(DatasetConfig.get_resolvable_fields()) <= set(fields)
+    defaults = RouteraSourceConfig()
+    for name in fields:
+        if name not in ("access_token", "client_id", "client_secret"):
+            assert getattr(defaults, name) is not None, name
+
+
+@given(
+    token=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1),
+    oauth=st.booleans(),
+)
+def test_a_client_config_survives_the_pipe_to_the_call_worker(token: str, oauth: bool) -> None:
+    values = {"client_id": "cid", "client_secret": token} if oauth else {"access_token": token}
+    config = settings_from_values(**values).client_config()
+    assert ClientConfig.from_wire(config.to_wire()) == config
+
+
+def test_no_repr_shows_a_secret() -> None:
+    for config in (
+        settings().client_config(),
+        settings_from_values(client_id=CLIENT_ID, client_secret=SECRET).client_config(),
+    ):
+        assert TOKEN not in repr(config) and SECRET not in repr(config)
+
+
+def documented_settings(readme: str) -> set[str]:
+    """The names in the first column of the table under "### Settings"."""
+    section = readme.split("### Settings", 1)[1]
+    table = section[section.index("| setting |") :].split("\n\n", 1)[0]
+    names: set[str] = set()
+    for line in table.splitlines()[2:]:
+        names.update(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
+    return names
+
+
+def test_every_setting_is_in_the_readme_and_the_example_config() -> None:
+    fields = set(RouteraSourceConfig.get_resolvable_fields())
+    assert documented_settings((ROOT / "README.md").read_text(encoding="utf-8")) == fields
+    example = (ROOT / ".dlt" / "config.toml").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^#? ?([a-z_]+) = ", example, re.MULTILINE)) - {"log_level"}
+    assert listed == fields - {"access_token", "client_id", "client_secret"}
