@@ -28,6 +28,8 @@ SOURCE_NAME: Final = "routera"
 """The dlt source's name and section: settings live under `[sources.routera]`."""
 CONFIG_SECTIONS: Final = ("sources", SOURCE_NAME)
 DEFAULT_BASE_URL: Final = "https://api.routera.io"
+QUEUE_TABLE: Final = "archive_queue"
+"""The queue table's name when `queue_table` is not set (the table `enqueue` makes)."""
 SCHEMA_CONTRACTS: Final = ("evolve", "freeze", "discard")
 TIMEOUTS: Final = ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout")
 SECRET_FIELDS: Final = ("access_token", "client_id", "client_secret")
@@ -56,7 +58,7 @@ class DatasetConfig(BaseConfiguration):
     """The settings that tell where a dataset's requests are: all that `status` and `report`
     need, so they work without API credentials."""
 
-    queue_table: str = "archive_queue"
+    queue_table: str = QUEUE_TABLE
     """The table of archive requests in the dataset (made by `enqueue`, dbt or SQL)."""
 
     def on_resolved(self) -> None:

@@ -25,6 +25,7 @@ from routera_archive.config import resolve_dataset_config, resolve_source_config
 from routera_archive.dataset.enqueue import enqueue as enqueue_rows
 from routera_archive.dataset.enqueue import parse_ids
 from routera_archive.dataset.queue import Shard
+from routera_archive.dataset.tables import DATASET_NAME
 from routera_archive.errors import ConfigurationError, RouteraArchiveError
 from routera_archive.run.runner import (
     EXIT_CONFIG_OR_AUTH,
@@ -32,7 +33,6 @@ from routera_archive.run.runner import (
     ArchiveRun,
     RunOptions,
 )
-from routera_archive.settings import DATASET_NAME
 from routera_archive_pipelines.console import ProgressObserver, print_report
 from routera_archive_pipelines.factory import (
     DEFAULT_DESTINATION,

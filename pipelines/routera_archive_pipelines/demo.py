@@ -13,11 +13,11 @@ import dlt
 from rich.console import Console
 from rich.table import Table
 
-from routera_archive.config import RouteraSourceConfig, settings_from_values
+from routera_archive.config import SOURCE_NAME, RouteraSourceConfig, settings_from_values
 from routera_archive.dataset.enqueue import enqueue
+from routera_archive.dataset.tables import ARCHIVES_TABLE, LOG_TABLE
 from routera_archive.http.client import RouteraClient
 from routera_archive.run.runner import EXIT_OK, ArchiveRun, RunOptions
-from routera_archive.settings import ARCHIVES_TABLE, LOG_TABLE, SOURCE_NAME
 from routera_archive_pipelines.console import ProgressObserver, print_report
 from routera_archive_pipelines.factory import make_pipeline
 from routera_archive_sandbox import SandboxConfig, SandboxServer

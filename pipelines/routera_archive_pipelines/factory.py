@@ -2,15 +2,22 @@
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.destination import Destination
 
 from routera_archive.dataset.queue import Shard
+from routera_archive.dataset.tables import DATASET_NAME
 from routera_archive.errors import ConfigurationError
-from routera_archive.settings import DATASET_NAME, DUCKDB_FILE, PIPELINE_NAME
+
+PIPELINE_NAME: Final = "routera_archive"
+
+# Not `routera_archive.duckdb`: DuckDB names the catalog after the file, and a catalog named like
+# the dataset makes every `routera_archive.<table>` ambiguous ("Ambiguous reference to catalog or
+# schema"), which fails dlt's loads on dlt 1.31 / duckdb 2.0.
+DUCKDB_FILE: Final = "routera_audit.duckdb"
 
 DEFAULT_DESTINATION = "duckdb"
 

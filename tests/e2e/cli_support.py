@@ -35,7 +35,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql as pg_sql
 
-from routera_archive.settings import DATASET_NAME
+from routera_archive.dataset.tables import DATASET_NAME
 from routera_archive_sandbox import SandboxServer
 from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL, postgres_available
 

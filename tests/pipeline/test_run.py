@@ -9,6 +9,7 @@ import dlt
 import httpx
 import pytest
 
+from routera_archive.config import SOURCE_NAME
 from routera_archive.dataset.enqueue import enqueue
 from routera_archive.run.runner import (
     EXIT_GUARDRAIL,
@@ -17,7 +18,6 @@ from routera_archive.run.runner import (
     RunOptions,
     RunReport,
 )
-from routera_archive.settings import SOURCE_NAME
 from routera_archive_pipelines.factory import make_pipeline
 from routera_archive_sandbox import SandboxServer
 from tests.conftest import source_config

@@ -25,9 +25,13 @@ from routera_archive.errors import (
     InvalidContactId,
     RetriesExhausted,
 )
-from routera_archive.http.client import ApiAnswer, RouteraClient, parse_retry_after
+from routera_archive.http.client import (
+    MAX_ERROR_BODY_CHARS,
+    ApiAnswer,
+    RouteraClient,
+    parse_retry_after,
+)
 from routera_archive.http.ids import validate_contact_id
-from routera_archive.settings import MAX_ERROR_BODY_CHARS
 from tests.conftest import client_config
 
 BASE = "https://api.routera.test"

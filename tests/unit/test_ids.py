@@ -7,8 +7,13 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from routera_archive.errors import InvalidContactId
-from routera_archive.http.ids import contact_path, encode_segment, id_preview, validate_contact_id
-from routera_archive.settings import MAX_CONTACT_ID_LENGTH
+from routera_archive.http.ids import (
+    MAX_CONTACT_ID_LENGTH,
+    contact_path,
+    encode_segment,
+    id_preview,
+    validate_contact_id,
+)
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from routera_archive.dataset.queue import PendingQueue
+from routera_archive.dataset.tables import LOG_TABLE, QUEUE_TABLE, RUNS_TABLE
 from routera_archive.errors import QueueError
-from routera_archive.settings import LOG_TABLE, QUEUE_TABLE, RUNS_TABLE
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from routera_archive.errors import InvalidContactId, RetriesExhausted
-from routera_archive.http.client import ApiAnswer, RouteraClient
+from routera_archive.http.client import MAX_ERROR_BODY_CHARS, ApiAnswer, RouteraClient
 from routera_archive.http.ids import id_preview, validate_contact_id
 from routera_archive.models import (
     ArchiveOutcome,
@@ -25,7 +25,6 @@ from routera_archive.models import (
     parse_archived_contact,
     read_active_flag,
 )
-from routera_archive.settings import MAX_ERROR_BODY_CHARS
 
 logger = logging.getLogger(__name__)
 

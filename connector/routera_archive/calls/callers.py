@@ -17,7 +17,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import httpx
 
@@ -31,9 +31,15 @@ from routera_archive.errors import (
 )
 from routera_archive.http.client import ApiAnswer, ClientConfig, RouteraClient
 from routera_archive.models import ArchiveOutcome, ArchiveRequest
-from routera_archive.settings import CALL_WORKER_STOP_TIMEOUT_S, CALL_WORKER_WINDOW_PER_CONNECTION
 
 logger = logging.getLogger(__name__)
+
+# The call worker holds up to this many requests per connection (sent to it, not yet answered):
+# about 0.2 s of work at full speed, so a load in the run's process never leaves it idle.
+CALL_WORKER_WINDOW_PER_CONNECTION: Final = 4
+
+# When a run ends early, the worker gets this long to finish (and journal) the calls in flight.
+CALL_WORKER_STOP_TIMEOUT_S: Final = 60.0
 
 Stopping = Callable[[], bool]
 

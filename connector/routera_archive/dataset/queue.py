@@ -18,10 +18,10 @@ from dlt.common.pipeline import SupportsPipeline
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from routera_archive.dataset.rows import NUL_STAND_IN
+from routera_archive.dataset.tables import ARCHIVES_TABLE, LOG_TABLE, QUEUE_TABLE
 from routera_archive.errors import InvalidContactId, QueueError
 from routera_archive.http.ids import validate_contact_id
 from routera_archive.models import TERMINAL_STATUSES, ArchiveRequest, parse_api_timestamp
-from routera_archive.settings import ARCHIVES_TABLE, LOG_TABLE, QUEUE_TABLE
 
 logger = logging.getLogger(__name__)
 

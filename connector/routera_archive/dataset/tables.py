@@ -9,25 +9,25 @@ chunk while the next chunk is being archived.
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import dlt
 from dlt.common.schema.typing import TColumnSchema
 from dlt.extract.resource import DltResource
 
+from routera_archive.config import QUEUE_TABLE, SOURCE_NAME
 from routera_archive.dataset.fields import FieldColumns
 from routera_archive.dataset.rows import audit_row, log_row
 from routera_archive.models import ArchiveOutcome
-from routera_archive.settings import (
-    ARCHIVES_TABLE,
-    FIELDS_TABLE,
-    LOG_TABLE,
-    QUEUE_SCHEMA_NAME,
-    QUEUE_TABLE,
-    RUNS_TABLE,
-    SOURCE_NAME,
-    SOURCE_SECTION,
-)
+
+# The dataset a run writes when none is named.
+DATASET_NAME: Final = "routera_archive"
+# `enqueue`'s own schema, so it can write while a run holds the run pipeline.
+QUEUE_SCHEMA_NAME: Final = "routera_queue"
+ARCHIVES_TABLE: Final = "contact_archives"
+LOG_TABLE: Final = "archive_log"
+RUNS_TABLE: Final = "archive_runs"
+FIELDS_TABLE: Final = "custom_fields"
 
 ARCHIVES_COLUMNS: dict[str, TColumnSchema] = {
     "id": {"data_type": "text", "nullable": False},
@@ -165,7 +165,7 @@ def archive_queue(rows: Iterable[dict[str, Any]]) -> DltResource:
     )
 
 
-@dlt.source(name=QUEUE_SCHEMA_NAME, section=SOURCE_SECTION, max_table_nesting=0)
+@dlt.source(name=QUEUE_SCHEMA_NAME, section=SOURCE_NAME, max_table_nesting=0)
 def queue_requests(rows: Sequence[dict[str, Any]]) -> DltResource:
     """Queue rows written by `enqueue`.
 
@@ -175,7 +175,7 @@ def queue_requests(rows: Sequence[dict[str, Any]]) -> DltResource:
     return archive_queue(rows)
 
 
-@dlt.source(name=SOURCE_NAME, section=SOURCE_SECTION)
+@dlt.source(name=SOURCE_NAME, section=SOURCE_NAME)
 def run_history(rows: Sequence[dict[str, Any]]) -> DltResource:
     """The `archive_runs` rows, in the `routera` schema like every other table."""
     return archive_runs(rows)
@@ -224,7 +224,7 @@ def build_audit_rows(
 HOLD_BACK_CONTRACT: Any = {"columns": "discard_value", "data_type": "discard_value"}
 
 
-@dlt.source(name=SOURCE_NAME, section=SOURCE_SECTION, max_table_nesting=0)
+@dlt.source(name=SOURCE_NAME, section=SOURCE_NAME, max_table_nesting=0)
 def audit_trail(
     rows: AuditRows, hold_back_new_fields: bool = False
 ) -> tuple[DltResource, DltResource, DltResource]:

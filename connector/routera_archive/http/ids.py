@@ -7,10 +7,15 @@ was not produced by the encoding itself.
 """
 
 import unicodedata
+from typing import Final
 from urllib.parse import quote
 
 from routera_archive.errors import InvalidContactId
-from routera_archive.settings import CONTACTS_PATH, MAX_CONTACT_ID_LENGTH
+
+CONTACTS_PATH: Final = "/contacts"
+
+# Routera ids are UUIDs or short external keys; anything longer is a data error, not an id.
+MAX_CONTACT_ID_LENGTH: Final = 256
 
 
 def validate_contact_id(raw: object) -> str:

@@ -32,7 +32,13 @@ from routera_archive.dataset.fields import FieldColumns
 from routera_archive.dataset.loading import load_fresh, load_pending_packages, schema_columns
 from routera_archive.dataset.lock import RunLock, WarehouseLock
 from routera_archive.dataset.queue import PendingQueue, PendingRequest, Shard
-from routera_archive.dataset.tables import audit_trail, build_audit_rows, run_history
+from routera_archive.dataset.tables import (
+    FIELDS_TABLE,
+    LOG_TABLE,
+    audit_trail,
+    build_audit_rows,
+    run_history,
+)
 from routera_archive.errors import (
     AuthenticationError,
     CallWorkerError,
@@ -56,10 +62,6 @@ from routera_archive.run.result import (
     RunObserver,
     RunReport,
     new_run_id,
-)
-from routera_archive.settings import (
-    FIELDS_TABLE,
-    LOG_TABLE,
 )
 
 logger = logging.getLogger(__name__)
