@@ -21,6 +21,7 @@ from typing import Any
 from dlt.common.pipeline import SupportsPipeline
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
+from routera_archive.dataset.outcomes import ranked_outcomes
 from routera_archive.dataset.queue import PendingQueue
 from routera_archive.dataset.tables import (
     ARCHIVES_TABLE,
@@ -284,27 +285,10 @@ def _archives_sections(reader: _Reader) -> list[Section]:
 
 
 def _latest_outcomes_sql(reader: _Reader) -> tuple[str, list[Any]]:
-    """Log rows in the window, each with its rank (1 = the request's latest) and failed rows.
-
-    Ties on `processed_at` rank a terminal row before a `failed` one.
-    """
-    log = reader.table(LOG_TABLE)
-    clauses, params = reader.window("processed_at")
-    sql = f"""
-        SELECT request_id, contact_id, status, http_status, error, attempts, requested_by,
-               reason, processed_at,
-               ROW_NUMBER() OVER (
-                   PARTITION BY request_id
-                   ORDER BY processed_at DESC,
-                            CASE WHEN status = 'failed' THEN 1 ELSE 0 END,
-                            outcome_id DESC
-               ) AS newest,
-               SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) OVER (
-                   PARTITION BY request_id
-               ) AS failed_rows
-        FROM {log} {_where(clauses)}
-    """
-    return sql, params
+    """Log rows in the window, each with `newest` (1: the request's latest outcome in the
+    window, by the one definition in `routera_archive.dataset.outcomes`) and `failed_rows`."""
+    clauses, params = reader.window("l.processed_at")
+    return ranked_outcomes(reader.table(LOG_TABLE), _where(clauses)), params
 
 
 def _outcome_sections(reader: _Reader, max_failures: int) -> list[Section]:

@@ -7,6 +7,7 @@ from typing import Any
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
+from routera_archive.dataset.outcomes import ranked_outcomes
 from routera_archive.dataset.queue import PendingQueue
 from routera_archive.dataset.tables import LOG_TABLE, QUEUE_TABLE, RUNS_TABLE
 from routera_archive.errors import QueueError
@@ -35,14 +36,8 @@ def dataset_status(
         runs = client.make_qualified_table_name(RUNS_TABLE)
         try:
             rows = client.execute_sql(
-                f"""
-                SELECT status, COUNT(*) FROM (
-                    SELECT request_id, status, ROW_NUMBER() OVER (
-                        PARTITION BY request_id ORDER BY processed_at DESC
-                    ) AS newest
-                    FROM {log}
-                ) latest WHERE newest = 1 GROUP BY status
-                """
+                f"SELECT status, COUNT(*) FROM ({ranked_outcomes(log)}) ranked "
+                "WHERE newest = 1 GROUP BY status"
             )
             status.statuses.update({str(s): int(n) for s, n in rows or ()})
         except DatabaseUndefinedRelation:

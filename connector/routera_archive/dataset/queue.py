@@ -17,11 +17,12 @@ from typing import Any
 from dlt.common.pipeline import SupportsPipeline
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
+from routera_archive.dataset.outcomes import is_terminal
 from routera_archive.dataset.rows import NUL_STAND_IN
 from routera_archive.dataset.tables import ARCHIVES_TABLE, LOG_TABLE, QUEUE_TABLE
 from routera_archive.errors import InvalidContactId, QueueError
 from routera_archive.http.ids import validate_contact_id
-from routera_archive.models import TERMINAL_STATUSES, ArchiveRequest, parse_api_timestamp
+from routera_archive.models import ArchiveRequest, parse_api_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -190,10 +191,9 @@ class PendingQueue:
                 return f"CAST(NULL AS {cast or text})"
             return f"CAST(q.{column} AS {cast})" if cast else f"q.{column}"
 
-        terminal = ", ".join(f"'{status}'" for status in TERMINAL_STATUSES)
         not_terminal = (
             f"AND NOT EXISTS (SELECT 1 FROM {log} l "
-            f"WHERE l.request_id = r.request_id AND l.status IN ({terminal}))"
+            f"WHERE l.request_id = r.request_id AND {is_terminal('l')})"
             if log_columns is not None and {"request_id", "status"} <= log_columns
             else ""
         )

@@ -31,6 +31,7 @@ from routera_archive.config import RouteraSourceConfig
 from routera_archive.dataset.fields import FieldColumns
 from routera_archive.dataset.loading import load_fresh, load_pending_packages, schema_columns
 from routera_archive.dataset.lock import RunLock, WarehouseLock
+from routera_archive.dataset.outcomes import is_terminal
 from routera_archive.dataset.queue import PendingQueue, PendingRequest, Shard
 from routera_archive.dataset.tables import (
     FIELDS_TABLE,
@@ -50,7 +51,7 @@ from routera_archive.errors import (
 )
 from routera_archive.http.ids import validate_contact_id
 from routera_archive.journal import OutcomeJournal, journal_run_id, leftover_files, read_outcomes
-from routera_archive.models import TERMINAL_STATUSES, ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
 from routera_archive.run.chunks import ChunkSink
 from routera_archive.run.result import (
     EXIT_CONFIG_OR_AUTH,
@@ -312,7 +313,6 @@ class ArchiveRun:
         if not request_ids:
             return set()
         done: set[str] = set()
-        statuses = ", ".join(f"'{s}'" for s in TERMINAL_STATUSES)
         try:
             with self.pipeline.sql_client() as client:
                 log = client.make_qualified_table_name(LOG_TABLE)
@@ -320,8 +320,8 @@ class ArchiveRun:
                     batch = request_ids[start : start + 500]
                     marks = ", ".join(["%s"] * len(batch))
                     rows = client.execute_sql(
-                        f"SELECT request_id FROM {log} "
-                        f"WHERE status IN ({statuses}) AND request_id IN ({marks})",
+                        f"SELECT l.request_id FROM {log} l "
+                        f"WHERE {is_terminal('l')} AND l.request_id IN ({marks})",
                         *batch,
                     )
                     done.update(str(row[0]) for row in rows or ())

@@ -1,16 +1,18 @@
 -- Requests still failing: their latest outcome is `failed` (retries ran out, or an answer broke
 -- the contract), so they are pending and the next run tries them again. With the error, the
--- attempts of the last try and how many times each has failed.
-SELECT l.request_id, l.contact_id, l.error, l.http_status, l.attempts, l.processed_at,
-       (SELECT COUNT(*) FROM routera_archive.archive_log c
-        WHERE c.request_id = l.request_id) AS failures,
-       l.requested_by, l.reason, l.run_id
-FROM routera_archive.archive_log l
-WHERE l.status = 'failed'
-  AND NOT EXISTS (
-    SELECT 1 FROM routera_archive.archive_log t
-    WHERE t.request_id = l.request_id AND t.status <> 'failed')
-  AND l.processed_at = (
-    SELECT MAX(m.processed_at) FROM routera_archive.archive_log m
-    WHERE m.request_id = l.request_id)
-ORDER BY l.processed_at DESC, l.request_id;
+-- attempts of the last try and how many times each has failed. "Latest" is the connector's own
+-- definition, word for word (routera_archive/dataset/outcomes.py): a terminal row outranks any
+-- `failed` one, then the newest `processed_at`, then `outcome_id`.
+SELECT request_id, contact_id, error, http_status, attempts, processed_at,
+       failed_rows AS failures, requested_by, reason, run_id
+FROM (
+  SELECT l.*,
+         ROW_NUMBER() OVER (PARTITION BY l.request_id ORDER BY
+           CASE WHEN l.status IN ('archived', 'already_archived', 'not_found', 'invalid', 'duplicate')
+           THEN 0 ELSE 1 END, l.processed_at DESC, l.outcome_id DESC) AS newest,
+         SUM(CASE WHEN l.status = 'failed' THEN 1 ELSE 0 END)
+           OVER (PARTITION BY l.request_id) AS failed_rows
+  FROM routera_archive.archive_log l
+) ranked
+WHERE newest = 1 AND status = 'failed'
+ORDER BY processed_at DESC, request_id;
