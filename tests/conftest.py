@@ -51,8 +51,12 @@ POSTGRES_SKIP_REASON = (
 def _isolated_dlt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep tests away from a developer's .dlt/secrets.toml, ~/.dlt and routera env vars."""
     for name in list(os.environ):
-        if name.startswith(("SOURCES__", "DESTINATION__", "ROUTERA_ARCHIVE")):
+        if name.startswith(("SOURCES__", "DESTINATION__", "PROVIDERS__", "ROUTERA_ARCHIVE")):
             monkeypatch.delenv(name, raising=False)
+    # The CLI's dlt defaults, set in this process by a command run in-process (CliRunner), are
+    # undone after each test: later CLI processes inherit this environment.
+    monkeypatch.delenv("PROVIDERS__ENABLE_AIRFLOW_SECRETS", raising=False)
+    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
     monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt_data"))
     monkeypatch.chdir(tmp_path)
 

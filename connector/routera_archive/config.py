@@ -23,13 +23,10 @@ from dlt.common.typing import TSecretStrValue
 from routera_archive.errors import ConfigurationError
 from routera_archive.http.auth import is_header_safe_token
 from routera_archive.http.config import AccessToken, ClientConfig, ClientCredentials, Credentials
+from routera_archive.names import QUEUE_TABLE, SOURCE_NAME
 
-SOURCE_NAME: Final = "routera"
-"""The dlt source's name and section: settings live under `[sources.routera]`."""
 CONFIG_SECTIONS: Final = ("sources", SOURCE_NAME)
 DEFAULT_BASE_URL: Final = "https://api.routera.io"
-QUEUE_TABLE: Final = "archive_queue"
-"""The queue table's name when `queue_table` is not set (the table `enqueue` makes)."""
 SCHEMA_CONTRACTS: Final = ("evolve", "freeze", "discard")
 TIMEOUTS: Final = ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout")
 SECRET_FIELDS: Final = ("access_token", "client_id", "client_secret")
@@ -257,7 +254,7 @@ def resolve_settings(spec: TSpec, **overrides: Any) -> TSpec:
         got = "" if exc.field_name in SECRET_FIELDS else f", got {exc.field_value!r}"
         raise ConfigurationError(
             f"{exc.field_name} must be of type {getattr(exc.hint, '__name__', exc.hint)}{got}; "
-            f"check {setting_key(exc.field_name)}"
+            f"set {setting_key(exc.field_name)}"
         ) from None
     except ConfigurationException as exc:
         raise ConfigurationError(f"the [sources.routera] configuration is invalid: {exc}") from None

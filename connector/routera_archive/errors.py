@@ -1,27 +1,84 @@
-"""Typed errors. Each message says what to check; none ever contains a token or a secret."""
+"""Every error this package raises on purpose, and the exit code each one means.
+
+The type says what happens next, so a scheduler (and a person) can act on the exit code alone:
+
+    RouteraArchiveError             exit 1 unless a branch says otherwise
+    ├── FatalError                  exit 2: retrying with the same setup cannot help; fix it
+    │   ├── ConfigurationError      a setting, a destination or its credentials cannot work
+    │   ├── AuthenticationError     Routera refused the credentials
+    │   └── QueueError              no usable queue table
+    ├── RetriableError              exit 1: nothing is wrong with the setup; retry later
+    │   ├── RetriesExhausted        the API stayed unreachable or failing (5xx, 429, timeouts)
+    │   ├── DestinationUnavailable  the destination did not answer, or its file is in use
+    │   ├── RunLockedError          another run holds the dataset
+    │   └── CallWorkerError         the process making the calls ended (its journal keeps them)
+    ├── GuardrailRefused            exit 3: a person must look at the queue before anything runs
+    └── InvalidContactId            never leaves a run: the request is settled as `invalid`
+
+`ExitCode` is the one list of exit codes; the CLI maps errors to them in one place
+(`routera_archive_pipelines.exits`). No message ever contains a token or a secret.
+"""
+
+from enum import IntEnum
+from typing import ClassVar, Final
+
+
+class ExitCode(IntEnum):
+    """What a command's exit status means (the README's table)."""
+
+    OK = 0
+    """Every request handled is settled."""
+    FAILED = 1
+    """Some requests failed, or the API or the destination was unavailable: retry later."""
+    CONFIGURATION = 2
+    """Configuration, credentials or the queue table: fix the setup."""
+    GUARDRAIL = 3
+    """A guardrail refused the run: a person must look."""
+    INTERRUPTED = 130
+    """Stopped by a signal after finishing the calls in flight."""
+
+
+NEXT_STEPS: Final[dict[int, str]] = {
+    ExitCode.FAILED: "retry later",
+    ExitCode.CONFIGURATION: "fix this, then run again",
+    ExitCode.GUARDRAIL: "check the queue, then pass --force if it is intended",
+    ExitCode.INTERRUPTED: "run again to finish",
+}
+"""What the person reading an error should do, by exit code (the CLI appends it)."""
 
 
 class RouteraArchiveError(Exception):
     """Base class of every error this package raises on purpose."""
 
-
-class ConfigurationError(RouteraArchiveError):
-    """The configuration cannot work (missing credentials, a base URL that is not a URL, ...)."""
+    exit_code: ClassVar[ExitCode] = ExitCode.FAILED
 
 
-class AuthenticationError(RouteraArchiveError):
+class FatalError(RouteraArchiveError):
+    """Retrying with the same setup cannot help."""
+
+    exit_code = ExitCode.CONFIGURATION
+
+
+class ConfigurationError(FatalError):
+    """The configuration cannot work (missing credentials, a base URL that is not a URL, a
+    destination that does not exist or whose credentials are incomplete, ...)."""
+
+
+class AuthenticationError(FatalError):
     """Routera refused our credentials; retrying with the same ones cannot help."""
 
 
-class InvalidContactId(RouteraArchiveError, ValueError):
-    """An id that can never be a Routera contact id; no request is ever sent for it."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+class QueueError(FatalError):
+    """The queue table cannot be read as a queue."""
 
 
-class RetriesExhausted(RouteraArchiveError):
+class RetriableError(RouteraArchiveError):
+    """Nothing is wrong with the setup: the same command may well succeed later."""
+
+    exit_code = ExitCode.FAILED
+
+
+class RetriesExhausted(RetriableError):
     """A retryable failure (429, 5xx, timeout, connection error) outlived the retry budget.
 
     `maybe_reached_server` is true when any attempt may have been processed by Routera (it was
@@ -45,13 +102,34 @@ class RetriesExhausted(RouteraArchiveError):
         self.last_body = last_body
 
 
-class RunLockedError(RouteraArchiveError):
+class DestinationUnavailable(RetriableError):
+    """The destination did not answer (down, unreachable) or is in use by another process."""
+
+
+class RunLockedError(RetriableError):
     """Another run holds the dataset's lock."""
 
 
-class QueueError(RouteraArchiveError):
-    """The queue table cannot be read as a queue."""
-
-
-class CallWorkerError(RouteraArchiveError):
+class CallWorkerError(RetriableError):
     """The process making the run's calls ended without finishing; its journal keeps its answers."""
+
+
+class GuardrailRefused(RouteraArchiveError):
+    """A guardrail refused the run before any call: a person must look at the queue."""
+
+    exit_code = ExitCode.GUARDRAIL
+
+
+class InvalidContactId(RouteraArchiveError, ValueError):
+    """An id that can never be a Routera contact id; no request is ever sent for it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """The first non-blank line of a message (dlt's and the drivers' run over many), cut
+    short, so an error stays one line on a terminal and in a scheduler's log."""
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first if len(first) <= limit else f"{first[: limit - 1]}…"

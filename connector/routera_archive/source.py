@@ -11,18 +11,13 @@ import dlt
 from dlt.extract.resource import DltResource
 
 from routera_archive.calls.archiver import archive_concurrently
-from routera_archive.config import SOURCE_NAME, RouteraSourceConfig
+from routera_archive.config import RouteraSourceConfig
 from routera_archive.dataset.fields import FieldColumns
 from routera_archive.dataset.rows import audit_row, log_row
-from routera_archive.dataset.tables import (
-    ARCHIVES_COLUMNS,
-    ARCHIVES_TABLE,
-    INSERT_ONLY,
-    LOG_COLUMNS,
-    LOG_TABLE,
-)
+from routera_archive.dataset.tables import ARCHIVES_COLUMNS, INSERT_ONLY, LOG_COLUMNS
 from routera_archive.http.client import RouteraClient
 from routera_archive.models import ArchiveOutcome, ArchiveRequest
+from routera_archive.names import ARCHIVES_TABLE, LOG_TABLE, SOURCE_NAME
 
 
 @dlt.source(name=SOURCE_NAME, section=SOURCE_NAME, max_table_nesting=0, spec=RouteraSourceConfig)

@@ -5,17 +5,67 @@ seconds, so a scheduler's log reads as well as a screen.
 """
 
 import logging
+import sys
 import time
 from collections import Counter
+from functools import cache
 
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
+from routera_archive.audit.status import DatasetStatus
 from routera_archive.models import ArchiveOutcome, Status
 from routera_archive.run.result import RunObserver, RunReport
 
-logger = logging.getLogger("routera_archive.cli")
+logger = logging.getLogger("routera_archive_pipelines.cli")
+
+
+@cache
+def stdout() -> Console:
+    """The console every command prints its result on (and the progress bar's)."""
+    return Console()
+
+
+@cache
+def stderr() -> Console:
+    return Console(stderr=True)
+
+
+def setup_logging(debug: bool) -> None:
+    """The library's and the CLI's log lines on stderr; dlt and httpx only from WARNING on.
+
+    On a terminal through rich, on the progress bar's console, so that lines print above the
+    bar instead of through it; elsewhere (cron, a scheduler's log) one plain line each.
+    """
+    level = logging.DEBUG if debug else logging.INFO
+    handler: logging.Handler
+    if stdout().is_terminal:
+        # The message as text, never as markup: it may quote an id, a body or a field name.
+        handler = RichHandler(
+            console=stdout(), show_path=False, rich_tracebacks=debug, markup=False
+        )
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    for name in ("routera_archive", "routera_archive_pipelines", "routera_archive_sandbox"):
+        logging.getLogger(name).setLevel(level)
+    if not debug:
+        # dlt and httpx are chatty at INFO; their warnings still show.
+        logging.getLogger("dlt").setLevel(logging.WARNING)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _plain(*parts: str | tuple[str, str]) -> Text:
+    """A line from plain strings and (text, style) pairs: nothing in it is read as markup."""
+    return Text.assemble(*parts)
+
 
 STATUS_STYLES = {
     Status.ARCHIVED.value: "green",
@@ -78,11 +128,17 @@ class ProgressObserver(RunObserver):
 
 
 def print_report(console: Console, report: RunReport) -> None:
-    """The summary every run ends with: what it did, what it found new, what needs attention."""
+    """The summary every run ends with: what it did, what it found new, what needs attention
+    (the error that ended it, if any, goes to stderr: `exits.error_line`).
+
+    Ids, errors (which quote API bodies) and field names are untrusted text: they are printed
+    as text, never read as markup."""
     title = f"routera-archive {report.mode} {report.run_id}"
-    console.print(f"[bold]{title}[/bold]: {report.outcome}")
+    console.print(_plain((title, "bold"), f": {report.outcome}"))
     console.print(
-        f"  destination {report.destination}, dataset {report.dataset}, API {report.base_url}"
+        _plain(
+            f"  destination {report.destination}, dataset {report.dataset}, API {report.base_url}"
+        )
     )
     if report.loaded_pending_packages:
         console.print("  loaded the packages an interrupted run had left")
@@ -92,7 +148,7 @@ def print_report(console: Console, report: RunReport) -> None:
         )
     if report.pending_at_start is not None:
         console.print(f"  pending at start: {report.pending_at_start}")
-    console.print(f"  guardrail: {report.guardrail}")
+    console.print(_plain(f"  guardrail: {report.guardrail}"))
 
     if report.mode == "dry-run":
         _print_plan(console, report)
@@ -109,30 +165,37 @@ def print_report(console: Console, report: RunReport) -> None:
         console.print(table)
         console.print(f"  HTTP requests sent: {report.requests_sent}")
     for table_name, columns in sorted(report.new_columns.items()):
-        console.print(f"  new columns in {table_name}: {', '.join(columns)}")
+        console.print(_plain(f"  new columns in {table_name}: {', '.join(columns)}"))
     if report.type_changes:
         console.print(
-            "[yellow]  fields whose values changed type (kept in variant columns):[/yellow] "
-            + ", ".join(report.type_changes)
+            _plain(
+                ("  fields whose values changed type (kept in variant columns): ", "yellow"),
+                ", ".join(report.type_changes),
+            )
         )
     for key, column in sorted(report.renamed_fields.items()):
         console.print(
-            f"[yellow]  field {key!r} collides with another after normalisation: stored in "
-            f"column {column}[/yellow]"
+            _plain(
+                (
+                    f"  field {key!r} collides with another after normalisation: stored in "
+                    f"column {column}",
+                    "yellow",
+                )
+            )
         )
     if report.held_back_fields:
         console.print(
-            "[red]  held back by the schema contract (values kept in raw_response only):[/red] "
-            + ", ".join(report.held_back_fields)
+            _plain(
+                ("  held back by the schema contract (values kept in raw_response only): ", "red"),
+                ", ".join(report.held_back_fields),
+            )
         )
     if report.failures:
-        console.print("[red]failed requests (they stay pending and are tried again):[/red]")
+        console.print(_plain(("failed requests (they stay pending and are tried again):", "red")))
         for request_id, contact_id, error in report.failures[:20]:
-            console.print(f"  {request_id} contact {contact_id!r}: {error}")
+            console.print(_plain(f"  {request_id} contact {contact_id!r}: {error}"))
         if report.counts.get(Status.FAILED.value, 0) > 20:
             console.print(f"  … and {report.counts[Status.FAILED.value] - 20} more (archive_log)")
-    if report.error:
-        console.print(f"[red]error:[/red] {report.error}")
     console.print(f"  exit code {report.exit_code}")
 
 
@@ -148,11 +211,36 @@ def _print_plan(console: Console, report: RunReport) -> None:
     table.add_column("note")
     for planned in report.plan[:50]:
         table.add_row(
-            planned.request.request_id,
-            repr(planned.request.contact_id),
-            planned.action,
-            planned.note or "",
+            Text(planned.request.request_id),
+            Text(repr(planned.request.contact_id)),
+            Text(planned.action),
+            Text(planned.note or ""),
         )
     console.print(table)
     if len(report.plan) > 50 or sum(report.plan_counts.values()) > 50:
         console.print(f"  … {sum(report.plan_counts.values()) - 50} more not shown")
+
+
+def print_status(console: Console, summary: DatasetStatus) -> None:
+    """`status`: the backlog, each request's latest status, the last runs."""
+    if summary.queue_error:
+        console.print(_plain(f"queue: {summary.queue_error}"))
+    else:
+        console.print(f"pending requests: {summary.pending}")
+    table = Table(title="requests by latest status", show_edge=False)
+    table.add_column("status")
+    table.add_column("requests", justify="right")
+    for name, count in sorted(summary.statuses.items()):
+        table.add_row(Text(name), str(count))
+    console.print(table)
+    runs = Table(title="last runs", show_edge=False)
+    for column in ("run_id", "mode", "started_at", "outcome", "exit_code"):
+        runs.add_column(column)
+    for row in summary.runs:
+        runs.add_row(
+            *(
+                Text(str(row[key]))
+                for key in ("run_id", "mode", "started_at", "outcome", "exit_code")
+            )
+        )
+    console.print(runs)

@@ -13,11 +13,12 @@ import dlt
 from rich.console import Console
 from rich.table import Table
 
-from routera_archive.config import SOURCE_NAME, RouteraSourceConfig, settings_from_values
+from routera_archive.config import RouteraSourceConfig, settings_from_values
 from routera_archive.dataset.enqueue import enqueue
-from routera_archive.dataset.tables import ARCHIVES_TABLE, LOG_TABLE
+from routera_archive.errors import ExitCode
 from routera_archive.http.client import RouteraClient
-from routera_archive.run.runner import EXIT_OK, ArchiveRun, RunOptions
+from routera_archive.names import ARCHIVES_TABLE, LOG_TABLE, SOURCE_NAME
+from routera_archive.run.runner import ArchiveRun, RunOptions
 from routera_archive_pipelines.console import ProgressObserver, print_report
 from routera_archive_pipelines.factory import make_pipeline
 from routera_archive_sandbox import SandboxConfig, SandboxServer
@@ -121,4 +122,4 @@ def run_demo(console: Console, *, contacts: int, archive: int, workdir: Path) ->
         _audit_report(console, pipeline)
     duckdb_path = (workdir / DEMO_DUCKDB_FILE).resolve()
     console.print(f"the audit trail is in {duckdb_path} (dataset {pipeline.dataset_name})")
-    return report.exit_code if report.exit_code != EXIT_OK else again.exit_code
+    return report.exit_code if report.exit_code != ExitCode.OK else again.exit_code

@@ -1,5 +1,6 @@
 """Build the dlt pipeline a run writes to, the same way for the CLI, schedulers and tests."""
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any, Final
@@ -7,10 +8,12 @@ from typing import Any, Final
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.destination import Destination
+from dlt.common.destination.exceptions import UnknownDestinationModule
+from dlt.common.destination.reference import DestinationReference
 
 from routera_archive.dataset.queue import Shard
-from routera_archive.dataset.tables import DATASET_NAME
-from routera_archive.errors import ConfigurationError
+from routera_archive.errors import ConfigurationError, one_line
+from routera_archive.names import DATASET_NAME, DEFAULT_DESTINATION
 
 PIPELINE_NAME: Final = "routera_archive"
 
@@ -18,8 +21,6 @@ PIPELINE_NAME: Final = "routera_archive"
 # the dataset makes every `routera_archive.<table>` ambiguous ("Ambiguous reference to catalog or
 # schema"), which fails dlt's loads on dlt 1.31 / duckdb 2.0.
 DUCKDB_FILE: Final = "routera_audit.duckdb"
-
-DEFAULT_DESTINATION = "duckdb"
 
 
 def pipeline_name_for(destination: str, dataset: str, shard: Shard | None = None) -> str:
@@ -77,6 +78,8 @@ def make_pipeline(
         {} if shard is None else {"staging_dataset_name_layout": f"%s_staging_{shard.label}"}
     )
     target: object = destination
+    if destination != DEFAULT_DESTINATION:
+        _check_destination(destination)
     if destination == DEFAULT_DESTINATION:
         configured = None if duckdb_file else _configured_duckdb_credentials()
         database = configured or str(Path(duckdb_file or DUCKDB_FILE).resolve())
@@ -102,5 +105,29 @@ def make_pipeline(
             dataset_name=dataset,
             pipelines_dir=None if pipelines_dir is None else str(pipelines_dir),
         )
-    except Exception as exc:  # unknown destination name, unreadable .dlt files, ...
-        raise ConfigurationError(f"cannot set up the dlt pipeline: {exc}") from None
+    except Exception as exc:  # unreadable .dlt files, a name dlt refuses, ...
+        raise ConfigurationError(f"cannot set up the dlt pipeline: {one_line(str(exc))}") from None
+
+
+def _check_destination(name: str) -> None:
+    """An unknown destination in one line, with the nearest standard name if one is close
+    (`postgress`: did you mean `postgres`?). dlt's named destinations still work."""
+    try:
+        Destination.from_reference(name)
+    except UnknownDestinationModule:
+        known = standard_destinations()
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = (
+            f" (did you mean {close[0]!r}?)"
+            if close
+            else f" (dlt's destinations: {', '.join(known)})"
+        )
+        raise ConfigurationError(f"unknown destination {name!r}{hint}") from None
+
+
+def standard_destinations() -> list[str]:
+    """The names dlt's own destinations go by (`duckdb`, `postgres`, `snowflake`, ...)."""
+    import dlt.destinations  # noqa: F401  (registers them)
+
+    refs = DestinationReference.DESTINATIONS
+    return sorted(ref.rsplit(".", 1)[-1] for ref in refs if ref.startswith("dlt.destinations."))

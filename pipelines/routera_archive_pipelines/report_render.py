@@ -15,6 +15,7 @@ import math
 import re
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -436,3 +437,25 @@ def render(report: AuditReport, output_format: ReportFormat) -> str:
     if output_format is ReportFormat.HTML:
         return render_html(report)
     raise ValueError(f"{output_format} is printed, not rendered to text")
+
+
+def write_atomically(output: Path, text: str) -> None:
+    """Write next to the target and rename: a reader never sees half a report. mkstemp's
+    owner-only mode stays: the report names contacts and people."""
+    import os
+    import tempfile
+
+    from routera_archive.errors import RetriableError
+
+    partial: str | None = None
+    try:
+        handle, partial = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+        os.replace(partial, output)
+        partial = None
+    except OSError as exc:
+        raise RetriableError(f"cannot write {output}: {exc}") from None
+    finally:
+        if partial is not None and os.path.exists(partial):
+            os.unlink(partial)

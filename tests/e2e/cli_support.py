@@ -35,7 +35,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql as pg_sql
 
-from routera_archive.dataset.tables import DATASET_NAME
+from routera_archive.names import DATASET_NAME
 from routera_archive_sandbox import SandboxServer
 from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL, postgres_available
 
@@ -236,7 +236,7 @@ def cli_env(
     environment: dict[str, str | None] = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("SOURCES__", "DESTINATION__"))
+        if not key.startswith(("SOURCES__", "DESTINATION__", "PROVIDERS__"))
     }
     environment.update(
         SOURCES__ROUTERA__BASE_URL=server.url,

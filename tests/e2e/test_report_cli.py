@@ -199,12 +199,16 @@ def test_bad_options_exit_2_with_a_message(
     assert "Traceback" not in result.output
 
 
-def test_a_database_error_exits_1_and_says_why(workspace: Workspace, tmp_path: Path) -> None:
+def test_a_destination_that_cannot_be_the_dataset_exits_2_in_one_line(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """A file that is not a DuckDB database, a PostgreSQL database that does not exist: the
+    configuration points at the wrong place, so retrying cannot help (exit 2, not 1)."""
     if workspace.target.destination == "duckdb":
         garbage = tmp_path / "garbage.duckdb"
         garbage.write_text("this is not a database", encoding="utf-8")
         broken = {"DESTINATION__DUCKDB__CREDENTIALS": str(garbage)}
-        why = "garbage.duckdb"
+        why = 'garbage.duckdb" exists, but it is not a valid DuckDB database file'
     else:
         server_url = POSTGRES_URL.rsplit("/", 1)[0]
         broken = {"DESTINATION__POSTGRES__CREDENTIALS": f"{server_url}/ra_no_such_database"}
@@ -212,9 +216,9 @@ def test_a_database_error_exits_1_and_says_why(workspace: Workspace, tmp_path: P
 
     result = workspace.cli("report", env=broken)
 
-    assert result.code == 1, result.output
-    assert "could not read the dataset" in result.stderr
-    assert why in " ".join(result.stderr.split())
+    assert result.code == 2, result.output
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
+    assert why in result.stderr
     assert "Traceback" not in result.output
 
 

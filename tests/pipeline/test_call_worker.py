@@ -15,9 +15,10 @@ import pytest
 
 from routera_archive.calls.callers import WorkerCaller
 from routera_archive.dataset.enqueue import enqueue
+from routera_archive.errors import ExitCode
 from routera_archive.journal import leftover_files, read_outcomes
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
-from routera_archive.run.runner import EXIT_FAILED, EXIT_OK, ArchiveRun, RunObserver, RunOptions
+from routera_archive.run.runner import ArchiveRun, RunObserver, RunOptions
 from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
 from tests.conftest import source_config
 from tests.pipeline.test_run import active_ids, deletes, query
@@ -165,13 +166,13 @@ def test_a_killed_worker_stops_the_run_and_the_next_run_loses_nothing(
         first = ArchiveRun(pipeline, config, RunOptions(), observer=observer).execute()
 
         assert observer.killed, "the worker was not found to be killed"
-        assert first.exit_code == EXIT_FAILED
+        assert first.exit_code == ExitCode.FAILED
         assert "call worker" in (first.error or "")
         journal_dir = Path(pipeline.working_dir) / "journal"
         assert any(path.name.endswith(".calls.jsonl") for path in leftover_files(journal_dir))
 
         second = ArchiveRun(pipeline, config, RunOptions()).execute()
-        assert second.exit_code == EXIT_OK, second.error
+        assert second.exit_code == ExitCode.OK, second.error
 
         rows = query(pipeline, "SELECT id, COUNT(*) FROM {dataset}.contact_archives GROUP BY id")
         assert sorted(row[0] for row in rows) == sorted(ids)
@@ -206,7 +207,7 @@ def test_call_worker_false_keeps_the_calls_in_the_runs_process(
         RunOptions(),
         observer=CountWorkers(),
     ).execute()
-    assert report.exit_code == EXIT_OK, report.error
+    assert report.exit_code == ExitCode.OK, report.error
     assert report.counts["archived"] == 5
     assert found == []
 
@@ -226,7 +227,7 @@ def test_the_default_run_uses_a_worker_whose_logs_reach_the_run_and_leaves_none_
         report = ArchiveRun(
             pipeline, source_config(sandbox_server), RunOptions(), observer=SeeWorkers()
         ).execute()
-    assert report.exit_code == EXIT_OK, report.error
+    assert report.exit_code == ExitCode.OK, report.error
     # The token is fetched by the worker; its log record is re-emitted in this process.
     tokens = [r for r in caplog.records if "got an OAuth token" in r.getMessage()]
     assert len(tokens) == 1 and tokens[0].name == "routera_archive.http.auth"

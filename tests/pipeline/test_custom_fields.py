@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from routera_archive.dataset.enqueue import enqueue
-from routera_archive.run.runner import EXIT_FAILED, EXIT_OK, ArchiveRun, RunOptions, RunReport
+from routera_archive.errors import ExitCode
+from routera_archive.run.runner import ArchiveRun, RunOptions, RunReport
 from routera_archive_sandbox import SandboxServer
 from tests.conftest import source_config
 from tests.pipeline.test_run import query
@@ -60,12 +61,12 @@ def test_a_field_that_changes_type_loses_no_value_and_is_reported(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
     before = create_contacts(sandbox_server, {"score": 5, "opt_in": True})
-    assert archive(pipeline, sandbox_server, before).exit_code == EXIT_OK
+    assert archive(pipeline, sandbox_server, before).exit_code == ExitCode.OK
     after = create_contacts(sandbox_server, {"score": "high", "opt_in": "2024-05-01"})
 
     report = archive(pipeline, sandbox_server, after)
 
-    assert report.exit_code == EXIT_OK, report.error
+    assert report.exit_code == ExitCode.OK, report.error
     assert stored_value(pipeline, before[0], "score") == 5
     assert stored_value(pipeline, after[0], "score__v_text") == "high"
     assert stored_value(pipeline, before[0], "opt_in") is True
@@ -82,7 +83,7 @@ def test_keys_that_collide_after_normalisation_are_kept_apart_across_runs(
     first = create_contacts(sandbox_server, {"Lead Score": 1, "lead_score": 2, "leadScore": 3})
     report = archive(pipeline, sandbox_server, first)
 
-    assert report.exit_code == EXIT_OK, report.error
+    assert report.exit_code == ExitCode.OK, report.error
     columns = field_columns(pipeline)
     assert columns["Lead Score"] == "lead_score"
     assert len({columns["Lead Score"], columns["lead_score"], columns["leadScore"]}) == 3
@@ -124,7 +125,7 @@ def test_odd_keys_all_land_in_columns_of_their_own(
 
     report = archive(pipeline, sandbox_server, ids)
 
-    assert report.exit_code == EXIT_OK, report.error
+    assert report.exit_code == ExitCode.OK, report.error
     columns = field_columns(pipeline)
     assert len({columns[key] for key in ODD_KEYS}) == len(ODD_KEYS)
     for key, value in ODD_KEYS.items():
@@ -150,18 +151,20 @@ def test_a_run_whose_records_carry_a_thousand_custom_fields_loads(
 
     report = archive(pipeline, sandbox_server, ids)
 
-    assert report.exit_code == EXIT_OK, report.error
+    assert report.exit_code == ExitCode.OK, report.error
     assert len(report.new_columns.get("contact_archives", [])) == 0  # the table is new this run
     assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.custom_fields") == [(1000,)]
     assert stored_value(pipeline, ids[3], "field_0999") == 999
 
 
-@pytest.mark.parametrize(("contract", "exit_code"), [("freeze", EXIT_FAILED), ("discard", EXIT_OK)])
+@pytest.mark.parametrize(
+    ("contract", "exit_code"), [("freeze", ExitCode.FAILED), ("discard", ExitCode.OK)]
+)
 def test_a_held_back_contract_keeps_new_fields_in_raw_response_and_says_so(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer, contract: str, exit_code: int
 ) -> None:
     known = create_contacts(sandbox_server, {"tier": "gold"})
-    assert archive(pipeline, sandbox_server, known).exit_code == EXIT_OK
+    assert archive(pipeline, sandbox_server, known).exit_code == ExitCode.OK
     new = create_contacts(sandbox_server, {"tier": "silver", "brand_new_field": "kept"})
 
     report = archive(pipeline, sandbox_server, new, schema_contract=contract)

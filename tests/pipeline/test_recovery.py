@@ -13,9 +13,10 @@ from routera_archive.calls.archiver import archive_request
 from routera_archive.dataset.enqueue import enqueue
 from routera_archive.dataset.queue import PendingQueue
 from routera_archive.dataset.tables import audit_trail, build_audit_rows
+from routera_archive.errors import ExitCode
 from routera_archive.http.client import RouteraClient
 from routera_archive.journal import OutcomeJournal
-from routera_archive.run.runner import EXIT_FAILED, EXIT_OK, ArchiveRun, RunOptions
+from routera_archive.run.runner import ArchiveRun, RunOptions
 from routera_archive_sandbox import SandboxServer
 from tests.conftest import source_config
 from tests.pipeline.test_run import active_ids, query
@@ -56,7 +57,7 @@ def test_journal_entries_of_a_crashed_run_are_loaded_without_a_second_delete(
 
     report = ArchiveRun(pipeline, source_config(sandbox_server), RunOptions()).execute()
 
-    assert report.exit_code == EXIT_OK, report.error
+    assert report.exit_code == ExitCode.OK, report.error
     assert report.replayed_from_journal == 1
     assert report.counts == {"archived": 2}
     assert delete_calls(sandbox_server, ids[0]) == 1
@@ -120,13 +121,13 @@ def test_a_failed_load_keeps_the_outcomes_in_the_journal_for_the_next_run(
     broken = ArchiveRun(pipeline, source_config(sandbox_server), RunOptions()).execute()
     monkeypatch.setattr(pipeline, "run", real_run)
 
-    assert broken.exit_code == EXIT_FAILED
+    assert broken.exit_code == ExitCode.FAILED
     assert "load failed" in broken.outcome and "journal" in (broken.error or "")
     assert list((Path(pipeline.working_dir) / "journal").glob("*.jsonl"))
 
     healed = ArchiveRun(pipeline, source_config(sandbox_server), RunOptions()).execute()
 
-    assert healed.exit_code == EXIT_OK, healed.error
+    assert healed.exit_code == ExitCode.OK, healed.error
     assert healed.replayed_from_journal == 4
     assert healed.handled == 0
     assert all(delete_calls(sandbox_server, cid) == 1 for cid in ids)
@@ -165,7 +166,7 @@ def test_a_200_that_breaks_the_contract_is_failed_kept_and_recovered_next_run(
             pipeline, config, options, transport=httpx.MockTransport(api.async_handler)
         ).execute()
 
-    assert first.exit_code == EXIT_FAILED
+    assert first.exit_code == ExitCode.FAILED
     assert first.counts == {"failed": 1}
     assert second.counts == {"already_archived": 1}
     log = query(
@@ -213,6 +214,6 @@ def test_a_load_that_fails_once_is_tried_again_and_loads_each_row_once(
     report = ArchiveRun(pipeline, source_config(sandbox_server), RunOptions()).execute()
 
     assert failures == ["once"]
-    assert report.exit_code == EXIT_OK, report.error
+    assert report.exit_code == ExitCode.OK, report.error
     assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.archive_log") == [(3,)]
     assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.contact_archives") == [(3,)]

@@ -39,7 +39,8 @@ from routera_archive.audit.report import (
     build_report,
 )
 from routera_archive.dataset.enqueue import enqueue
-from routera_archive.run.runner import EXIT_FAILED, EXIT_OK, ArchiveRun, RunOptions
+from routera_archive.errors import ExitCode
+from routera_archive.run.runner import ArchiveRun, RunOptions
 from routera_archive_pipelines.factory import make_pipeline
 from routera_archive_pipelines.report_render import (
     csv_columns,
@@ -165,7 +166,7 @@ def build_dataset(pipeline: dlt.Pipeline, server: SandboxServer, clock: Clock) -
             uuid.uuid4().hex,
         )
     first = _run(pipeline, server, {still_failing, failed_then_archived})
-    assert first.exit_code == EXIT_FAILED, first.error
+    assert first.exit_code == ExitCode.FAILED, first.error
     assert first.counts == {
         "archived": 4,
         "already_archived": 1,
@@ -190,7 +191,7 @@ def build_dataset(pipeline: dlt.Pipeline, server: SandboxServer, clock: Clock) -
         reason=SCRIPT,
     )
     second = _run(pipeline, server, {still_failing})
-    assert second.exit_code == EXIT_FAILED, second.error
+    assert second.exit_code == ExitCode.FAILED, second.error
     assert second.counts == {"archived": 4, "failed": 1}
     between = datetime.now(UTC)
 
@@ -206,7 +207,7 @@ def build_dataset(pipeline: dlt.Pipeline, server: SandboxServer, clock: Clock) -
     dry = ArchiveRun(
         pipeline, source_config(server, max_share=0), RunOptions(dry_run=True)
     ).execute()
-    assert dry.exit_code == EXIT_OK and dry.plan_counts == {"archive": 3}
+    assert dry.exit_code == ExitCode.OK and dry.plan_counts == {"archive": 3}
     return {
         "run_ids": [first.run_id, second.run_id, third.run_id, dry.run_id],
         "duplicate_contact": day1_ids[0],

@@ -9,15 +9,10 @@ import dlt
 import httpx
 import pytest
 
-from routera_archive.config import SOURCE_NAME
 from routera_archive.dataset.enqueue import enqueue
-from routera_archive.run.runner import (
-    EXIT_GUARDRAIL,
-    EXIT_OK,
-    ArchiveRun,
-    RunOptions,
-    RunReport,
-)
+from routera_archive.errors import ExitCode
+from routera_archive.names import SOURCE_NAME
+from routera_archive.run.runner import ArchiveRun, RunOptions, RunReport
 from routera_archive_pipelines.factory import make_pipeline
 from routera_archive_sandbox import SandboxServer
 from tests.conftest import source_config
@@ -70,7 +65,7 @@ def test_run_archives_every_queued_contact_into_a_typed_audit_trail(
 
     report = run(pipeline, sandbox_server)
 
-    assert report.exit_code == EXIT_OK, report.error
+    assert report.exit_code == ExitCode.OK, report.error
     assert report.counts == {"archived": 12}
     rows = query(
         pipeline,
@@ -100,12 +95,12 @@ def test_a_second_run_makes_no_call_and_writes_no_duplicate(
 ) -> None:
     ids = active_ids(sandbox_server, 5)
     enqueue(pipeline, [{"contact_id": cid} for cid in ids])
-    assert run(pipeline, sandbox_server).exit_code == EXIT_OK
+    assert run(pipeline, sandbox_server).exit_code == ExitCode.OK
     calls_before = sandbox_server.state.stats()["totals"]["requests"]
 
     second = run(pipeline, sandbox_server)
 
-    assert second.exit_code == EXIT_OK
+    assert second.exit_code == ExitCode.OK
     assert second.handled == 0
     assert second.pending_at_start == 0
     assert sandbox_server.state.stats()["totals"]["requests"] == calls_before
@@ -228,7 +223,7 @@ def test_dry_run_calls_nothing_and_writes_only_its_run_row(
 
     report = run(pipeline, sandbox_server, dry_run=True)
 
-    assert report.exit_code == EXIT_OK
+    assert report.exit_code == ExitCode.OK
     assert report.plan_counts == {"archive": 4, "duplicate": 1, "invalid": 1}
     assert sandbox_server.state.stats()["totals"]["requests"] == 0
     assert query(pipeline, "SELECT mode FROM {dataset}.archive_runs") == [("dry-run",)]
@@ -242,11 +237,11 @@ def test_a_queue_over_max_archives_is_refused_before_any_call(
 
     refused = run(pipeline, sandbox_server, max_archives=5)
 
-    assert refused.exit_code == EXIT_GUARDRAIL
+    assert refused.exit_code == ExitCode.GUARDRAIL
     assert refused.guardrail.startswith("refused")
     assert sandbox_server.state.stats()["totals"]["requests"] == 0
     forced = run(pipeline, sandbox_server, max_archives=5, force=True)
-    assert forced.exit_code == EXIT_OK and forced.counts == {"archived": 6}
+    assert forced.exit_code == ExitCode.OK and forced.counts == {"archived": 6}
 
 
 def test_a_run_that_would_archive_most_of_the_account_is_refused(
@@ -257,7 +252,7 @@ def test_a_run_that_would_archive_most_of_the_account_is_refused(
 
     refused = run(pipeline, sandbox_server, max_share=0.5)
 
-    assert refused.exit_code == EXIT_GUARDRAIL
+    assert refused.exit_code == ExitCode.GUARDRAIL
     assert "active contacts" in refused.guardrail
     assert deletes(sandbox_server) == 0
 
@@ -329,7 +324,11 @@ def test_an_unreachable_warehouse_is_a_clear_failure_before_any_call(
     report = run(pipeline, sandbox_server)
 
     assert report.exit_code == 1
-    assert "unreachable" in report.outcome and report.error
+    assert report.outcome == "stopped: the destination is unavailable; nothing was done"
+    assert report.error is not None and report.error.startswith(
+        "the destination is unreachable: connection to server at"
+    )
+    assert "\n" not in report.error
     assert sandbox_server.state.stats()["totals"]["requests"] == 0
 
 
@@ -363,7 +362,7 @@ def test_a_long_run_forgets_loaded_contacts_yet_never_calls_a_contact_twice(
         pipeline, source_config(sandbox_server, chunk_size=2, concurrency=2), RunOptions()
     ).execute()
 
-    assert report.exit_code == EXIT_OK, report.error
+    assert report.exit_code == ExitCode.OK, report.error
     assert report.counts == {"archived": 16, "not_found": 1, "duplicate": 17}
     assert sandbox_server.state.stats()["deletes_succeeded"] == dict.fromkeys(ids, 1)
     assert deletes(sandbox_server) == 17
@@ -405,7 +404,7 @@ def test_with_a_log_but_no_archives_yet_the_run_remembers_every_contact(
         pipeline, source_config(sandbox_server, chunk_size=2, concurrency=2), RunOptions()
     ).execute()
 
-    assert report.exit_code == EXIT_OK, report.error
+    assert report.exit_code == ExitCode.OK, report.error
     assert report.counts == {"archived": 12, "duplicate": 12}
     assert deletes(sandbox_server) - before == 12
     assert sandbox_server.state.stats()["deletes_succeeded"] == dict.fromkeys(ids, 1)
@@ -420,7 +419,7 @@ def test_postgres_tables_carry_no_unique_constraint_a_resumed_package_would_trip
     if destination != "postgres":
         pytest.skip("constraints from dlt's hints exist on PostgreSQL only")
     enqueue(pipeline, [{"contact_id": cid} for cid in active_ids(sandbox_server, 3)])
-    assert run(pipeline, sandbox_server).exit_code == EXIT_OK
+    assert run(pipeline, sandbox_server).exit_code == ExitCode.OK
 
     constraints = query(
         pipeline,
@@ -491,7 +490,7 @@ def test_a_request_added_mid_run_for_a_forgotten_contact_is_a_duplicate(
     ).execute()
 
     assert state["inserted"], f"the contact was never forgotten: the test proves nothing {report}"
-    assert report.exit_code == EXIT_OK, report.error
+    assert report.exit_code == ExitCode.OK, report.error
     assert report.counts == {"archived": 40, "duplicate": 1}
     assert deletes(sandbox_server) == 40
     log = dict(query(pipeline, "SELECT request_id, duplicate_of FROM {dataset}.archive_log"))

@@ -3,7 +3,7 @@
 import dlt
 import pytest
 
-from routera_archive.config import SOURCE_NAME
+from routera_archive.names import SOURCE_NAME
 from routera_archive.source import routera_archive
 from routera_archive_sandbox import SandboxServer
 from tests.pipeline.test_run import active_ids, query

@@ -1,5 +1,6 @@
 """CLI options that need no sandbox: --version, and refusals before any work starts."""
 
+import json
 import os
 import subprocess
 import sys
@@ -26,41 +27,53 @@ def test_a_malformed_shard_is_refused_with_exit_2() -> None:
     assert "0 <= I < N" in result.output
 
 
-def test_dlt_telemetry_is_off_unless_the_user_turns_it_on(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.chdir(tmp_path)  # no .dlt/config.toml here
-    monkeypatch.delenv("RUNTIME__DLTHUB_TELEMETRY", raising=False)
-    CliRunner().invoke(app, ["run", "--shard", "4/4"])
-    assert os.environ["RUNTIME__DLTHUB_TELEMETRY"] == "false"
-
-    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "true")
-    CliRunner().invoke(app, ["run", "--shard", "4/4"])
-    assert os.environ["RUNTIME__DLTHUB_TELEMETRY"] == "true"
+KEYS = {
+    "telemetry": ("RUNTIME__DLTHUB_TELEMETRY", "[runtime]\ndlthub_telemetry = true\n"),
+    "airflow": (
+        "PROVIDERS__ENABLE_AIRFLOW_SECRETS",
+        "[providers]\nenable_airflow_secrets = true\n",
+    ),
+}
 
 
-@pytest.mark.parametrize(("config", "expected"), [("", "false"), ("true", None)])
-def test_dlt_telemetry_turned_on_in_config_toml_stays_on(
-    tmp_path: Path, config: str, expected: str | None
-) -> None:
-    """In a process of its own: dlt reads `.dlt/config.toml` from the working directory once."""
-    (tmp_path / ".dlt").mkdir()
-    if config:
-        (tmp_path / ".dlt" / "config.toml").write_text(f"[runtime]\ndlthub_telemetry = {config}\n")
-    environment = {k: v for k, v in os.environ.items() if k != "RUNTIME__DLTHUB_TELEMETRY"}
+def defaults_in_a_fresh_process(workdir: Path, env: dict[str, str]) -> dict[str, str | None]:
+    """`apply_dlt_defaults` in a process of its own (dlt reads `.dlt/` once per process):
+    what each variable is afterwards."""
+    names = [name for name, _ in KEYS.values()]
+    code = (
+        "import json, os; "
+        "from routera_archive_pipelines.dlt_defaults import apply_dlt_defaults; "
+        f"apply_dlt_defaults(); print(json.dumps({{n: os.environ.get(n) for n in {names!r}}}))"
+    )
+    environment = {k: v for k, v in os.environ.items() if k not in names} | env
     done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import os; "
-            "from routera_archive_pipelines.cli import telemetry_off_unless_configured as off; "
-            "off(); print(os.environ.get('RUNTIME__DLTHUB_TELEMETRY'))",
-        ],
-        cwd=tmp_path,
+        [sys.executable, "-c", code],
+        cwd=workdir,
         env=environment,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == str(expected)
+    return dict(json.loads(done.stdout))
+
+
+@pytest.mark.parametrize("key", sorted(KEYS))
+def test_dlt_s_telemetry_and_airflow_provider_are_off_unless_configured(
+    tmp_path: Path, key: str
+) -> None:
+    name, toml = KEYS[key]
+    (tmp_path / ".dlt").mkdir()
+    assert defaults_in_a_fresh_process(tmp_path, {})[name] == "false"
+    # Turned on in the environment: left alone.
+    assert defaults_in_a_fresh_process(tmp_path, {name: "true"})[name] == "true"
+    # Turned on in .dlt/config.toml: no variable is set, so dlt reads the file's value.
+    (tmp_path / ".dlt" / "config.toml").write_text(toml, encoding="utf-8")
+    assert defaults_in_a_fresh_process(tmp_path, {})[name] is None
+
+
+def test_an_unreadable_config_toml_is_left_for_the_command_to_report(tmp_path: Path) -> None:
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "config.toml").write_text("[runtime\n", encoding="utf-8")
+    values = defaults_in_a_fresh_process(tmp_path, {})
+    assert set(values.values()) == {"false"}

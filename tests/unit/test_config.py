@@ -146,7 +146,7 @@ def test_values_from_the_environment_are_checked_the_same_way(
     with pytest.raises(ConfigurationError) as caught:
         resolve_source_config()
     assert str(caught.value) == (
-        "rps must be of type float, got 'fast'; check SOURCES__ROUTERA__RPS / [sources.routera] rps"
+        "rps must be of type float, got 'fast'; set SOURCES__ROUTERA__RPS / [sources.routera] rps"
     )
 
 
@@ -242,3 +242,11 @@ def test_every_setting_is_in_the_readme_and_the_example_config() -> None:
     example = (ROOT / ".dlt" / "config.toml").read_text(encoding="utf-8")
     listed = set(re.findall(r"^#? ?([a-z_]+) = ", example, re.MULTILINE)) - {"log_level"}
     assert listed == fields - {"access_token", "client_id", "client_secret"}
+
+
+def test_the_package_s_public_names_are_the_ones_it_lists() -> None:
+    import routera_archive
+
+    for name in routera_archive.__all__:
+        assert getattr(routera_archive, name) is not None, name
+    assert sorted(routera_archive.__all__) == sorted(["__version__", *routera_archive._PUBLIC])

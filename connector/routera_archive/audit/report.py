@@ -23,15 +23,9 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from routera_archive.dataset.outcomes import ranked_outcomes
 from routera_archive.dataset.queue import PendingQueue
-from routera_archive.dataset.tables import (
-    ARCHIVES_TABLE,
-    FIELDS_TABLE,
-    LOG_TABLE,
-    QUEUE_TABLE,
-    RUNS_TABLE,
-)
 from routera_archive.errors import QueueError
 from routera_archive.models import Status
+from routera_archive.names import ARCHIVES_TABLE, FIELDS_TABLE, LOG_TABLE, QUEUE_TABLE, RUNS_TABLE
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from routera_archive.dataset.outcomes import ranked_outcomes
 from routera_archive.dataset.queue import PendingQueue
-from routera_archive.dataset.tables import LOG_TABLE, QUEUE_TABLE, RUNS_TABLE
 from routera_archive.errors import QueueError
+from routera_archive.names import LOG_TABLE, QUEUE_TABLE, RUNS_TABLE
 
 
 @dataclass

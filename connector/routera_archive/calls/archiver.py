@@ -15,7 +15,12 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from routera_archive.errors import InvalidContactId, RetriesExhausted
-from routera_archive.http.client import MAX_ERROR_BODY_CHARS, ApiAnswer, RouteraClient
+from routera_archive.http.client import (
+    MAX_ERROR_BODY_CHARS,
+    ApiAnswer,
+    RouteraClient,
+    summarize_reasons,
+)
 from routera_archive.http.ids import id_preview, validate_contact_id
 from routera_archive.models import (
     ArchiveOutcome,
@@ -144,7 +149,7 @@ async def _resolve_404(
             # If GET ever hid archived contacts, this note is what would point at the loss.
             error=(
                 "an earlier DELETE attempt may have reached Routera "
-                f"({', '.join(deleted.retry_reasons)}), yet GET finds no such contact"
+                f"({summarize_reasons(deleted.retry_reasons)}), yet GET finds no such contact"
                 if deleted.maybe_reached_before
                 else None
             ),
@@ -182,7 +187,7 @@ async def _resolve_404(
         attempts=attempts,
         error=(
             "an earlier DELETE attempt may have archived it, its answer lost in transit "
-            f"({', '.join(deleted.retry_reasons)}); the record was read back with GET"
+            f"({summarize_reasons(deleted.retry_reasons)}); the record was read back with GET"
             if lost
             else None
         ),

@@ -10,9 +10,10 @@ from uuid import uuid4
 
 import dlt
 
-from routera_archive.dataset.tables import QUEUE_TABLE, queue_requests
+from routera_archive.dataset.tables import queue_requests
 from routera_archive.errors import InvalidContactId, QueueError
 from routera_archive.http.ids import id_preview, validate_contact_id
+from routera_archive.names import QUEUE_TABLE
 
 QUEUE_FIELDS = ("contact_id", "request_id", "requested_by", "reason", "requested_at")
 

@@ -11,8 +11,7 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-from routera_archive.config import SOURCE_NAME
-from routera_archive.dataset.tables import ARCHIVES_TABLE, FIELDS_TABLE, LOG_TABLE, RUNS_TABLE
+from routera_archive.names import ARCHIVES_TABLE, FIELDS_TABLE, LOG_TABLE, RUNS_TABLE, SOURCE_NAME
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from routera_archive.dataset.outcomes import is_terminal
 from routera_archive.dataset.rows import NUL_STAND_IN
-from routera_archive.dataset.tables import ARCHIVES_TABLE, LOG_TABLE, QUEUE_TABLE
 from routera_archive.errors import InvalidContactId, QueueError
 from routera_archive.http.ids import validate_contact_id
 from routera_archive.models import ArchiveRequest, parse_api_timestamp
+from routera_archive.names import ARCHIVES_TABLE, LOG_TABLE, QUEUE_TABLE
 
 logger = logging.getLogger(__name__)
 

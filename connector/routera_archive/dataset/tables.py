@@ -9,25 +9,24 @@ chunk while the next chunk is being archived.
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import dlt
 from dlt.common.schema.typing import TColumnSchema
 from dlt.extract.resource import DltResource
 
-from routera_archive.config import QUEUE_TABLE, SOURCE_NAME
 from routera_archive.dataset.fields import FieldColumns
 from routera_archive.dataset.rows import audit_row, log_row
 from routera_archive.models import ArchiveOutcome
-
-# The dataset a run writes when none is named.
-DATASET_NAME: Final = "routera_archive"
-# `enqueue`'s own schema, so it can write while a run holds the run pipeline.
-QUEUE_SCHEMA_NAME: Final = "routera_queue"
-ARCHIVES_TABLE: Final = "contact_archives"
-LOG_TABLE: Final = "archive_log"
-RUNS_TABLE: Final = "archive_runs"
-FIELDS_TABLE: Final = "custom_fields"
+from routera_archive.names import (
+    ARCHIVES_TABLE,
+    FIELDS_TABLE,
+    LOG_TABLE,
+    QUEUE_SCHEMA_NAME,
+    QUEUE_TABLE,
+    RUNS_TABLE,
+    SOURCE_NAME,
+)
 
 ARCHIVES_COLUMNS: dict[str, TColumnSchema] = {
     "id": {"data_type": "text", "nullable": False},

@@ -14,6 +14,8 @@ import json
 import logging
 import math
 import random
+import socket
+import ssl
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -394,6 +396,8 @@ class RouteraClient:
         await self._token_provider.invalidate(token)
 
     def _classify_transport_error(self, call: _Call, error: Exception) -> str:
+        if isinstance(error, httpx.ConnectError):
+            return _connect_failure(error)
         for kind, reason in _NOT_SENT:
             if isinstance(error, kind):
                 return reason
@@ -450,7 +454,7 @@ class RouteraClient:
             body = body[:MAX_ERROR_BODY_CHARS]
         reason = (
             f"{call.method} {call.path}: gave up after {call.stop_reason} "
-            f"({', '.join(call.reasons)})"
+            f"({summarize_reasons(call.reasons)})"
         )
         logger.warning("Routera %s", reason)
         raise RetriesExhausted(
@@ -460,6 +464,31 @@ class RouteraClient:
             last_status=call.last_status,
             last_body=body,
         ) from failure
+
+
+def summarize_reasons(reasons: list[str] | tuple[str, ...]) -> str:
+    """`connection refused x5`, or `HTTP 503 x2, read timeout`: each reason once, in order."""
+    counts: dict[str, int] = {}
+    for reason in reasons:
+        counts[reason] = counts.get(reason, 0) + 1
+    return ", ".join(reason if n == 1 else f"{reason} x{n}" for reason, n in counts.items())
+
+
+def _connect_failure(error: httpx.ConnectError) -> str:
+    """Why a connection could not be made, in the words a person checks first: the host's name,
+    the port (refused), or TLS (a wrong certificate, a plain-HTTP port)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, socket.gaierror):
+            return "unknown host"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS certificate not trusted ({cause.verify_message})"
+        if isinstance(cause, ssl.SSLError):
+            return "TLS handshake failed"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        cause = cause.__cause__ or cause.__context__
+    return "connection failed"
 
 
 def _failure(state: RetryCallState) -> _RetryableAttempt:

@@ -13,9 +13,11 @@ from dlt.common.pipeline import LoadInfo
 
 from routera_archive.dataset.fields import FieldColumns
 from routera_archive.dataset.loading import load_fresh, schema_columns
-from routera_archive.dataset.tables import ARCHIVES_TABLE, AuditRows, audit_trail, build_audit_rows
+from routera_archive.dataset.tables import AuditRows, audit_trail, build_audit_rows
 from routera_archive.journal import OutcomeJournal
 from routera_archive.models import ArchiveOutcome, Status
+from routera_archive.names import ARCHIVES_TABLE
+from routera_archive.run.failures import typed_error
 from routera_archive.run.result import MAX_FAILURES_KEPT, RunObserver, RunReport
 
 logger = logging.getLogger(__name__)
@@ -136,7 +138,7 @@ class ChunkSink:
             except Exception as exc:
                 if attempt == LOAD_ATTEMPTS:
                     logger.error("loading a chunk of %d outcomes failed: %s", len(chunk), exc)
-                    self.load_error = f"{type(exc).__name__}: {exc}"
+                    self.load_error = str(typed_error(exc))
                     return
                 wait = LOAD_RETRY_WAIT_S * attempt
                 logger.warning("loading a chunk failed (%s); trying again in %.0f s", exc, wait)

@@ -7,13 +7,8 @@ from typing import Any
 from uuid import uuid4
 
 from routera_archive import __version__
+from routera_archive.errors import ExitCode
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG_OR_AUTH = 2
-EXIT_GUARDRAIL = 3
-EXIT_INTERRUPTED = 130
 
 
 @dataclass
@@ -47,7 +42,7 @@ class RunReport:
     failures: list[tuple[str, str | None, str]] = field(default_factory=list)
     plan: list[PlannedRequest] = field(default_factory=list)
     plan_counts: Counter[str] = field(default_factory=Counter)
-    exit_code: int = EXIT_OK
+    exit_code: int = ExitCode.OK
     outcome: str = "completed"
     error: str | None = None
     requests_sent: int = 0

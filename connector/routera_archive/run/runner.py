@@ -33,32 +33,24 @@ from routera_archive.dataset.loading import load_fresh, load_pending_packages, s
 from routera_archive.dataset.lock import RunLock, WarehouseLock
 from routera_archive.dataset.outcomes import is_terminal
 from routera_archive.dataset.queue import PendingQueue, PendingRequest, Shard
-from routera_archive.dataset.tables import (
-    FIELDS_TABLE,
-    LOG_TABLE,
-    audit_trail,
-    build_audit_rows,
-    run_history,
-)
+from routera_archive.dataset.tables import audit_trail, build_audit_rows, run_history
 from routera_archive.errors import (
     AuthenticationError,
     CallWorkerError,
-    ConfigurationError,
+    ExitCode,
+    GuardrailRefused,
     InvalidContactId,
-    QueueError,
     RetriesExhausted,
+    RouteraArchiveError,
     RunLockedError,
 )
 from routera_archive.http.ids import validate_contact_id
 from routera_archive.journal import OutcomeJournal, journal_run_id, leftover_files, read_outcomes
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.names import FIELDS_TABLE, LOG_TABLE
 from routera_archive.run.chunks import ChunkSink
+from routera_archive.run.failures import is_unexpected, stopped_by, typed_error
 from routera_archive.run.result import (
-    EXIT_CONFIG_OR_AUTH,
-    EXIT_FAILED,
-    EXIT_GUARDRAIL,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
     PlannedRequest,
     RunObserver,
     RunReport,
@@ -143,37 +135,28 @@ class ArchiveRun:
             except BaseException:
                 lock.release()
                 raise
-        except RunLockedError as exc:
-            # Another process owns the pipeline folder: touch nothing, not even archive_runs.
-            self._fail(EXIT_FAILED, "locked: nothing was done", str(exc))
-            report.finished_at = datetime.now(UTC)
-            return report
-        except Exception as exc:  # the warehouse did not answer the lock query
-            self._fail(
-                EXIT_FAILED,
-                "stopped: the destination is unreachable; nothing was done",
-                f"{type(exc).__name__}: {exc}",
-            )
+        except Exception as exc:
+            # Another process owns the dataset, or the destination cannot be reached: touch
+            # nothing, not even archive_runs.
+            error = typed_error(exc)
+            locked = isinstance(error, RunLockedError)
+            self._fail(error, "locked" if locked else f"{stopped_by(error)}; nothing was done")
             report.finished_at = datetime.now(UTC)
             return report
         try:
             try:
                 self._execute_locked()
-            except (ConfigurationError, AuthenticationError) as exc:
-                self._fail(
-                    EXIT_CONFIG_OR_AUTH, "stopped: configuration or authentication", str(exc)
-                )
-            except QueueError as exc:
-                self._fail(EXIT_CONFIG_OR_AUTH, "stopped: queue", str(exc))
             except KeyboardInterrupt:
-                self._fail(
-                    EXIT_INTERRUPTED,
+                self._fail_code(
+                    ExitCode.INTERRUPTED,
                     "aborted",
                     "aborted by a second interrupt; the next run recovers answers in flight",
                 )
             except Exception as exc:
-                logger.exception("the run stopped on an unexpected error")
-                self._fail(EXIT_FAILED, "stopped: error", f"{type(exc).__name__}: {exc}")
+                error = typed_error(exc)
+                if is_unexpected(error):  # its traceback, for `--debug`
+                    logger.debug("the run stopped on an unexpected error", exc_info=exc)
+                self._fail(error, stopped_by(error))
             self._finish_report()
         finally:
             warehouse_lock.release()
@@ -222,15 +205,20 @@ class ArchiveRun:
             return
         asyncio.run(self._archive(queue, to_handle))
 
-    def _fail(self, exit_code: int, outcome: str, error: str) -> None:
+    def _fail(self, error: RouteraArchiveError, outcome: str, message: str | None = None) -> None:
+        """End the run's account with `error`: its exit code, and its message unless one is
+        given."""
+        self._fail_code(error.exit_code, outcome, str(error) if message is None else message)
+
+    def _fail_code(self, exit_code: int, outcome: str, message: str) -> None:
         report = self.report
         report.exit_code = max(report.exit_code, exit_code)
         report.outcome = outcome
-        report.error = error
+        report.error = message
 
     def _refuse(self, verdict: str) -> None:
         self.report.guardrail = verdict
-        self.report.exit_code = EXIT_GUARDRAIL
+        self.report.exit_code = GuardrailRefused.exit_code
         self.report.outcome = "refused by guardrail: nothing was called"
 
     def _max_archives_verdict(self, to_handle: int) -> str:
@@ -414,7 +402,11 @@ class ArchiveRun:
         # Journals stay for the next run when outcomes may be in them and not in the destination.
         keep_journal = False
         try:
-            verdict = await self._share_verdict(caller, self._to_call)
+            try:
+                verdict = await self._share_verdict(caller, self._to_call)
+            except RouteraArchiveError as exc:  # the run's first call: nothing was archived
+                self._fail(exc, stopped_by(exc), f"{_api_context(exc)}{exc}; nothing was archived")
+                return
             if verdict is not None:
                 self._refuse(verdict)
                 return
@@ -453,13 +445,9 @@ class ArchiveRun:
                     needing_calls(), stopping=lambda: self._should_stop(sink)
                 ):
                     await sink.add(outcome, journaled=caller.journals_outcomes)
-            except AuthenticationError as exc:
-                self._fail(EXIT_CONFIG_OR_AUTH, "stopped: authentication", str(exc))
-            except RetriesExhausted as exc:  # only the share check's list call can raise it
-                self._fail(EXIT_FAILED, "stopped: API unavailable", exc.reason)
-            except CallWorkerError as exc:
-                keep_journal = True
-                self._fail(EXIT_FAILED, "stopped: the call worker ended", str(exc))
+            except (AuthenticationError, RetriesExhausted, CallWorkerError) as exc:
+                keep_journal = isinstance(exc, CallWorkerError)
+                self._fail(exc, stopped_by(exc), f"{_api_context(exc)}{exc}")
             await sink.close()
             if sink.load_error is None and not keep_journal:
                 journal.discard()
@@ -468,15 +456,15 @@ class ArchiveRun:
             report.requests_sent = caller.requests_sent
             journal.close()
         if sink.load_error is not None:
-            self._fail(
-                EXIT_FAILED,
+            self._fail_code(
+                ExitCode.FAILED,
                 "stopped: load failed",
                 f"{sink.load_error}; the outcomes are kept in the journal and the next run loads "
                 "them",
             )
-        elif self.stop.is_set() and report.exit_code == EXIT_OK:
-            self._fail(
-                EXIT_INTERRUPTED, "interrupted", "stopped on request; the rest stays pending"
+        elif self.stop.is_set() and report.exit_code == ExitCode.OK:
+            self._fail_code(
+                ExitCode.INTERRUPTED, "interrupted", "stopped on request; the rest stays pending"
             )
 
     def _should_stop(self, sink: "ChunkSink") -> bool:
@@ -498,20 +486,25 @@ class ArchiveRun:
             for column in columns
             if "__v_" in column
         )
-        if report.counts.get(Status.FAILED.value) and report.exit_code == EXIT_OK:
-            report.exit_code = EXIT_FAILED
+        if report.counts.get(Status.FAILED.value) and report.exit_code == ExitCode.OK:
+            report.exit_code = ExitCode.FAILED
             report.outcome = "completed with failures"
         if (
             report.held_back_fields
             and self.config.schema_contract == "freeze"
-            and report.exit_code == EXIT_OK
+            and report.exit_code == ExitCode.OK
         ):
-            report.exit_code = EXIT_FAILED
+            report.exit_code = ExitCode.FAILED
             report.outcome = "completed; the frozen schema held new fields back"
         try:
             load_fresh(self.pipeline, run_history([report.run_row()]))
         except Exception as exc:  # the run's own account must not hide the run's result
             logger.error("could not write the run row to archive_runs: %s", exc)
+
+
+def _api_context(error: RouteraArchiveError) -> str:
+    """Words that say whose retries ran out (a RetriesExhausted names only the call)."""
+    return "the Routera API is unavailable: " if isinstance(error, RetriesExhausted) else ""
 
 
 def _forget_loaded(handled: dict[str, str], loaded: list[tuple[str | None, str]]) -> None:
@@ -531,14 +524,4 @@ def _forget_loaded(handled: dict[str, str], loaded: list[tuple[str | None, str]]
             del handled[contact_id]
 
 
-__all__ = [
-    "EXIT_CONFIG_OR_AUTH",
-    "EXIT_FAILED",
-    "EXIT_GUARDRAIL",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "ArchiveRun",
-    "RunObserver",
-    "RunOptions",
-    "RunReport",
-]
+__all__ = ["ArchiveRun", "RunObserver", "RunOptions", "RunReport"]

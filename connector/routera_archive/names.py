@@ -1,0 +1,19 @@
+"""The names of what the connector makes, in one place below every layer: its dlt source and
+settings section, the dataset and tables it writes, and the destination it writes by default."""
+
+from typing import Final
+
+SOURCE_NAME: Final = "routera"
+"""The dlt source's name and settings section: settings live under `[sources.routera]`."""
+DEFAULT_DESTINATION: Final = "duckdb"
+"""The embedded default: a local DuckDB file."""
+DATASET_NAME: Final = "routera_archive"
+"""The dataset a run writes when none is named."""
+QUEUE_TABLE: Final = "archive_queue"
+"""The queue table's name when `queue_table` is not set (the table `enqueue` makes)."""
+QUEUE_SCHEMA_NAME: Final = "routera_queue"
+"""`enqueue`'s own dlt schema, so it can write while a run holds the run pipeline."""
+ARCHIVES_TABLE: Final = "contact_archives"
+LOG_TABLE: Final = "archive_log"
+RUNS_TABLE: Final = "archive_runs"
+FIELDS_TABLE: Final = "custom_fields"

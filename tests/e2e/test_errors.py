@@ -1,0 +1,182 @@
+"""One way out for every error: each failure below ends the real CLI with one clear line on
+stderr (`error: <what>; <what to do>`), the exit code of the README's table, and no traceback
+(`--debug` shows one).
+
+Before: an API that was down printed "unexpected error" and a traceback (exit 1); a PostgreSQL
+URL without a password said "the destination is unreachable" (exit 1, which a scheduler
+retries for ever); `--destination postgress` printed 20 lines of dlt's advice.
+"""
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
+from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL, postgres_available
+from tests.e2e.cli_support import Result, cli_env, run_cli
+
+FAST_RETRIES = {
+    "SOURCES__ROUTERA__MAX_ATTEMPTS": "2",
+    "SOURCES__ROUTERA__BACKOFF_INITIAL": "0",
+    "SOURCES__ROUTERA__CONNECT_TIMEOUT": "3",
+}
+STATIC_TOKEN = "errors-test-token"
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def server() -> Iterator[SandboxServer]:
+    config = SandboxConfig(port=0, contacts=5, static_tokens=(STATIC_TOKEN,))
+    with SandboxServer(config) as running:
+        yield running
+
+
+def queued(workdir: Path, server: SandboxServer) -> dict[str, str]:
+    """A workdir whose queue holds two requests; the environment to run the CLI there."""
+    env = cli_env(server, workdir, FAST_RETRIES)
+    done = run_cli(workdir, env, "enqueue", "-", stdin="c-1\nc-2\n", timeout=60)
+    assert done.code == 0, done.output
+    return env
+
+
+def assert_one_line(result: Result, code: int, *words: str) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.code == code, result.output
+    assert lines, result.output
+    last = lines[-1]
+    assert last.startswith("error: "), result.output
+    for word in words:
+        assert word in last, (word, last)
+    assert "Traceback" not in result.output
+    return last
+
+
+@pytest.mark.parametrize(
+    ("base_url", "reason"),
+    [
+        ("http://127.0.0.1:{closed}", "connection refused"),
+        ("http://no-such-host.invalid", "unknown host"),
+        ("https://127.0.0.1:{sandbox}", "TLS handshake failed"),  # TLS to a plain-HTTP port
+    ],
+    ids=["refused", "unknown-host", "tls"],
+)
+def test_an_api_that_cannot_be_reached_exits_1_retry_later(
+    server: SandboxServer, tmp_path: Path, base_url: str, reason: str
+) -> None:
+    env = queued(tmp_path, server)
+    url = base_url.format(closed=closed_port(), sandbox=server.url.rsplit(":", 1)[1])
+    env |= {"SOURCES__ROUTERA__BASE_URL": url}
+
+    result = run_cli(tmp_path, env, "run", timeout=120)
+
+    assert_one_line(
+        result, 1, "the Routera API is unavailable", reason, "nothing was archived", "retry later"
+    )
+
+
+def test_5xx_on_every_call_exits_1_retry_later(tmp_path: Path) -> None:
+    faults = FaultConfig(error_rate=1.0)
+    config = SandboxConfig(port=0, contacts=5, static_tokens=(STATIC_TOKEN,), faults=faults)
+    with SandboxServer(config) as failing:
+        env = queued(tmp_path, failing)
+        env |= {"SOURCES__ROUTERA__ACCESS_TOKEN": STATIC_TOKEN}
+        env.pop("SOURCES__ROUTERA__CLIENT_ID")
+        env.pop("SOURCES__ROUTERA__CLIENT_SECRET")
+        result = run_cli(tmp_path, env, "run", timeout=120)
+        deletes = failing.state.stats()["totals"]["by_method"].get("DELETE", 0)
+
+    assert_one_line(result, 1, "the Routera API is unavailable", "HTTP 50", "retry later")
+    assert deletes == 0
+
+
+def test_a_token_endpoint_that_is_down_exits_1_retry_later(tmp_path: Path) -> None:
+    faults = FaultConfig(error_rate=1.0)
+    with SandboxServer(SandboxConfig(port=0, contacts=5, faults=faults)) as failing:
+        env = queued(tmp_path, failing)
+        result = run_cli(tmp_path, env, "run", timeout=120)
+
+    assert_one_line(result, 1, "could not get an OAuth token", "POST /oauth2/token", "retry later")
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "words"),
+    [
+        ("RPS", "fast", ("rps must be of type float, got 'fast'", "SOURCES__ROUTERA__RPS")),
+        ("CONCURRENCY", "0", ("concurrency must be at least 1", "SOURCES__ROUTERA__CONCURRENCY")),
+        ("BASE_URL", "api.routera.io", ("is not an absolute http(s) URL", "base_url")),
+        ("SCHEMA_CONTRACT", "strict", ("schema_contract must be one of", "strict")),
+    ],
+)
+def test_a_bad_setting_exits_2_naming_it(
+    server: SandboxServer, tmp_path: Path, setting: str, value: str, words: tuple[str, ...]
+) -> None:
+    env = cli_env(server, tmp_path, {f"SOURCES__ROUTERA__{setting}": value})
+
+    result = run_cli(tmp_path, env, "run", timeout=60)
+
+    assert_one_line(result, 2, *words, "fix this, then run again")
+    assert server.state.stats()["totals"]["requests"] == 0
+
+
+def test_an_unknown_destination_exits_2_with_the_nearest_name(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    env = cli_env(server, tmp_path)
+
+    result = run_cli(tmp_path, env, "run", "--destination", "postgress", timeout=60)
+
+    last = assert_one_line(result, 2, "unknown destination 'postgress' (did you mean 'postgres'?)")
+    assert "DESTINATION__POSTGRESS__DESTINATION_TYPE" not in result.output, last
+    assert len(result.output.splitlines()) == 1, result.output
+
+
+def test_debug_shows_the_traceback(server: SandboxServer, tmp_path: Path) -> None:
+    env = cli_env(server, tmp_path)
+
+    result = run_cli(tmp_path, env, "run", "--destination", "postgress", "--debug", timeout=60)
+
+    assert result.code == 2
+    assert "Traceback" in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("error: unknown destination")
+
+
+@pytest.fixture
+def postgres() -> None:
+    if not postgres_available():
+        pytest.skip(POSTGRES_SKIP_REASON)
+
+
+@pytest.mark.usefixtures("postgres")
+def test_a_postgres_url_without_a_password_exits_2_saying_which_key(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    without_password = POSTGRES_URL.replace(":trust@", "@")
+    env = cli_env(server, tmp_path, {"DESTINATION__POSTGRES__CREDENTIALS": without_password})
+
+    result = run_cli(tmp_path, env, "run", "--destination", "postgres", timeout=60)
+
+    assert_one_line(result, 2, "`password` missing", "DESTINATION__POSTGRES__CREDENTIALS__PASSWORD")
+    assert server.state.stats()["totals"]["requests"] == 0
+
+
+@pytest.mark.parametrize("command", ["run", "status", "report", "enqueue"])
+def test_a_destination_that_does_not_answer_exits_1_retry_later(
+    server: SandboxServer, tmp_path: Path, command: str
+) -> None:
+    down = f"postgresql://postgres:x@127.0.0.1:{closed_port()}/test"
+    env = cli_env(server, tmp_path, {"DESTINATION__POSTGRES__CREDENTIALS": down})
+
+    result = run_cli(tmp_path, env, command, "--destination", "postgres", timeout=60, stdin="c-1\n")
+
+    assert_one_line(
+        result, 1, "the destination is unreachable", "Connection refused", "retry later"
+    )
+    assert server.state.stats()["totals"]["requests"] == 0
