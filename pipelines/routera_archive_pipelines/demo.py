@@ -12,6 +12,7 @@ from typing import Any
 import dlt
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from routera_archive.config import RouteraSourceConfig, settings_from_values
 from routera_archive.dataset.enqueue import enqueue
@@ -61,13 +62,19 @@ def _audit_report(console: Console, pipeline: dlt.Pipeline) -> None:
     with pipeline.sql_client() as client:
         archives = client.make_qualified_table_name(ARCHIVES_TABLE)
         log = client.make_qualified_table_name(LOG_TABLE)
-        rows = client.execute_sql(
-            f"SELECT id, email, archived, archived_by, recovered FROM {archives} "
-            "ORDER BY archived, id LIMIT 8"
+        rows = (
+            client.execute_sql(
+                f"SELECT id, email, archived, archived_by, recovered FROM {archives} "
+                "ORDER BY archived, id LIMIT 8"
+            )
+            or []
         )
-        total = client.execute_sql(f"SELECT COUNT(*) FROM {archives}")[0][0]
-        statuses = client.execute_sql(
-            f"SELECT status, COUNT(*) FROM {log} GROUP BY status ORDER BY status"
+        (total,) = (client.execute_sql(f"SELECT COUNT(*) FROM {archives}") or [(0,)])[0]
+        statuses = (
+            client.execute_sql(
+                f"SELECT status, COUNT(*) FROM {log} GROUP BY status ORDER BY status"
+            )
+            or []
         )
     columns = sorted(pipeline.schemas[SOURCE_NAME].get_table_columns(ARCHIVES_TABLE))
     table = Table(title=f"contact_archives: {total} rows (first 8)", show_edge=False)
@@ -75,10 +82,10 @@ def _audit_report(console: Console, pipeline: dlt.Pipeline) -> None:
         table.add_column(name)
     for contact_id, email, archived, archived_by, recovered in rows:
         table.add_row(
-            str(contact_id),
-            str(email),
+            Text(str(contact_id)),
+            Text(str(email)),
             f"{archived:%Y-%m-%d %H:%M:%S}",
-            str(archived_by),
+            Text(str(archived_by)),
             str(recovered),
         )
     console.print(table)

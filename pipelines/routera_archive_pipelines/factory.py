@@ -77,7 +77,7 @@ def make_pipeline(
     options: dict[str, Any] = (
         {} if shard is None else {"staging_dataset_name_layout": f"%s_staging_{shard.label}"}
     )
-    target: object = destination
+    target: str | Destination[Any, Any] | None = destination
     if destination != DEFAULT_DESTINATION:
         _check_destination(destination)
     if destination == DEFAULT_DESTINATION:
@@ -99,11 +99,13 @@ def make_pipeline(
     elif options:
         target = Destination.from_reference(destination, **options)
     try:
+        if pipelines_dir is None:
+            return dlt.pipeline(pipeline_name=name, destination=target, dataset_name=dataset)
         return dlt.pipeline(
             pipeline_name=name,
-            destination=target,  # type: ignore[arg-type]
+            destination=target,
             dataset_name=dataset,
-            pipelines_dir=None if pipelines_dir is None else str(pipelines_dir),
+            pipelines_dir=str(pipelines_dir),
         )
     except Exception as exc:  # unreadable .dlt files, a name dlt refuses, ...
         raise ConfigurationError(f"cannot set up the dlt pipeline: {one_line(str(exc))}") from None

@@ -151,11 +151,9 @@ class AuditReport:
         return rows[0] if rows else {}
 
 
-def _utc(value: Any) -> Any:
-    """Timestamps as aware UTC datetimes, whatever the driver's session time zone."""
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value
+def _utc(value: datetime) -> datetime:
+    """An aware UTC datetime, whatever the driver's session time zone."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _plain(value: Any) -> Any:
@@ -172,7 +170,9 @@ def _plain(value: Any) -> Any:
 
 def _to_timestamp(value: Any) -> datetime | None:
     """A `requested_at` the queue may hold as a timestamp or as text."""
-    if value is None or isinstance(value, datetime):
+    if value is None:
+        return None
+    if isinstance(value, datetime):
         return _utc(value)
     try:
         return _utc(datetime.fromisoformat(str(value).strip()))

@@ -40,8 +40,9 @@ def api_message(body: str) -> str:
         decoded: Any = json.loads(body)
     except ValueError:
         decoded = None
-    if isinstance(decoded, dict) and isinstance(decoded.get("message"), str):
-        return decoded["message"]
+    message = decoded.get("message") if isinstance(decoded, dict) else None
+    if isinstance(message, str):
+        return message
     text = body.strip()
     return text[:200] + ("…" if len(text) > 200 else "") if text else "(empty body)"
 

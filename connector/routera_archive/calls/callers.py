@@ -29,7 +29,8 @@ from routera_archive.errors import (
     ConfigurationError,
     RetriesExhausted,
 )
-from routera_archive.http.client import ApiAnswer, ClientConfig, RouteraClient
+from routera_archive.http.client import ApiAnswer, RouteraClient
+from routera_archive.http.config import ClientConfig
 from routera_archive.models import ArchiveOutcome, ArchiveRequest
 
 logger = logging.getLogger(__name__)

@@ -33,7 +33,8 @@ from typing import Any
 from routera_archive.calls import protocol
 from routera_archive.calls.archiver import archive_concurrently
 from routera_archive.errors import AuthenticationError, ConfigurationError, RetriesExhausted
-from routera_archive.http.client import ClientConfig, RouteraClient
+from routera_archive.http.client import RouteraClient
+from routera_archive.http.config import ClientConfig
 from routera_archive.journal import OutcomeJournal
 from routera_archive.models import ArchiveRequest
 

@@ -171,7 +171,7 @@ class PendingQueue:
             log = client.make_qualified_table_name(self._log_table)
             archives = client.make_qualified_table_name(self._archives_table)
         # BigQuery and Databricks spell the text type STRING; the rest of this SQL is portable.
-        destination = self._pipeline.destination.destination_name  # type: ignore[attr-defined]
+        destination = self._pipeline.destination.destination_name
         text = "STRING" if destination in ("bigquery", "databricks") else "VARCHAR"
         contact = f"CAST(q.contact_id AS {text})"
         # NULL || text is NULL in SQL, so a NULL contact id derives its own request id.

@@ -7,12 +7,12 @@ outcomes, ...))` loads outcomes that were already archived; the runner uses it t
 chunk while the next chunk is being archived.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import dlt
-from dlt.common.schema.typing import TColumnSchema
+from dlt.common.schema.typing import TColumnSchema, TMergeDispositionDict, TSchemaContractDict
 from dlt.extract.resource import DltResource
 
 from routera_archive.dataset.fields import FieldColumns
@@ -109,52 +109,28 @@ RUNS_COLUMNS: dict[str, TColumnSchema] = {
 
 # dlt loads a package at least once: a crash after a job's INSERT committed but before dlt
 # recorded it runs the job again. Merging insert-only on a key makes that second load a no-op.
-INSERT_ONLY: Any = {"disposition": "merge", "strategy": "insert-only"}
+INSERT_ONLY: TMergeDispositionDict = {"disposition": "merge", "strategy": "insert-only"}
 
 
-def contact_archives(rows: Iterable[dict[str, Any]]) -> DltResource:
+def insert_only(
+    rows: list[dict[str, Any]],
+    table: str,
+    key: str,
+    columns: dict[str, TColumnSchema],
+) -> DltResource:
+    """An audit table's resource: merged insert-only on `key`, nothing nested (a record's
+    values stay in their row as received; `raw_response` keeps the body)."""
     return dlt.resource(
         rows,
-        name=ARCHIVES_TABLE,
+        name=table,
         write_disposition=INSERT_ONLY,
-        primary_key="id",
-        columns=ARCHIVES_COLUMNS,
+        primary_key=key,
+        columns=columns,
         max_table_nesting=0,
     )
 
 
-def archive_log(rows: Iterable[dict[str, Any]]) -> DltResource:
-    return dlt.resource(
-        rows,
-        name=LOG_TABLE,
-        write_disposition=INSERT_ONLY,
-        primary_key="outcome_id",
-        columns=LOG_COLUMNS,
-        max_table_nesting=0,
-    )
-
-
-def archive_runs(rows: Iterable[dict[str, Any]]) -> DltResource:
-    return dlt.resource(
-        rows,
-        name=RUNS_TABLE,
-        write_disposition=INSERT_ONLY,
-        primary_key="run_id",
-        columns=RUNS_COLUMNS,
-    )
-
-
-def custom_fields(rows: Iterable[dict[str, Any]]) -> DltResource:
-    return dlt.resource(
-        rows,
-        name=FIELDS_TABLE,
-        write_disposition=INSERT_ONLY,
-        primary_key="field_key",
-        columns=FIELDS_COLUMNS,
-    )
-
-
-def archive_queue(rows: Iterable[dict[str, Any]]) -> DltResource:
+def archive_queue(rows: list[dict[str, Any]]) -> DltResource:
     return dlt.resource(
         rows,
         name=QUEUE_TABLE,
@@ -171,13 +147,13 @@ def queue_requests(rows: Sequence[dict[str, Any]]) -> DltResource:
     A schema of its own, so `enqueue` can use its own pipeline (and working folder) and write
     while a run holds the run pipeline: the run only ever reads the queue with SQL.
     """
-    return archive_queue(rows)
+    return archive_queue(list(rows))
 
 
 @dlt.source(name=SOURCE_NAME, section=SOURCE_NAME)
 def run_history(rows: Sequence[dict[str, Any]]) -> DltResource:
     """The `archive_runs` rows, in the `routera` schema like every other table."""
-    return archive_runs(rows)
+    return insert_only(list(rows), RUNS_TABLE, "run_id", RUNS_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -220,7 +196,7 @@ def build_audit_rows(
 
 # Values a new field or a changed type cannot add to `contact_archives` under a frozen or
 # discarding contract are dropped from the columns only: `raw_response` keeps them.
-HOLD_BACK_CONTRACT: Any = {"columns": "discard_value", "data_type": "discard_value"}
+HOLD_BACK_CONTRACT: TSchemaContractDict = {"columns": "discard_value", "data_type": "discard_value"}
 
 
 @dlt.source(name=SOURCE_NAME, section=SOURCE_NAME, max_table_nesting=0)
@@ -228,7 +204,8 @@ def audit_trail(
     rows: AuditRows, hold_back_new_fields: bool = False
 ) -> tuple[DltResource, DltResource, DltResource]:
     """The audit tables' rows of outcomes that are already known."""
-    archives = contact_archives(rows.archives)
+    archives = insert_only(rows.archives, ARCHIVES_TABLE, "id", ARCHIVES_COLUMNS)
     if hold_back_new_fields:
         archives.apply_hints(schema_contract=HOLD_BACK_CONTRACT)
-    return archives, archive_log(rows.log), custom_fields(rows.fields)
+    log = insert_only(rows.log, LOG_TABLE, "outcome_id", LOG_COLUMNS)
+    return archives, log, insert_only(rows.fields, FIELDS_TABLE, "field_key", FIELDS_COLUMNS)
