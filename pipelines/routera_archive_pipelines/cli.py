@@ -6,6 +6,8 @@ completion never import dlt, duckdb or httpx (bench/RESULTS.md has the times). E
 leaves through `exits.one_way_out`: one line, and the exit code of `routera_archive.errors`.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -61,15 +63,27 @@ QueueOpt = Annotated[
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Log everything, with tracebacks.")]
 
 
-def _start(debug: bool, *, dlt_used: bool = True) -> None:
-    """What every command does first: logging to the terminal, and dlt's defaults."""
+@contextmanager
+def _command(debug: bool, *, dlt_used: bool = True) -> Iterator[None]:
+    """What every command's body runs in: logging to the terminal, dlt's defaults, and the one
+    way out for errors (`exits.one_way_out`)."""
     from routera_archive_pipelines.console import setup_logging
+    from routera_archive_pipelines.exits import one_way_out
 
     setup_logging(debug)
     if dlt_used:
         from routera_archive_pipelines.dlt_defaults import apply_dlt_defaults
 
         apply_dlt_defaults()
+    with one_way_out(debug):
+        yield
+
+
+def _queue_table(option: str | None) -> str:
+    """`--queue-table`, else the `queue_table` setting (no credentials needed)."""
+    from routera_archive.config import resolve_dataset_config
+
+    return resolve_dataset_config(queue_table=option).queue_table
 
 
 @app.command(epilog="Example: routera-archive run --dry-run; then routera-archive run")
@@ -108,10 +122,7 @@ def run(
     debug: DebugOpt = False,
 ) -> None:
     """Archive every pending request in the queue and load the records into the audit trail."""
-    from routera_archive_pipelines.exits import one_way_out
-
-    _start(debug)
-    with one_way_out(debug):
+    with _command(debug):
         from routera_archive.config import resolve_source_config
         from routera_archive.dataset.queue import Shard
         from routera_archive.errors import ConfigurationError
@@ -171,11 +182,7 @@ def enqueue(
     """Add contact ids to the queue table."""
     import sys
 
-    from routera_archive_pipelines.exits import one_way_out
-
-    _start(debug)
-    with one_way_out(debug):
-        from routera_archive.config import resolve_dataset_config
+    with _command(debug):
         from routera_archive.dataset.enqueue import enqueue as enqueue_rows
         from routera_archive.dataset.enqueue import parse_ids
         from routera_archive.errors import ConfigurationError
@@ -187,7 +194,7 @@ def enqueue(
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigurationError(f"cannot read {file}: {exc}") from None
         parsed = parse_ids(text)
-        table = resolve_dataset_config(queue_table=queue_table).queue_table
+        table = _queue_table(queue_table)
         pipeline = make_pipeline(
             destination, dataset, pipeline_name=enqueue_pipeline_name_for(destination, dataset)
         )
@@ -211,16 +218,12 @@ def status(
     debug: DebugOpt = False,
 ) -> None:
     """Pending and settled counts (by each request's latest outcome), and the last runs."""
-    from routera_archive_pipelines.exits import one_way_out
-
-    _start(debug)
-    with one_way_out(debug):
+    with _command(debug):
         from routera_archive.audit.status import dataset_status
-        from routera_archive.config import resolve_dataset_config
         from routera_archive_pipelines.console import print_status, stdout
         from routera_archive_pipelines.factory import make_pipeline
 
-        table = resolve_dataset_config(queue_table=queue_table).queue_table
+        table = _queue_table(queue_table)
         summary = dataset_status(make_pipeline(destination, dataset), queue_table=table)
         print_status(stdout(), summary)
 
@@ -266,12 +269,8 @@ def report(
     --since/--until filter archives by `archived` and outcomes and failures by `processed_at`;
     the backlog, the custom fields and the runs are shown as they are now.
     """
-    from routera_archive_pipelines.exits import one_way_out
-
-    _start(debug)
-    with one_way_out(debug):
+    with _command(debug):
         from routera_archive.audit.report import ReportFilters, ReportOptionError, build_report
-        from routera_archive.config import resolve_dataset_config
         from routera_archive.errors import ConfigurationError
         from routera_archive_pipelines.console import stderr, stdout
         from routera_archive_pipelines.factory import make_pipeline
@@ -298,7 +297,7 @@ def report(
             raise ConfigurationError("--output needs --format json, csv or html")
         if output is not None and not output.parent.resolve().is_dir():
             raise ConfigurationError(f"--output {output}: no directory {output.parent}")
-        table = resolve_dataset_config(queue_table=queue_table).queue_table
+        table = _queue_table(queue_table)
         audit = build_report(
             make_pipeline(destination, dataset),
             filters,
@@ -366,10 +365,7 @@ def sandbox(
     ] = 0.0,
 ) -> None:
     """Serve a local Routera-compatible API until stopped (Ctrl-C or SIGTERM)."""
-    from routera_archive_pipelines.exits import one_way_out
-
-    _start(False, dlt_used=False)
-    with one_way_out(False):
+    with _command(False, dlt_used=False):
         import sys
 
         from routera_archive.errors import ConfigurationError, RetriableError
@@ -424,10 +420,7 @@ def demo(
     debug: DebugOpt = False,
 ) -> None:
     """Start the sandbox, queue some of its contacts, archive them, and show the audit trail."""
-    from routera_archive_pipelines.exits import one_way_out
-
-    _start(debug)
-    with one_way_out(debug):
+    with _command(debug):
         from routera_archive_pipelines.console import stdout
         from routera_archive_pipelines.demo import run_demo
 
