@@ -1,8 +1,9 @@
 """FieldColumns: which column each record key is stored in, and the `custom_fields` rows.
 
-The rule (connector/fields.py): a documented field spelled exactly keeps its name; any other key,
-first seen, claims dlt's column for it unless another key has it or it is ours (our meta columns,
-`_dlt*`, a documented field's column); otherwise it gets `<column>_<first 8 hex of sha1(key)>`.
+The rule (routera_archive/dataset/fields.py): a documented field spelled exactly keeps its name;
+any other key, first seen, claims dlt's column for it unless another key has it or it is ours
+(our meta columns, `_dlt*`, a documented field's column); otherwise it gets
+`<column>_<first 8 hex of sha1(key)>`.
 """
 
 import hashlib
