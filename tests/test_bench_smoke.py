@@ -3,8 +3,9 @@
 It asserts what the benchmark's figures rest on, never speed: the connector (a separate process,
 against the sandbox in a separate process) archives every queued contact exactly once and loads
 one audit row for each; the hand-written baseline archives its own contacts; the raw-load
-baseline loads what it is given; and the server-side answer times that judge the rate limit
-count what the sandbox counts. A broken benchmark would otherwise only show up as odd figures.
+baseline loads what it is given; the server-side answer times that judge the rate limit count
+what the sandbox counts; and the table of configurations gives each its own working
+directory. A broken benchmark would otherwise only show up as odd figures.
 """
 
 from pathlib import Path
@@ -12,8 +13,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from bench import run_bench as bench
+from bench.measures import Stamp, api_window
 from bench.raw_load import archived_records, load
+from bench.render import render
+from bench.runners import Config, versus
+from bench.sandbox_process import contact_ids
+from bench.scenarios import FULL, PARTS, QUICK, Results, table
+from bench.verdicts import verdicts
 
 pytestmark = pytest.mark.e2e
 
@@ -22,8 +28,8 @@ LATENCY_MS = 5.0
 
 
 def test_connector_and_hand_written_loop_archive_each_contact_once(tmp_path: Path) -> None:
-    versus = bench.versus_config(tmp_path, contacts=CONTACTS, latency_ms=LATENCY_MS, concurrency=16)
-    run = versus.connector
+    both = versus(Config("versus", CONTACTS, LATENCY_MS, concurrency=16), tmp_path, {})
+    run = both.connector
 
     assert run.problems() == []
     assert run.process.exit_code == 0
@@ -44,18 +50,18 @@ def test_connector_and_hand_written_loop_archive_each_contact_once(tmp_path: Pat
     assert run.log_archive_s is not None
     assert run.process.peak_rss_mb > 0 and run.process.cpu_s > 0
 
-    loop = versus.handwritten
+    loop = both.handwritten
     assert loop.process.exit_code == 0, loop.process.stderr[-2000:]
     assert loop.phases["records"] == CONTACTS
     assert loop.deletes_succeeded == CONTACTS
     assert loop.api.by_status == {"200": CONTACTS + 1}  # its token request and its DELETEs
 
-    results = bench.Results(mode="smoke", command="pytest", started="now", versus=versus)
-    verdicts = bench.verdicts(results)
-    assert [v.target for v in verdicts] == [
+    results = Results(mode="smoke", command="pytest", started="now", versus=both)
+    assert [v.target for v in verdicts(results)] == [
         f"{CONTACTS} contacts: hand-written wall / connector wall"
     ]
-    assert "versus-connector" in bench.render(results)
+    assert "versus-connector" in render(results)
+    assert results.problems() == []
 
 
 def test_raw_load_loads_every_record(tmp_path: Path) -> None:
@@ -69,7 +75,7 @@ def test_raw_load_loads_every_record(tmp_path: Path) -> None:
             "SELECT COUNT(*), COUNT(DISTINCT id) FROM raw_load.contact_archives"
         ).fetchone()
     assert rows == (CONTACTS, CONTACTS)
-    assert {r["id"] for r in records} == set(bench.contact_ids(CONTACTS))
+    assert {r["id"] for r in records} == set(contact_ids(CONTACTS))
 
 
 def test_api_window_counts_sliding_and_calendar_seconds() -> None:
@@ -77,7 +83,7 @@ def test_api_window_counts_sliding_and_calendar_seconds() -> None:
     # second holds more than three: a check by calendar seconds alone would miss the excess.
     # Arrivals (the last element) came shortly before each answer, one 0.7 s before: by
     # arrival, no second holds more than three, which is what a rate limiter would count.
-    stamps: list[bench.Stamp] = [
+    stamps: list[Stamp] = [
         (10.2, "POST", 200, 10.15),
         (10.6, "DELETE", 200, 10.55),
         (10.8, "DELETE", 429, 10.1),
@@ -86,7 +92,7 @@ def test_api_window_counts_sliding_and_calendar_seconds() -> None:
         (20.0, "DELETE", 200, 19.95),
     ]
 
-    window = bench.api_window(stamps, 10.0, 12.0)
+    window = api_window(stamps, 10.0, 12.0)
 
     assert window.requests == 5
     assert window.by_status == {"200": 4, "429": 1}
@@ -96,3 +102,13 @@ def test_api_window_counts_sliding_and_calendar_seconds() -> None:
     assert window.max_arrivals_in_calendar_second == 3
     assert window.first_delete == 10.6 and window.last_delete == 11.3
     assert window.archive_rps == pytest.approx(3 / 0.7)
+
+
+def test_every_configuration_has_its_own_directory_and_part() -> None:
+    for plan in (FULL, QUICK):
+        rows = table(plan)
+        labels = [row.config.label for row in rows]
+        assert len(labels) == len(set(labels)), labels  # each row empties its directory first
+        assert {row.part for row in rows} <= set(PARTS)
+        assert all(hasattr(Results("", "", ""), row.slot) for row in rows)
+    assert {row.part for row in table(FULL)} == set(PARTS)

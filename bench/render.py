@@ -1,0 +1,229 @@
+"""The results as markdown (the tables in bench/results/*.md) and as JSON (the same, whole).
+
+The markdown is what RESULTS.md quotes: the verdicts first, then every connector run with the
+counts that prove it archived each contact once, the baselines, and the diagnostics. The JSON
+keeps every field of every result (and the derived ideal figures) but the processes' output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.runners import ConnectorRun
+from bench.scenarios import Results
+from bench.verdicts import verdicts
+
+
+def _row(cells: list[Any]) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    return [_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows)]
+
+
+def _connector_rows(runs: list[ConnectorRun]) -> list[list[Any]]:
+    rows = []
+    for run in runs:
+        totals = run.sandbox_totals
+        by_status = totals.get("by_status", {})
+        rows.append(
+            [
+                run.label,
+                run.contacts,
+                f"{run.latency_ms:g}",
+                run.concurrency,
+                f"{run.rps:g}" if run.rps else "off",
+                f"{run.sandbox_rate_limit:g}" if run.sandbox_rate_limit else "off",
+                run.chunk_size or "default",
+                f"{run.process.wall_s:.1f}",
+                f"{run.ideal_s:.1f}" if run.ideal_rps else "-",
+                f"{run.api.archive_rps:.0f}",
+                f"{run.log_archive_rps:.0f}" if run.log_archive_rps else "-",
+                f"{run.ideal_rps:.0f}" if run.ideal_rps else "-",
+                f"{run.process.peak_rss_mb:.0f}",
+                " / ".join(f"{run.process.rss_at(share):.0f}" for share in (0.25, 0.5, 0.9)),
+                f"{run.process.cpu_s:.1f}",
+                f"{run.process.sandbox_cpu_s:.1f}",
+                f"{run.process.other_cores:.2f}",
+                f"{run.process.load_before[0]:.2f} / {run.process.load_after[0]:.2f}",
+                totals.get("by_method", {}).get("DELETE", 0),
+                totals.get("requests", 0),
+                by_status.get("200", 0),
+                by_status.get("404", 0),
+                by_status.get("429", 0),
+                run.audit.archives,
+                "ok" if not run.problems() else "; ".join(run.problems()),
+            ]
+        )
+    return rows
+
+
+CONNECTOR_HEADER = [
+    "config",
+    "contacts",
+    "latency ms",
+    "conc",
+    "--rps",
+    "server limit",
+    "chunk",
+    "wall s",
+    "ideal s",
+    "archive req/s (server)",
+    "archive req/s (log)",
+    "ideal req/s",
+    "peak RSS MB",
+    "RSS MB at 25/50/90% of wall",
+    "CPU s",
+    "sandbox CPU s",
+    "other cores",
+    "load 1m before / after",
+    "DELETEs",
+    "API requests",
+    "200",
+    "404",
+    "429",
+    "audit rows",
+    "counts",
+]
+
+
+def _baseline_rows(results: Results) -> list[list[Any]]:
+    rows: list[list[Any]] = [
+        [
+            f"ideal, {run.label}",
+            run.contacts,
+            f"{run.ideal_s:.2f}",
+            "-",
+            "-",
+            f"{run.ideal_rps:.0f} req/s",
+        ]
+        for run in results.connector_runs()
+        if run.ideal_rps
+    ]
+    if results.versus:
+        loop = results.versus.handwritten
+        phases = loop.phases
+        rows.append(
+            [
+                "hand-written loop (sync httpx, one pipeline.run())",
+                loop.contacts,
+                f"{loop.process.wall_s:.1f}",
+                f"{loop.process.peak_rss_mb:.0f}",
+                f"{loop.process.other_cores:.2f}",
+                f"calls {phases.get('calls_s', 0):.1f} s ({loop.api.archive_rps:.1f} req/s), "
+                f"load {phases.get('load_s', 0):.1f} s, imports {phases.get('import_s', 0):.1f} s"
+                f", exit {loop.process.exit_code}, {loop.deletes_succeeded} archived",
+            ]
+        )
+    for raw in (results.raw_load, results.raw_load_chunked):
+        if raw:
+            what = (
+                f"{raw.records // raw.chunk} x pipeline.run() of {raw.chunk}"
+                if raw.chunk
+                else ("one pipeline.run()")
+            )
+            rows.append(
+                [
+                    f"raw load, {what}",
+                    raw.records,
+                    f"{raw.process.wall_s:.1f}",
+                    f"{raw.process.peak_rss_mb:.0f}",
+                    f"{raw.process.other_cores:.2f}",
+                    f"pipeline.run() {raw.load_s:.2f} s, imports {raw.import_s:.2f} s",
+                ]
+            )
+    return rows
+
+
+def _ceiling_lines(results: Results) -> list[str]:
+    if not results.ceiling:
+        return []
+    return [
+        "",
+        "### Diagnostic: bare httpx loop (no connector code)",
+        "",
+        *table(
+            [
+                "latency ms",
+                "workers",
+                "pools",
+                "requests",
+                "req/s",
+                "server req/s",
+                "CPU ms/request",
+                "other cores",
+            ],
+            [
+                [
+                    f"{c.latency_ms:g}",
+                    c.workers,
+                    c.pools,
+                    c.requests,
+                    f"{c.rps:.0f}",
+                    f"{c.server_rps:.0f}",
+                    f"{c.cpu_ms_per_request:.2f}",
+                    f"{c.other_cores:.2f}",
+                ]
+                for c in results.ceiling
+            ],
+        ),
+    ]
+
+
+def render(results: Results) -> str:
+    machine = results.machine
+    lines = [
+        f"Run {results.started} - {results.finished} ({results.mode}): `{results.command}`",
+        "",
+        f"Machine: {machine.get('nproc')} cores, {machine.get('cpu_model')}, "
+        f"{machine.get('memory_gb')} GB, Linux {machine.get('kernel')}. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items())
+        + ".",
+        "",
+        *(
+            [f"Extra connector environment: `{results.connector_env}`.", ""]
+            if results.connector_env
+            else []
+        ),
+        "### Targets",
+        "",
+        *table(
+            ["target", "measured", "wanted", "result", "miss by"],
+            [
+                [v.target, v.measured, v.wanted, "pass" if v.passed else "MISS", v.gap]
+                for v in verdicts(results)
+            ],
+        ),
+        "",
+        "### Connector runs",
+        "",
+        *table(CONNECTOR_HEADER, _connector_rows(results.connector_runs())),
+        "",
+        "### Baselines",
+        "",
+        *table(
+            ["baseline", "contacts", "wall s", "peak RSS MB", "other cores", "detail"],
+            _baseline_rows(results),
+        ),
+        *_ceiling_lines(results),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def jsonable(value: Any) -> Any:
+    """Dataclasses as dicts (with the derived ideal figures), minus the processes' output."""
+    if hasattr(value, "__dataclass_fields__"):
+        data = {
+            name: jsonable(getattr(value, name))
+            for name in value.__dataclass_fields__
+            if name not in ("stdout", "stderr")
+        }
+        if isinstance(value, ConnectorRun):
+            data.update(ideal_rps=value.ideal_rps, ideal_s=value.ideal_s, problems=value.problems())
+        return data
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    return value
