@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.cli_start import HEAVY, CliStart
 from bench.runners import ConnectorRun
 from bench.scenarios import Results
 from bench.verdicts import verdicts
@@ -171,6 +172,50 @@ def _ceiling_lines(results: Results) -> list[str]:
     ]
 
 
+def _cli_start_lines(cli: CliStart | None) -> list[str]:
+    if cli is None:
+        return []
+    return [
+        "",
+        f"### CLI start (fresh processes, {cli.repeats} timed runs of each command line)",
+        *(
+            [
+                "",
+                "Measured again after a disturbed attempt; other cores of each attempt: "
+                + ", ".join(f"{cores:.2f}" for cores in cli.attempts_other_cores)
+                + " (the quietest is kept).",
+            ]
+            if len(cli.attempts_other_cores) > 1
+            else []
+        ),
+        "",
+        *table(
+            [
+                "command line",
+                "median wall s",
+                "max wall s",
+                "median CPU s",
+                "other cores (median)",
+                f"{' / '.join(HEAVY)} imported (-X importtime)",
+                "exit codes",
+            ],
+            [
+                [
+                    f"`{line.command}`",
+                    f"{line.median_s:.3f}",
+                    f"{line.max_s:.3f}",
+                    f"{line.median_cpu_s:.3f}",
+                    f"{line.median_other_cores:.2f}",
+                    ", ".join(line.heavy_imports) or "none",
+                    ", ".join(map(str, sorted(set(line.exit_codes))))
+                    + f" (importtime run: {line.importtime_exit_code})",
+                ]
+                for line in cli.lines
+            ],
+        ),
+    ]
+
+
 def render(results: Results) -> str:
     machine = results.machine
     lines = [
@@ -207,6 +252,7 @@ def render(results: Results) -> str:
             _baseline_rows(results),
         ),
         *_ceiling_lines(results),
+        *_cli_start_lines(results.cli_start),
     ]
     return "\n".join(lines) + "\n"
 

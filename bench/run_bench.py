@@ -18,7 +18,8 @@ figure here is measured from the outside, the way a scheduler sees a run:
 Baselines (ideal time, the hand-written loop, the raw load) are measured in the same invocation,
 on the same machine state. The machine is shared, so each configuration also records how many
 cores other processes kept busy meanwhile; a configuration disturbed by more than
-`--max-other-cores` is measured again and the quieter attempt kept.
+`--max-other-cores` is measured again and the quieter attempt kept. `cli-start` times the CLI's
+help and version command lines as fresh processes (issue 11).
 
 Run `.venv/bin/python bench/run_bench.py` (25-30 minutes) or `--quick` (about a minute); the
 tables go to `bench/results/last_run*.md` (and `.json`). `--profile` runs the headline
@@ -27,8 +28,8 @@ change of environment (e.g. one more package on PYTHONPATH) without touching the
 
 This file is only the entry point (options, output files). The rest, one job a module:
 `harness` (processes and the machine), `sandbox_process` (a fresh sandbox per configuration),
-`measures` (figures read from what a run leaves), `runners` (one runner per kind of
-configuration), `scenarios` (the table of configurations), `verdicts` (the targets),
+`measures` (figures read from what a run leaves), `runners` and `cli_start` (one runner per kind
+of configuration), `scenarios` (the table of configurations), `verdicts` (the targets),
 `render` (markdown and JSON), `gil_profile` (`--profile`).
 """
 
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra environment for the connector runs and the bare httpx loop (repeatable)",
+        help="extra environment for the connector runs, the CLI start and the bare httpx loop "
+        "(repeatable)",
     )
     parser.add_argument("--tag", default="", help="added to the names of the result files")
     parser.add_argument(

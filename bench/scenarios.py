@@ -6,9 +6,10 @@ machine state: the headline with the ideal (N x latency / concurrency), the 2,00
 with the hand-written loop, the rate-limited run with the server's limit, the 100,000-contact
 queue's memory with the 10,000-contact one's, and the latency-0 run with one raw
 `pipeline.run()`; the chunk sizes and the bare httpx loop are diagnostics without a target.
+Issue 11 adds the CLI's start (help and version, no heavy imports).
 
 `table(plan)` lists them in the order they run; `--only` picks rows by their `part`. Each row
-names its runner (one per kind, in `runners.py`), its sizes (a `Config`),
+names its runner (one per kind, in `runners.py` and `cli_start.py`), its sizes (a `Config`),
 the `Results` field its result goes to, what its target compares it with, and whether it is
 measured again when other processes disturbed it.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import runners
+from bench.cli_start import CliStart, cli_start
 from bench.harness import Say, load_average, machine_info, quietest, wait_until_quiet
 from bench.runners import Ceiling, Config, ConnectorRun, RawLoad, Versus
 
@@ -48,6 +50,8 @@ class Plan:
     # Diagnostics: the headline configuration with other chunk sizes (no target of their own).
     chunk_sizes: tuple[int, ...] = (2_000, 10_000)
     raw_chunk: int | None = 500
+    # Timed runs of each CLI command line (fresh processes, a fraction of a second each).
+    cli_repeats: int = 15
 
 
 FULL = Plan()
@@ -62,9 +66,10 @@ QUICK = Plan(
     ceiling_latencies=(50.0,),
     chunk_sizes=(),
     raw_chunk=None,
+    cli_repeats=5,
 )
 
-PARTS = ("headline", "versus", "rate", "memory", "raw", "chunks", "ceiling")
+PARTS = ("headline", "versus", "rate", "memory", "raw", "chunks", "ceiling", "cli-start")
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,14 @@ def table(plan: Plan) -> list[Scenario]:
             )
             for latency in plan.ceiling_latencies
         ),
+        Scenario(
+            "cli-start",
+            f"CLI start: --help, --version and each command's --help, {plan.cli_repeats} runs each",
+            cli_start,
+            Config("cli-start", repeats=plan.cli_repeats),
+            "cli_start",
+            against="a median under 0.3 s each, no import of dlt, duckdb or httpx",
+        ),
     ]
 
 
@@ -210,6 +223,7 @@ class Results:
     raw_load_chunked: RawLoad | None = None
     chunk_runs: list[ConnectorRun] = field(default_factory=list)
     ceiling: list[Ceiling] = field(default_factory=list)
+    cli_start: CliStart | None = None
 
     def connector_runs(self) -> list[ConnectorRun]:
         """Every connector run, in the order of the table."""
@@ -224,8 +238,10 @@ class Results:
         return [run for run in runs if run is not None]
 
     def problems(self) -> list[str]:
-        """Whatever makes the figures not of what they claim: a connector run's wrong counts."""
+        """Whatever makes the figures not of what they claim: wrong counts, a failed command."""
         found = [f"{run.label}: {p}" for run in self.connector_runs() for p in run.problems()]
+        if self.cli_start:
+            found += [f"cli-start: {p}" for p in self.cli_start.problems()]
         return found
 
     def keep(self, slot: str, value: Any) -> None:

@@ -1,4 +1,4 @@
-"""The targets of issue 6, judged on one invocation's results.
+"""The targets of issue 6 (and issue 11's CLI start), judged on one invocation's results.
 
 Each verdict gives the measured ratio beside the bound it is held to and, for a miss, by how
 much it misses, so a near miss and a far one read differently. Only configurations that ran are
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.cli_start import HEAVY
 from bench.scenarios import Results
 
 
@@ -26,6 +27,7 @@ VERSUS_HANDWRITTEN = Bound(20, at_least=True)  # hand-written wall / connector w
 RATE_REACHED = Bound(0.95, at_least=True)  # archive throughput / limit
 MEMORY_GROWTH = Bound(1.25, at_least=False)  # peak RSS of the large queue / the small one's
 RAW_LOAD = Bound(2, at_least=False)  # latency-0 connector wall / one raw pipeline.run()
+CLI_START_S = 0.3  # median wall of every help and version command line, under
 
 
 @dataclass
@@ -48,6 +50,37 @@ def ratio_verdict(target: str, value: float, bound: Bound, unit: str = "x") -> V
         gap = f"{value / limit:.2f}x over"
     sign = ">=" if at_least else "<="
     return Verdict(target, f"{value:.2f}{unit}", f"{sign} {limit:g}{unit}", passed, gap)
+
+
+def _cli_verdicts(results: Results) -> list[Verdict]:
+    cli = results.cli_start
+    if not cli or not cli.lines:
+        return []
+    slowest = max(cli.lines, key=lambda line: line.median_s)
+    longest = max(cli.lines, key=lambda line: line.max_s)
+    importing = [line for line in cli.lines if line.heavy_imports]
+    heavy = ", ".join(HEAVY)
+    return [
+        Verdict(
+            f"CLI start, {len(cli.lines)} help and version command lines x {cli.repeats}: "
+            "median wall of the slowest",
+            f"{slowest.median_s:.3f} s (`{slowest.command}`); slowest single run "
+            f"{longest.max_s:.3f} s (`{longest.command}`)",
+            f"< {CLI_START_S:g} s",
+            slowest.median_s < CLI_START_S,
+            "-"
+            if slowest.median_s < CLI_START_S
+            else f"{slowest.median_s / CLI_START_S:.2f}x over",
+        ),
+        Verdict(
+            f"CLI start: {heavy} imported (python -X importtime, each command line)",
+            "; ".join(f"`{line.command}`: {', '.join(line.heavy_imports)}" for line in importing)
+            or "none",
+            "none",
+            not importing,
+            "-" if not importing else f"{len(importing)} of {len(cli.lines)} command lines",
+        ),
+    ]
 
 
 def verdicts(results: Results) -> list[Verdict]:
@@ -119,4 +152,4 @@ def verdicts(results: Results) -> list[Verdict]:
                 RAW_LOAD,
             )
         )
-    return found
+    return found + _cli_verdicts(results)

@@ -4,7 +4,8 @@ It asserts what the benchmark's figures rest on, never speed: the connector (a s
 against the sandbox in a separate process) archives every queued contact exactly once and loads
 one audit row for each; the hand-written baseline archives its own contacts; the raw-load
 baseline loads what it is given; the server-side answer times that judge the rate limit count
-what the sandbox counts; and the table of configurations gives each its own working
+what the sandbox counts; the CLI start runs every command line it times and its import check
+reads python's report of imports; and the table of configurations gives each its own working
 directory. A broken benchmark would otherwise only show up as odd figures.
 """
 
@@ -13,6 +14,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from bench.cli_start import (
+    COMMANDS,
+    cli_start,
+    command_lines,
+    heavy_imports,
+    imported_modules,
+)
 from bench.measures import Stamp, api_window
 from bench.raw_load import archived_records, load
 from bench.render import render
@@ -102,6 +110,44 @@ def test_api_window_counts_sliding_and_calendar_seconds() -> None:
     assert window.max_arrivals_in_calendar_second == 3
     assert window.first_delete == 10.6 and window.last_delete == 11.3
     assert window.archive_rps == pytest.approx(3 / 0.7)
+
+
+def test_cli_start_runs_every_command_line_and_sees_its_imports(tmp_path: Path) -> None:
+    start = cli_start(Config("cli-start", repeats=1), tmp_path, {})
+
+    assert [line.args for line in start.lines] == [list(args) for args in command_lines()]
+    assert {line.args[0] for line in start.lines} >= set(COMMANDS)
+    assert start.problems() == []
+    for line in start.lines:
+        assert line.exit_codes == [0]
+        assert len(line.walls_s) == 1 and line.median_s == line.max_s > 0
+        # The import check saw the CLI's own imports, so "none of HEAVY" is not vacuous.
+        assert line.modules_imported > 20
+    results = Results(mode="smoke", command="pytest", started="now", cli_start=start)
+    assert [v.target.split(":")[0] for v in verdicts(results)] == [
+        f"CLI start, {len(command_lines())} help and version command lines x 1",
+        "CLI start",
+    ]
+    assert "routera-archive run --help" in render(results)
+
+
+def test_heavy_imports_come_from_python_importtime_report() -> None:
+    report = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:       120 |        120 |   _io",
+            "import time:       300 |       2100 | typer",
+            "import time:        80 |         80 |     dlt.common.typing",
+            "import time:        50 |         50 | httpxtras",
+            "Usage: routera-archive [OPTIONS] COMMAND [ARGS]...",
+        ]
+    )
+
+    modules = imported_modules(report)
+
+    assert modules == ["_io", "typer", "dlt.common.typing", "httpxtras"]
+    assert heavy_imports(modules) == ["dlt"]
+    assert heavy_imports(["duckdb", "httpx._client"]) == ["duckdb", "httpx"]
 
 
 def test_every_configuration_has_its_own_directory_and_part() -> None:
