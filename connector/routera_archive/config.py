@@ -9,15 +9,20 @@ and no message here ever quotes one.
 """
 
 import math
+import re
 from typing import Any, Final, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 from dlt.common.configuration import configspec, resolve_configuration
+from dlt.common.configuration.container import Container
 from dlt.common.configuration.exceptions import (
     ConfigurationException,
     ConfigValueCannotBeCoercedException,
 )
 from dlt.common.configuration.specs import BaseConfiguration
+from dlt.common.configuration.specs.base_configuration import extract_inner_hint, is_secret_hint
+from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+from dlt.common.configuration.utils import deserialize_value
 from dlt.common.typing import TSecretStrValue
 
 from routera_archive.errors import ConfigurationError
@@ -25,7 +30,10 @@ from routera_archive.http.auth import is_header_safe_token
 from routera_archive.http.config import AccessToken, ClientConfig, ClientCredentials, Credentials
 from routera_archive.names import QUEUE_TABLE, SOURCE_NAME
 
-CONFIG_SECTIONS: Final = ("sources", SOURCE_NAME)
+CONFIG_SECTIONS: Final = ("sources", SOURCE_NAME, SOURCE_NAME)
+"""Where dlt's own source lookup puts `routera`'s settings: `sources.<section>.<name>`."""
+STRICT_PATHS: Final = (CONFIG_SECTIONS, CONFIG_SECTIONS[:2])
+"""The only places a setting is read from (see `_configured_values`)."""
 DEFAULT_BASE_URL: Final = "https://api.routera.io"
 SCHEMA_CONTRACTS: Final = ("evolve", "freeze", "discard")
 TIMEOUTS: Final = ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout")
@@ -45,6 +53,14 @@ def _refuse(name: str, problem: str) -> NoReturn:
     raise ConfigurationError(f"{problem}; set {setting_key(name)}")
 
 
+def shown_url(url: str) -> str:
+    """A URL as a message may quote it: without user info, query or fragment, any of which
+    may hold a password or a key (`http://<credentials>@host/path?<query>`)."""
+    shown = re.sub(r"(?<=//)[^/?#]*@", "<credentials>@", url)
+    base = re.split(r"[?#]", shown, maxsplit=1)[0]
+    return base + ("?<query>" if base != shown else "")
+
+
 def _given(value: str | None) -> str | None:
     """A setting counts as given only if it holds more than whitespace."""
     return value if value and value.strip() else None
@@ -59,8 +75,27 @@ class DatasetConfig(BaseConfiguration):
     """The table of archive requests in the dataset (made by `enqueue`, dbt or SQL)."""
 
     def on_resolved(self) -> None:
+        """Runs first of the `on_resolved` checks (dlt calls them base class first): every
+        field holds its declared type, so the checks after it can compare values. A value set
+        in code after resolution (`config.rps = "abc"`) is caught here too (`validate`)."""
+        for name, hint in self.get_resolvable_fields().items():
+            kind = extract_inner_hint(hint)
+            value = getattr(self, name)
+            if kind not in (int, float, str, bool) or value is None:
+                continue
+            wrong = isinstance(value, bool) != (kind is bool) or not isinstance(
+                value, (int, float) if kind is float else kind
+            )
+            if wrong:
+                shown = "" if name in SECRET_FIELDS else f", got {value!r}"
+                _refuse(name, f"{name} must be of type {kind.__name__}{shown}")
         if not self.queue_table.strip():
             _refuse("queue_table", "queue_table must name a table")
+
+    def validate(self) -> None:
+        """Check every rule again (all `on_resolved`s): for a spec whose values were changed in
+        code after it was resolved. The same rules, not a second copy of them."""
+        self.call_method_in_mro("on_resolved")
 
 
 @configspec
@@ -215,8 +250,8 @@ class RouteraSourceConfig(DatasetConfig):
         if parts is None or parts.scheme not in ("http", "https") or not host:
             _refuse(
                 "base_url",
-                f"base_url {self.base_url!r} is not an absolute http(s) URL with a host "
-                f"(e.g. {DEFAULT_BASE_URL!r})",
+                f"base_url {shown_url(self.base_url)!r} is not an absolute http(s) URL with a "
+                f"host (e.g. {DEFAULT_BASE_URL!r})",
             )
         if parts.username is not None or parts.password is not None:
             raise ConfigurationError(
@@ -224,7 +259,10 @@ class RouteraSourceConfig(DatasetConfig):
                 "SOURCES__ROUTERA__ACCESS_TOKEN or the OAuth client settings"
             )
         if parts.query or parts.fragment:
-            _refuse("base_url", f"base_url {self.base_url!r} must not have a query or fragment")
+            _refuse(
+                "base_url",
+                f"base_url {shown_url(self.base_url)!r} must not have a query or fragment",
+            )
 
 
 def resolve_source_config(**overrides: Any) -> RouteraSourceConfig:
@@ -247,9 +285,13 @@ def resolve_settings(spec: TSpec, **overrides: Any) -> TSpec:
     """
     explicit = {key: value for key, value in overrides.items() if value is not None}
     try:
-        return resolve_configuration(
-            spec, sections=CONFIG_SECTIONS, explicit_value=explicit or None
+        values = (
+            {name: getattr(spec, name) for name in spec.get_resolvable_fields()}
+            | _configured_values(spec)
+            | explicit
         )
+        # Every field has its value here, so dlt looks up none by itself (see above).
+        return resolve_configuration(spec, sections=CONFIG_SECTIONS, explicit_value=values)
     except ConfigValueCannotBeCoercedException as exc:
         got = "" if exc.field_name in SECRET_FIELDS else f", got {exc.field_value!r}"
         raise ConfigurationError(
@@ -258,6 +300,55 @@ def resolve_settings(spec: TSpec, **overrides: Any) -> TSpec:
         ) from None
     except ConfigurationException as exc:
         raise ConfigurationError(f"the [sources.routera] configuration is invalid: {exc}") from None
+
+
+def _configured_values(spec: BaseConfiguration) -> dict[str, Any]:
+    """Each field's value from dlt's providers (the environment, `.dlt/secrets.toml`,
+    `.dlt/config.toml`, in dlt's order), looked up as `[sources.routera.routera]` (where dlt's
+    own source lookup starts) and `[sources.routera]` only.
+
+    dlt would go on to shorter keys: `SOURCES__RPS`, then a bare `RPS` or `BASE_URL` in the
+    environment, which a container often sets for something else entirely and which then beats
+    `.dlt/config.toml`. For a call that cannot be undone, only our own keys count.
+    """
+    providers = Container()[PluggableRunContext].providers.providers
+    found: dict[str, Any] = {}
+    for name, hint in spec.get_resolvable_fields().items():
+        secret = is_secret_hint(hint)
+        for provider in providers:
+            if provider.is_empty:
+                continue
+            value = next(
+                (
+                    value
+                    for path in STRICT_PATHS
+                    if (value := provider.get_value(name, hint, None, *path)[0]) is not None
+                ),
+                None,
+            )
+            if value is None:
+                continue
+            if secret and not provider.supports_secrets:
+                raise ConfigurationError(
+                    f"{name} is a secret and cannot be read from {provider.name}: put it in "
+                    f".dlt/secrets.toml or the environment ({setting_key(name)})"
+                )
+            # As dlt does with a value it found: the environment's text becomes the field's type.
+            found[name] = deserialize_value(name, value, extract_inner_hint(hint))
+            break
+    return found
+
+
+def as_resolved(config: RouteraSourceConfig | None) -> RouteraSourceConfig:
+    """The settings a run or the dlt source works with: resolved the one way (an unresolved
+    spec's values count as defaults), then every rule checked again, since a resolved spec's
+    values may have been changed in code."""
+    if config is None:
+        config = resolve_source_config()
+    elif not config.is_resolved():
+        config = resolve_settings(config)
+    config.validate()
+    return config
 
 
 def settings_from_values(**values: Any) -> RouteraSourceConfig:

@@ -41,7 +41,7 @@ class ExitCode(IntEnum):
 NEXT_STEPS: Final[dict[int, str]] = {
     ExitCode.FAILED: "retry later",
     ExitCode.CONFIGURATION: "fix this, then run again",
-    ExitCode.GUARDRAIL: "check the queue, then pass --force if it is intended",
+    ExitCode.GUARDRAIL: "check the queue; if it is intended, raise the limit or pass --force",
     ExitCode.INTERRUPTED: "run again to finish",
 }
 """What the person reading an error should do, by exit code (the CLI appends it)."""
@@ -129,7 +129,12 @@ class InvalidContactId(RouteraArchiveError, ValueError):
 
 
 def one_line(text: str, limit: int = 400) -> str:
-    """The first non-blank line of a message (dlt's and the drivers' run over many), cut
-    short, so an error stays one line on a terminal and in a scheduler's log."""
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    """The first non-blank line of a message (dlt's and the drivers' run over many), and the
+    next one while a line ends with ':' (it announces what follows), cut short, so an error
+    stays one line on a terminal and in a scheduler's log."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    kept = lines[:1]
+    while kept and kept[-1].endswith(":") and len(kept) < len(lines):
+        kept.append(lines[len(kept)])
+    first = " ".join(kept)
     return first if len(first) <= limit else f"{first[: limit - 1]}…"

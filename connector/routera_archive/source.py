@@ -8,48 +8,74 @@ from typing import Any
 from uuid import uuid4
 
 import dlt
+from dlt.common.configuration import configspec
+from dlt.common.configuration.specs import BaseConfiguration
 from dlt.extract.resource import DltResource
 
 from routera_archive.calls.archiver import archive_concurrently
-from routera_archive.config import RouteraSourceConfig
+from routera_archive.config import RouteraSourceConfig, as_resolved
 from routera_archive.dataset.fields import FieldColumns
+from routera_archive.dataset.queue import DERIVED_REQUEST_PREFIX
 from routera_archive.dataset.rows import audit_row, log_row
-from routera_archive.dataset.tables import ARCHIVES_COLUMNS, INSERT_ONLY, LOG_COLUMNS
+from routera_archive.dataset.tables import (
+    ARCHIVES_COLUMNS,
+    HOLD_BACK_CONTRACT,
+    INSERT_ONLY,
+    LOG_COLUMNS,
+)
+from routera_archive.errors import GuardrailRefused
 from routera_archive.http.client import RouteraClient
 from routera_archive.models import ArchiveOutcome, ArchiveRequest
 from routera_archive.names import ARCHIVES_TABLE, LOG_TABLE, SOURCE_NAME
+from routera_archive.run.guardrails import max_archives_verdict, share_verdict
 
 
-@dlt.source(name=SOURCE_NAME, section=SOURCE_NAME, max_table_nesting=0, spec=RouteraSourceConfig)
+@configspec
+class ResolvedInTheSource(BaseConfiguration):
+    """No field, so dlt injects nothing: `routera_archive` resolves its settings itself, the
+    one way the CLI and the runner do (`config.as_resolved`). dlt's own lookup would also take
+    a bare `BASE_URL` or `RPS` from the environment."""
+
+
+@dlt.source(name=SOURCE_NAME, section=SOURCE_NAME, max_table_nesting=0, spec=ResolvedInTheSource)
 def routera_archive(
     requests: Iterable[ArchiveRequest | str],
-    config: RouteraSourceConfig = dlt.config.value,
+    config: RouteraSourceConfig | None = None,
     run_id: str | None = None,
+    force: bool = False,
 ) -> tuple[DltResource, DltResource]:
     """Archive `requests` (request objects or bare contact ids) while dlt extracts.
 
-    `config` is the settings spec, resolved by dlt from `[sources.routera]` and the
-    `SOURCES__ROUTERA__*` environment exactly as the CLI and the runner resolve it. To set values
-    in code, pass a resolved one: `resolve_source_config(rps=10)` (the rest from the
-    environment) or `settings_from_values(...)` (nothing from it).
+    Settings come from `[sources.routera]` and `SOURCES__ROUTERA__*`, read as the CLI and the
+    runner read them; to set values in code, pass `config`: `resolve_source_config(rps=10)`
+    (the rest from the environment) or `settings_from_values(...)` (nothing from it). The
+    guardrails apply as in a run: more requests than `max_archives` raise GuardrailRefused here,
+    before anything is called; more than `max_share` of the active contacts raise it when the
+    extract starts (dlt then reports it as the cause of its PipelineStepFailed); `force=True`
+    passes both. `schema_contract` holds new fields back as in a run. `chunk_size`,
+    `call_worker` and `queue_table` are the runner's: this source makes its calls in dlt's
+    extract, in this process, and loads once.
 
     This source has no queue, lock or journal: it is for composing with other dlt code. A crash
     during extract drops the answers of that extract; the next run's DELETE answers 404 and the
     GET recovers each record (`recovered = true`). The CLI's runner adds the rest.
     """
-    client_config = config.client_config()
+    settings = as_resolved(config)
+    client_config = settings.client_config()
+    wanted = [as_request(item) for item in requests]
+    verdict = max_archives_verdict(settings, len(wanted), force=force)
+    if verdict.startswith("refused"):
+        raise GuardrailRefused(verdict)
     this_run = run_id or uuid4().hex
-
-    def as_request(item: ArchiveRequest | str) -> ArchiveRequest:
-        if isinstance(item, ArchiveRequest):
-            return item
-        return ArchiveRequest(request_id=f"cid:{item}", contact_id=item)
 
     @dlt.resource(name="archive_outcomes", selected=False)
     async def outcomes() -> AsyncIterator[ArchiveOutcome]:
         async with RouteraClient(client_config) as client:
+            refusal = await share_verdict(settings, client.list_contacts, len(wanted), force=force)
+            if refusal is not None:
+                raise GuardrailRefused(refusal)
             async for outcome in archive_concurrently(
-                client, (as_request(r) for r in requests), workers=client_config.concurrency
+                client, wanted, workers=client_config.concurrency
             ):
                 yield outcome
 
@@ -74,4 +100,13 @@ def routera_archive(
     log_rows.apply_hints(
         write_disposition=INSERT_ONLY, primary_key="outcome_id", columns=LOG_COLUMNS
     )
+    if settings.schema_contract != "evolve":
+        archives_rows.apply_hints(schema_contract=HOLD_BACK_CONTRACT)
     return archives_rows, log_rows
+
+
+def as_request(item: ArchiveRequest | str) -> ArchiveRequest:
+    """A bare contact id is a request of its own (`cid:<id>`), as in a queue without ids."""
+    if isinstance(item, ArchiveRequest):
+        return item
+    return ArchiveRequest(request_id=f"{DERIVED_REQUEST_PREFIX}{item}", contact_id=item)

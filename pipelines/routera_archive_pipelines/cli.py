@@ -429,7 +429,29 @@ def demo(
 
 
 def main() -> None:
-    app()
+    """The console script: the app, with click's own errors (a bad option, a missing value)
+    in the one-line form every other error has, exit 2."""
+    import sys
+
+    # typer (0.2x) vendors click; these are its classes, not an installed click's.
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+    from routera_archive_pipelines.exits import error_line
+
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # `routera-archive` alone: the help, as click shows it
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ClickException as exc:
+        context = getattr(exc, "ctx", None)
+        command = context.command_path if context is not None else "routera-archive"
+        error_line(f"{exc.format_message()} (see {command} --help)")
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        error_line("aborted")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -196,6 +196,13 @@ def print_report(console: Console, report: RunReport) -> None:
             console.print(_plain(f"  {request_id} contact {contact_id!r}: {error}"))
         if report.counts.get(Status.FAILED.value, 0) > 20:
             console.print(f"  … and {report.counts[Status.FAILED.value] - 20} more (archive_log)")
+    if report.run_row_error:
+        console.print(
+            _plain(
+                ("  archive_runs: this run's row could not be written: ", "red"),
+                report.run_row_error,
+            )
+        )
     console.print(f"  exit code {report.exit_code}")
 
 

@@ -34,11 +34,11 @@ def one_way_out(debug: bool) -> Iterator[None]:
 
 def fail(exc: Exception) -> NoReturn:
     """Print `exc` as one line and exit with its code."""
-    from routera_archive.errors import NEXT_STEPS, one_line
+    from routera_archive.errors import NEXT_STEPS
     from routera_archive.run.failures import typed_error
 
     error = typed_error(exc)
-    error_line(one_line(str(error), limit=2000), NEXT_STEPS.get(error.exit_code))
+    error_line(str(error), NEXT_STEPS.get(error.exit_code))
     raise typer.Exit(int(error.exit_code))
 
 
@@ -48,6 +48,8 @@ def error_line(message: str, next_step: str | None = None) -> None:
     from rich.console import Console
     from rich.text import Text
 
+    from routera_archive.errors import one_line
+
     line = Text("error:", style="bold red")
-    line.append(f" {message}" + (f"; {next_step}" if next_step else ""))
+    line.append(f" {one_line(message, limit=2000)}" + (f"; {next_step}" if next_step else ""))
     Console(stderr=True).print(line, soft_wrap=True, highlight=False)

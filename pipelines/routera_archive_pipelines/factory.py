@@ -2,6 +2,7 @@
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any, Final
 
@@ -21,6 +22,10 @@ PIPELINE_NAME: Final = "routera_archive"
 # the dataset makes every `routera_archive.<table>` ambiguous ("Ambiguous reference to catalog or
 # schema"), which fails dlt's loads on dlt 1.31 / duckdb 2.0.
 DUCKDB_FILE: Final = "routera_audit.duckdb"
+
+
+# What every destination takes as a schema's name unquoted, and dlt as part of a pipeline's.
+DATASET_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 def pipeline_name_for(destination: str, dataset: str, shard: Shard | None = None) -> str:
@@ -71,6 +76,11 @@ def make_pipeline(
     dlt's own settings win over our defaults: `DESTINATION__DUCKDB__CREDENTIALS`,
     `DESTINATION__POSTGRES__CREDENTIALS`, `DLT_DATA_DIR` and the `.dlt/` files.
     """
+    if not DATASET_PATTERN.fullmatch(dataset):
+        raise ConfigurationError(
+            f"--dataset {dataset!r}: a dataset name is letters, digits and underscores, "
+            "starting with a letter or an underscore, at most 63 characters"
+        )
     name = pipeline_name or pipeline_name_for(destination, dataset, shard)
     # Shard workers load at the same time: each merges through a staging dataset of its own,
     # or one worker's staging rows would be merged (or truncated) by another.

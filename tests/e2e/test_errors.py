@@ -180,3 +180,93 @@ def test_a_destination_that_does_not_answer_exits_1_retry_later(
         result, 1, "the destination is unreachable", "Connection refused", "retry later"
     )
     assert server.state.stats()["totals"]["requests"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("run", "--limit", "0"), "Invalid value for '--limit'"),
+        (("run", "--no-such-option"), "No such option: --no-such-option"),
+        (("status", "--dataset", "x; drop table y"), "--dataset 'x; drop table y'"),
+    ],
+)
+def test_a_bad_command_line_exits_2_in_one_line(
+    server: SandboxServer, tmp_path: Path, args: tuple[str, ...], words: str
+) -> None:
+    result = run_cli(tmp_path, cli_env(server, tmp_path), *args, timeout=60)
+
+    assert_one_line(result, 2, words)
+    assert len(result.output.splitlines()) == 1, result.output
+
+
+def test_a_guardrail_refusal_ends_in_its_error_line_with_exit_3(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    env = queued(tmp_path, server) | {"SOURCES__ROUTERA__MAX_ARCHIVES": "1"}
+
+    result = run_cli(tmp_path, env, "run", timeout=60)
+
+    assert_one_line(
+        result, 3, "refused: 2 requests to handle, more than max_archives 1", "pass --force"
+    )
+    assert server.state.stats()["totals"]["requests"] == 0
+
+
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [
+        ({"DESTINATION__DUCKDB__CREDENTIALS": "/no/such/folder/x.duckdb"}, "No such file"),
+        ({"DESTINATION__POSTGRES__CREDENTIALS": "not-a-url"}, "cannot be used"),
+    ],
+    ids=["duckdb-in-a-missing-folder", "postgres-url-unreadable"],
+)
+def test_a_destination_setting_that_cannot_work_exits_2(
+    server: SandboxServer, tmp_path: Path, setting: dict[str, str], words: str
+) -> None:
+    destination = "postgres" if "DESTINATION__POSTGRES__CREDENTIALS" in setting else "duckdb"
+    env = cli_env(server, tmp_path, setting)
+
+    result = run_cli(tmp_path, env, "status", "--destination", destination, timeout=60)
+
+    assert_one_line(result, 2, words, "fix this, then run again")
+
+
+def test_a_multi_line_api_message_stays_one_line(tmp_path: Path) -> None:
+    """A 401 whose message holds a line break: one error line, the whole message in it."""
+    import http.server
+    import threading
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"message": "token revoked\\nby an administrator", "error": true}'
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None: ...
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = SandboxConfig(port=0, contacts=1)
+        with SandboxServer(config) as sandbox:
+            env = queued(tmp_path, sandbox)
+        env |= {
+            "SOURCES__ROUTERA__BASE_URL": f"http://127.0.0.1:{server.server_address[1]}",
+            "SOURCES__ROUTERA__ACCESS_TOKEN": STATIC_TOKEN,
+        }
+        env.pop("SOURCES__ROUTERA__CLIENT_ID")
+        env.pop("SOURCES__ROUTERA__CLIENT_SECRET")
+        result = run_cli(tmp_path, env, "run", timeout=60)
+    finally:
+        server.shutdown()
+
+    assert_one_line(
+        result,
+        2,
+        "(token revoked by an administrator); check SOURCES__ROUTERA__ACCESS_TOKEN",
+        "fix this, then run again",
+    )
+    assert STATIC_TOKEN not in result.output

@@ -215,6 +215,6 @@ def test_the_wheel_holds_our_three_packages_and_the_audit_sql_only(tmp_path: Pat
     assert [Path(n).name for n in shipped] == in_tree and in_tree
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert (
-        "routera-archive = routera_archive_pipelines.cli:app"
+        "routera-archive = routera_archive_pipelines.cli:main"
         in zipfile.ZipFile(wheel).read(entry).decode()
     )

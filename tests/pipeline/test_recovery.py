@@ -217,3 +217,25 @@ def test_a_load_that_fails_once_is_tried_again_and_loads_each_row_once(
     assert report.exit_code == ExitCode.OK, report.error
     assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.archive_log") == [(3,)]
     assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.contact_archives") == [(3,)]
+
+
+def test_a_run_whose_own_row_cannot_be_written_says_so(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`archive_runs` is written even when the run fails, unless the destination itself cannot
+    take the row: then the run's account says why, instead of only logging it."""
+    ids = active_ids(sandbox_server, 2)
+    enqueue(pipeline, [{"contact_id": cid} for cid in ids])
+    real_run = pipeline.run
+
+    def runs_table_down(data: object, **kwargs: object) -> object:
+        if "archive_runs" in getattr(data, "resources", {}):
+            raise RuntimeError("the warehouse went away\nwith a second line")
+        return real_run(data, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run", runs_table_down)
+    report = ArchiveRun(pipeline, source_config(sandbox_server), RunOptions()).execute()
+
+    assert report.exit_code == ExitCode.OK, report.error
+    assert report.run_row_error == "unexpected error: RuntimeError: the warehouse went away"
+    assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.contact_archives") == [(2,)]

@@ -9,7 +9,8 @@ the run's logging, in the CLI to its stderr.
 """
 
 import ast
-import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,7 @@ from typing import Any
 import dlt
 import pytest
 
-from routera_archive.config import resolve_source_config
-from routera_archive.dataset.enqueue import enqueue
-from routera_archive.run.runner import ArchiveRun, RunOptions
 from routera_archive.source import routera_archive
-from routera_archive_pipelines.factory import make_pipeline
 from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
 from tests.e2e.cli_support import cli_env, run_cli
 
@@ -58,18 +55,68 @@ def read_client_settings(line: str) -> dict[str, Any]:
     return values
 
 
+# Set in `.dlt/config.toml`, not in the environment, where shorter keys that dlt's own
+# lookup would prefer to the file are set too: only `[sources.routera]` may count.
+IN_CONFIG_TOML = "backoff_max"
+# Set under dlt's longest key for a source, `sources.<section>.<name>.<key>`.
+UNDER_ROUTERA_ROUTERA = "token_refresh_margin"
+DECOYS = {
+    "BASE_URL": "http://decoy.invalid",
+    "BACKOFF_MAX": "99",
+    "SOURCES__BACKOFF_MAX": "98",
+    "RPS": "999",
+    "SOURCES__CONCURRENCY": "99",
+}
+
+
 def user_settings(server: SandboxServer) -> dict[str, str]:
+    def key(name: str) -> str:
+        middle = "ROUTERA__ROUTERA" if name == UNDER_ROUTERA_ROUTERA else "ROUTERA"
+        return f"SOURCES__{middle}__{name.upper()}"
+
     return {
         "SOURCES__ROUTERA__BASE_URL": server.url,
         "SOURCES__ROUTERA__CLIENT_ID": server.config.client_id,
         "SOURCES__ROUTERA__CLIENT_SECRET": server.config.client_secret,
         "SOURCES__ROUTERA__MAX_SHARE": "0",
-        **{f"SOURCES__ROUTERA__{name.upper()}": text for name, (text, _) in SETTINGS.items()},
+        **{key(name): text for name, (text, _) in SETTINGS.items() if name != IN_CONFIG_TOML},
+        **DECOYS,
     }
 
 
-def logged_settings(records: list[logging.LogRecord]) -> list[dict[str, Any]]:
-    return [read_client_settings(r.getMessage()) for r in records if MARK in r.getMessage()]
+def write_config_toml(workdir: Path) -> None:
+    (workdir / ".dlt").mkdir(exist_ok=True)
+    text = f"[sources.routera]\n{IN_CONFIG_TOML} = {SETTINGS[IN_CONFIG_TOML][0]}\n"
+    (workdir / ".dlt" / "config.toml").write_text(text, encoding="utf-8")
+
+
+# A user's own script, in a process of its own (dlt reads the folder's `.dlt/` at its start):
+# the runner as `ArchiveRun(...).execute()`, the dlt source as `pipeline.run(...)`. It prints
+# the line each client logs when it is made (in the call worker, that line reaches the run's
+# logging).
+USER_SCRIPT = """
+import logging, sys
+import dlt
+from routera_archive import ArchiveRun, RunOptions, resolve_source_config, routera_archive
+from routera_archive.dataset.enqueue import enqueue
+from routera_archive_pipelines.factory import make_pipeline
+
+class Print(logging.Handler):
+    def emit(self, record):
+        if "client settings: " in record.getMessage():
+            print(record.getMessage(), flush=True)
+
+logging.getLogger("routera_archive").addHandler(Print())
+logging.getLogger("routera_archive").setLevel(logging.DEBUG)
+if sys.argv[1] == "runner":
+    pipeline = make_pipeline()
+    enqueue(pipeline, [{"contact_id": "no-such-contact"}])
+    report = ArchiveRun(pipeline, resolve_source_config(), RunOptions()).execute()
+    assert report.exit_code == 0, report.error
+else:
+    native = dlt.pipeline("settings_native", destination="duckdb", dataset_name="native")
+    native.run(routera_archive(["no-such-contact"]))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +129,8 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[st
 
         cli_dir = root / "cli"
         cli_dir.mkdir()
+        write_config_toml(cli_dir)
+        write_config_toml(root)
         environment = cli_env(server, cli_dir, env)
         run_cli(cli_dir, environment, "enqueue", "-", timeout=60, stdin="no-such-contact\n")
         result = run_cli(cli_dir, environment, "run", "--debug", timeout=120)
@@ -90,42 +139,18 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[st
         assert len(lines) == 1, result.output
         found["cli"] = read_client_settings(lines[0])
 
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in env.items():
-                patch.setenv(key, value)
-            patch.setenv("DLT_DATA_DIR", str(root / "dlt_data"))
-            patch.chdir(root)  # module-scoped: the per-test working folder is not made yet
-            handler = Capture()
-            logger = logging.getLogger("routera_archive")
-            logger.addHandler(handler)
-            level = logger.level
-            logger.setLevel(logging.DEBUG)
-            try:
-                pipeline = make_pipeline(duckdb_file=root / "runner.duckdb")
-                enqueue(pipeline, [{"contact_id": "no-such-contact"}])
-                report = ArchiveRun(pipeline, resolve_source_config(), RunOptions()).execute()
-                assert report.exit_code == 0, report.error
-                (found["runner"],) = logged_settings(handler.records)
-                handler.records.clear()
-
-                native = dlt.pipeline(
-                    "settings_native", destination="duckdb", dataset_name="native"
-                )
-                native.run(routera_archive(["no-such-contact"]))
-                (found["source"],) = logged_settings(handler.records)
-            finally:
-                logger.removeHandler(handler)
-                logger.setLevel(level)
+        for path in ("runner", "source"):
+            done = subprocess.run(
+                [sys.executable, "-c", USER_SCRIPT, path],
+                cwd=root,
+                env=cli_env(server, root, env),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 0, done.stderr
+            (found[path],) = [read_client_settings(line) for line in done.stdout.splitlines()]
         yield found
-
-
-class Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))
@@ -156,6 +181,7 @@ def test_one_attempt_through_the_dlt_source_when_max_attempts_is_1(
         monkeypatch.setenv("SOURCES__ROUTERA__ACCESS_TOKEN", "t0k")
         monkeypatch.setenv("SOURCES__ROUTERA__RPS", "0")
         monkeypatch.setenv("SOURCES__ROUTERA__MAX_ATTEMPTS", "1")
+        monkeypatch.setenv("SOURCES__ROUTERA__MAX_SHARE", "0")  # its list call would fail first
         pipeline = dlt.pipeline("one_attempt", destination="duckdb", dataset_name="one")
         pipeline.run(routera_archive(["c-1", "c-2"]))
         totals = s.state.stats()["totals"]

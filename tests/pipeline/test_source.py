@@ -2,10 +2,14 @@
 
 import dlt
 import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
 
+from routera_archive.config import RouteraSourceConfig, settings_from_values
+from routera_archive.errors import GuardrailRefused
 from routera_archive.names import SOURCE_NAME
 from routera_archive.source import routera_archive
 from routera_archive_sandbox import SandboxServer
+from tests.pipeline.test_custom_fields import create_contacts
 from tests.pipeline.test_run import active_ids, query
 
 
@@ -39,3 +43,65 @@ def test_the_source_refuses_to_start_without_credentials(
 
     with pytest.raises(Exception, match="SOURCES__ROUTERA__ACCESS_TOKEN"):
         routera_archive(["x"])
+
+
+def sandbox_settings(server: SandboxServer, **values: object) -> RouteraSourceConfig:
+    return settings_from_values(
+        base_url=server.url,
+        client_id=server.config.client_id,
+        client_secret=server.config.client_secret,
+        rps=0,
+        **values,
+    )
+
+
+def test_the_source_refuses_more_than_max_archives_before_any_call(
+    sandbox_server: SandboxServer,
+) -> None:
+    ids = active_ids(sandbox_server, 3)
+
+    with pytest.raises(GuardrailRefused, match="more than max_archives 2"):
+        routera_archive(ids, config=sandbox_settings(sandbox_server, max_archives=2))
+
+    assert sandbox_server.state.stats()["totals"]["requests"] == 0
+
+
+def test_the_source_refuses_too_large_a_share_of_the_account_and_force_passes(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    ids = active_ids(sandbox_server, 3)  # of 60 active: 5%
+    config = sandbox_settings(sandbox_server, max_share=0.02)
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        pipeline.run(routera_archive(ids, config=config))
+
+    causes = [failed.value]
+    while causes[-1].__cause__ is not None or causes[-1].__context__ is not None:
+        causes.append(causes[-1].__cause__ or causes[-1].__context__)  # type: ignore[arg-type]
+    assert any(isinstance(cause, GuardrailRefused) for cause in causes), causes
+    assert sandbox_server.state.stats()["totals"]["by_method"].get("DELETE", 0) == 0
+
+    pipeline.drop_pending_packages()
+    pipeline.run(routera_archive(ids, config=config, force=True))
+    assert sandbox_server.state.stats()["totals"]["by_method"]["DELETE"] == 3
+
+
+def test_the_source_keeps_new_fields_out_under_a_held_back_contract(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    """As in a run: the first load makes the table with what it brings; a field that appears
+    later stays in `raw_response` only."""
+    pipeline.run(
+        routera_archive(active_ids(sandbox_server, 2), config=sandbox_settings(sandbox_server))
+    )
+    (late,) = create_contacts(sandbox_server, {"appeared_later": 7})
+
+    held_back = sandbox_settings(sandbox_server, schema_contract="discard")
+    pipeline.run(routera_archive([late], config=held_back))
+
+    columns = set(pipeline.schemas[SOURCE_NAME].get_table_columns("contact_archives"))
+    assert "appeared_later" not in columns
+    (raw,) = query(
+        pipeline, f"SELECT raw_response FROM {{dataset}}.contact_archives WHERE id = '{late}'"
+    )
+    assert '"appeared_later":7' in str(raw[0])

@@ -29,6 +29,7 @@ from routera_archive.http.client import (
     MAX_ERROR_BODY_CHARS,
     ApiAnswer,
     RouteraClient,
+    api_message,
     parse_retry_after,
 )
 from routera_archive.http.ids import validate_contact_id
@@ -93,7 +94,7 @@ def test_repr_never_shows_secrets() -> None:
     for text in (repr(static), str(static), repr(oauth), str(oauth)):
         assert TOKEN not in text
         assert SECRET not in text
-    assert CLIENT_ID in repr(oauth)  # not a secret, and useful in logs
+    assert CLIENT_ID not in repr(oauth)  # a credential too: never in a log line
     client = RouteraClient(oauth)
     assert SECRET not in repr(client)
     assert SECRET not in repr(client.token_provider)
@@ -843,3 +844,20 @@ def test_a_proxy_from_the_environment_carries_the_calls(monkeypatch: pytest.Monk
         server.server_close()
 
     assert seen == ["DELETE http://api.routera.invalid/contacts/c1 HTTP/1.1"]
+
+
+def test_an_api_message_is_one_line_cut_short_and_never_quotes_a_secret() -> None:
+    body = json.dumps({"message": f"denied for\n Bearer {TOKEN}\twith  {SECRET}", "error": True})
+    message = api_message(body, secrets=(TOKEN, SECRET))
+    assert message == "denied for Bearer <redacted> with <redacted>"
+    assert api_message("x" * 500).endswith("…") and len(api_message("x" * 500)) == 201
+    assert api_message("   ") == "(empty body)"
+    assert api_message("<html>oops</html>", fallback=False) == ""
+
+
+def test_an_oauth_client_knows_the_tokens_it_was_issued_as_secrets() -> None:
+    h = oauth_harness()
+    h.router.post("/oauth2/token").mock(return_value=token_json("issued-TOKEN-1"))
+    h.router.delete("/contacts/c1").respond(200, json=CONTACT)
+    h.run(lambda c: c.delete_contact("c1"))
+    assert set(h.client().secrets) == {SECRET, "issued-TOKEN-1"}

@@ -2,7 +2,10 @@
 user sets it, the credentials one identity, and the client's settings made from it whole."""
 
 import dataclasses
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +16,12 @@ from hypothesis import strategies as st
 from routera_archive.config import (
     DatasetConfig,
     RouteraSourceConfig,
+    as_resolved,
     resolve_dataset_config,
     resolve_source_config,
     settings_from_values,
 )
-from routera_archive.errors import ConfigurationError
+from routera_archive.errors import ConfigurationError, one_line
 from routera_archive.http.config import AccessToken, ClientConfig, ClientCredentials
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -250,3 +254,79 @@ def test_the_package_s_public_names_are_the_ones_it_lists() -> None:
     for name in routera_archive.__all__:
         assert getattr(routera_archive, name) is not None, name
     assert sorted(routera_archive.__all__) == sorted(["__version__", *routera_archive._PUBLIC])
+
+
+def test_only_our_own_keys_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """dlt's own lookup also reads `SOURCES__RPS` and a bare `RPS` or `BASE_URL`, which a
+    container often sets for something else; only `[sources.routera]` (and dlt's longest form,
+    `[sources.routera.routera]`) may count."""
+    monkeypatch.setenv("SOURCES__ROUTERA__ACCESS_TOKEN", TOKEN)
+    monkeypatch.setenv("BASE_URL", "http://decoy.invalid")
+    monkeypatch.setenv("RPS", "999")
+    monkeypatch.setenv("SOURCES__CONCURRENCY", "99")
+    monkeypatch.setenv("SOURCES__ROUTERA__ROUTERA__MAX_ATTEMPTS", "2")
+    config = resolve_source_config()
+    assert (config.base_url, config.rps, config.concurrency) == (
+        "https://api.routera.io",
+        50.0,
+        16,
+    )
+    assert config.max_attempts == 2
+
+
+def test_a_secret_in_config_toml_is_refused_naming_where_it_belongs(tmp_path: Path) -> None:
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "config.toml").write_text(
+        f'[sources.routera]\naccess_token = "{TOKEN}"\n', encoding="utf-8"
+    )
+    code = "from routera_archive.config import resolve_source_config; resolve_source_config()"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "access_token is a secret and cannot be read from config.toml" in last
+    assert TOKEN not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("concurrency", 0), ("rps", -3), ("rps", "abc"), ("call_worker", 1)]
+)
+def test_a_value_changed_in_code_after_resolution_is_checked_again(name: str, value: Any) -> None:
+    config = settings()
+    setattr(config, name, value)
+    with pytest.raises(ConfigurationError, match=name):
+        as_resolved(config)
+
+
+def test_an_unresolved_spec_is_resolved_the_one_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its values count as defaults, as dlt's source treats one: the environment still fills
+    what it does not set, and wins where both do."""
+    monkeypatch.setenv("SOURCES__ROUTERA__ACCESS_TOKEN", TOKEN)
+    monkeypatch.setenv("SOURCES__ROUTERA__MAX_ATTEMPTS", "2")
+    config = as_resolved(RouteraSourceConfig(rps=10, max_attempts=4))
+    assert (config.rps, config.max_attempts, config.credentials) == (10, 2, AccessToken(TOKEN))
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["http://user:s3cretPW@host:99999", "http://user:s3cretPW@", "https://h/?api_key=s3cretPW"],
+)
+def test_a_refused_base_url_is_quoted_without_what_may_be_a_secret(base_url: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        settings(base_url=base_url)
+    assert "s3cretPW" not in str(caught.value)
+
+
+def test_one_line_keeps_what_a_line_ending_in_a_colon_announces() -> None:
+    assert one_line("Invalid configuration in secrets.toml:\n  Key 'x' already exists\n\nmore") == (
+        "Invalid configuration in secrets.toml: Key 'x' already exists"
+    )
+    assert one_line("first\nsecond") == "first"
+    assert one_line("x" * 500, limit=10) == "xxxxxxxxx…"

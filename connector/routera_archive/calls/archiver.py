@@ -9,16 +9,15 @@ reach Routera (a 502, then a 401), the next run's DELETE answers 404 and the GET
 """
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
 
 from routera_archive.errors import InvalidContactId, RetriesExhausted
 from routera_archive.http.client import (
     MAX_ERROR_BODY_CHARS,
     ApiAnswer,
     RouteraClient,
+    api_message,
     summarize_reasons,
 )
 from routera_archive.http.ids import id_preview, validate_contact_id
@@ -34,17 +33,8 @@ from routera_archive.models import (
 logger = logging.getLogger(__name__)
 
 
-def api_message(body: str) -> str:
-    """The `message` of a published error body, or a cut of whatever came instead."""
-    try:
-        decoded: Any = json.loads(body)
-    except ValueError:
-        decoded = None
-    message = decoded.get("message") if isinstance(decoded, dict) else None
-    if isinstance(message, str):
-        return message
-    text = body.strip()
-    return text[:200] + ("…" if len(text) > 200 else "") if text else "(empty body)"
+def _message(client: RouteraClient, body: str) -> str:
+    return api_message(body, secrets=client.secrets)
 
 
 def _cut(body: str | None) -> str | None:
@@ -84,7 +74,7 @@ async def archive_request(client: RouteraClient, request: ArchiveRequest) -> Arc
         status=Status.FAILED,
         http_status=answer.status_code,
         attempts=answer.attempts,
-        error=f"DELETE answered {answer.status_code}: {api_message(answer.body)}",
+        error=f"DELETE answered {answer.status_code}: {_message(client, answer.body)}",
         raw_response=_cut(answer.body),
     )
 
@@ -157,7 +147,7 @@ async def _resolve_404(
         )
     if read.status_code != 200:
         return failed(
-            f"DELETE answered 404; GET answered {read.status_code}: {api_message(read.body)}",
+            f"DELETE answered 404; GET answered {read.status_code}: {_message(client, read.body)}",
             attempts=read.attempts,
             body=read.body,
         )

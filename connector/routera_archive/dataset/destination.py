@@ -10,7 +10,11 @@ a passing one (exit 1).
 import re
 from collections.abc import Iterator
 
-from dlt.common.configuration.exceptions import ConfigFieldMissingException, LookupTraces
+from dlt.common.configuration.exceptions import (
+    ConfigFieldMissingException,
+    ConfigurationException,
+    LookupTraces,
+)
 from dlt.destinations.exceptions import DatabaseTransientException, DestinationConnectionError
 
 from routera_archive.errors import (
@@ -24,6 +28,7 @@ DUCKDB_BUSY = re.compile(
     r'Could not set lock on file\s+"(?P<file>[^"]+)".*?\(PID (?P<pid>\d+)\)', re.S
 )
 NOT_A_DUCKDB_FILE = "is not a valid DuckDB database file"
+NO_SUCH_FILE = "No such file or directory"
 # Driver messages that mean the credentials or the database named in them are wrong.
 REFUSED = (
     "password authentication failed",
@@ -31,6 +36,10 @@ REFUSED = (
     "authentication failed",
     "does not exist",
     "permission denied",
+    "invalid dsn",
+    "invalid connection option",
+    "invalid sslmode value",
+    "invalid integer value",
 )
 
 
@@ -40,6 +49,10 @@ def destination_error(error: BaseException) -> RouteraArchiveError | None:
     for cause in _causes(error):
         if isinstance(cause, ConfigFieldMissingException):
             return ConfigurationError(_missing_fields(cause))
+        if isinstance(cause, ConfigurationException):  # e.g. a credentials URL dlt cannot read
+            return ConfigurationError(
+                f"the destination's configuration cannot be used: {one_line(str(cause))}"
+            )
         text = str(cause)
         if busy := DUCKDB_BUSY.search(text):
             return DestinationUnavailable(
@@ -50,9 +63,9 @@ def destination_error(error: BaseException) -> RouteraArchiveError | None:
         if isinstance(cause, DestinationConnectionError):
             connection = connection or cause  # its `inner_exc`, next in line, says more
             continue
-        if _is_duckdb(cause) and NOT_A_DUCKDB_FILE in text:
+        if _is_duckdb(cause) and (NOT_A_DUCKDB_FILE in text or NO_SUCH_FILE in text):
             return ConfigurationError(
-                f"{one_line(text)} (check DESTINATION__DUCKDB__CREDENTIALS, or move that file)"
+                f"{one_line(text)} (check DESTINATION__DUCKDB__CREDENTIALS, or the file's place)"
             )
         if _is_connection_error(cause):
             if any(sign in text.lower() for sign in REFUSED):

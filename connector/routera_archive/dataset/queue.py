@@ -85,6 +85,83 @@ class PendingRequest:
     archived_under: str | None
 
 
+@dataclass(frozen=True)
+class QueueShape:
+    """What the pending SQL needs to know of a dataset: its tables' qualified names, which
+    columns the queue has, and which audit tables exist yet."""
+
+    queue: str
+    log: str
+    archives: str
+    queue_columns: frozenset[str]
+    log_is_ready: bool
+    finds_archives: bool
+    text_type: str = "VARCHAR"
+    nul_stand_in: bool = False
+
+
+def pending_sql(shape: QueueShape) -> str:
+    """The one definition of the pending requests, as SQL: a request (its id; derived as
+    `cid:<contact id>` where the queue has none) is pending while `archive_log` holds no
+    terminal row for it. With each: how many contacts share its id, the first pending request
+    for its contact (duplicates), and the request its contact is already archived under.
+    The shipped audit queries 02 and 13 are this SQL for the queue `enqueue` makes."""
+    text = shape.text_type
+    contact = f"CAST(q.contact_id AS {text})"
+    # NULL || text is NULL in SQL, so a NULL contact id derives its own request id.
+    derived = f"COALESCE('{DERIVED_REQUEST_PREFIX}' || {contact}, '{NULL_CONTACT_REQUEST}')"
+    request_id = (
+        f"COALESCE(CAST(q.request_id AS {text}), {derived})"
+        if "request_id" in shape.queue_columns
+        else derived
+    )
+    if shape.nul_stand_in:
+        # dlt's writer drops NUL from text, so the log would hold another id than the queue
+        # and the request would stay pending forever; a visible stand-in keeps them equal.
+        request_id = f"REPLACE({request_id}, CHR(0), '{NUL_STAND_IN}')"
+
+    def optional(column: str, cast: str | None) -> str:
+        if column not in shape.queue_columns:
+            return f"CAST(NULL AS {cast or text})"
+        return f"CAST(q.{column} AS {cast})" if cast else f"q.{column}"
+
+    not_terminal = (
+        f"AND NOT EXISTS (SELECT 1 FROM {shape.log} l "
+        f"WHERE l.request_id = r.request_id AND {is_terminal('l')})"
+        if shape.log_is_ready
+        else ""
+    )
+    archived_join = (
+        f"LEFT JOIN (SELECT id, MIN(request_id) AS request_id FROM {shape.archives} GROUP BY id) "
+        "a ON a.id = p.contact_id"
+        if shape.finds_archives
+        else "LEFT JOIN (SELECT NULL AS id, NULL AS request_id) a ON 1 = 0"
+    )
+    return f"""
+WITH q AS (
+    SELECT {request_id} AS request_id, {contact} AS contact_id,
+           {optional("requested_by", text)} AS requested_by,
+           {optional("reason", text)} AS reason,
+           {optional("requested_at", None)} AS requested_at
+    FROM {shape.queue} q
+), r AS (
+    SELECT request_id, MIN(contact_id) AS contact_id, COUNT(DISTINCT contact_id) AS contact_count,
+           MIN(requested_by) AS requested_by, MIN(reason) AS reason,
+           MIN(requested_at) AS requested_at
+    FROM q GROUP BY request_id
+), p AS (
+    SELECT r.*,
+           FIRST_VALUE(r.request_id) OVER (
+               PARTITION BY r.contact_id ORDER BY r.requested_at, r.request_id
+           ) AS first_request_id
+    FROM r WHERE 1 = 1 {not_terminal}
+)
+SELECT p.request_id, p.contact_id, p.contact_count, p.requested_by, p.reason, p.requested_at,
+       p.first_request_id, a.request_id AS archived_under
+FROM p {archived_join}
+"""
+
+
 def _needs_call(contact_id: str | None, contact_count: int, is_first: bool, archived: bool) -> bool:
     """Whether a pending request will reach the API, for the guardrails' counts: a valid id,
     one contact per request id, the contact's first request, not archived yet."""
@@ -165,69 +242,26 @@ class PendingQueue:
             )
         log_columns = self._columns(self._log_table)
         archives_columns = self._columns(self._archives_table)
-
         with self._sql_client() as client:
             queue = client.make_qualified_table_name(self._queue_table)
             log = client.make_qualified_table_name(self._log_table)
             archives = client.make_qualified_table_name(self._archives_table)
-        # BigQuery and Databricks spell the text type STRING; the rest of this SQL is portable.
         destination = self._pipeline.destination.destination_name
-        text = "STRING" if destination in ("bigquery", "databricks") else "VARCHAR"
-        contact = f"CAST(q.contact_id AS {text})"
-        # NULL || text is NULL in SQL, so a NULL contact id derives its own request id.
-        derived = f"COALESCE('{DERIVED_REQUEST_PREFIX}' || {contact}, '{NULL_CONTACT_REQUEST}')"
-        request_id = (
-            f"COALESCE(CAST(q.request_id AS {text}), {derived})"
-            if "request_id" in queue_columns
-            else derived
+        shape = QueueShape(
+            queue,
+            log,
+            archives,
+            queue_columns=frozenset(queue_columns),
+            log_is_ready=log_columns is not None and {"request_id", "status"} <= log_columns,
+            finds_archives=archives_columns is not None
+            and {"id", "request_id"} <= archives_columns,
+            # BigQuery and Databricks spell the text type STRING; the rest is portable.
+            text_type="STRING" if destination in ("bigquery", "databricks") else "VARCHAR",
+            # dlt's DuckDB writer drops NUL from text (see `pending_sql`).
+            nul_stand_in=destination in ("duckdb", "motherduck"),
         )
-        if destination in ("duckdb", "motherduck"):
-            # dlt's writer drops NUL from text, so the log would hold another id than the queue
-            # and the request would stay pending forever; a visible stand-in keeps them equal.
-            request_id = f"REPLACE({request_id}, CHR(0), '{NUL_STAND_IN}')"
-
-        def optional(column: str, cast: str | None) -> str:
-            if column not in queue_columns:
-                return f"CAST(NULL AS {cast or text})"
-            return f"CAST(q.{column} AS {cast})" if cast else f"q.{column}"
-
-        not_terminal = (
-            f"AND NOT EXISTS (SELECT 1 FROM {log} l "
-            f"WHERE l.request_id = r.request_id AND {is_terminal('l')})"
-            if log_columns is not None and {"request_id", "status"} <= log_columns
-            else ""
-        )
-        finds_archives = archives_columns is not None and {"id", "request_id"} <= archives_columns
-        archived_join = (
-            f"LEFT JOIN (SELECT id, MIN(request_id) AS request_id FROM {archives} GROUP BY id) a "
-            "ON a.id = p.contact_id"
-            if finds_archives
-            else "LEFT JOIN (SELECT NULL AS id, NULL AS request_id) a ON 1 = 0"
-        )
-        self.recognises_loaded_archives = finds_archives
-        return f"""
-WITH q AS (
-    SELECT {request_id} AS request_id, {contact} AS contact_id,
-           {optional("requested_by", text)} AS requested_by,
-           {optional("reason", text)} AS reason,
-           {optional("requested_at", None)} AS requested_at
-    FROM {queue} q
-), r AS (
-    SELECT request_id, MIN(contact_id) AS contact_id, COUNT(DISTINCT contact_id) AS contact_count,
-           MIN(requested_by) AS requested_by, MIN(reason) AS reason,
-           MIN(requested_at) AS requested_at
-    FROM q GROUP BY request_id
-), p AS (
-    SELECT r.*,
-           FIRST_VALUE(r.request_id) OVER (
-               PARTITION BY r.contact_id ORDER BY r.requested_at, r.request_id
-           ) AS first_request_id
-    FROM r WHERE 1 = 1 {not_terminal}
-)
-SELECT p.request_id, p.contact_id, p.contact_count, p.requested_by, p.reason, p.requested_at,
-       p.first_request_id, a.request_id AS archived_under
-FROM p {archived_join}
-"""
+        self.recognises_loaded_archives = shape.finds_archives
+        return pending_sql(shape)
 
     def count(self) -> int:
         """How many requests are pending (in this shard)."""

@@ -49,6 +49,11 @@ class TokenProvider(Protocol):
 
     can_refresh: bool
 
+    @property
+    def issued_tokens(self) -> tuple[str, ...]:
+        """Tokens this provider obtained itself (a configured one is the config's to know)."""
+        ...
+
     async def get_token(self) -> str: ...
 
     async def invalidate(self, token: str) -> None: ...
@@ -58,6 +63,7 @@ class StaticTokenProvider:
     """A token configured by the user: nothing to renew, so a 401 is final."""
 
     can_refresh = False
+    issued_tokens: tuple[str, ...] = ()
 
     def __init__(self, token: str) -> None:
         self._token = token
@@ -103,7 +109,11 @@ class OAuthTokenProvider:
         self._last_error: Exception | None = None
 
     def __repr__(self) -> str:
-        return f"OAuthTokenProvider(client_id={self._client_id!r}, client_secret=<redacted>)"
+        return "OAuthTokenProvider(client_id=<redacted>, client_secret=<redacted>)"
+
+    @property
+    def issued_tokens(self) -> tuple[str, ...]:
+        return () if self._token is None else (self._token,)
 
     @property
     def token_requests(self) -> int:

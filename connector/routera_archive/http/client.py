@@ -226,6 +226,11 @@ class RouteraClient:
         return self._requests_sent
 
     @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must never be quoted back: the configured credentials and any token issued."""
+        return (*self.config.secrets, *self._token_provider.issued_tokens)
+
+    @property
     def token_provider(self) -> TokenProvider:
         return self._token_provider
 
@@ -376,7 +381,7 @@ class RouteraClient:
 
     async def _on_unauthorized(self, call: _Call, token: str, body: str) -> None:
         """Renew a rejected OAuth token once per call; otherwise the 401 is final."""
-        message = _api_message(body, secrets=(token, *self.config.secrets))
+        message = api_message(body, secrets=(token, *self.secrets), fallback=False)
         detail = f" ({message})" if message else ""
         if not self._token_provider.can_refresh:
             raise AuthenticationError(
@@ -517,16 +522,21 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def _api_message(body: str, *, secrets: tuple[str, ...]) -> str:
-    """The `message` of Routera's error shape, cut short and with any secret masked."""
+def api_message(body: str, *, secrets: tuple[str, ...] = (), fallback: bool = True) -> str:
+    """The `message` of Routera's published error shape, or (with `fallback`) a cut of
+    whatever body came instead: on one line (an API's text may hold line breaks), cut short,
+    and with every secret this client knows masked (an API may echo what it was sent)."""
     try:
         parsed: Any = json.loads(body)
     except ValueError:
-        return ""
+        parsed = None
     message = parsed.get("message") if isinstance(parsed, dict) else None
     if not isinstance(message, str):
-        return ""
+        if not fallback:
+            return ""
+        message = body if body.strip() else "(empty body)"
+    message = " ".join(message.split())
     for secret in secrets:
         if secret:
             message = message.replace(secret, "<redacted>")
-    return message[:API_MESSAGE_CHARS]
+    return message if len(message) <= API_MESSAGE_CHARS else f"{message[:API_MESSAGE_CHARS]}…"

@@ -24,7 +24,8 @@ class AccessToken:
 class ClientCredentials:
     """OAuth 2.0 client credentials: the client fetches tokens and renews them before expiry."""
 
-    client_id: str
+    # Not shown either: README and the settings call all three credentials secrets.
+    client_id: str = field(repr=False)
     client_secret: str = field(repr=False)
 
 

@@ -136,12 +136,14 @@ class ChunkSink:
                     self._loader, load_fresh, self.pipeline, audit_trail(rows, self.hold_back)
                 )
             except Exception as exc:
+                reason = str(typed_error(exc))
+                logger.debug("loading a chunk failed", exc_info=exc)
                 if attempt == LOAD_ATTEMPTS:
-                    logger.error("loading a chunk of %d outcomes failed: %s", len(chunk), exc)
-                    self.load_error = str(typed_error(exc))
+                    logger.error("loading a chunk of %d outcomes failed: %s", len(chunk), reason)
+                    self.load_error = reason
                     return
                 wait = LOAD_RETRY_WAIT_S * attempt
-                logger.warning("loading a chunk failed (%s); trying again in %.0f s", exc, wait)
+                logger.warning("loading a chunk failed (%s); trying again in %.0f s", reason, wait)
                 await asyncio.sleep(wait)
             else:
                 logger.info("loaded %d outcomes (load ids %s)", len(chunk), info.loads_ids)

@@ -46,6 +46,8 @@ class RunReport:
     outcome: str = "completed"
     error: str | None = None
     requests_sent: int = 0
+    # Why this run's own row is not in `archive_runs` (the destination could not take it).
+    run_row_error: str | None = None
 
     @property
     def handled(self) -> int:

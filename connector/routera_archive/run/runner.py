@@ -21,13 +21,12 @@ import httpx
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from routera_archive.calls.callers import (
-    Caller,
     SpawnedWorker,
     WorkerCaller,
     open_caller,
     spawn_call_worker,
 )
-from routera_archive.config import RouteraSourceConfig
+from routera_archive.config import RouteraSourceConfig, as_resolved
 from routera_archive.dataset.fields import FieldColumns
 from routera_archive.dataset.loading import load_fresh, load_pending_packages, schema_columns
 from routera_archive.dataset.lock import RunLock, WarehouseLock
@@ -50,6 +49,7 @@ from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
 from routera_archive.names import FIELDS_TABLE, LOG_TABLE
 from routera_archive.run.chunks import ChunkSink
 from routera_archive.run.failures import is_unexpected, stopped_by, typed_error
+from routera_archive.run.guardrails import max_archives_verdict, share_verdict
 from routera_archive.run.result import (
     PlannedRequest,
     RunObserver,
@@ -88,8 +88,7 @@ class ArchiveRun:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.pipeline = pipeline
-        # Resolved once, so every rule on its values has been checked (on_resolved).
-        self.config = config if config.is_resolved() else config.resolve()
+        self.config = as_resolved(config)
         self.options = options or RunOptions()
         self.observer = observer or RunObserver()
         self.stop = stop or threading.Event()
@@ -218,37 +217,10 @@ class ArchiveRun:
 
     def _refuse(self, verdict: str) -> None:
         self.report.guardrail = verdict
-        self.report.exit_code = GuardrailRefused.exit_code
-        self.report.outcome = "refused by guardrail: nothing was called"
+        self._fail(GuardrailRefused(verdict), "refused by guardrail: nothing was called")
 
     def _max_archives_verdict(self, to_handle: int) -> str:
-        limit = self.config.max_archives
-        if to_handle <= limit:
-            return f"passed: {to_handle} to handle, max_archives {limit}"
-        if self.options.force:
-            return f"forced: {to_handle} to handle over max_archives {limit}"
-        return (
-            f"refused: {to_handle} requests to handle, more than max_archives {limit}; "
-            "check the queue, then raise --max-archives or pass --force"
-        )
-
-    async def _share_verdict(self, caller: Caller, to_call: int) -> str | None:
-        """Refuse (return a reason) when the run would archive too much of the account."""
-        share = self.config.max_share
-        if not share or to_call == 0 or self.options.force:
-            return None
-        answer = await caller.list_contacts(archived=False, limit=1, offset=0)
-        try:
-            active = int(answer.json()["pagination"]["count"])
-        except (ValueError, KeyError, TypeError):
-            logger.warning("could not read the number of active contacts; share check skipped")
-            return None
-        if active > 0 and to_call > share * active:
-            return (
-                f"refused: this run would archive {to_call} of {active} active contacts, more "
-                f"than {share:.0%}; pass --force if that is intended"
-            )
-        return None
+        return max_archives_verdict(self.config, to_handle, force=self.options.force)
 
     # ------------------------------------------------------------- recovery
     def _finish_previous_run(self) -> None:
@@ -403,7 +375,9 @@ class ArchiveRun:
         keep_journal = False
         try:
             try:
-                verdict = await self._share_verdict(caller, self._to_call)
+                verdict = await share_verdict(
+                    self.config, caller.list_contacts, self._to_call, force=self.options.force
+                )
             except RouteraArchiveError as exc:  # the run's first call: nothing was archived
                 self._fail(exc, stopped_by(exc), f"{_api_context(exc)}{exc}; nothing was archived")
                 return
@@ -499,7 +473,9 @@ class ArchiveRun:
         try:
             load_fresh(self.pipeline, run_history([report.run_row()]))
         except Exception as exc:  # the run's own account must not hide the run's result
-            logger.error("could not write the run row to archive_runs: %s", exc)
+            report.run_row_error = str(typed_error(exc))
+            logger.debug("could not write the run row", exc_info=exc)
+            logger.error("could not write the run row to archive_runs: %s", report.run_row_error)
 
 
 def _api_context(error: RouteraArchiveError) -> str:

@@ -1,8 +1,31 @@
--- Requests still pending: no terminal outcome yet. Every status but `failed` is terminal; a
--- `failed` request is tried again by the next run. The connector's own rule, word for word
--- (routera_archive/dataset/outcomes.py). Reads the queue's `request_id`, which `enqueue` writes.
-SELECT q.* FROM routera_archive.archive_queue q
-WHERE NOT EXISTS (
-  SELECT 1 FROM routera_archive.archive_log l
-  WHERE l.request_id = q.request_id
-    AND l.status IN ('archived', 'already_archived', 'not_found', 'invalid', 'duplicate'));
+-- Requests still pending: no terminal outcome yet (every status but `failed` is
+-- terminal; a `failed` request is tried again by the next run). `contact_count` > 1: one request id
+-- names several contacts; `first_request_id`: the request that stands for a contact asked for
+-- twice; `archived_under`: the request the contact is already in the audit trail under.
+-- The connector's own definition, word for word: made from its pending SQL
+-- (routera_archive/dataset/queue.py) for the queue `enqueue` makes, and kept equal to it by
+-- the tests (python -m tests.shipped_sql writes it again). A request's id is derived as
+-- `cid:<contact_id>` where the queue has none.
+SELECT pending.* FROM (WITH q AS (
+    SELECT COALESCE(CAST(q.request_id AS VARCHAR), COALESCE('cid:' || CAST(q.contact_id AS VARCHAR), 'cid-null')) AS request_id, CAST(q.contact_id AS VARCHAR) AS contact_id,
+           CAST(q.requested_by AS VARCHAR) AS requested_by,
+           CAST(q.reason AS VARCHAR) AS reason,
+           q.requested_at AS requested_at
+    FROM routera_archive.archive_queue q
+), r AS (
+    SELECT request_id, MIN(contact_id) AS contact_id, COUNT(DISTINCT contact_id) AS contact_count,
+           MIN(requested_by) AS requested_by, MIN(reason) AS reason,
+           MIN(requested_at) AS requested_at
+    FROM q GROUP BY request_id
+), p AS (
+    SELECT r.*,
+           FIRST_VALUE(r.request_id) OVER (
+               PARTITION BY r.contact_id ORDER BY r.requested_at, r.request_id
+           ) AS first_request_id
+    FROM r WHERE 1 = 1 AND NOT EXISTS (SELECT 1 FROM routera_archive.archive_log l WHERE l.request_id = r.request_id AND l.status IN ('archived', 'already_archived', 'not_found', 'invalid', 'duplicate'))
+)
+SELECT p.request_id, p.contact_id, p.contact_count, p.requested_by, p.reason, p.requested_at,
+       p.first_request_id, a.request_id AS archived_under
+FROM p LEFT JOIN (SELECT id, MIN(request_id) AS request_id FROM routera_archive.contact_archives GROUP BY id) a ON a.id = p.contact_id
+) pending
+ORDER BY pending.request_id;
