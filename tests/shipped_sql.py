@@ -31,9 +31,10 @@ ORIGIN = """-- The connector's own definition, word for word: made from its pend
 
 def pending_query() -> str:
     return f"""-- Requests still pending: no terminal outcome yet (every status but `failed` is
--- terminal; a `failed` request is tried again by the next run). `contact_count` > 1: one request id
--- names several contacts; `first_request_id`: the request that stands for a contact asked for
--- twice; `archived_under`: the request the contact is already in the audit trail under.
+-- terminal; a `failed` request is tried again by the next run). A request is its id and its
+-- contact: an id used again for another contact is another request. `first_request_id`: the
+-- request that stands for a contact asked for twice; `archived_under`: the request the contact
+-- is already in the audit trail under.
 {ORIGIN}
 SELECT pending.* FROM ({pending_sql(SHAPE).strip()}
 ) pending

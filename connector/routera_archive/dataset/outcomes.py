@@ -29,16 +29,22 @@ def latest_first(alias: str = "l") -> str:
     )
 
 
+def per_request(alias: str = "l") -> str:
+    """A window per request: its id and its contact (a request id used again for another
+    contact is another request)."""
+    return f"PARTITION BY {alias}.request_id, {alias}.contact_id"
+
+
 def newest_rank(alias: str = "l") -> str:
     """A window column that is 1 on each request's latest outcome."""
-    return f"ROW_NUMBER() OVER (PARTITION BY {alias}.request_id ORDER BY {latest_first(alias)})"
+    return f"ROW_NUMBER() OVER ({per_request(alias)} ORDER BY {latest_first(alias)})"
 
 
 def failed_rows(alias: str = "l") -> str:
     """A window column: how many `failed` rows the request has."""
     return (
         f"SUM(CASE WHEN {alias}.status = '{Status.FAILED.value}' THEN 1 ELSE 0 END) "
-        f"OVER (PARTITION BY {alias}.request_id)"
+        f"OVER ({per_request(alias)})"
     )
 
 

@@ -79,8 +79,6 @@ class PendingRequest:
     request: ArchiveRequest
     # The earliest pending request for the same contact; differs from ours for a duplicate.
     first_request_id: str
-    # How many distinct contact ids share this request id (more than one is a queue error).
-    contact_count: int
     # The request under which the contact already sits in `contact_archives`, if it does.
     archived_under: str | None
 
@@ -101,11 +99,13 @@ class QueueShape:
 
 
 def pending_sql(shape: QueueShape) -> str:
-    """The one definition of the pending requests, as SQL: a request (its id; derived as
-    `cid:<contact id>` where the queue has none) is pending while `archive_log` holds no
-    terminal row for it. With each: how many contacts share its id, the first pending request
-    for its contact (duplicates), and the request its contact is already archived under.
-    The shipped audit queries 02 and 13 are this SQL for the queue `enqueue` makes."""
+    """The one definition of the pending requests, as SQL. A request is its id (derived as
+    `cid:<contact id>` where the queue has none) *and* its contact: a request id used again
+    for another contact (a dbt `row_number()`, next week's CSV) is another request, never one
+    already done. It is pending while `archive_log` holds no terminal row for the pair. With
+    each: the first pending request for its contact (duplicates), and the request its contact
+    is already archived under. The shipped audit queries 02 and 13 are this SQL for the queue
+    `enqueue` makes."""
     text = shape.text_type
     contact = f"CAST(q.contact_id AS {text})"
     # NULL || text is NULL in SQL, so a NULL contact id derives its own request id.
@@ -115,10 +115,14 @@ def pending_sql(shape: QueueShape) -> str:
         if "request_id" in shape.queue_columns
         else derived
     )
+    # The contact as the log holds it (`rows.log_row`), to find the request's outcomes there;
+    # the request itself keeps the queued id, so that a NUL stays a NUL and `invalid`.
+    logged_contact = "r.contact_id"
     if shape.nul_stand_in:
         # dlt's writer drops NUL from text, so the log would hold another id than the queue
         # and the request would stay pending forever; a visible stand-in keeps them equal.
         request_id = f"REPLACE({request_id}, CHR(0), '{NUL_STAND_IN}')"
+        logged_contact = f"REPLACE(r.contact_id, CHR(0), '{NUL_STAND_IN}')"
 
     def optional(column: str, cast: str | None) -> str:
         if column not in shape.queue_columns:
@@ -126,8 +130,8 @@ def pending_sql(shape: QueueShape) -> str:
         return f"CAST(q.{column} AS {cast})" if cast else f"q.{column}"
 
     not_terminal = (
-        f"AND NOT EXISTS (SELECT 1 FROM {shape.log} l "
-        f"WHERE l.request_id = r.request_id AND {is_terminal('l')})"
+        f"AND NOT EXISTS (SELECT 1 FROM {shape.log} l WHERE l.request_id = r.request_id "
+        f"AND l.contact_id IS NOT DISTINCT FROM {logged_contact} AND {is_terminal('l')})"
         if shape.log_is_ready
         else ""
     )
@@ -145,10 +149,10 @@ WITH q AS (
            {optional("requested_at", None)} AS requested_at
     FROM {shape.queue} q
 ), r AS (
-    SELECT request_id, MIN(contact_id) AS contact_id, COUNT(DISTINCT contact_id) AS contact_count,
+    SELECT request_id, contact_id,
            MIN(requested_by) AS requested_by, MIN(reason) AS reason,
            MIN(requested_at) AS requested_at
-    FROM q GROUP BY request_id
+    FROM q GROUP BY request_id, contact_id
 ), p AS (
     SELECT r.*,
            FIRST_VALUE(r.request_id) OVER (
@@ -156,16 +160,16 @@ WITH q AS (
            ) AS first_request_id
     FROM r WHERE 1 = 1 {not_terminal}
 )
-SELECT p.request_id, p.contact_id, p.contact_count, p.requested_by, p.reason, p.requested_at,
+SELECT p.request_id, p.contact_id, p.requested_by, p.reason, p.requested_at,
        p.first_request_id, a.request_id AS archived_under
 FROM p {archived_join}
 """
 
 
-def _needs_call(contact_id: str | None, contact_count: int, is_first: bool, archived: bool) -> bool:
+def _needs_call(contact_id: str | None, is_first: bool, archived: bool) -> bool:
     """Whether a pending request will reach the API, for the guardrails' counts: a valid id,
-    one contact per request id, the contact's first request, not archived yet."""
-    if contact_count > 1 or not is_first or archived:
+    the contact's first request, not archived yet."""
+    if not is_first or archived:
         return False
     try:
         validate_contact_id(contact_id)
@@ -276,19 +280,19 @@ class PendingQueue:
         dozen bytes per pending request, until it is read.)
         """
         sql = (
-            "SELECT pending.contact_id, pending.contact_count, "
+            "SELECT pending.contact_id, "
             "pending.first_request_id = pending.request_id, pending.archived_under IS NOT NULL "
             f"FROM ({self._pending_sql()}) pending"
         )
         pending = to_call = 0
         with self._sql_client() as client, client.execute_query(sql) as cursor:
             while rows := cursor.fetchmany(batch_size):
-                for contact_id, contact_count, is_first, archived in rows:
+                for contact_id, is_first, archived in rows:
                     contact = None if contact_id is None else str(contact_id)
                     if self._shard is not None and not self._shard.owns(contact):
                         continue
                     pending += 1
-                    if _needs_call(contact, int(contact_count or 0), bool(is_first), archived):
+                    if _needs_call(contact, bool(is_first), archived):
                         to_call += 1
         return PendingTally(pending, to_call)
 
@@ -305,21 +309,25 @@ class PendingQueue:
         return self._read_pages(self._sql_client(), base, page_size)
 
     def _read_pages(self, client: Any, base: str, page_size: int) -> Iterator[list[PendingRequest]]:
-        last: str | None = None
+        # Pages by key: a request is its id and its contact (NULL sorts as '' here).
+        contact = "COALESCE(pending.contact_id, '')"
+        last: tuple[str, str] | None = None
         while True:
             if last is not None:
                 base = self._pending_sql()
-            where = "" if last is None else "WHERE pending.request_id > %s"
+            after = f"pending.request_id > %s OR (pending.request_id = %s AND {contact} > %s)"
+            where = "" if last is None else f"WHERE {after}"
             sql = (
                 f"SELECT * FROM ({base}) pending {where} "
-                f"ORDER BY pending.request_id LIMIT {int(page_size)}"
+                f"ORDER BY pending.request_id, {contact} LIMIT {int(page_size)}"
             )
+            params = () if last is None else (last[0], last[0], last[1])
             with client:
-                rows = client.execute_sql(sql, *(() if last is None else (last,)))
+                rows = client.execute_sql(sql, *params)
             if not rows:
                 return
             page = [self._to_pending(row) for row in rows]
-            last = page[-1].request.request_id
+            last = (page[-1].request.request_id, page[-1].request.contact_id or "")
             if self._shard is not None:
                 page = [item for item in page if self._shard.owns(item.request.contact_id)]
             if page:
@@ -329,9 +337,7 @@ class PendingQueue:
 
     @staticmethod
     def _to_pending(row: Any) -> PendingRequest:
-        request_id, contact_id, contact_count, requested_by, reason, requested_at, first, prior = (
-            row
-        )
+        request_id, contact_id, requested_by, reason, requested_at, first, prior = row
         request = ArchiveRequest(
             request_id=str(request_id),
             contact_id=None if contact_id is None else str(contact_id),
@@ -342,6 +348,5 @@ class PendingQueue:
         return PendingRequest(
             request=request,
             first_request_id=str(first),
-            contact_count=int(contact_count or 0),
             archived_under=None if prior is None else str(prior),
         )

@@ -10,7 +10,7 @@ received.
 from typing import Any
 
 from routera_archive.dataset.fields import AUDIT_META_COLUMNS, FieldColumns
-from routera_archive.models import ArchiveOutcome, parse_api_timestamp
+from routera_archive.models import ArchiveOutcome, ArchiveRequest, parse_api_timestamp
 
 __all__ = ["AUDIT_META_COLUMNS", "audit_row", "log_row"]
 
@@ -22,6 +22,14 @@ def _visible(text: str | None) -> str | None:
     """dlt's writers drop NUL from text; write a visible stand-in so the log shows the id as
     queued (and matches the queue's request id, which gets the same stand-in in SQL)."""
     return None if text is None else text.replace("\x00", NUL_STAND_IN)
+
+
+# A request as `archive_log` identifies it: its id and its contact, as the log holds them.
+RequestKey = tuple[str, str | None]
+
+
+def request_key(request: ArchiveRequest) -> RequestKey:
+    return (_visible(request.request_id) or "", _visible(request.contact_id))
 
 
 def log_row(outcome: ArchiveOutcome, run_id: str) -> dict[str, Any]:

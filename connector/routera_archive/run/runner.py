@@ -32,6 +32,7 @@ from routera_archive.dataset.loading import load_fresh, load_pending_packages, s
 from routera_archive.dataset.lock import RunLock, WarehouseLock
 from routera_archive.dataset.outcomes import is_terminal
 from routera_archive.dataset.queue import PendingQueue, PendingRequest, Shard
+from routera_archive.dataset.rows import RequestKey, request_key
 from routera_archive.dataset.tables import audit_trail, build_audit_rows, run_history
 from routera_archive.errors import (
     AuthenticationError,
@@ -238,7 +239,7 @@ class ArchiveRun:
         for path in leftover_files(self._journal_dir):
             run_id = journal_run_id(path)
             outcomes = [o for o in read_outcomes(path) if o.status.is_terminal]
-            done = self._terminal_request_ids([o.request.request_id for o in outcomes])
+            done = self._settled_requests([request_key(o.request) for o in outcomes])
             missing = [
                 o.model_copy(
                     update={
@@ -247,7 +248,7 @@ class ArchiveRun:
                     }
                 )
                 for o in outcomes
-                if o.request.request_id not in done
+                if request_key(o.request) not in done
             ]
             if missing:
                 logger.warning(
@@ -269,10 +270,13 @@ class ArchiveRun:
             return {}
         return {str(key): str(column) for key, column in rows or ()}
 
-    def _terminal_request_ids(self, request_ids: list[str]) -> set[str]:
-        if not request_ids:
+    def _settled_requests(self, keys: list[RequestKey]) -> set[RequestKey]:
+        """Which of these requests (id, contact as the log holds them) `archive_log` settled."""
+        if not keys:
             return set()
-        done: set[str] = set()
+        done: set[RequestKey] = set()
+        wanted = set(keys)
+        request_ids = sorted({request_id for request_id, _ in keys})
         try:
             with self.pipeline.sql_client() as client:
                 log = client.make_qualified_table_name(LOG_TABLE)
@@ -280,11 +284,14 @@ class ArchiveRun:
                     batch = request_ids[start : start + 500]
                     marks = ", ".join(["%s"] * len(batch))
                     rows = client.execute_sql(
-                        f"SELECT l.request_id FROM {log} l "
+                        f"SELECT l.request_id, l.contact_id FROM {log} l "
                         f"WHERE {is_terminal('l')} AND l.request_id IN ({marks})",
                         *batch,
                     )
-                    done.update(str(row[0]) for row in rows or ())
+                    found = {
+                        (str(rid), None if cid is None else str(cid)) for rid, cid in rows or ()
+                    }
+                    done.update(found & wanted)
         except DatabaseUndefinedRelation:
             return set()
         return done
@@ -293,13 +300,6 @@ class ArchiveRun:
     def _classify(self, item: PendingRequest, handled: dict[str, str]) -> ArchiveOutcome | None:
         """The outcome a request gets without any call, or None when it needs the API."""
         request = item.request
-        if item.contact_count > 1:
-            return ArchiveOutcome(
-                request=request,
-                status=Status.INVALID,
-                error=f"request_id is used for {item.contact_count} different contacts in the "
-                "queue; give each request its own id",
-            )
         try:
             contact_id = validate_contact_id(request.contact_id)
         except InvalidContactId as exc:

@@ -13,18 +13,18 @@ FROM (WITH q AS (
            q.requested_at AS requested_at
     FROM routera_archive.archive_queue q
 ), r AS (
-    SELECT request_id, MIN(contact_id) AS contact_id, COUNT(DISTINCT contact_id) AS contact_count,
+    SELECT request_id, contact_id,
            MIN(requested_by) AS requested_by, MIN(reason) AS reason,
            MIN(requested_at) AS requested_at
-    FROM q GROUP BY request_id
+    FROM q GROUP BY request_id, contact_id
 ), p AS (
     SELECT r.*,
            FIRST_VALUE(r.request_id) OVER (
                PARTITION BY r.contact_id ORDER BY r.requested_at, r.request_id
            ) AS first_request_id
-    FROM r WHERE 1 = 1 AND NOT EXISTS (SELECT 1 FROM routera_archive.archive_log l WHERE l.request_id = r.request_id AND l.status IN ('archived', 'already_archived', 'not_found', 'invalid', 'duplicate'))
+    FROM r WHERE 1 = 1 AND NOT EXISTS (SELECT 1 FROM routera_archive.archive_log l WHERE l.request_id = r.request_id AND l.contact_id IS NOT DISTINCT FROM r.contact_id AND l.status IN ('archived', 'already_archived', 'not_found', 'invalid', 'duplicate'))
 )
-SELECT p.request_id, p.contact_id, p.contact_count, p.requested_by, p.reason, p.requested_at,
+SELECT p.request_id, p.contact_id, p.requested_by, p.reason, p.requested_at,
        p.first_request_id, a.request_id AS archived_under
 FROM p LEFT JOIN (SELECT id, MIN(request_id) AS request_id FROM routera_archive.contact_archives GROUP BY id) a ON a.id = p.contact_id
 ) pending;
