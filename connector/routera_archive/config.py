@@ -258,7 +258,7 @@ class RouteraSourceConfig(DatasetConfig):
                 "base_url must not contain a user name or password; put credentials in "
                 "SOURCES__ROUTERA__ACCESS_TOKEN or the OAuth client settings"
             )
-        if parts.query or parts.fragment:
+        if parts.query or parts.fragment or "?" in self.base_url or "#" in self.base_url:
             _refuse(
                 "base_url",
                 f"base_url {shown_url(self.base_url)!r} must not have a query or fragment",

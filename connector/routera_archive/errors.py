@@ -5,6 +5,7 @@ The type says what happens next, so a scheduler (and a person) can act on the ex
     RouteraArchiveError             exit 1 unless a branch says otherwise
     ├── FatalError                  exit 2: retrying with the same setup cannot help; fix it
     │   ├── ConfigurationError      a setting, a destination or its credentials cannot work
+    │   │   └── ApiMismatch         base_url answers, but not as Routera's API does
     │   ├── AuthenticationError     Routera refused the credentials
     │   └── QueueError              no usable queue table
     ├── RetriableError              exit 1: nothing is wrong with the setup; retry later
@@ -62,6 +63,10 @@ class FatalError(RouteraArchiveError):
 class ConfigurationError(FatalError):
     """The configuration cannot work (missing credentials, a base URL that is not a URL, a
     destination that does not exist or whose credentials are incomplete, ...)."""
+
+
+class ApiMismatch(ConfigurationError):
+    """`base_url` answers, but not as Routera's API does (a wrong path, another service)."""
 
 
 class AuthenticationError(FatalError):

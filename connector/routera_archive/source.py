@@ -27,7 +27,7 @@ from routera_archive.errors import GuardrailRefused
 from routera_archive.http.client import RouteraClient
 from routera_archive.models import ArchiveOutcome, ArchiveRequest
 from routera_archive.names import ARCHIVES_TABLE, LOG_TABLE, SOURCE_NAME
-from routera_archive.run.guardrails import max_archives_verdict, share_verdict
+from routera_archive.run.guardrails import max_archives_verdict, probe_account, share_verdict
 
 
 @configspec
@@ -71,7 +71,8 @@ def routera_archive(
     @dlt.resource(name="archive_outcomes", selected=False)
     async def outcomes() -> AsyncIterator[ArchiveOutcome]:
         async with RouteraClient(client_config) as client:
-            refusal = await share_verdict(settings, client.list_contacts, len(wanted), force=force)
+            account = await probe_account(client.list_contacts)
+            refusal = share_verdict(settings, account, len(wanted), force=force)
             if refusal is not None:
                 raise GuardrailRefused(refusal)
             async for outcome in archive_concurrently(

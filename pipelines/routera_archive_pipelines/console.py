@@ -211,7 +211,7 @@ def _print_plan(console: Console, report: RunReport) -> None:
     console.print(f"  would handle: {counts}")
     if not report.plan:
         return
-    table = Table(title="plan (no call was made)", show_edge=False)
+    table = Table(title="plan (nothing was archived)", show_edge=False)
     table.add_column("request_id")
     table.add_column("contact_id")
     table.add_column("action")

@@ -198,6 +198,9 @@ class QueuePlan:
     unknown: list[str]  # valid ids the sandbox does not know
     pre_archived: list[str]  # archived before the harness started (queued)
     invalid_requests: int  # requests that can never be valid (added with SQL)
+    # Unknown contacts under one request id (added with SQL): a request is its id and its
+    # contact, so these are as many requests, each `not_found`.
+    shared: int = 0
 
     @property
     def requests(self) -> int:
@@ -207,6 +210,7 @@ class QueuePlan:
             + len(self.unknown)
             + len(self.pre_archived)
             + self.invalid_requests
+            + self.shared
         )
 
 
@@ -370,13 +374,13 @@ class CrashHarness:
                 [" padded ", "..", "x" * 300, "tab\tid", "", None], start=1
             )
         ]
-        invalid += [(shared, _fake_uuid(rng)), (shared, _fake_uuid(rng))]
+        sharing = [(shared, _fake_uuid(rng)), (shared, _fake_uuid(rng))]
         self.target.executemany(
             "INSERT INTO archive_queue (request_id, contact_id, _dlt_load_id, _dlt_id) "
             "VALUES (?, ?, ?, ?)",
             [
                 (request_id, contact_id, "crash-harness", uuid.uuid4().hex[:14])
-                for request_id, contact_id in invalid
+                for request_id, contact_id in invalid + sharing
             ],
         )
         return QueuePlan(
@@ -384,7 +388,8 @@ class CrashHarness:
             duplicated=twice,
             unknown=strangers,
             pre_archived=pre_archived,
-            invalid_requests=len({request_id for request_id, _ in invalid}),
+            invalid_requests=len(invalid),
+            shared=len(sharing),
         )
 
     # -------------------------------------------------------------------- killing
@@ -744,15 +749,19 @@ def verify(
                 lost.add(cid)
 
     # -- archive_log: one terminal row per request, none pending -------------------------------
+    # A request is its id and its contact.
     requests = {
-        r["request_id"] if r["request_id"] is not None else f"cid:{r['contact_id']}"
+        (
+            r["request_id"] if r["request_id"] is not None else f"cid:{r['contact_id']}",
+            r["contact_id"],
+        )
         for r in tables["queue"]
     }
     if len(requests) != plan.requests:
         problems.append(f"queue holds {len(requests)} requests, {plan.requests} were queued")
     terminal_rows = [r for r in log if r["status"] in TERMINAL]
-    terminal = Counter(r["request_id"] for r in terminal_rows)
-    pending = sorted(requests - set(terminal))
+    terminal = Counter((r["request_id"], r["contact_id"]) for r in terminal_rows)
+    pending = sorted(requests - set(terminal), key=str)
     if pending:
         problems.append(f"requests left pending: {pending[:20]} ({len(pending)} in all)")
     several = {rid: n for rid, n in terminal.items() if n > 1}
@@ -765,7 +774,7 @@ def verify(
     expected = {
         "archived+already_archived": len(plan.contacts) + len(plan.pre_archived),
         "duplicate": len(plan.duplicated),
-        "not_found": len(plan.unknown),
+        "not_found": len(plan.unknown) + plan.shared,
         "invalid": plan.invalid_requests,
     }
     got = {

@@ -154,13 +154,18 @@ def test_a_200_that_breaks_the_contract_is_failed_kept_and_recovered_next_run(
     )
     options = RunOptions()
 
+    # Every run's first call: the account's size, and proof this is Routera's API.
+    listing = httpx.Response(200, json={"data": [], "pagination": {"count": 100}})
+    gone = {"message": "Object not found or already archived", "error": True}
     with respx.mock(base_url=base, assert_all_called=False) as api:
+        api.get("/contacts").mock(return_value=listing)
         api.delete("/contacts/c-1").mock(return_value=httpx.Response(200, text=body))
         first = ArchiveRun(
             pipeline, config, options, transport=httpx.MockTransport(api.async_handler)
         ).execute()
     with respx.mock(base_url=base) as api:
-        api.delete("/contacts/c-1").mock(return_value=httpx.Response(404, json={"error": True}))
+        api.get("/contacts").mock(return_value=listing)
+        api.delete("/contacts/c-1").mock(return_value=httpx.Response(404, json=gone))
         api.get("/contacts/c-1").mock(return_value=httpx.Response(200, text=archived))
         second = ArchiveRun(
             pipeline, config, options, transport=httpx.MockTransport(api.async_handler)

@@ -214,7 +214,7 @@ def test_new_custom_fields_become_columns_and_are_reported(
     assert rows == [("gold", 3)]
 
 
-def test_dry_run_calls_nothing_and_writes_only_its_run_row(
+def test_dry_run_archives_nothing_and_writes_only_its_run_row(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
     ids = active_ids(sandbox_server, 4)
@@ -225,7 +225,8 @@ def test_dry_run_calls_nothing_and_writes_only_its_run_row(
 
     assert report.exit_code == ExitCode.OK
     assert report.plan_counts == {"archive": 4, "duplicate": 1, "invalid": 1}
-    assert sandbox_server.state.stats()["totals"]["requests"] == 0
+    # One read-only call: the share check a real run would make (and the token it needs).
+    assert sandbox_server.state.stats()["totals"]["by_method"] == {"POST": 1, "GET": 1}
     assert query(pipeline, "SELECT mode FROM {dataset}.archive_runs") == [("dry-run",)]
     assert run(pipeline, sandbox_server).counts["archived"] == 4
 

@@ -9,8 +9,10 @@ reach Routera (a 502, then a 401), the next run's DELETE answers 404 and the GET
 """
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
 
 from routera_archive.errors import InvalidContactId, RetriesExhausted
 from routera_archive.http.client import (
@@ -31,6 +33,33 @@ from routera_archive.models import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def is_routera_error(body: str) -> bool:
+    """Whether `body` is Routera's one published error shape, `{"message": ..., "error": true}`:
+    a 404 without it comes from something else (a proxy, a wrong base path) and says nothing
+    about the object."""
+    try:
+        decoded: Any = json.loads(body)
+    except ValueError:
+        return False
+    return (
+        isinstance(decoded, dict)
+        and isinstance(decoded.get("message"), str)
+        and decoded.get("error") is True
+    )
+
+
+def _not_routera_404(request: ArchiveRequest, method: str, answer: ApiAnswer) -> ArchiveOutcome:
+    return ArchiveOutcome(
+        request=request,
+        status=Status.FAILED,
+        http_status=404,
+        attempts=answer.attempts,
+        error=f"{method} answered 404 without Routera's error body: not taken as 'not found or "
+        "already archived' (a proxy or a wrong base_url?); the next run asks again",
+        raw_response=_cut(answer.body),
+    )
 
 
 def _message(client: RouteraClient, body: str) -> str:
@@ -68,6 +97,8 @@ async def archive_request(client: RouteraClient, request: ArchiveRequest) -> Arc
     if answer.status_code == 200:
         return _from_delete_200(request, contact_id, answer)
     if answer.status_code == 404:
+        if not is_routera_error(answer.body):
+            return _not_routera_404(request, "DELETE", answer)
         return await _resolve_404(client, request, contact_id, answer)
     return ArchiveOutcome(
         request=request,
@@ -131,6 +162,14 @@ async def _resolve_404(
         )
     attempts = deleted.attempts + read.attempts
 
+    if read.status_code == 404 and not is_routera_error(read.body):
+        return failed(
+            "DELETE answered 404; GET answered 404 without Routera's error body "
+            f"({api_message(read.body, secrets=client.secrets)}): not taken as 'not found'; "
+            "check base_url",
+            attempts=read.attempts,
+            body=read.body,
+        )
     if read.status_code == 404:
         return ArchiveOutcome(
             request=request,

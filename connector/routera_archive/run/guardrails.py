@@ -6,9 +6,11 @@ unless forced. The run and the dlt-native source ask the same questions here.
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from routera_archive.config import RouteraSourceConfig
-from routera_archive.http.client import ApiAnswer
+from routera_archive.errors import ApiMismatch
+from routera_archive.http.client import ApiAnswer, api_message
 
 logger = logging.getLogger(__name__)
 
@@ -26,22 +28,51 @@ def max_archives_verdict(config: RouteraSourceConfig, to_handle: int, *, force: 
     return f"refused: {to_handle} requests to handle, more than max_archives {limit}"
 
 
-async def share_verdict(
-    config: RouteraSourceConfig, list_contacts: ListContacts, to_call: int, *, force: bool
+@dataclass(frozen=True)
+class Account:
+    """What the run's first call tells: how many contacts are active (None: unreadable)."""
+
+    active: int | None
+    unreadable_because: str = ""
+
+
+async def probe_account(list_contacts: ListContacts) -> Account:
+    """The run's first call, `GET /contacts?archived=false&limit=1`: the number of active
+    contacts for the share check, and the proof that `base_url` is Routera's API. A base URL
+    with a wrong path answers every DELETE and GET with the server's own route-level 404, and
+    every request would end `not_found`, for good; so a 404 here, or an answer without the list
+    shape, stops the run before any DELETE (ApiMismatch, exit 2)."""
+    answer = await list_contacts(archived=False, limit=1, offset=0)
+    said = f"GET /contacts answered {answer.status_code}: {api_message(answer.body)}"
+    if answer.status_code == 404:
+        raise ApiMismatch(f"{said}; base_url does not point at Routera's API (a wrong path?)")
+    if answer.status_code != 200:
+        return Account(None, said)
+    try:
+        return Account(int(answer.json()["pagination"]["count"]))
+    except (ValueError, KeyError, TypeError):
+        raise ApiMismatch(
+            "GET /contacts answered 200 without Routera's list shape (data, pagination.count): "
+            f"{api_message(answer.body)}; base_url does not point at Routera's API"
+        ) from None
+
+
+def share_verdict(
+    config: RouteraSourceConfig, account: Account, to_call: int, *, force: bool
 ) -> str | None:
-    """A refusal when the run would archive too much of the account, else None."""
+    """A refusal when the run would archive too much of the account, else None. A figure that
+    cannot be read refuses: the check does not pass what it cannot check."""
     share = config.max_share
     if not share or to_call == 0 or force:
         return None
-    answer = await list_contacts(archived=False, limit=1, offset=0)
-    try:
-        active = int(answer.json()["pagination"]["count"])
-    except (ValueError, KeyError, TypeError):
-        logger.warning("could not read the number of active contacts; share check skipped")
-        return None
-    if active > 0 and to_call > share * active:
+    if account.active is None:
         return (
-            f"refused: this run would archive {to_call} of {active} active contacts, more "
-            f"than max_share {share:.0%}"
+            f"refused: the number of active contacts cannot be read ({account.unreadable_because}),"
+            " so the max_share check cannot pass"
+        )
+    if account.active > 0 and to_call > share * account.active:
+        return (
+            f"refused: this run would archive {to_call} of {account.active} active contacts, "
+            f"more than max_share {share:.0%}"
         )
     return None

@@ -44,13 +44,19 @@ from routera_archive.errors import (
     RouteraArchiveError,
     RunLockedError,
 )
+from routera_archive.http.client import RouteraClient
 from routera_archive.http.ids import validate_contact_id
 from routera_archive.journal import OutcomeJournal, journal_run_id, leftover_files, read_outcomes
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
 from routera_archive.names import FIELDS_TABLE, LOG_TABLE
 from routera_archive.run.chunks import ChunkSink
 from routera_archive.run.failures import is_unexpected, stopped_by, typed_error
-from routera_archive.run.guardrails import max_archives_verdict, share_verdict
+from routera_archive.run.guardrails import (
+    ListContacts,
+    max_archives_verdict,
+    probe_account,
+    share_verdict,
+)
 from routera_archive.run.result import (
     PlannedRequest,
     RunObserver,
@@ -196,8 +202,16 @@ class ArchiveRun:
         )
         if self.options.dry_run:
             self._plan(queue)
-            report.guardrail = self._max_archives_verdict(to_handle)
-            report.outcome = "dry run: nothing was called"
+            try:
+                verdict = self._dry_run_verdict(to_handle)
+            except RouteraArchiveError as exc:
+                self._fail(exc, f"dry run: {stopped_by(exc)}", f"{_api_context(exc)}{exc}")
+                return
+            report.guardrail = verdict
+            if verdict.startswith("refused"):
+                self._fail(GuardrailRefused(verdict), "dry run: a real run would be refused")
+            else:
+                report.outcome = "dry run: nothing was archived"
             return
         refusal = self._max_archives_verdict(to_handle)
         if refusal.startswith("refused"):
@@ -222,6 +236,26 @@ class ArchiveRun:
 
     def _max_archives_verdict(self, to_handle: int) -> str:
         return max_archives_verdict(self.config, to_handle, force=self.options.force)
+
+    async def _share_verdict(self, list_contacts: ListContacts) -> str | None:
+        """The run's first call, made only when something will be called: the share check
+        (see guardrails.probe_account, which also stops a run whose base_url is not Routera's)."""
+        if self._to_call == 0:
+            return None
+        account = await probe_account(list_contacts)
+        return share_verdict(self.config, account, self._to_call, force=self.options.force)
+
+    def _dry_run_verdict(self, to_handle: int) -> str:
+        """The verdict a real run would reach, the share check's one read-only call included."""
+        verdict = self._max_archives_verdict(to_handle)
+        if verdict.startswith("refused"):
+            return verdict
+
+        async def share() -> str | None:
+            async with RouteraClient(self.config.client_config(), transport=self.transport) as c:
+                return await self._share_verdict(c.list_contacts)
+
+        return asyncio.run(share()) or verdict
 
     # ------------------------------------------------------------- recovery
     def _finish_previous_run(self) -> None:
@@ -375,9 +409,7 @@ class ArchiveRun:
         keep_journal = False
         try:
             try:
-                verdict = await share_verdict(
-                    self.config, caller.list_contacts, self._to_call, force=self.options.force
-                )
+                verdict = await self._share_verdict(caller.list_contacts)
             except RouteraArchiveError as exc:  # the run's first call: nothing was archived
                 self._fail(exc, stopped_by(exc), f"{_api_context(exc)}{exc}; nothing was archived")
                 return
