@@ -41,10 +41,11 @@ def test_connector_and_hand_written_loop_archive_each_contact_once(tmp_path: Pat
 
     assert run.problems() == []
     assert run.process.exit_code == 0
-    # One token request, then one DELETE per contact; each contact archived once.
-    assert run.sandbox_totals["by_method"] == {"POST": 1, "DELETE": CONTACTS}
-    assert run.sandbox_totals["by_status"] == {"200": CONTACTS + 1}
-    assert run.requests_sent == CONTACTS + 1
+    # One token request, the account probe (a GET proving base_url is Routera's API), then one
+    # DELETE per contact; each contact archived once.
+    assert run.sandbox_totals["by_method"] == {"POST": 1, "GET": 1, "DELETE": CONTACTS}
+    assert run.sandbox_totals["by_status"] == {"200": CONTACTS + 2}
+    assert run.requests_sent == CONTACTS + 2
     assert run.deletes_succeeded == CONTACTS
     assert run.contacts_deleted_more_than_once == 0
     # One audit row and one `archived` log row per contact, nothing left pending.
@@ -52,8 +53,8 @@ def test_connector_and_hand_written_loop_archive_each_contact_once(tmp_path: Pat
     assert run.audit.log_by_status == {"archived": CONTACTS}
     assert run.audit.queue == CONTACTS
     # The answer times the sandbox wrapper recorded are the same answers the stats count.
-    assert run.api.requests == CONTACTS + 1
-    assert run.api.by_status == {"200": CONTACTS + 1}
+    assert run.api.requests == CONTACTS + 2
+    assert run.api.by_status == {"200": CONTACTS + 2}
     assert run.api.archive_rps > 0 and run.api.max_in_1s_window > 0
     assert run.log_archive_s is not None
     assert run.process.peak_rss_mb > 0 and run.process.cpu_s > 0

@@ -13,6 +13,8 @@ from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from routera_archive.values import storable_record
+
 
 class Status(StrEnum):
     """The outcome of one queue request; every value but `failed` is terminal."""
@@ -62,7 +64,14 @@ def parse_api_timestamp(value: Any) -> datetime:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(f"expected an ISO 8601 timestamp, got {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        # Every destination stores it in UTC: a time whose UTC falls outside years 1-9999
+        # (9999-12-31T23:59:59-01:00) cannot be held, and is refused here, not in a load.
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value!r} cannot be held as a UTC timestamp (years 1-9999)") from None
+    return parsed
 
 
 class ArchivedContact(BaseModel):
@@ -91,16 +100,23 @@ class ContractError(ValueError):
     """An answer that breaks the documented contract; its text goes to `archive_log.error`."""
 
 
-def parse_archived_contact(body: str, expected_id: str) -> tuple[ArchivedContact, dict[str, Any]]:
+def parse_archived_contact(
+    body: str, expected_id: str
+) -> tuple[ArchivedContact, dict[str, Any], list[str]]:
     """Validate an answer body as the archived record of `expected_id`.
 
-    Returns the model and the decoded body (all fields, in received order) or raises
-    ContractError with a reason a person can act on.
+    Returns the model, the record (every field, in received order, in a form every destination
+    can hold: `routera_archive.values.storable_record`) and the keys of the fields that had to
+    become text (a uint64, NaN, a value nested too deep), or raises
+    ContractError with a reason a person can act on. An id that differs from ours only in case
+    is ours: the API answered for the id it was asked about, in its canonical spelling.
     """
     try:
         decoded = json.loads(body)
     except ValueError:
         raise ContractError("the body is not JSON") from None
+    except RecursionError:
+        raise ContractError("the body nests deeper than a JSON reader goes") from None
     if not isinstance(decoded, dict):
         raise ContractError(f"the body is a JSON {type(decoded).__name__}, not an object")
     if "id" not in decoded:
@@ -108,22 +124,24 @@ def parse_archived_contact(body: str, expected_id: str) -> tuple[ArchivedContact
     if "archived" not in decoded:
         raise ContractError("the record has no `archived` field")
     try:
-        contact = ArchivedContact.model_validate(decoded)
+        known = {key: decoded[key] for key in ("id", "archived", "archived_by") if key in decoded}
+        contact = ArchivedContact.model_validate(known)
     except ValidationError as exc:
         problems = "; ".join(
             f"`{'.'.join(str(p) for p in err['loc'])}`: {err['msg']}" for err in exc.errors()
         )
         raise ContractError(f"the record is not an archived contact ({problems})") from None
-    if contact.id != expected_id:
+    if contact.id.casefold() != expected_id.casefold():
         raise ContractError(f"the record is for contact {contact.id!r}, not {expected_id!r}")
-    return contact, decoded
+    record, as_text = storable_record(decoded)
+    return contact, record, as_text
 
 
 def read_active_flag(body: str) -> bool | None:
     """True when a GET body shows an active (not archived) contact, None when it cannot tell."""
     try:
         decoded = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if isinstance(decoded, dict) and decoded.get("archived") is False:
         return True
@@ -153,3 +171,6 @@ class ArchiveOutcome(BaseModel):
     recovered: bool = False
     # For a `duplicate`: the request that stands for the same contact.
     duplicate_of: str | None = None
+    # Keys of the record whose values no column holds as they are (a uint64, NaN, nesting too
+    # deep): written as text, each in a text column of its own (`values.storable_record`).
+    text_fields: list[str] = Field(default_factory=list)

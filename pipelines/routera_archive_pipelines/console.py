@@ -183,6 +183,27 @@ def print_report(console: Console, report: RunReport) -> None:
                 )
             )
         )
+    if report.aborted_packages:
+        console.print(
+            _plain(
+                (
+                    f"  aborted {report.aborted_packages} load package(s) the destination "
+                    "refused; their outcomes were loaded from the journal",
+                    "yellow",
+                )
+            )
+        )
+    if report.held_back_records:
+        console.print(
+            _plain(
+                (
+                    f"  {len(report.held_back_records)} records loaded with their own fields "
+                    "held back (every value is in raw_response): ",
+                    "yellow",
+                ),
+                "; ".join(report.held_back_reasons),
+            )
+        )
     if report.held_back_fields:
         console.print(
             _plain(

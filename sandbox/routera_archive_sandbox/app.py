@@ -19,7 +19,8 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, unquote_plus
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse as StarletteJSONResponse
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routera_archive_sandbox.config import STATIC_TOKEN_CLIENT_ID, SandboxConfig
@@ -95,6 +96,20 @@ def _raw_path(scope: Scope) -> bytes:
     if raw is None:
         raw = quote(scope.get("root_path", "") + scope["path"]).encode("ascii")
     return raw.split(b"?", 1)[0]
+
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class JSONResponse(StarletteJSONResponse):
+    """JSON as a JavaScript backend writes it: a lone surrogate (half of an emoji a backend cut)
+    goes out as its escape `\\ud83d`, which JSON allows and UTF-8 cannot carry raw, and a
+    number beyond 64 bits or a NaN as they are. So the sandbox can serve the records nobody
+    plans for (tests seed them); every other answer is what starlette renders."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=True, separators=(",", ":"))
+        return LONE_SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text).encode()
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -46,6 +46,14 @@ from routera_archive_sandbox import SandboxServer
 from tests.e2e.cli_support import Result, Target, cli_env, run_cli, start_cli
 
 TERMINAL = ("archived", "already_archived", "not_found", "invalid", "duplicate")
+# Custom fields no destination column holds as they are (tests/e2e/test_poison_records.py).
+POISON_FIELDS: tuple[dict[str, object], ...] = (
+    {"lead_score": 2**64 - 1},  # a number column everywhere else
+    {"nickname": "\ud83d cut"},  # a lone surrogate: half an emoji
+    {"nickname": "a\x00b"},
+    {"lead_score": float("nan")},
+    {"history": json.loads("[" * 80 + "1" + "]" * 80)},  # deeper than a JSON column goes
+)
 WITH_RECORD = ("archived", "already_archived")
 
 # Phases a kill can land in; the first two come from the log, the others from dlt's folders.
@@ -353,6 +361,11 @@ class CrashHarness:
         assert len(active) >= contacts + 1, "the sandbox needs more contacts"
         chosen = rng.sample(active, contacts + 1)
         pre_archived, queued = chosen[:1], chosen[1:]
+        # Records nobody plans for, among the others: each must reach the trail like any other.
+        queued += [
+            self.server.state.create_contact({"email": f"poison-{n}@example.com", **fields})["id"]
+            for n, fields in enumerate(POISON_FIELDS)
+        ]
         assert self.server.state.archive_contact(pre_archived[0], "someone-before-the-harness")
         self.server.state.reset_stats()  # from here on, deletes_succeeded is the harness's own
         twice = rng.sample(queued, duplicated)

@@ -382,7 +382,7 @@ def test_every_key_gets_a_column_of_its_own_by_the_rule(
 def outcome_for(contact_id: str, request_id: str | None = None, **fields: Any) -> ArchiveOutcome:
     body = {"id": contact_id, "archived": ARCHIVED_AT, "archived_by": "user", **fields}
     raw = json.dumps(body)
-    _, record = parse_archived_contact(raw, contact_id)
+    _, record, _ = parse_archived_contact(raw, contact_id)
     return ArchiveOutcome(
         request=ArchiveRequest(request_id=request_id or f"req-{contact_id}", contact_id=contact_id),
         status=Status.ARCHIVED,

@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from routera_archive.dataset.fields import DOCUMENTED_FIELDS, FieldColumns
-from routera_archive.dataset.rows import AUDIT_META_COLUMNS, audit_row, log_row
+from routera_archive.dataset.rows import AS_TEXT_SUFFIX, AUDIT_META_COLUMNS, audit_row, log_row
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status, parse_archived_contact
+from routera_archive.values import storable_record
 
 RUN_ID = "run-42"
 ARCHIVED_AT = "2026-05-28T12:00:00.000Z"
@@ -78,13 +79,14 @@ def body_of(**fields: Any) -> dict[str, Any]:
 
 def archived_outcome(body: dict[str, Any], **changes: Any) -> ArchiveOutcome:
     raw = json.dumps(body)
-    _, record = parse_archived_contact(raw, "c1")
+    _, record, as_text = parse_archived_contact(raw, "c1")
     values: dict[str, Any] = {
         "request": REQUEST,
         "status": Status.ARCHIVED,
         "http_status": 200,
         "attempts": 1,
         "record": record,
+        "text_fields": as_text,
         "raw_response": raw,
         "record_source": "delete",
     }
@@ -378,8 +380,9 @@ JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**53), max_value=2**53)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
+    | st.integers(min_value=2**63, max_value=2**70)  # no 64-bit column holds these
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),  # NUL and lone surrogates included
     lambda children: (
         st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
     ),
@@ -431,6 +434,13 @@ def test_audit_row_keeps_every_value_and_our_meta_columns(
     outcome = archived_outcome(
         body, recovered=recovered, record_source="get" if recovered else "delete"
     )
+    # What every destination holds (values.storable_record): the same values, but text made
+    # safe and what no column holds as it is (a uint64, NaN) as text, under its own key.
+    held, as_text = storable_record(body)
+    assert as_text == outcome.text_fields
+    body = {
+        (f"{key}{AS_TEXT_SUFFIX}" if key in as_text else key): value for key, value in held.items()
+    }
 
     row = audit_row(outcome, RUN_ID)
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
-from routera_archive.errors import InvalidContactId, RetriesExhausted
+from routera_archive.errors import AuthenticationError, InvalidContactId, RetriesExhausted
 from routera_archive.http.client import (
     MAX_ERROR_BODY_CHARS,
     ApiAnswer,
@@ -94,6 +94,31 @@ async def archive_request(client: RouteraClient, request: ArchiveRequest) -> Arc
             raw_response=_cut(exc.last_body),
         )
 
+    try:
+        return await _interpret(client, request, contact_id, answer)
+    except AuthenticationError:
+        raise  # stops the run; the request stays pending (see the module's docstring)
+    except Exception as exc:
+        # A DELETE was sent and answered: whatever went wrong in reading the answer, it is
+        # kept, and the request asked about again next run, never dropped.
+        logger.error(
+            "reading the answer for %s failed: %s", id_preview(contact_id), type(exc).__name__
+        )
+        logger.debug("reading the answer failed", exc_info=exc)
+        return ArchiveOutcome(
+            request=request,
+            status=Status.FAILED,
+            http_status=answer.status_code,
+            attempts=answer.attempts,
+            error=f"DELETE answered {answer.status_code}, and reading the answer failed "
+            f"({type(exc).__name__}); the next run asks again",
+            raw_response=_cut(answer.body),
+        )
+
+
+async def _interpret(
+    client: RouteraClient, request: ArchiveRequest, contact_id: str, answer: ApiAnswer
+) -> ArchiveOutcome:
     if answer.status_code == 200:
         return _from_delete_200(request, contact_id, answer)
     if answer.status_code == 404:
@@ -112,7 +137,7 @@ async def archive_request(client: RouteraClient, request: ArchiveRequest) -> Arc
 
 def _from_delete_200(request: ArchiveRequest, contact_id: str, answer: ApiAnswer) -> ArchiveOutcome:
     try:
-        _, record = parse_archived_contact(answer.body, contact_id)
+        _, record, as_text = parse_archived_contact(answer.body, contact_id)
     except ContractError as exc:
         # Routera said 200, so the contact is probably archived; the body is kept in the log and
         # the request stays pending: next run's DELETE answers 404 and a GET recovers the record.
@@ -133,6 +158,7 @@ def _from_delete_200(request: ArchiveRequest, contact_id: str, answer: ApiAnswer
         http_status=200,
         attempts=answer.attempts,
         record=record,
+        text_fields=as_text,
         raw_response=answer.body,
         record_source="delete",
     )
@@ -198,7 +224,7 @@ async def _resolve_404(
             body=read.body,
         )
     try:
-        _, record = parse_archived_contact(read.body, contact_id)
+        _, record, as_text = parse_archived_contact(read.body, contact_id)
     except ContractError as exc:
         return failed(
             f"DELETE answered 404; GET answered 200 but {exc}",
@@ -222,6 +248,7 @@ async def _resolve_404(
             else None
         ),
         record=record,
+        text_fields=as_text,
         raw_response=read.body,
         record_source="get",
         recovered=True,

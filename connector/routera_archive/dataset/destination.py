@@ -16,6 +16,8 @@ from dlt.common.configuration.exceptions import (
     LookupTraces,
 )
 from dlt.destinations.exceptions import DatabaseTransientException, DestinationConnectionError
+from dlt.load.exceptions import LoadClientJobFailed, LoadClientJobTerminalRetry
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from routera_archive.errors import (
     ConfigurationError,
@@ -78,6 +80,30 @@ def destination_error(error: BaseException) -> RouteraArchiveError | None:
             f"the destination is unreachable: {one_line(str(connection.inner_exc))}"
         )
     return None
+
+
+def is_data_failure(error: BaseException) -> bool:
+    """Whether a load failed because of the rows themselves (a value the destination refused,
+    a row dlt could not write), not because the destination was away or misconfigured: only
+    then would loading the same rows again fail the same way for ever."""
+    if isinstance(destination_error(error), ConfigurationError | DestinationUnavailable):
+        return False
+    for cause in _causes(error):
+        if isinstance(cause, LoadClientJobTerminalRetry | LoadClientJobFailed):
+            return True
+        if isinstance(cause, PipelineStepFailed) and cause.step in ("extract", "normalize"):
+            return True
+    return False
+
+
+def refusal_reason(error: BaseException) -> str:
+    """What the destination said when it refused rows, in one line: dlt keeps a failed job's
+    error as text (a traceback ending in the driver's message), so that last message is read
+    out of it."""
+    messages = [str(cause) for cause in _causes(error) if str(cause).strip()]
+    text = messages[-1] if messages else type(error).__name__
+    said = re.findall(r"(?:Exception|Error): ([^\n]+)", text)
+    return one_line(said[-1] if said else text)
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:

@@ -11,17 +11,20 @@ from typing import Any
 
 from routera_archive.dataset.fields import AUDIT_META_COLUMNS, FieldColumns
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, parse_api_timestamp
+from routera_archive.values import NUL_STAND_IN, storable_text
 
-__all__ = ["AUDIT_META_COLUMNS", "audit_row", "log_row"]
+__all__ = ["AUDIT_META_COLUMNS", "NUL_STAND_IN", "audit_row", "log_row"]
 
 
-NUL_STAND_IN = "\\x00"
+# The key under which a field kept as text gets its column (`lead_score_as_text`).
+AS_TEXT_SUFFIX = " as text"
 
 
 def _visible(text: str | None) -> str | None:
-    """dlt's writers drop NUL from text; write a visible stand-in so the log shows the id as
-    queued (and matches the queue's request id, which gets the same stand-in in SQL)."""
-    return None if text is None else text.replace("\x00", NUL_STAND_IN)
+    """Text as a destination can hold it (`values.storable_text`): a NUL, which dlt's writers
+    drop, written as a visible stand-in, so the log shows an id as queued (and matches the
+    queue's request id, which gets the same stand-in in SQL)."""
+    return None if text is None else storable_text(text)
 
 
 # A request as `archive_log` identifies it: its id and its contact, as the log holds them.
@@ -41,17 +44,17 @@ def log_row(outcome: ArchiveOutcome, run_id: str) -> dict[str, Any]:
         "contact_id": _visible(request.contact_id),
         "status": outcome.status.value,
         "http_status": outcome.http_status,
-        "error": outcome.error,
+        "error": _visible(outcome.error),
         "attempts": outcome.attempts,
-        "requested_by": request.requested_by,
-        "reason": request.reason,
+        "requested_by": _visible(request.requested_by),
+        "reason": _visible(request.reason),
         "requested_at": request.requested_at,
         "processed_at": outcome.processed_at,
         "run_id": run_id,
         "recovered": outcome.recovered,
         "record_source": outcome.record_source,
         "duplicate_of": outcome.duplicate_of,
-        "response_body": None if outcome.record is not None else outcome.raw_response,
+        "response_body": None if outcome.record is not None else _visible(outcome.raw_response),
     }
 
 
@@ -67,20 +70,22 @@ def audit_row(
         return None
     columns = columns if columns is not None else FieldColumns()
     contact_id = str(outcome.record.get("id"))
-    row: dict[str, Any] = {
-        columns.column_for(key, run_id=run_id, contact_id=contact_id): value
-        for key, value in outcome.record.items()
-    }
+    row: dict[str, Any] = {}
+    for key, value in outcome.record.items():
+        # A value kept as text (a uint64, NaN) in a text column of its own: in a column dlt
+        # typed as a number from other records it would be made a number again, and fail.
+        name = f"{key}{AS_TEXT_SUFFIX}" if key in outcome.text_fields else key
+        row[columns.column_for(name, run_id=run_id, contact_id=contact_id)] = value
     row["archived"] = parse_api_timestamp(outcome.record["archived"])
     request = outcome.request
     row.update(
-        request_id=request.request_id,
-        requested_by=request.requested_by,
-        reason=request.reason,
+        request_id=_visible(request.request_id),
+        requested_by=_visible(request.requested_by),
+        reason=_visible(request.reason),
         requested_at=request.requested_at,
         run_id=run_id,
         recovered=outcome.recovered,
         record_source=outcome.record_source,
-        raw_response=outcome.raw_response,
+        raw_response=_visible(outcome.raw_response),
     )
     return row

@@ -98,6 +98,8 @@ RUNS_COLUMNS: dict[str, TColumnSchema] = {
     "renamed_fields": {"data_type": "json"},
     "type_changes": {"data_type": "json"},
     "held_back_fields": {"data_type": "json"},
+    "held_back_records": {"data_type": "json"},
+    "aborted_packages": {"data_type": "bigint"},
     "counts": {"data_type": "json"},
     "connector_version": {"data_type": "text"},
     "base_url": {"data_type": "text"},
@@ -106,6 +108,9 @@ RUNS_COLUMNS: dict[str, TColumnSchema] = {
     "error": {"data_type": "text"},
 }
 
+
+# Says why a record's own fields are in `raw_response` only (see AuditRows.held_back).
+HELD_BACK_COLUMN = "fields_held_back"
 
 # dlt loads a package at least once: a crash after a job's INSERT committed but before dlt
 # recorded it runs the job again. Merging insert-only on a key makes that second load a no-op.
@@ -163,6 +168,18 @@ class AuditRows:
     archives: list[dict[str, Any]]
     log: list[dict[str, Any]]
     fields: list[dict[str, Any]]
+
+    def held_back(self, reason: str) -> "AuditRows":
+        """The same rows with each record's own fields left out of its columns, for a load the
+        destination refused because of them: `raw_response` keeps every value, the documented
+        fields and ours stay, and `fields_held_back` says why. Every record still reaches the
+        trail, so no log row says `archived` for a record the trail does not hold."""
+        archives = [
+            {key: value for key, value in row.items() if key in ARCHIVES_COLUMNS}
+            | {HELD_BACK_COLUMN: reason}
+            for row in self.archives
+        ]
+        return AuditRows(archives=archives, log=self.log, fields=[])
 
 
 def build_audit_rows(

@@ -11,6 +11,7 @@ from typing import Final
 import dlt
 from dlt.common.pipeline import LoadInfo
 
+from routera_archive.dataset.destination import is_data_failure, refusal_reason
 from routera_archive.dataset.fields import FieldColumns
 from routera_archive.dataset.loading import load_fresh, schema_columns
 from routera_archive.dataset.tables import AuditRows, audit_trail, build_audit_rows
@@ -48,6 +49,27 @@ def lower_this_threads_priority(niceness: int = LOADER_THREAD_NICENESS) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
     except OSError as exc:  # a sandbox that forbids it: loads then simply compete as equals
         logger.debug("could not lower the loader thread's priority: %s", exc)
+
+
+def load_rows(
+    pipeline: dlt.Pipeline, rows: AuditRows, hold_back: bool
+) -> tuple[LoadInfo, str | None]:
+    """Load `rows`. When the destination refuses them because of the records' own values (the
+    rows' failure, not the destination's: `is_data_failure`), that package could never load and
+    would be retried first by every later run; so it is aborted, and the same rows are loaded
+    again with the records' fields held back (`AuditRows.held_back`: every record still reaches
+    the trail, `raw_response` keeps every value). Returns the load and why fields were held back
+    (None when they were not); any other failure is raised."""
+    try:
+        return load_fresh(pipeline, audit_trail(rows, hold_back)), None
+    except Exception as exc:
+        if not is_data_failure(exc):
+            raise
+        reason = f"the destination refused this record's fields: {refusal_reason(exc)}"
+        logger.warning("%s; loading %d records without them", reason, len(rows.archives))
+        logger.debug("the refused load", exc_info=exc)
+        pipeline.abort_packages()
+        return load_fresh(pipeline, audit_trail(rows.held_back(reason), hold_back)), reason
 
 
 class ChunkSink:
@@ -132,8 +154,8 @@ class ChunkSink:
         self._note_fields(rows)
         for attempt in range(1, LOAD_ATTEMPTS + 1):
             try:
-                info: LoadInfo = await asyncio.get_running_loop().run_in_executor(
-                    self._loader, load_fresh, self.pipeline, audit_trail(rows, self.hold_back)
+                info, held_back = await asyncio.get_running_loop().run_in_executor(
+                    self._loader, load_rows, self.pipeline, rows, self.hold_back
                 )
             except Exception as exc:
                 reason = str(typed_error(exc))
@@ -147,6 +169,8 @@ class ChunkSink:
                 await asyncio.sleep(wait)
             else:
                 logger.info("loaded %d outcomes (load ids %s)", len(chunk), info.loads_ids)
+                if held_back is not None:
+                    self.report.note_held_back([str(row["id"]) for row in rows.archives], held_back)
                 self.observer.on_loaded(len(chunk))
                 self.loaded.extend(
                     (outcome.request.contact_id, outcome.request.request_id)

@@ -48,6 +48,16 @@ class RunReport:
     requests_sent: int = 0
     # Why this run's own row is not in `archive_runs` (the destination could not take it).
     run_row_error: str | None = None
+    # Records loaded with their own fields held back (in `raw_response` only), and why.
+    held_back_records: list[str] = field(default_factory=list)
+    held_back_reasons: list[str] = field(default_factory=list)
+    # Packages a crashed or refused load left, aborted because they could never load.
+    aborted_packages: int = 0
+
+    def note_held_back(self, contact_ids: list[str], reason: str) -> None:
+        self.held_back_records.extend(contact_ids)
+        if reason not in self.held_back_reasons:
+            self.held_back_reasons.append(reason)
 
     @property
     def handled(self) -> int:
@@ -67,6 +77,8 @@ class RunReport:
             "renamed_fields": self.renamed_fields,
             "type_changes": self.type_changes,
             "held_back_fields": self.held_back_fields,
+            "held_back_records": self.held_back_records,
+            "aborted_packages": self.aborted_packages,
             "counts": {status.value: self.counts.get(status.value, 0) for status in Status},
             "connector_version": __version__,
             "base_url": self.base_url,

@@ -27,13 +27,14 @@ from routera_archive.calls.callers import (
     spawn_call_worker,
 )
 from routera_archive.config import RouteraSourceConfig, as_resolved
+from routera_archive.dataset.destination import is_data_failure, refusal_reason
 from routera_archive.dataset.fields import FieldColumns
 from routera_archive.dataset.loading import load_fresh, load_pending_packages, schema_columns
 from routera_archive.dataset.lock import RunLock, WarehouseLock
 from routera_archive.dataset.outcomes import is_terminal
 from routera_archive.dataset.queue import PendingQueue, PendingRequest, Shard
 from routera_archive.dataset.rows import RequestKey, request_key
-from routera_archive.dataset.tables import audit_trail, build_audit_rows, run_history
+from routera_archive.dataset.tables import build_audit_rows, run_history
 from routera_archive.errors import (
     AuthenticationError,
     CallWorkerError,
@@ -48,8 +49,8 @@ from routera_archive.http.client import RouteraClient
 from routera_archive.http.ids import validate_contact_id
 from routera_archive.journal import OutcomeJournal, journal_run_id, leftover_files, read_outcomes
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
-from routera_archive.names import FIELDS_TABLE, LOG_TABLE
-from routera_archive.run.chunks import ChunkSink
+from routera_archive.names import ARCHIVES_TABLE, FIELDS_TABLE, LOG_TABLE
+from routera_archive.run.chunks import ChunkSink, load_rows
 from routera_archive.run.failures import is_unexpected, stopped_by, typed_error
 from routera_archive.run.guardrails import (
     ListContacts,
@@ -263,7 +264,22 @@ class ArchiveRun:
         pipeline = self.pipeline
         if pipeline.has_pending_data:
             logger.info("loading the packages a previous run left unloaded")
-            load_pending_packages(pipeline)
+            try:
+                load_pending_packages(pipeline)
+            except Exception as exc:
+                if not is_data_failure(exc):
+                    raise
+                # A package whose rows the destination refuses never loads, and would stop every
+                # later run right here. Its outcomes are in their run's journal (a journal stays
+                # until all of its outcomes are loaded) and are loaded below, fields held back
+                # if need be; only a run row with no outcome in it can be lost this way.
+                logger.warning(
+                    "aborting a package the destination refuses (%s); its outcomes are loaded "
+                    "from their journal",
+                    refusal_reason(exc),
+                )
+                pipeline.abort_packages()
+                self.report.aborted_packages += 1
             self.report.loaded_pending_packages = True
         # After the pending packages: they may carry field assignments of their own.
         self.columns = FieldColumns(
@@ -274,6 +290,9 @@ class ArchiveRun:
             run_id = journal_run_id(path)
             outcomes = [o for o in read_outcomes(path) if o.status.is_terminal]
             done = self._settled_requests([request_key(o.request) for o in outcomes])
+            # A terminal log row is not enough for an outcome with a record: the trail must hold
+            # the record too (a package can load the log's rows and fail on the record's).
+            held = self._in_trail([str(o.record.get("id")) for o in outcomes if o.record])
             missing = [
                 o.model_copy(
                     update={
@@ -283,6 +302,7 @@ class ArchiveRun:
                 )
                 for o in outcomes
                 if request_key(o.request) not in done
+                or (o.record is not None and str(o.record.get("id")) not in held)
             ]
             if missing:
                 logger.warning(
@@ -291,9 +311,38 @@ class ArchiveRun:
                     len(missing),
                 )
                 rows = build_audit_rows(missing, run_id, self.columns)
-                load_fresh(pipeline, audit_trail(rows, self.hold_back))
+                _, held_back = load_rows(pipeline, rows, self.hold_back)
+                if held_back is not None:
+                    self.report.note_held_back([str(r["id"]) for r in rows.archives], held_back)
                 self.report.replayed_from_journal += len(missing)
             path.unlink()
+
+    def _in_trail(self, contact_ids: list[str]) -> set[str]:
+        """Which of these contacts `contact_archives` holds a record of."""
+        rows = self._select_where_in(ARCHIVES_TABLE, "id", "", sorted(set(contact_ids)))
+        return {str(row[0]) for row in rows}
+
+    def _select_where_in(
+        self, table_name: str, columns: str, condition: str, values: list[str]
+    ) -> list[tuple[object, ...]]:
+        """`SELECT columns FROM table WHERE condition column IN values`, in batches of 500 (the
+        first of `columns` is the one matched); no rows when the table does not exist yet."""
+        column = columns.split(",")[0].strip()
+        found: list[tuple[object, ...]] = []
+        try:
+            with self.pipeline.sql_client() as client:
+                table = client.make_qualified_table_name(table_name)
+                for start in range(0, len(values), 500):
+                    batch = values[start : start + 500]
+                    marks = ", ".join(["%s"] * len(batch))
+                    rows = client.execute_sql(
+                        f"SELECT {columns} FROM {table} l WHERE {condition}l.{column} IN ({marks})",
+                        *batch,
+                    )
+                    found.extend(tuple(row) for row in rows or ())
+        except DatabaseUndefinedRelation:
+            return []
+        return found
 
     def _known_field_columns(self) -> dict[str, str]:
         try:
@@ -308,27 +357,12 @@ class ArchiveRun:
         """Which of these requests (id, contact as the log holds them) `archive_log` settled."""
         if not keys:
             return set()
-        done: set[RequestKey] = set()
-        wanted = set(keys)
         request_ids = sorted({request_id for request_id, _ in keys})
-        try:
-            with self.pipeline.sql_client() as client:
-                log = client.make_qualified_table_name(LOG_TABLE)
-                for start in range(0, len(request_ids), 500):
-                    batch = request_ids[start : start + 500]
-                    marks = ", ".join(["%s"] * len(batch))
-                    rows = client.execute_sql(
-                        f"SELECT l.request_id, l.contact_id FROM {log} l "
-                        f"WHERE {is_terminal('l')} AND l.request_id IN ({marks})",
-                        *batch,
-                    )
-                    found = {
-                        (str(rid), None if cid is None else str(cid)) for rid, cid in rows or ()
-                    }
-                    done.update(found & wanted)
-        except DatabaseUndefinedRelation:
-            return set()
-        return done
+        rows = self._select_where_in(
+            LOG_TABLE, "request_id, contact_id", f"{is_terminal('l')} AND ", request_ids
+        )
+        found = {(str(rid), None if cid is None else str(cid)) for rid, cid in rows}
+        return found & set(keys)
 
     # -------------------------------------------------------------- planning
     def _classify(self, item: PendingRequest, handled: dict[str, str]) -> ArchiveOutcome | None:
