@@ -12,6 +12,7 @@ The type says what happens next, so a scheduler (and a person) can act on the ex
     │   ├── RetriesExhausted        the API stayed unreachable or failing (5xx, 429, timeouts)
     │   ├── DestinationUnavailable  the destination did not answer, or its file is in use
     │   ├── RunLockedError          another run holds the dataset
+    │   ├── LockLostError           the run's lock was lost mid-run: it stopped sending DELETEs
     │   └── CallWorkerError         the process making the calls ended (its journal keeps them)
     ├── GuardrailRefused            exit 3: a person must look at the queue before anything runs
     └── InvalidContactId            never leaves a run: the request is settled as `invalid`
@@ -113,6 +114,11 @@ class DestinationUnavailable(RetriableError):
 
 class RunLockedError(RetriableError):
     """Another run holds the dataset's lock."""
+
+
+class LockLostError(RetriableError):
+    """The run's lock on its dataset was lost while it ran (a PostgreSQL session ended, a lock
+    file was removed): it stopped sending DELETEs at once, and its journal keeps its answers."""
 
 
 class CallWorkerError(RetriableError):

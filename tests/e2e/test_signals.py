@@ -137,9 +137,10 @@ def test_a_stopped_run_finishes_in_flight_calls_loads_them_and_exits_non_zero(
 def test_a_second_run_at_the_same_time_makes_no_call_and_names_the_first(
     slow_server: SandboxServer, target: Target
 ) -> None:
-    """A second run from the same pipeline folder is refused by the local lock, on every
-    destination. On PostgreSQL, a run from another machine (a pipeline folder of its own) is
-    refused too, by the dataset's advisory lock, and names the first run's session."""
+    """A second run from the same pipeline folder is refused by the folder's lock. A run from
+    another machine, container or user (a pipeline folder of its own) is refused too, by the
+    dataset's lock: in PostgreSQL, an advisory lock naming the first run's session; on DuckDB,
+    a lock file next to the database (it once lived in the pipeline folder, and both ran)."""
     ids = enqueue_all(slow_server, target)
     env = run_env(slow_server, target)
     elsewhere = {**env, "DLT_DATA_DIR": str(target.workdir / "other_machine")}
@@ -149,8 +150,7 @@ def test_a_second_run_at_the_same_time_makes_no_call_and_names_the_first(
         wait_for_deletes(slow_server, 20)
         # Started together, so that both meet the first run in the middle of its work.
         others.append(start_run(slow_server, target, env))
-        if target.destination == "postgres":
-            others.append(start_run(slow_server, target, elsewhere))
+        others.append(start_run(slow_server, target, elsewhere))
         seconds = [finish_refused(process) for process in others]
         first_out, first_err = first.communicate(timeout=180)
     finally:
@@ -163,13 +163,16 @@ def test_a_second_run_at_the_same_time_makes_no_call_and_names_the_first(
     same_folder = seconds[0]
     assert same_folder.code == 1, same_folder.output
     assert f"run {first_run_id}" in same_folder.output
-    assert "another run holds this dataset" in same_folder.output
+    assert "another run holds this dataset's pipeline folder" in same_folder.output
+    other_machine = seconds[1]
+    assert other_machine.code == 1, other_machine.output
+    output = " ".join(other_machine.output.split())  # the message may wrap
     if target.destination == "postgres":
-        other_machine = seconds[1]
-        assert other_machine.code == 1, other_machine.output
-        output = " ".join(other_machine.output.split())  # the message may wrap
         assert f"another run holds dataset `{target.dataset}` in PostgreSQL" in output
         assert f"routera-archive {first_run_id}" in output  # the first run's session
+    else:
+        assert f"another run holds dataset `{target.dataset}` of routera_audit.duckdb" in output
+        assert f"run {first_run_id}" in output
     # Every contact was deleted exactly once: the second runs sent nothing.
     stats = slow_server.state.stats()
     assert stats["totals"]["by_method"]["DELETE"] == len(ids)

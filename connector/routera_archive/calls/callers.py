@@ -42,6 +42,10 @@ CALL_WORKER_WINDOW_PER_CONNECTION: Final = 4
 # When a run ends early, the worker gets this long to finish (and journal) the calls in flight.
 CALL_WORKER_STOP_TIMEOUT_S: Final = 60.0
 
+# How often a run asks whether it must stop while it feeds the worker: a stop reaches the
+# worker within this, so it starts none of the requests it holds after a lost lock.
+STOP_POLL_S: Final = 0.02
+
 Stopping = Callable[[], bool]
 
 
@@ -262,12 +266,19 @@ class WorkerCaller:
         """
         window = asyncio.Semaphore(self.window)
         feed_error: list[BaseException] = []
+        ended: list[str] = []  # the END or STOP sent: nothing is sent after it
+
+        def end(kind: str) -> None:
+            if not ended:
+                ended.append(kind)
+                with contextlib.suppress(OSError, RuntimeError):
+                    self._send(kind)
 
         async def feed() -> None:
             try:
                 async for request in requests:
                     await window.acquire()
-                    if self._done is not None:
+                    if self._done is not None or ended:
                         return
                     if stopping():  # the stop came while this request waited for the window
                         break
@@ -277,11 +288,23 @@ class WorkerCaller:
                 return  # the worker is gone; its end of the output says how
             except Exception as exc:
                 feed_error.append(exc)
+            end(protocol.STOP if feed_error or stopping() else protocol.END)
             with contextlib.suppress(OSError, RuntimeError):
-                self._send(protocol.STOP if feed_error or stopping() else protocol.END)
                 await self._stdin.drain()
 
+        async def stop_at_once() -> None:
+            """A stop (a signal, a lost lock) reaches the worker now, not when the feeder next
+            wakes: requests queued in the worker and not started stay pending."""
+            while not ended and self._done is None:
+                if stopping():
+                    end(protocol.STOP)
+                    with contextlib.suppress(OSError, RuntimeError):
+                        await self._stdin.drain()
+                    return
+                await asyncio.sleep(STOP_POLL_S)
+
         feeder = asyncio.create_task(feed())
+        stopper = asyncio.create_task(stop_at_once())
         error: Exception | None = None
         try:
             while True:
@@ -294,10 +317,11 @@ class WorkerCaller:
                 else:
                     break
         finally:
-            if not feeder.done():
-                feeder.cancel()
-                with contextlib.suppress(BaseException):
-                    await feeder
+            for task in (feeder, stopper):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
                 with contextlib.suppress(OSError, RuntimeError):
                     self._send(protocol.STOP)
         if error is not None:

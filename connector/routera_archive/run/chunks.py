@@ -5,6 +5,7 @@ import asyncio
 import logging
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
@@ -85,8 +86,12 @@ class ChunkSink:
         *,
         columns: FieldColumns,
         hold_back: bool,
+        may_load: Callable[[], bool] = lambda: True,
     ) -> None:
         self.columns = columns
+        # False once the run lost its dataset's lock to another run (run.lock_watch): then
+        # nothing more is loaded and the journal keeps the outcomes for the next run.
+        self.may_load = may_load
         self.hold_back = hold_back
         self.pipeline = pipeline
         self.journal = journal
@@ -138,6 +143,8 @@ class ChunkSink:
             self.journal.sync()
             await self._wait_for_load()
             chunk, self.buffer = self.buffer, []
+            if self.load_error is None and not self.may_load():
+                self.load_error = "the run lost its lock on the dataset"
             if self.load_error is None:
                 self.loading = asyncio.create_task(self._load(chunk))
 

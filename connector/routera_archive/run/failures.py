@@ -7,6 +7,7 @@ from routera_archive.errors import (
     CallWorkerError,
     ConfigurationError,
     DestinationUnavailable,
+    LockLostError,
     QueueError,
     RetriesExhausted,
     RouteraArchiveError,
@@ -17,6 +18,7 @@ from routera_archive.errors import (
 # What `archive_runs.outcome` says of a run an error ended (the first type that matches).
 STOPPED_BY: tuple[tuple[type[RouteraArchiveError], str], ...] = (
     (RunLockedError, "locked"),
+    (LockLostError, "stopped: the lock was lost"),
     (ConfigurationError, "stopped: configuration"),
     (AuthenticationError, "stopped: authentication"),
     (QueueError, "stopped: queue"),

@@ -30,7 +30,7 @@ from routera_archive.config import RouteraSourceConfig, as_resolved
 from routera_archive.dataset.destination import is_data_failure, refusal_reason
 from routera_archive.dataset.fields import FieldColumns
 from routera_archive.dataset.loading import load_fresh, load_pending_packages, schema_columns
-from routera_archive.dataset.lock import RunLock, WarehouseLock
+from routera_archive.dataset.lock import RunLock, dataset_lock
 from routera_archive.dataset.outcomes import is_terminal
 from routera_archive.dataset.queue import PendingQueue, PendingRequest, Shard
 from routera_archive.dataset.rows import RequestKey, request_key
@@ -41,6 +41,7 @@ from routera_archive.errors import (
     ExitCode,
     GuardrailRefused,
     InvalidContactId,
+    LockLostError,
     RetriesExhausted,
     RouteraArchiveError,
     RunLockedError,
@@ -58,6 +59,7 @@ from routera_archive.run.guardrails import (
     probe_account,
     share_verdict,
 )
+from routera_archive.run.lock_watch import LockWatch
 from routera_archive.run.result import (
     PlannedRequest,
     RunObserver,
@@ -116,6 +118,8 @@ class ArchiveRun:
         self.hold_back = config.schema_contract != "evolve"
         self._columns_before: dict[str, set[str]] = {}
         self._worker: SpawnedWorker | None = None
+        # Set once both locks are held; asked before every DELETE (see run.lock_watch).
+        self._lock_watch: LockWatch | None = None
 
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunReport:
@@ -132,13 +136,12 @@ class ArchiveRun:
         report = self.report
         lock = RunLock(Path(self.pipeline.working_dir) / "run.lock", report.run_id)
         shard = self.options.shard
-        warehouse_lock = WarehouseLock(
-            self.pipeline, report.run_id, None if shard is None else f"{shard.index}/{shard.count}"
-        )
+        shard_label = None if shard is None else f"{shard.index}/{shard.count}"
         try:
             lock.acquire()
             try:
-                warehouse_lock.acquire()
+                shared_lock = dataset_lock(self.pipeline, report.run_id, shard_label)
+                shared_lock.acquire()
             except BaseException:
                 lock.release()
                 raise
@@ -150,6 +153,7 @@ class ArchiveRun:
             self._fail(error, "locked" if locked else f"{stopped_by(error)}; nothing was done")
             report.finished_at = datetime.now(UTC)
             return report
+        watch = self._lock_watch = LockWatch([lock, shared_lock]).start()
         try:
             try:
                 self._execute_locked()
@@ -166,7 +170,8 @@ class ArchiveRun:
                 self._fail(error, stopped_by(error))
             self._finish_report()
         finally:
-            warehouse_lock.release()
+            watch.stop()
+            shared_lock.release()
             lock.release()
         return report
 
@@ -430,6 +435,7 @@ class ArchiveRun:
             self.observer,
             columns=self.columns,
             hold_back=self.hold_back,
+            may_load=self._may_load,
         )
         self.observer.on_start(report, to_handle)
         handled: dict[str, str] = {}
@@ -495,7 +501,10 @@ class ArchiveRun:
             await caller.aclose()
             report.requests_sent = caller.requests_sent
             journal.close()
-        if sink.load_error is not None:
+        lost = self._lock_lost()
+        if lost is not None:
+            self._fail(lost, stopped_by(lost))
+        elif sink.load_error is not None:
             self._fail_code(
                 ExitCode.FAILED,
                 "stopped: load failed",
@@ -508,7 +517,29 @@ class ArchiveRun:
             )
 
     def _should_stop(self, sink: "ChunkSink") -> bool:
-        return self.stop.is_set() or sink.load_error is not None
+        return (
+            self.stop.is_set()
+            or sink.load_error is not None
+            or (self._lock_watch is not None and not self._lock_watch.may_send())
+        )
+
+    def _may_load(self) -> bool:
+        return self._lock_watch is None or self._lock_watch.may_load()
+
+    def _lock_lost(self) -> LockLostError | None:
+        watch = self._lock_watch
+        if watch is None or watch.lost is None:
+            return None
+        then = (
+            "the lock was taken again, so what it archived is loaded"
+            if watch.regained
+            else "another run may hold the dataset now, so it loaded nothing more: its outcomes "
+            "are kept in the journal and the next run here loads them"
+        )
+        return LockLostError(
+            f"the run lost its lock on the dataset ({watch.lost}) and stopped sending DELETEs; "
+            f"{then}; the rest stays pending"
+        )
 
     # ------------------------------------------------------------ the report
     def _finish_report(self) -> None:
