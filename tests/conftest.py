@@ -17,6 +17,7 @@ import pytest
 
 from routera_archive.config import RouteraSourceConfig, settings_from_values
 from routera_archive.http.config import ClientConfig
+from routera_archive.redaction import REDACTOR
 from routera_archive_pipelines.factory import make_pipeline
 from routera_archive_sandbox import SandboxConfig, SandboxServer
 
@@ -59,6 +60,14 @@ def _isolated_dlt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
     monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt_data"))
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _secrets_forgotten() -> Iterator[None]:
+    """Each test masks only the secrets it configured itself: a process-wide list (redaction)
+    would otherwise carry one test's odd credentials into every later test of the process."""
+    yield
+    REDACTOR.forget_all()
 
 
 @pytest.fixture

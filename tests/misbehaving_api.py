@@ -5,6 +5,7 @@ the test tree, not among the sandbox's flags, because no user rehearses with it.
     with MisbehavingApi() as api:
         api.answer("GET", "/contacts", 403, {"message": "forbidden", "error": True})
         api.answer("DELETE", "/contacts/*", 404, "<html>Not Found</html>", "text/html")
+        api.answer("POST", "/oauth2/token", 400, "bad form: {request_body}")  # echoes it
         ... api.url ...  # requests seen: api.requests
 """
 
@@ -24,21 +25,31 @@ class Answer:
     status: int
     body: bytes
     content_type: str
+    times: int | None = None  # answered this many times, then the rule is used up
 
 
 @dataclass
 class MisbehavingApi:
     answers: list[tuple[str, str, Answer]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer(
-        self, method: str, path: str, status: int, body: Any, content_type: str | None = None
+        self,
+        method: str,
+        path: str,
+        status: int,
+        body: Any,
+        content_type: str | None = None,
+        *,
+        times: int | None = None,
     ) -> None:
-        """Answer `method` on `path` (a glob, `*` matches one segment or more) thus; the last
-        matching rule wins."""
+        """Answer `method` on `path` (a glob, `*` matches one segment or more) thus, `times`
+        times or for ever; the last matching rule not used up wins. In a body,
+        `{request_body}` and `{request_headers}` become what the request carried."""
         raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         kind = content_type or ("text/plain" if isinstance(body, str) else "application/json")
-        self.answers.append((method, path, Answer(status, raw, kind)))
+        self.answers.append((method, path, Answer(status, raw, kind, times)))
 
     def __enter__(self) -> MisbehavingApi:
         api = self
@@ -48,21 +59,31 @@ class MisbehavingApi:
                 path = self.path.split("?", 1)[0]
                 api.requests.append((self.command, self.path))
                 length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                match = next(
-                    (
-                        answer
-                        for method, pattern, answer in reversed(api.answers)
-                        if method == self.command and fnmatch.fnmatchcase(path, pattern)
-                    ),
-                    Answer(500, b'{"message": "not scripted", "error": true}', "application/json"),
+                sent = self.rfile.read(length) if length else b""
+                with api.lock:
+                    match = next(
+                        (
+                            answer
+                            for method, pattern, answer in reversed(api.answers)
+                            if method == self.command
+                            and fnmatch.fnmatchcase(path, pattern)
+                            and answer.times != 0
+                        ),
+                        Answer(
+                            500, b'{"message": "not scripted", "error": true}', "application/json"
+                        ),
+                    )
+                    if match.times is not None:
+                        match.times -= 1
+                # An API that echoes what it was sent, as some do in their errors.
+                body = match.body.replace(b"{request_body}", sent).replace(
+                    b"{request_headers}", str(self.headers).encode()
                 )
                 self.send_response(match.status)
                 self.send_header("Content-Type", match.content_type)
-                self.send_header("Content-Length", str(len(match.body)))
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(match.body)
+                self.wfile.write(body)
 
             do_GET = do_POST = do_DELETE = do_PATCH = _serve
 

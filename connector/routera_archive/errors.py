@@ -24,6 +24,8 @@ The type says what happens next, so a scheduler (and a person) can act on the ex
 from enum import IntEnum
 from typing import ClassVar, Final
 
+from routera_archive.redaction import scrub
+
 
 class ExitCode(IntEnum):
     """What a command's exit status means (the README's table)."""
@@ -142,8 +144,8 @@ class InvalidContactId(RouteraArchiveError, ValueError):
 def one_line(text: str, limit: int = 400) -> str:
     """The first non-blank line of a message (dlt's and the drivers' run over many), and the
     next one while a line ends with ':' (it announces what follows), cut short, so an error
-    stays one line on a terminal and in a scheduler's log."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    stays one line on a terminal and in a scheduler's log; every known secret masked."""
+    lines = [line.strip() for line in scrub(text).splitlines() if line.strip()]
     kept = lines[:1]
     while kept and kept[-1].endswith(":") and len(kept) < len(lines):
         kept.append(lines[len(kept)])

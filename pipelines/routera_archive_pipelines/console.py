@@ -18,6 +18,7 @@ from rich.text import Text
 
 from routera_archive.audit.status import DatasetStatus
 from routera_archive.models import ArchiveOutcome, Status
+from routera_archive.redaction import RedactingFilter, scrub
 from routera_archive.run.result import RunObserver, RunReport
 
 logger = logging.getLogger("routera_archive_pipelines.cli")
@@ -51,6 +52,7 @@ def setup_logging(debug: bool) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # every line, whoever logs it (dlt, httpx, ours)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -63,8 +65,11 @@ def setup_logging(debug: bool) -> None:
 
 
 def _plain(*parts: str | tuple[str, str]) -> Text:
-    """A line from plain strings and (text, style) pairs: nothing in it is read as markup."""
-    return Text.assemble(*parts)
+    """A line from plain strings and (text, style) pairs: nothing in it is read as markup,
+    and no known secret is shown (an API's words may echo one: `redaction`)."""
+    return Text.assemble(
+        *(scrub(part) if isinstance(part, str) else (scrub(part[0]), part[1]) for part in parts)
+    )
 
 
 STATUS_STYLES = {

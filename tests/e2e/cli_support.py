@@ -153,6 +153,21 @@ class Target:
         )
 
 
+def stored_text(target: Target) -> str:
+    """Every row of every table in the dataset and its staging datasets, as text: what an
+    auditor's `SELECT *` could show."""
+    texts: list[str] = []
+    for schema in target.schemas():
+        tables = target.query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", schema
+        )
+        for (table,) in tables:
+            kind = "VARCHAR" if target.destination == "duckdb" else "text"
+            rows = target.query(f'SELECT CAST(t AS {kind}) FROM "{schema}"."{table}" AS t')
+            texts.extend(row[0] for row in rows)
+    return "\n".join(texts)
+
+
 def _postgres() -> Any:
     """A connection to the test PostgreSQL (trust auth: the URL's placeholder password goes)."""
     return psycopg2.connect(POSTGRES_URL.replace(":trust", ""), connect_timeout=5)

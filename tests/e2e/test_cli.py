@@ -22,6 +22,7 @@ from tests.e2e.cli_support import (
     api_requests,
     cli_runner,
     deletes_sent,
+    stored_text,
 )
 
 pytestmark = pytest.mark.e2e
@@ -241,19 +242,6 @@ def test_enqueue_refuses_ids_that_can_never_be_valid(
     assert target.query("SELECT contact_id FROM archive_queue") == [("good-id",)]
 
 
-def warehouse_text(target: Target) -> str:
-    """Every row of every table in the PostgreSQL dataset and its staging datasets, as text."""
-    texts: list[str] = []
-    for schema in target.schemas():
-        tables = target.query(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", schema
-        )
-        for (table,) in tables:
-            rows = target.query(f'SELECT CAST(t AS text) FROM "{schema}"."{table}" AS t')
-            texts.extend(row[0] for row in rows)
-    return "\n".join(texts)
-
-
 def test_secrets_never_reach_the_database_the_pipeline_folder_or_the_output(
     target_cli: RunCli, server: SandboxServer, tmp_path: Path, target: Target
 ) -> None:
@@ -286,7 +274,7 @@ def test_secrets_never_reach_the_database_the_pipeline_folder_or_the_output(
         for secret in secrets:
             assert secret.encode() not in content, f"a secret is stored in {path}"
     if target.destination == "postgres":
-        stored = warehouse_text(target)
+        stored = stored_text(target)
         assert len(audit_rows(target)) == 3 and all(cid in stored for cid in ids)
         for secret in secrets:
             assert secret not in stored, (

@@ -37,6 +37,7 @@ from routera_archive.http.client import RouteraClient
 from routera_archive.http.config import ClientConfig
 from routera_archive.journal import OutcomeJournal
 from routera_archive.models import ArchiveRequest
+from routera_archive.redaction import scrub
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class ForwardToRun(logging.Handler):
             message = record.getMessage()
             if record.exc_info:
                 message += "\n" + logging.Formatter().formatException(record.exc_info)
+            message = scrub(message)
             self.outbox.send(
                 protocol.LOG,
                 json.dumps({"level": record.levelno, "name": record.name, "message": message}),

@@ -11,6 +11,7 @@ from typing import Any
 
 from routera_archive.dataset.fields import AUDIT_META_COLUMNS, FieldColumns
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, parse_api_timestamp
+from routera_archive.redaction import scrub
 from routera_archive.values import NUL_STAND_IN, storable_text
 
 __all__ = ["AUDIT_META_COLUMNS", "NUL_STAND_IN", "audit_row", "log_row"]
@@ -25,6 +26,12 @@ def _visible(text: str | None) -> str | None:
     drop, written as a visible stand-in, so the log shows an id as queued (and matches the
     queue's request id, which gets the same stand-in in SQL)."""
     return None if text is None else storable_text(text)
+
+
+def _told(text: str | None) -> str | None:
+    """Free text (an error, a body, a reason) as stored: visible, and with every known secret
+    masked (`redaction`: an API may echo one). Ids are left as queued, to stay matchable."""
+    return None if text is None else _visible(scrub(text))
 
 
 # A request as `archive_log` identifies it: its id and its contact, as the log holds them.
@@ -44,17 +51,17 @@ def log_row(outcome: ArchiveOutcome, run_id: str) -> dict[str, Any]:
         "contact_id": _visible(request.contact_id),
         "status": outcome.status.value,
         "http_status": outcome.http_status,
-        "error": _visible(outcome.error),
+        "error": _told(outcome.error),
         "attempts": outcome.attempts,
-        "requested_by": _visible(request.requested_by),
-        "reason": _visible(request.reason),
+        "requested_by": _told(request.requested_by),
+        "reason": _told(request.reason),
         "requested_at": request.requested_at,
         "processed_at": outcome.processed_at,
         "run_id": run_id,
         "recovered": outcome.recovered,
         "record_source": outcome.record_source,
         "duplicate_of": outcome.duplicate_of,
-        "response_body": None if outcome.record is not None else _visible(outcome.raw_response),
+        "response_body": None if outcome.record is not None else _told(outcome.raw_response),
     }
 
 
@@ -80,12 +87,12 @@ def audit_row(
     request = outcome.request
     row.update(
         request_id=_visible(request.request_id),
-        requested_by=_visible(request.requested_by),
-        reason=_visible(request.reason),
+        requested_by=_told(request.requested_by),
+        reason=_told(request.reason),
         requested_at=request.requested_at,
         run_id=run_id,
         recovered=outcome.recovered,
         record_source=outcome.record_source,
-        raw_response=_visible(outcome.raw_response),
+        raw_response=_told(outcome.raw_response),
     )
     return row

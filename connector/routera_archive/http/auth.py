@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from routera_archive.errors import AuthenticationError
+from routera_archive.redaction import remember, scrub
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ class OAuthTokenProvider:
                 raise
             finally:
                 self._finished += 1
+            remember(token)  # before any use: an API may echo it in the next answer
             self._token = token
             self._renew_at = self.clock() + self._cache_seconds(lifetime)
             logger.info("got an OAuth token from Routera (valid for %.0f s)", lifetime)
@@ -217,6 +219,7 @@ class OAuthTokenProvider:
         return text
 
     def _scrub(self, text: str) -> str:
+        text = scrub(text)
         return text.replace(self._client_secret, "<redacted>") if self._client_secret else text
 
 

@@ -33,6 +33,7 @@ from routera_archive.http.auth import OAuthTokenProvider, StaticTokenProvider, T
 from routera_archive.http.config import AccessToken, ClientConfig
 from routera_archive.http.ids import CONTACTS_PATH, contact_path
 from routera_archive.http.pacing import RatePacer
+from routera_archive.redaction import scrub
 
 logger = logging.getLogger(__name__)
 
@@ -328,18 +329,20 @@ class RouteraClient:
             raise _RetryableAttempt(reason) from error
 
         status = response.status_code
+        # An API may echo what it was sent (a form, headers): no body leaves here unmasked.
+        body = scrub(response.text)
         if status == 401 and call.authenticated:
-            await self._on_unauthorized(call, token or "", response.text)
+            await self._on_unauthorized(call, token or "", body)
             raise _RetryableAttempt("HTTP 401 (OAuth token renewed)", free=True)
         if status == 429 or status == 408 or status >= 500:
-            call.last_status, call.last_body = status, response.text
+            call.last_status, call.last_body = status, body
             # 429 means throttled, not processed; 408 and 5xx may come after processing.
             call.maybe_reached = call.maybe_reached or status != 429
             retry_after = parse_retry_after(response.headers.get("Retry-After"), self.wall_clock())
             raise _RetryableAttempt(f"HTTP {status}", retry_after=retry_after)
         return ApiAnswer(
             status_code=status,
-            body=response.text,
+            body=body,
             attempts=call.attempts,
             maybe_reached_before=maybe_reached_before,
             retry_reasons=tuple(call.reasons),
@@ -535,7 +538,7 @@ def api_message(body: str, *, secrets: tuple[str, ...] = (), fallback: bool = Tr
         if not fallback:
             return ""
         message = body if body.strip() else "(empty body)"
-    message = " ".join(message.split())
+    message = " ".join(scrub(message).split())
     for secret in secrets:
         if secret:
             message = message.replace(secret, "<redacted>")

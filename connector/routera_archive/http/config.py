@@ -12,12 +12,17 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from routera_archive.redaction import remember
+
 
 @dataclass(frozen=True)
 class AccessToken:
     """A static bearer token: nothing to renew, so a 401 is final."""
 
     token: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        remember(self.token)  # masked wherever text leaves this process (see redaction)
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,9 @@ class ClientCredentials:
     # Not shown either: README and the settings call all three credentials secrets.
     client_id: str = field(repr=False)
     client_secret: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        remember(self.client_secret)  # masked wherever text leaves this process (see redaction)
 
 
 # One identity per run: a static token or OAuth client credentials, never both.

@@ -9,6 +9,7 @@ from uuid import uuid4
 from routera_archive import __version__
 from routera_archive.errors import ExitCode
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.redaction import scrub
 
 
 @dataclass
@@ -84,7 +85,7 @@ class RunReport:
             "base_url": self.base_url,
             "destination": self.destination,
             "dataset": self.dataset,
-            "error": self.error,
+            "error": None if self.error is None else scrub(self.error),
         }
 
 
