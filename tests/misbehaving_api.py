@@ -26,6 +26,13 @@ class Answer:
     body: bytes
     content_type: str
     times: int | None = None  # answered this many times, then the rule is used up
+    # "endless": the body never ends (64 KB pieces until the client goes); "trickle": one
+    # byte every half second.
+    stream: str | None = None
+
+
+# Routera's answer to the run's first call (`GET /contacts?limit=1`): the account probe.
+ROUTERA_LISTING = {"data": [], "pagination": {"limit": 1, "offset": 0, "count": 100000}}
 
 
 @dataclass
@@ -33,6 +40,7 @@ class MisbehavingApi:
     answers: list[tuple[str, str, Answer]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    closing: threading.Event = field(default_factory=threading.Event)
 
     def answer(
         self,
@@ -43,13 +51,21 @@ class MisbehavingApi:
         content_type: str | None = None,
         *,
         times: int | None = None,
+        stream: str | None = None,
     ) -> None:
         """Answer `method` on `path` (a glob, `*` matches one segment or more) thus, `times`
         times or for ever; the last matching rule not used up wins. In a body,
         `{request_body}` and `{request_headers}` become what the request carried."""
         raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         kind = content_type or ("text/plain" if isinstance(body, str) else "application/json")
-        self.answers.append((method, path, Answer(status, raw, kind, times)))
+        self.answers.append((method, path, Answer(status, raw, kind, times, stream)))
+
+    @classmethod
+    def like_routera(cls) -> MisbehavingApi:
+        """One that passes the run's account probe, to misbehave later in the run."""
+        api = cls()
+        api.answer("GET", "/contacts", 200, ROUTERA_LISTING)
+        return api
 
     def __enter__(self) -> MisbehavingApi:
         api = self
@@ -81,9 +97,24 @@ class MisbehavingApi:
                 )
                 self.send_response(match.status)
                 self.send_header("Content-Type", match.content_type)
-                self.send_header("Content-Length", str(len(body)))
+                if match.stream is None:
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if match.stream is None:
+                    self.wfile.write(body)
+                    return
+                # No length: the body runs until the connection closes (HTTP/1.0).
+                self.close_connection = True
+                try:
+                    while not api.closing.is_set():
+                        if match.stream == "endless":
+                            self.wfile.write(b" " * 65536)
+                        else:
+                            self.wfile.write(b" ")
+                            self.wfile.flush()
+                            api.closing.wait(0.5)
+                except OSError:
+                    return  # the client gave up on it, as it should
 
             do_GET = do_POST = do_DELETE = do_PATCH = _serve
 
@@ -104,5 +135,6 @@ class MisbehavingApi:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.closing.set()
         self._server.shutdown()
         self._server.server_close()

@@ -36,7 +36,16 @@ STRICT_PATHS: Final = (CONFIG_SECTIONS, CONFIG_SECTIONS[:2])
 """The only places a setting is read from (see `_configured_values`)."""
 DEFAULT_BASE_URL: Final = "https://api.routera.io"
 SCHEMA_CONTRACTS: Final = ("evolve", "freeze", "discard")
-TIMEOUTS: Final = ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout")
+TIMEOUTS: Final = (
+    "connect_timeout",
+    "read_timeout",
+    "write_timeout",
+    "pool_timeout",
+    "call_deadline",
+)
+# Bounds a user can reach by a typo (`--concurrency 10000000` once took 2 GB before any call).
+CONCURRENCY_MAX: Final = 256
+MAX_BODY_BYTES_RANGE: Final = (1024, 1024**3)
 SECRET_FIELDS: Final = ("access_token", "client_id", "client_secret")
 WAITS: Final = ("max_retry_wait", "backoff_initial", "backoff_max", "token_refresh_margin")
 
@@ -112,8 +121,9 @@ class RouteraSourceConfig(DatasetConfig):
     """OAuth client secret, given with `client_id`."""
 
     concurrency: int = 16
-    """Requests in flight at once. Throughput is rate x latency: 16 keeps 50 requests/s going
-    for calls of up to 320 ms (raise it with `rps`: at least `rps` x latency)."""
+    """Requests in flight at once, 1 to 256. Throughput is rate x latency: 16 keeps 50
+    requests/s going for calls of up to 320 ms (raise it with `rps`: at least `rps` x
+    latency)."""
     rps: float = 50.0
     """Requests per second across the run, retries, GETs and token calls included; 0 turns the
     limit off. Routera publishes no limit and an archive cannot be undone: a polite default."""
@@ -133,6 +143,14 @@ class RouteraSourceConfig(DatasetConfig):
     """Seconds to send a request."""
     pool_timeout: float = 60.0
     """Seconds a request may wait for a free connection of its pool."""
+    call_deadline: float = 120.0
+    """Seconds one attempt may take in all, from sending the request to the last byte of its
+    answer: `read_timeout` bounds each wait between two bytes, so an answer trickled a byte at
+    a time would otherwise hold a call for ever. Past it the attempt counts as a timeout."""
+    max_body_bytes: int = 8 * 1024 * 1024
+    """The largest answer body read, in bytes (8 MiB: a contact with a thousand custom fields
+    is a few hundred KB). A longer one is not read further: the call is `failed`, and asked
+    about again next run (a body that never ends would otherwise fill the memory)."""
     token_refresh_margin: float = 60.0
     """Seconds before an OAuth token's `expires_in` runs out that it is renewed, so no call
     races the expiry."""
@@ -158,8 +176,18 @@ class RouteraSourceConfig(DatasetConfig):
         """Every rule on a setting's value, checked once, naming the key as a user sets it."""
         self._check_base_url()
         self.credentials  # noqa: B018  (raises ConfigurationError when they cannot work)
-        if self.concurrency < 1:
-            _refuse("concurrency", f"concurrency must be at least 1, got {self.concurrency}")
+        if not 1 <= self.concurrency <= CONCURRENCY_MAX:
+            _refuse(
+                "concurrency",
+                f"concurrency must be between 1 and {CONCURRENCY_MAX}, got {self.concurrency}",
+            )
+        low, high = MAX_BODY_BYTES_RANGE
+        if not low <= self.max_body_bytes <= high:
+            _refuse(
+                "max_body_bytes",
+                f"max_body_bytes must be between {low} and {high} (1 GiB), "
+                f"got {self.max_body_bytes}",
+            )
         if not (self.rps >= 0 and math.isfinite(self.rps)):
             _refuse("rps", f"rps must be a number >= 0 (0: no limit), got {self.rps}")
         if self.max_attempts < 1:
@@ -233,6 +261,8 @@ class RouteraSourceConfig(DatasetConfig):
             read_timeout=self.read_timeout,
             write_timeout=self.write_timeout,
             pool_timeout=self.pool_timeout,
+            call_deadline=self.call_deadline,
+            max_body_bytes=self.max_body_bytes,
             max_attempts=self.max_attempts,
             max_retry_wait=self.max_retry_wait,
             backoff_initial=self.backoff_initial,

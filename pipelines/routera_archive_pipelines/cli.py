@@ -105,7 +105,8 @@ def run(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Run past the guardrails.")] = False,
     concurrency: Annotated[
-        int | None, typer.Option(min=1, metavar="N", help="Requests in flight (concurrency).")
+        int | None,
+        typer.Option(metavar="N", help="Requests in flight, 1 to 256 (concurrency)."),
     ] = None,
     rps: Annotated[
         float | None,

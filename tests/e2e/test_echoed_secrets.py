@@ -14,7 +14,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from routera_archive_sandbox import SandboxConfig, SandboxServer
+from routera_archive_sandbox import SandboxServer
 from tests.e2e.cli_support import Result, RunCli, Target, cli_runner, stored_text
 from tests.misbehaving_api import MisbehavingApi
 
@@ -25,7 +25,6 @@ CLIENT_SECRET = "s3cr+t/with=&%chars~Zq9"
 ISSUED_TOKEN = "issued-token-Vb4+/Xy=="
 STATIC_TOKEN = "static-token-Hn2/Rk+Q"
 ARCHIVED = "2026-06-01T10:00:00Z"
-LISTING = {"data": [], "pagination": {"limit": 1, "offset": 0, "count": 100000}}
 
 
 def forms(secret: str, user: str = CLIENT_ID) -> list[str]:
@@ -46,20 +45,13 @@ def record(contact_id: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def server() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(port=0, contacts=1)) as running:  # for cli_env only
-        yield running
-
-
-@pytest.fixture
 def api() -> Iterator[MisbehavingApi]:
-    with MisbehavingApi() as running:
-        running.answer("GET", "/contacts", 200, LISTING)
+    with MisbehavingApi.like_routera() as running:
         yield running
 
 
 @pytest.fixture
-def cli(tmp_path: Path, server: SandboxServer, api: MisbehavingApi, target: Target) -> RunCli:
+def cli(tmp_path: Path, idle_sandbox: SandboxServer, api: MisbehavingApi, target: Target) -> RunCli:
     settings = {
         "SOURCES__ROUTERA__BASE_URL": api.url,
         "SOURCES__ROUTERA__CLIENT_ID": CLIENT_ID,
@@ -68,7 +60,7 @@ def cli(tmp_path: Path, server: SandboxServer, api: MisbehavingApi, target: Targ
         "SOURCES__ROUTERA__BACKOFF_INITIAL": "0.01",
         "SOURCES__ROUTERA__BACKOFF_MAX": "0.05",
     }
-    return cli_runner(server, tmp_path, settings, timeout=120, target=target)
+    return cli_runner(idle_sandbox, tmp_path, settings, timeout=120, target=target)
 
 
 def assert_nowhere(

@@ -16,13 +16,12 @@ from typing import Any
 
 import pytest
 
-from routera_archive_sandbox import SandboxConfig, SandboxServer
+from routera_archive_sandbox import SandboxServer
 from tests.e2e.cli_support import RunCli, Target, cli_runner
 from tests.misbehaving_api import MisbehavingApi
 
 TOKEN = "poison-test-token"
 ARCHIVED = "2026-06-01T10:00:00Z"
-LISTING = {"data": [], "pagination": {"limit": 1, "offset": 0, "count": 100000}}
 
 
 def body(contact_id: str, extra: str, archived: str = ARCHIVED) -> str:
@@ -50,15 +49,8 @@ FIELD = {"c-uint64": "lead_score", "c-nan": "lead_score", "c-deep": "tree"}
 
 
 @pytest.fixture
-def server() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(port=0, contacts=1)) as running:
-        yield running
-
-
-@pytest.fixture
 def api() -> Iterator[MisbehavingApi]:
-    with MisbehavingApi() as running:
-        running.answer("GET", "/contacts", 200, LISTING)
+    with MisbehavingApi.like_routera() as running:
         for contact_id, (text, _) in ANSWERS.items():
             running.answer("DELETE", f"/contacts/{contact_id}", 200, text, "application/json")
         running.answer("DELETE", "/contacts/c-new", 200, body("c-new", '"lead_score": 7'))
@@ -66,7 +58,7 @@ def api() -> Iterator[MisbehavingApi]:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, server: SandboxServer, api: MisbehavingApi, target: Target) -> RunCli:
+def cli(tmp_path: Path, idle_sandbox: SandboxServer, api: MisbehavingApi, target: Target) -> RunCli:
     settings = {
         "SOURCES__ROUTERA__BASE_URL": api.url,
         "SOURCES__ROUTERA__ACCESS_TOKEN": TOKEN,
@@ -74,7 +66,7 @@ def cli(tmp_path: Path, server: SandboxServer, api: MisbehavingApi, target: Targ
         "SOURCES__ROUTERA__CLIENT_SECRET": None,
         "SOURCES__ROUTERA__CHUNK_SIZE": "3",  # poison in several chunks, beside plain records
     }
-    return cli_runner(server, tmp_path, settings, timeout=120, target=target)
+    return cli_runner(idle_sandbox, tmp_path, settings, timeout=120, target=target)
 
 
 def column_value(target: Target, contact_id: str, field: str) -> Any:

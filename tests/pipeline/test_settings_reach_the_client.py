@@ -36,6 +36,8 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "read_timeout": ("2.5", 2.5),
     "write_timeout": ("3.5", 3.5),
     "pool_timeout": ("4.5", 4.5),
+    "call_deadline": ("6.5", 6.5),
+    "max_body_bytes": ("70000", 70000),
     "token_refresh_margin": ("5", 5.0),
 }
 MARK = "client settings: "

@@ -192,6 +192,8 @@ def test_every_setting_of_the_client_comes_from_the_spec() -> None:
         read_timeout=2,
         write_timeout=3,
         pool_timeout=4,
+        call_deadline=6,
+        max_body_bytes=70000,
         token_refresh_margin=5,
     )
     client = config.client_config()

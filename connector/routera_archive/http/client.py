@@ -75,6 +75,23 @@ class ApiAnswer:
         return json.loads(self.body)
 
 
+@dataclass(frozen=True)
+class _Received:
+    """An answer as read (within call_deadline and max_body_bytes)."""
+
+    status_code: int
+    headers: httpx.Headers
+    text: str
+
+
+class _BodyTooLarge(Exception):
+    """The answer's body passed max_body_bytes."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
 class _RetryableAttempt(Exception):
     """One attempt failed in a way that another attempt may fix."""
 
@@ -327,6 +344,19 @@ class RouteraClient:
         except (httpx.TransportError, httpx.DecodingError) as error:
             reason = self._classify_transport_error(call, error)
             raise _RetryableAttempt(reason) from error
+        except TimeoutError:  # call_deadline, whatever came or did not come meanwhile
+            call.maybe_reached = True
+            deadline = f"no whole answer within call_deadline ({self.config.call_deadline:g} s)"
+            raise _RetryableAttempt(deadline) from None
+        except _BodyTooLarge as error:
+            # The same request would get the same body: not tried again, not read further.
+            raise RetriesExhausted(
+                f"{call.method} {call.path}: the answer (HTTP {error.status}) is longer than "
+                f"max_body_bytes ({self.config.max_body_bytes}); not read further",
+                attempts=call.attempts,
+                maybe_reached_server=True,
+                last_status=error.status,
+            ) from None
 
         status = response.status_code
         # An API may echo what it was sent (a form, headers): no body leaves here unmasked.
@@ -348,26 +378,43 @@ class RouteraClient:
             retry_reasons=tuple(call.reasons),
         )
 
-    async def _send(self, request: httpx.Request) -> httpx.Response:
+    async def _send(self, request: httpx.Request) -> _Received:
         """Send on the pool with the fewest requests in flight (the semaphore bounds them all,
-        so no pool ever holds more than its share)."""
+        so no pool ever holds more than its share), and read the answer within
+        `call_deadline` and `max_body_bytes` (TimeoutError, _BodyTooLarge)."""
         index = self._in_flight.index(min(self._in_flight))
         self._in_flight[index] += 1
         try:
-            if not self._direct:
-                return await self._pools[index].send(request)
-            # Straight to the transport (httpx's public transport API): the client's send adds
-            # auth and redirect flows, cookie extraction and event hooks, none of which these
-            # calls use, at about a tenth of the HTTP time (bench/RESULTS.md). The request
-            # carries the client's timeouts, set by build_request.
-            response = await self._transports[index].handle_async_request(request)
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-            return response
+            async with asyncio.timeout(self.config.call_deadline):
+                if not self._direct:
+                    response = await self._pools[index].send(request, stream=True)
+                else:
+                    # Straight to the transport (httpx's public transport API): the client's
+                    # send adds auth and redirect flows, cookie extraction and event hooks,
+                    # none of which these calls use, at about a tenth of the HTTP time
+                    # (bench/RESULTS.md). The request carries the client's timeouts.
+                    response = await self._transports[index].handle_async_request(request)
+                try:
+                    return await self._read(response)
+                finally:
+                    await response.aclose()
         finally:
             self._in_flight[index] -= 1
+
+    async def _read(self, response: httpx.Response) -> _Received:
+        """The answer's body, decoded, up to `max_body_bytes` of it (a body that never ends
+        would otherwise take the memory)."""
+        limit = self.config.max_body_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _BodyTooLarge(response.status_code)
+        body = bytearray()
+        async for piece in response.aiter_bytes():
+            body += piece
+            if len(body) > limit:
+                raise _BodyTooLarge(response.status_code)
+        text = body.decode(response.encoding or "utf-8", errors="replace")
+        return _Received(response.status_code, response.headers, text)
 
     async def _token_for(self, call: _Call) -> str:
         try:

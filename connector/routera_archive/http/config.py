@@ -53,6 +53,8 @@ class ClientConfig:
     read_timeout: float
     write_timeout: float
     pool_timeout: float
+    call_deadline: float
+    max_body_bytes: int
     max_attempts: int
     max_retry_wait: float
     backoff_initial: float
