@@ -110,7 +110,11 @@ def test_a_token_endpoint_that_is_down_exits_1_retry_later(tmp_path: Path) -> No
     ("setting", "value", "words"),
     [
         ("RPS", "fast", ("rps must be of type float, got 'fast'", "SOURCES__ROUTERA__RPS")),
-        ("CONCURRENCY", "0", ("concurrency must be at least 1", "SOURCES__ROUTERA__CONCURRENCY")),
+        (
+            "CONCURRENCY",
+            "0",
+            ("concurrency must be between 1 and 256, got 0", "SOURCES__ROUTERA__CONCURRENCY"),
+        ),
         ("BASE_URL", "api.routera.io", ("is not an absolute http(s) URL", "base_url")),
         ("SCHEMA_CONTRACT", "strict", ("schema_contract must be one of", "strict")),
     ],
