@@ -13,6 +13,7 @@ The type says what happens next, so a scheduler (and a person) can act on the ex
     │   ├── DestinationUnavailable  the destination did not answer, or its file is in use
     │   ├── RunLockedError          another run holds the dataset
     │   ├── LockLostError           the run's lock was lost mid-run: it stopped sending DELETEs
+    │   ├── LocalStorageError       the run's folder (journal, dlt's packages) cannot be written
     │   └── CallWorkerError         the process making the calls ended (its journal keeps them)
     ├── GuardrailRefused            exit 3: a person must look at the queue before anything runs
     └── InvalidContactId            never leaves a run: the request is settled as `invalid`
@@ -21,6 +22,7 @@ The type says what happens next, so a scheduler (and a person) can act on the ex
 (`routera_archive_pipelines.exits`). No message ever contains a token or a secret.
 """
 
+import os
 from enum import IntEnum
 from typing import ClassVar, Final
 
@@ -121,6 +123,26 @@ class RunLockedError(RetriableError):
 class LockLostError(RetriableError):
     """The run's lock on its dataset was lost while it ran (a PostgreSQL session ended, a lock
     file was removed): it stopped sending DELETEs at once, and its journal keeps its answers."""
+
+
+class LocalStorageError(RetriableError):
+    """The run's own folder cannot be written (a full disk, a read-only or removed folder): the
+    journal cannot keep answers, so no more DELETEs are sent. What was archived and could not
+    be journaled is still in Routera: the next run finds it with a GET."""
+
+    @classmethod
+    def of(
+        cls, error: OSError, path: "os.PathLike[str] | str | None" = None
+    ) -> "LocalStorageError":
+        """The one message for it, naming the file (`path`, or the one `error` names: dlt
+        raises the OSError inside its step's error, which names neither file nor remedy)."""
+        where = path if path is not None else error.filename
+        return cls(
+            f"the run's folder cannot be written ({error.strerror or error}"
+            f"{'' if where is None else f': {where}'}): no more DELETEs were sent; what was "
+            "archived and not kept is still in Routera, and the next run finds it with a GET; "
+            "free space, then run again"
+        )
 
 
 class CallWorkerError(RetriableError):

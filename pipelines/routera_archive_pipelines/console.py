@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from routera_archive.audit.status import DatasetStatus
+from routera_archive.errors import one_line
 from routera_archive.models import ArchiveOutcome, Status
 from routera_archive.redaction import RedactingFilter, scrub
 from routera_archive.run.result import RunObserver, RunReport
@@ -40,8 +41,23 @@ def setup_logging(debug: bool) -> None:
 
     On a terminal through rich, on the progress bar's console, so that lines print above the
     bar instead of through it; elsewhere (cron, a scheduler's log) one plain line each.
+    dlt logs through a handler of its own (it does not propagate, and sets its own format on
+    it): it gets one built here, so that its lines are redacted and short too.
     """
     level = logging.DEBUG if debug else logging.INFO
+    root = logging.getLogger()
+    root.handlers[:] = [_log_handler(debug)]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("dlt").handlers[:] = [_log_handler(debug)]
+    for name in ("routera_archive", "routera_archive_pipelines", "routera_archive_sandbox"):
+        logging.getLogger(name).setLevel(level)
+    if not debug:
+        # dlt and httpx are chatty at INFO; their warnings still show.
+        logging.getLogger("dlt").setLevel(logging.WARNING)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _log_handler(debug: bool) -> logging.Handler:
     handler: logging.Handler
     if stdout().is_terminal:
         # The message as text, never as markup: it may quote an id, a body or a field name.
@@ -52,16 +68,24 @@ def setup_logging(debug: bool) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter())  # every line, whoever logs it (dlt, httpx, ours)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
-    for name in ("routera_archive", "routera_archive_pipelines", "routera_archive_sandbox"):
-        logging.getLogger(name).setLevel(level)
     if not debug:
-        # dlt and httpx are chatty at INFO; their warnings still show.
-        logging.getLogger("dlt").setLevel(logging.WARNING)
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+        handler.addFilter(TracebackToOneLine())
+    handler.addFilter(RedactingFilter())  # every line, whoever logs it (dlt, httpx, ours)
+    return handler
+
+
+class TracebackToOneLine(logging.Filter):
+    """Without `--debug`, a record's traceback (dlt logs one for a trace it could not save)
+    becomes the exception's own line at the end of the message: a person reads one line, and
+    `--debug` shows the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(error).__name__}: {one_line(str(error))})"
+            record.args = None
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
 
 
 def _plain(*parts: str | tuple[str, str]) -> Text:

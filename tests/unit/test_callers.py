@@ -185,3 +185,60 @@ def test_an_unused_worker_is_ended_by_closing_its_input(tmp_path: Path) -> None:
     )
     SpawnedWorker(process, tmp_path / "r.calls.jsonl", 4).abandon(timeout=30)
     assert process.returncode == 0
+
+
+def stopped_and_killed(
+    script: str, requests: AsyncIterator[ArchiveRequest], tmp_path: Path, stop_after: float
+) -> WorkerCaller:
+    """Run `requests` through a worker running `script`, stop `stop_after` seconds in, and
+    check the run ends with the worker's unexpected end (it was killed) instead of waiting."""
+
+    async def go() -> WorkerCaller:
+        caller = await start_fake(script, tmp_path)
+        stop = asyncio.get_running_loop().time() + stop_after
+        outcomes = caller.archive(
+            requests, stopping=lambda: asyncio.get_running_loop().time() > stop
+        )
+        with pytest.raises(CallWorkerError, match="ended unexpectedly"):
+            await asyncio.wait_for(anext(outcomes), 20)
+        await caller.aclose()
+        return caller
+
+    caller = asyncio.run(go())
+    assert caller.process.returncode is not None
+    return caller
+
+
+def test_a_worker_that_never_answers_a_stop_is_killed_after_the_stop_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker stuck in its shutdown (one was, on a full disk) once held the run for ever:
+    a SIGTERM set the stop, the stop reached the worker, and the run waited on."""
+    monkeypatch.setattr("routera_archive.calls.callers.CALL_WORKER_STOP_TIMEOUT_S", 1.0)
+    deaf = "import sys, time\nsys.stdin.buffer.readline()\ntime.sleep(600)\n"
+
+    async def one_request() -> AsyncIterator[ArchiveRequest]:
+        yield OUTCOME.request
+        await asyncio.sleep(600)  # the queue is slow: the stop comes while it is read
+
+    stopped_and_killed(deaf, one_request(), tmp_path, stop_after=0.2)
+
+
+def test_a_stop_after_end_still_reaches_the_worker_and_bounds_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal while the worker finishes its last calls (END already sent) is a STOP it hears,
+    and a worker that then does not end is killed: the run ends either way."""
+    monkeypatch.setattr("routera_archive.calls.callers.CALL_WORKER_STOP_TIMEOUT_S", 1.0)
+    heard = tmp_path / "heard"
+    deaf = (
+        "import sys, time\n"
+        "sys.stdin.buffer.readline()\n"
+        "lines = sys.stdin.buffer.readline() + sys.stdin.buffer.readline()\n"
+        f"open({str(heard)!r}, 'wb').write(lines)\n"
+        "time.sleep(600)\n"
+    )
+
+    stopped_and_killed(deaf, no_requests(), tmp_path, stop_after=0.3)
+
+    assert heard.read_bytes().splitlines() == [protocol.END.encode(), protocol.STOP.encode()]

@@ -11,7 +11,7 @@ reach Routera (a 502, then a 401), the next run's DELETE answers 404 and the GET
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import Any
 
 from routera_archive.errors import AuthenticationError, InvalidContactId, RetriesExhausted
@@ -261,7 +261,7 @@ async def archive_concurrently(
     *,
     workers: int,
     may_start: Callable[[], bool] | None = None,
-) -> AsyncIterator[ArchiveOutcome]:
+) -> AsyncGenerator[ArchiveOutcome, None]:
     """Archive `requests` with at most `workers` in progress, yielding outcomes as they finish.
 
     Requests are pulled lazily (a bounded hand-off queue), so a long queue is never held in
@@ -294,9 +294,10 @@ async def archive_concurrently(
                     await intake.put(request)
         except Exception as exc:
             feed_error.append(exc)
-        finally:
-            for _ in range(workers):
-                await intake.put(None)
+        # Not in a `finally`: once cancelled, waiting for room in the queue would never end
+        # (nobody takes from it any more), and the process would hang in its shutdown.
+        for _ in range(workers):
+            await intake.put(None)
 
     async def work() -> None:
         while (request := await intake.get()) is not None:
@@ -304,6 +305,8 @@ async def archive_concurrently(
                 continue
             try:
                 await results.put(await archive_request(client, request))
+            except asyncio.CancelledError:
+                raise  # the consumer is gone: nobody would take what this put in `results`
             except BaseException as exc:
                 stop.set()
                 await results.put(exc)

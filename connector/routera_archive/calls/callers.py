@@ -15,7 +15,8 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -27,6 +28,7 @@ from routera_archive.errors import (
     AuthenticationError,
     CallWorkerError,
     ConfigurationError,
+    LocalStorageError,
     RetriesExhausted,
 )
 from routera_archive.http.client import ApiAnswer, RouteraClient
@@ -62,7 +64,7 @@ class Caller(Protocol):
 
     def archive(
         self, requests: AsyncIterator[ArchiveRequest], *, stopping: Stopping
-    ) -> AsyncIterator[ArchiveOutcome]: ...
+    ) -> AsyncGenerator[ArchiveOutcome, None]: ...
 
     async def aclose(self) -> None: ...
 
@@ -84,7 +86,7 @@ class InProcessCaller:
 
     def archive(
         self, requests: AsyncIterator[ArchiveRequest], *, stopping: Stopping
-    ) -> AsyncIterator[ArchiveOutcome]:
+    ) -> AsyncGenerator[ArchiveOutcome, None]:
         return archive_concurrently(
             self.client,
             requests,
@@ -103,6 +105,8 @@ def _error(payload: dict[str, Any]) -> Exception:
         return AuthenticationError(message)
     if kind == protocol.CONFIGURATION:
         return ConfigurationError(message)
+    if kind == protocol.LOCAL_STORAGE:
+        return LocalStorageError(message)
     if kind == protocol.RETRIES_EXHAUSTED:
         return RetriesExhausted(
             message,
@@ -179,6 +183,21 @@ def spawn_call_worker(
         journal_dir / f"{run_id}.{part}.jsonl",
         max(1, config.concurrency * CALL_WORKER_WINDOW_PER_CONNECTION),
     )
+
+
+class _StopSent(asyncio.Event):
+    """Set when STOP went to the worker; from then the worker has CALL_WORKER_STOP_TIMEOUT_S."""
+
+    _at: float | None = None
+
+    def mark(self) -> None:
+        self._at = time.monotonic()
+        self.set()
+
+    def deadline(self) -> float:
+        """Seconds left before a worker that has not ended is killed."""
+        assert self._at is not None
+        return self._at + CALL_WORKER_STOP_TIMEOUT_S - time.monotonic()
 
 
 class WorkerCaller:
@@ -258,7 +277,7 @@ class WorkerCaller:
 
     async def archive(
         self, requests: AsyncIterator[ArchiveRequest], *, stopping: Stopping
-    ) -> AsyncIterator[ArchiveOutcome]:
+    ) -> AsyncGenerator[ArchiveOutcome, None]:
         """Send requests as the window allows; yield outcomes until the worker is done.
 
         An error the worker reports (authentication) is raised after the outcomes before it;
@@ -266,13 +285,19 @@ class WorkerCaller:
         """
         window = asyncio.Semaphore(self.window)
         feed_error: list[BaseException] = []
-        ended: list[str] = []  # the END or STOP sent: nothing is sent after it
+        ended: list[str] = []  # END and/or STOP, as sent: no request is sent after either
+        stop_sent = _StopSent()
 
         def end(kind: str) -> None:
-            if not ended:
-                ended.append(kind)
-                with contextlib.suppress(OSError, RuntimeError):
-                    self._send(kind)
+            """END once, when the requests ran out; STOP once, even after END (a signal while
+            the worker finishes its last calls): the worker is listening for it."""
+            if kind in ended or (kind == protocol.END and ended):
+                return
+            ended.append(kind)
+            if kind == protocol.STOP:
+                stop_sent.mark()
+            with contextlib.suppress(OSError, RuntimeError):
+                self._send(kind)
 
         async def feed() -> None:
             try:
@@ -295,7 +320,7 @@ class WorkerCaller:
         async def stop_at_once() -> None:
             """A stop (a signal, a lost lock) reaches the worker now, not when the feeder next
             wakes: requests queued in the worker and not started stay pending."""
-            while not ended and self._done is None:
+            while protocol.STOP not in ended and self._done is None:
                 if stopping():
                     end(protocol.STOP)
                     with contextlib.suppress(OSError, RuntimeError):
@@ -308,7 +333,7 @@ class WorkerCaller:
         error: Exception | None = None
         try:
             while True:
-                item = await self._inbox.get()
+                item = await self._next(stop_sent)
                 if isinstance(item, ArchiveOutcome):
                     window.release()
                     yield item
@@ -335,6 +360,30 @@ class WorkerCaller:
             )
         if feed_error:
             raise feed_error[0]
+
+    async def _next(self, stop_sent: "_StopSent") -> ArchiveOutcome | Exception | _Done:
+        """The worker's next message; once it was asked to stop, within
+        CALL_WORKER_STOP_TIMEOUT_S of that, or it is killed (a worker stuck in its shutdown,
+        as one was on a full disk, would otherwise hold the run for ever, signals and all)."""
+        if not self._inbox.empty() or self._done is not None:
+            return await self._inbox.get()
+        message = asyncio.ensure_future(self._inbox.get())
+        try:
+            if not stop_sent.is_set():
+                marked = asyncio.ensure_future(stop_sent.wait())
+                await asyncio.wait({message, marked}, return_when=asyncio.FIRST_COMPLETED)
+                marked.cancel()
+            if not message.done():
+                await asyncio.wait({message}, timeout=max(0.0, stop_sent.deadline()))
+            if not message.done():
+                logger.error(
+                    "the call worker did not stop within %.0f s of being asked; killing it",
+                    CALL_WORKER_STOP_TIMEOUT_S,
+                )
+                self.process.kill()
+            return await message  # what it sent before, then its end
+        finally:
+            message.cancel()
 
     # -------------------------------------------------------------- plumbing
     def _send(self, kind: str, *parts: str) -> None:

@@ -12,7 +12,7 @@ CONFIG: Final = "config"  # first line: the client's settings and where to journ
 ARCHIVE: Final = "archive"  # one ArchiveRequest to archive
 LIST: Final = "list"  # `<call id>\t{archived, limit, offset}`: one GET /contacts
 END: Final = "end"  # no more requests: finish the ones given, then say done
-STOP: Final = "stop"  # no more requests: finish the ones in progress only, then say done
+STOP: Final = "stop"  # finish the calls in progress only, then say done (may follow END)
 
 # Worker -> run.
 OUTCOME: Final = "outcome"  # `<requests sent so far>\t<ArchiveOutcome>`, already journaled
@@ -25,6 +25,7 @@ DONE: Final = "done"  # `<requests sent>`: the last line the worker writes
 AUTHENTICATION: Final = "authentication"
 CONFIGURATION: Final = "configuration"
 RETRIES_EXHAUSTED: Final = "retries_exhausted"
+LOCAL_STORAGE: Final = "local_storage"
 INTERNAL: Final = "internal"
 
 # asyncio's default line limit is 64 KiB; one outcome carries a whole API body, which has no

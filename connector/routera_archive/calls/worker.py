@@ -32,7 +32,12 @@ from typing import Any
 
 from routera_archive.calls import protocol
 from routera_archive.calls.archiver import archive_concurrently
-from routera_archive.errors import AuthenticationError, ConfigurationError, RetriesExhausted
+from routera_archive.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    LocalStorageError,
+    RetriesExhausted,
+)
 from routera_archive.http.client import RouteraClient
 from routera_archive.http.config import ClientConfig
 from routera_archive.journal import OutcomeJournal
@@ -90,6 +95,10 @@ class ForwardToRun(logging.Handler):
             self.handleError(record)
 
 
+def journal_error_payload(error: OSError, path: Path) -> dict[str, Any]:
+    return {"kind": protocol.LOCAL_STORAGE, "message": str(LocalStorageError.of(error, path))}
+
+
 def error_payload(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, AuthenticationError):
         return {"kind": protocol.AUTHENTICATION, "message": str(exc)}
@@ -131,6 +140,7 @@ class CallWorker:
             return
         commands = asyncio.create_task(self.read_commands(client))
         unsynced = 0
+        unwritable: OSError | None = None
         try:
             async for outcome in archive_concurrently(
                 client,
@@ -139,23 +149,39 @@ class CallWorker:
                 may_start=lambda: not self.stopping,
             ):
                 line = outcome.model_dump_json()
-                journal.append_json(line)
+                try:
+                    journal.append_json(line)
+                    unsynced += 1
+                    if unsynced >= sync_every:
+                        journal.sync()
+                        unsynced = 0
+                except OSError as exc:  # a full disk: no answer may go unkept any more
+                    if unwritable is None:
+                        unwritable = exc
+                        self.stopping = True  # the calls in flight end; none starts
+                        logger.error("the journal cannot be written (%s); stopping", exc)
+                # The run gets the answer either way: it may still load it.
                 self.outbox.send(protocol.OUTCOME, str(client.requests_sent), line)
                 await self.outbox.drain()
-                unsynced += 1
-                if unsynced >= sync_every:
-                    journal.sync()
-                    unsynced = 0
+            if unwritable is not None:
+                self.outbox.send(
+                    protocol.ERROR, json.dumps(journal_error_payload(unwritable, journal.path))
+                )
         except Exception as exc:
             if not isinstance(exc, AuthenticationError):
                 logger.exception("the call worker stopped on an unexpected error")
             self.outbox.send(protocol.ERROR, json.dumps(error_payload(exc)))
         finally:
+            # Each step on its own: a full disk fails the journal's last flush, and the run
+            # must still hear DONE (it would otherwise wait for ever).
             commands.cancel()
             with contextlib.suppress(BaseException):
                 await commands
-            journal.sync()
-            journal.close()
+            for step in (journal.sync, journal.close):
+                try:
+                    step()
+                except OSError as exc:
+                    logger.debug("the journal's %s failed: %s", step.__name__, exc)
             await client.aclose()
             self.outbox.send(protocol.DONE, str(client.requests_sent))
             await self.outbox.drain()
@@ -168,9 +194,12 @@ class CallWorker:
             yield request
 
     async def read_commands(self, client: RouteraClient) -> None:
+        ended = False
         while True:
             line = await self.reader.readline()
             if not line:
+                if ended:  # the run closed its end after END: the calls in flight finish
+                    return
                 # The run's end of the pipe closed without END or STOP: the run is gone.
                 os._exit(EXIT_PARENT_GONE)
             kind, parts = protocol.decode(line, 2)
@@ -180,8 +209,11 @@ class CallWorker:
                 task = asyncio.create_task(self.list_contacts(client, parts[0], parts[1]))
                 self.calls.add(task)
                 task.add_done_callback(self.calls.discard)
-            elif kind in (protocol.END, protocol.STOP):
-                self.stopping = kind == protocol.STOP
+            elif kind == protocol.END:  # still listening: a stop may follow (a signal)
+                ended = True
+                self.intake.put_nowait(None)
+            elif kind == protocol.STOP:
+                self.stopping = True
                 self.intake.put_nowait(None)
                 return
 

@@ -7,6 +7,7 @@ problem (exit 2), a destination that does not answer or a DuckDB file held by an
 a passing one (exit 1).
 """
 
+import errno
 import re
 from collections.abc import Iterator
 
@@ -22,6 +23,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from routera_archive.errors import (
     ConfigurationError,
     DestinationUnavailable,
+    LocalStorageError,
     RouteraArchiveError,
     one_line,
 )
@@ -43,12 +45,16 @@ REFUSED = (
     "invalid sslmode value",
     "invalid integer value",
 )
+# What an OSError says when no file can be written where dlt keeps the run's packages and state.
+UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def destination_error(error: BaseException) -> RouteraArchiveError | None:
     """The typed error `error` stands for, or None when it is not a destination's error."""
     connection: DestinationConnectionError | None = None
     for cause in _causes(error):
+        if isinstance(cause, OSError) and cause.errno in UNWRITABLE:
+            return LocalStorageError.of(cause)
         if isinstance(cause, ConfigFieldMissingException):
             return ConfigurationError(_missing_fields(cause))
         if isinstance(cause, ConfigurationException):  # e.g. a credentials URL dlt cannot read
@@ -86,7 +92,9 @@ def is_data_failure(error: BaseException) -> bool:
     """Whether a load failed because of the rows themselves (a value the destination refused,
     a row dlt could not write), not because the destination was away or misconfigured: only
     then would loading the same rows again fail the same way for ever."""
-    if isinstance(destination_error(error), ConfigurationError | DestinationUnavailable):
+    if isinstance(
+        destination_error(error), ConfigurationError | DestinationUnavailable | LocalStorageError
+    ):
         return False
     for cause in _causes(error):
         if isinstance(cause, LoadClientJobTerminalRetry | LoadClientJobFailed):

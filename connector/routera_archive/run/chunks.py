@@ -16,6 +16,7 @@ from routera_archive.dataset.destination import is_data_failure, refusal_reason
 from routera_archive.dataset.fields import FieldColumns
 from routera_archive.dataset.loading import load_fresh, schema_columns
 from routera_archive.dataset.tables import AuditRows, audit_trail, build_audit_rows
+from routera_archive.errors import LocalStorageError, LockLostError, RouteraArchiveError
 from routera_archive.journal import OutcomeJournal
 from routera_archive.models import ArchiveOutcome, Status
 from routera_archive.names import ARCHIVES_TABLE
@@ -103,7 +104,8 @@ class ChunkSink:
         self._flushing = asyncio.Lock()
         # Loads run one at a time on one thread of their own, at a lower CPU priority.
         self._loader = ThreadPoolExecutor(1, "routera-loader", lower_this_threads_priority)
-        self.load_error: str | None = None
+        # Why loading stopped: no chunk is loaded after it (the run stops, the journal stays).
+        self.load_error: RouteraArchiveError | None = None
         # (contact id, request id) of the records loaded since the run last took them: the
         # contacts are in `contact_archives` now, where the queue's SQL finds them.
         self.loaded: list[tuple[str | None, str]] = []
@@ -111,7 +113,10 @@ class ChunkSink:
     async def add(self, outcome: ArchiveOutcome, *, journaled: bool = False) -> None:
         """Take one outcome; `journaled` when the call worker's journal already holds it."""
         if not journaled:
-            self.journal.append(outcome)
+            try:
+                self.journal.append(outcome)
+            except OSError as exc:  # the run stops: see LocalStorageError
+                raise LocalStorageError.of(exc, self.journal.path) from exc
         self.report.counts[outcome.status.value] += 1
         if outcome.status is Status.FAILED and len(self.report.failures) < MAX_FAILURES_KEPT:
             self.report.failures.append(
@@ -140,11 +145,14 @@ class ChunkSink:
         async with self._flushing:
             if not self.buffer:
                 return
-            self.journal.sync()
+            try:
+                self.journal.sync()
+            except OSError as exc:
+                raise LocalStorageError.of(exc, self.journal.path) from exc
             await self._wait_for_load()
             chunk, self.buffer = self.buffer, []
             if self.load_error is None and not self.may_load():
-                self.load_error = "the run lost its lock on the dataset"
+                self.load_error = LockLostError("the run lost its lock on the dataset")
             if self.load_error is None:
                 self.loading = asyncio.create_task(self._load(chunk))
 
@@ -165,11 +173,13 @@ class ChunkSink:
                     self._loader, load_rows, self.pipeline, rows, self.hold_back
                 )
             except Exception as exc:
-                reason = str(typed_error(exc))
+                error = typed_error(exc)
+                reason = str(error)
                 logger.debug("loading a chunk failed", exc_info=exc)
-                if attempt == LOAD_ATTEMPTS:
+                # A full disk does not empty itself in seconds: the run ends at once instead.
+                if attempt == LOAD_ATTEMPTS or isinstance(error, LocalStorageError):
                     logger.error("loading a chunk of %d outcomes failed: %s", len(chunk), reason)
-                    self.load_error = reason
+                    self.load_error = error
                     return
                 wait = LOAD_RETRY_WAIT_S * attempt
                 logger.warning("loading a chunk failed (%s); trying again in %.0f s", reason, wait)

@@ -7,6 +7,7 @@ from routera_archive.errors import (
     CallWorkerError,
     ConfigurationError,
     DestinationUnavailable,
+    LocalStorageError,
     LockLostError,
     QueueError,
     RetriesExhausted,
@@ -19,6 +20,7 @@ from routera_archive.errors import (
 STOPPED_BY: tuple[tuple[type[RouteraArchiveError], str], ...] = (
     (RunLockedError, "locked"),
     (LockLostError, "stopped: the lock was lost"),
+    (LocalStorageError, "stopped: the run's folder cannot be written"),
     (ConfigurationError, "stopped: configuration"),
     (AuthenticationError, "stopped: authentication"),
     (QueueError, "stopped: queue"),

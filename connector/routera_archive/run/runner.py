@@ -9,6 +9,7 @@
 """
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -41,6 +42,7 @@ from routera_archive.errors import (
     ExitCode,
     GuardrailRefused,
     InvalidContactId,
+    LocalStorageError,
     LockLostError,
     RetriesExhausted,
     RouteraArchiveError,
@@ -486,13 +488,20 @@ class ArchiveRun:
                         else:
                             await sink.add(outcome)
 
+            outcomes = caller.archive(needing_calls(), stopping=lambda: self._should_stop(sink))
             try:
-                async for outcome in caller.archive(
-                    needing_calls(), stopping=lambda: self._should_stop(sink)
-                ):
-                    await sink.add(outcome, journaled=caller.journals_outcomes)
-            except (AuthenticationError, RetriesExhausted, CallWorkerError) as exc:
-                keep_journal = isinstance(exc, CallWorkerError)
+                # Closed at once if taking an outcome fails (a full disk): its calls in flight
+                # are ended with it, instead of going on until it is garbage-collected.
+                async with contextlib.aclosing(outcomes):
+                    async for outcome in outcomes:
+                        await sink.add(outcome, journaled=caller.journals_outcomes)
+            except (
+                AuthenticationError,
+                RetriesExhausted,
+                CallWorkerError,
+                LocalStorageError,
+            ) as exc:
+                keep_journal = isinstance(exc, CallWorkerError | LocalStorageError)
                 self._fail(exc, stopped_by(exc), f"{_api_context(exc)}{exc}")
             await sink.close()
             if sink.load_error is None and not keep_journal:
@@ -505,12 +514,15 @@ class ArchiveRun:
         if lost is not None:
             self._fail(lost, stopped_by(lost))
         elif sink.load_error is not None:
-            self._fail_code(
-                ExitCode.FAILED,
-                "stopped: load failed",
-                f"{sink.load_error}; the outcomes are kept in the journal and the next run loads "
-                "them",
-            )
+            failure = sink.load_error
+            if isinstance(failure, LocalStorageError):  # its words say what the next run does
+                self._fail(failure, stopped_by(failure))
+            else:
+                self._fail_code(
+                    ExitCode.FAILED,
+                    "stopped: load failed",
+                    f"{failure}; the outcomes are kept in the journal and the next run loads them",
+                )
         elif self.stop.is_set() and report.exit_code == ExitCode.OK:
             self._fail_code(
                 ExitCode.INTERRUPTED, "interrupted", "stopped on request; the rest stays pending"
