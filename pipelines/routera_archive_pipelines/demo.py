@@ -89,10 +89,12 @@ def _audit_report(console: Console, pipeline: dlt.Pipeline) -> None:
             str(recovered),
         )
     console.print(table)
+    # What the destination holds is printed as text, never read as markup.
     console.print(
-        "archive_log by status: " + ", ".join(f"{status} {count}" for status, count in statuses)
+        "archive_log by status: " + ", ".join(f"{status} {count}" for status, count in statuses),
+        markup=False,
     )
-    console.print(f"contact_archives columns ({len(columns)}): {', '.join(columns)}")
+    console.print(f"contact_archives columns ({len(columns)}): {', '.join(columns)}", markup=False)
 
 
 def run_demo(console: Console, *, contacts: int, archive: int, workdir: Path) -> int:

@@ -163,6 +163,9 @@ def test_invalidate_only_drops_the_token_it_names() -> None:
         (400, '{"error": "invalid_grant", "error_description": "bad grant"}', "invalid_grant"),
         (401, '{"error": "invalid_client", "error_description": "unknown client"}', "unknown"),
         (401, "plain text refusal", "plain text refusal"),
+        # Routera's own error shape: its `error` is `true`, its words are in `message`.
+        (401, '{"message": "client disabled", "error": true}', "HTTP 401: client disabled)"),
+        (401, '{"error": true}', 'HTTP 401: {"error": true})'),
     ],
 )
 def test_refused_credentials_raise_authentication_error(

@@ -191,14 +191,23 @@ class OAuthTokenProvider:
         return token, _lifetime(parsed.get("expires_in"))
 
     def _oauth_error(self, body: str) -> str:
-        """`: error — description` from an OAuth error body, or a short cut of any other body."""
+        """`: error — description` from an OAuth error body, `: message` from Routera's own
+        error shape (`{"message": ..., "error": true}`, whose `error` says nothing), or a short
+        cut of any other body."""
         try:
             parsed: Any = json.loads(body)
         except ValueError:
             parsed = None
-        if isinstance(parsed, dict) and ("error" in parsed or "error_description" in parsed):
-            parts = [str(parsed[key]) for key in ("error", "error_description") if key in parsed]
-            return ": " + self._scrub(" — ".join(parts))
+        if isinstance(parsed, dict):
+            parts = [
+                parsed[key]
+                for key in ("error", "error_description")
+                if isinstance(parsed.get(key), str) and parsed[key].strip()
+            ]
+            if not parts and isinstance(parsed.get("message"), str):
+                parts = [parsed["message"]]
+            if parts:
+                return ": " + self._scrub(" — ".join(parts))
         preview = self._preview(body)
         return f": {preview}" if preview else ""
 
