@@ -345,6 +345,20 @@ def query(workdir: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         return db.execute(sql, list(params)).fetchall()
 
 
+def assert_one_line(result: Result, code: int, *words: str) -> str:
+    """`result` exited with `code` and ended in one `error: ...` line on stderr holding each
+    of `words`, with no traceback anywhere (the README's "Every error ends in one line")."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.code == code, result.output
+    assert lines, result.output
+    last = lines[-1]
+    assert last.startswith("error: "), result.output
+    for word in words:
+        assert word in last, (word, last)
+    assert "Traceback" not in result.output
+    return last
+
+
 def printed_counts(stdout: str) -> dict[str, int]:
     """The run summary's outcomes table, without its total (checked against the rows first,
     so that a summary that does not add up fails here rather than in a later comparison)."""

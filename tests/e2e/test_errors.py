@@ -8,14 +8,17 @@ retries for ever); `--destination postgress` printed 20 lines of dlt's advice.
 """
 
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
 from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL, postgres_available
-from tests.e2e.cli_support import Result, cli_env, run_cli
+from tests.e2e.cli_support import DB_FILE, assert_one_line, cli_env, deletes_sent, run_cli
 
 FAST_RETRIES = {
     "SOURCES__ROUTERA__MAX_ATTEMPTS": "2",
@@ -45,18 +48,6 @@ def queued(workdir: Path, server: SandboxServer) -> dict[str, str]:
     done = run_cli(workdir, env, "enqueue", "-", stdin="c-1\nc-2\n", timeout=60)
     assert done.code == 0, done.output
     return env
-
-
-def assert_one_line(result: Result, code: int, *words: str) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.code == code, result.output
-    assert lines, result.output
-    last = lines[-1]
-    assert last.startswith("error: "), result.output
-    for word in words:
-        assert word in last, (word, last)
-    assert "Traceback" not in result.output
-    return last
 
 
 @pytest.mark.parametrize(
@@ -191,13 +182,16 @@ def test_a_destination_that_does_not_answer_exits_1_retry_later(
     [
         (("run", "--limit", "0"), "Invalid value for '--limit'"),
         (("run", "--no-such-option"), "No such option: --no-such-option"),
-        (("status", "--dataset", "x; drop table y"), "--dataset 'x; drop table y'"),
+        *(
+            ((command, "--dataset", "x; drop table y"), "--dataset 'x; drop table y'")
+            for command in ("run", "status", "report", "enqueue")
+        ),
     ],
 )
 def test_a_bad_command_line_exits_2_in_one_line(
     server: SandboxServer, tmp_path: Path, args: tuple[str, ...], words: str
 ) -> None:
-    result = run_cli(tmp_path, cli_env(server, tmp_path), *args, timeout=60)
+    result = run_cli(tmp_path, cli_env(server, tmp_path), *args, timeout=60, stdin="c-1\n")
 
     assert_one_line(result, 2, words)
     assert len(result.output.splitlines()) == 1, result.output
@@ -274,3 +268,72 @@ def test_a_multi_line_api_message_stays_one_line(tmp_path: Path) -> None:
         "fix this, then run again",
     )
     assert STATIC_TOKEN not in result.output
+
+
+# Holds the DuckDB file open for writing, as a run or an analyst's session does, until its
+# stdin closes.
+HOLDER = """
+import sys
+import duckdb
+db = duckdb.connect(sys.argv[1])
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+@dataclass
+class HeldFile:
+    workdir: Path
+    server: SandboxServer
+    env: dict[str, str]
+    holder: subprocess.Popen[str]
+
+
+@pytest.fixture(scope="module")
+def held_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HeldFile]:
+    """A dataset with two requests queued, its DuckDB file held by another process."""
+    workdir = tmp_path_factory.mktemp("held_file")
+    config = SandboxConfig(port=0, contacts=5, static_tokens=(STATIC_TOKEN,))
+    with SandboxServer(config) as server:
+        env = queued(workdir, server)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(workdir / DB_FILE)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+            yield HeldFile(workdir, server, env, holder)
+        finally:
+            assert holder.stdin is not None
+            holder.stdin.close()
+            try:
+                holder.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                holder.kill()
+                holder.wait()
+
+
+@pytest.mark.parametrize(
+    "args", [("run",), ("run", "--dry-run"), ("status",), ("report",), ("enqueue", "-")]
+)
+def test_a_duckdb_file_held_by_another_process_exits_1_naming_it(
+    held_file: HeldFile, args: tuple[str, ...]
+) -> None:
+    """Another process has the file (a run, a notebook): it will let go, so retry later (1).
+
+    Before: dlt's "check credentials... internet connection may be down" (issue 12, class 10)."""
+    deletes = deletes_sent(held_file.server)
+
+    result = run_cli(held_file.workdir, held_file.env, *args, timeout=120, stdin="c-3\n")
+
+    assert_one_line(
+        result,
+        1,
+        f"the DuckDB file {held_file.workdir / DB_FILE} is open in another process "
+        f"(PID {held_file.holder.pid}",
+        "retry later",
+    )
+    assert "internet connection" not in result.output
+    assert deletes_sent(held_file.server) == deletes

@@ -108,18 +108,29 @@ def parse_bound(text: str, *, option: str, end: bool) -> datetime:
         day = date.fromisoformat(value)
     except ValueError:
         day = None
-    if day is not None:
-        moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        return moment + timedelta(days=1) if end else moment
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
+        if day is not None:
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return moment + timedelta(days=1) if end else moment
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ReportOptionError(
+                f"{option} {text!r} is neither a date (2026-06-01) nor an ISO 8601 timestamp "
+                "(2026-06-01T12:00:00Z)"
+            ) from None
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        return moment + timedelta(microseconds=1) if end else moment
+    except OverflowError:
+        # In UTC (and, for --until, with the moment just after it) it leaves the years 1-9999
+        # a timestamp can hold: at the start of year 1 or at the end of year 9999.
+        early = (day or moment).year == 1
+        where = "before 0001-01-01T00:00:00Z" if early else "past 9999-12-31T23:59:59.999999Z"
+        everything = early != end  # an early --since, a late --until: no bound at all
         raise ReportOptionError(
-            f"{option} {text!r} is neither a date (2026-06-01) nor an ISO 8601 timestamp "
-            "(2026-06-01T12:00:00Z)"
+            f"{option} {text!r} reaches {where}, the range of a timestamp; "
+            + (f"leave {option} out to include everything" if everything else "the window is empty")
         ) from None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return moment + timedelta(microseconds=1) if end else moment
 
 
 @dataclass
