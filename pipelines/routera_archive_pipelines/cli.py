@@ -8,6 +8,7 @@ leaves through `exits.one_way_out`: one line, and the exit code of `routera_arch
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -320,6 +321,14 @@ def report(
         stderr().print(f"wrote the {chosen.value} report to {output}", markup=False)
 
 
+class AnswerFieldsOption(StrEnum):
+    """`sandbox --answer-fields` (the sandbox's own `AnswerFields`, kept out of this module's
+    imports so that `--help` stays fast)."""
+
+    ALL = "all"
+    DEFAULT = "default"
+
+
 @app.command(epilog="Example: routera-archive sandbox --port 8765 --latency-ms 50")
 def sandbox(
     host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = (
@@ -343,6 +352,13 @@ def sandbox(
     token_ttl: Annotated[
         float, typer.Option(min=0.001, metavar="SECONDS", help="How long a token lives.")
     ] = 3600.0,
+    answer_fields: Annotated[
+        AnswerFieldsOption,
+        typer.Option(
+            help="What an answer holds: every field, or Routera's default properties only "
+            "(plus those asked for with ?properties= on reads), as its reference reads."
+        ),
+    ] = AnswerFieldsOption.ALL,
     latency_ms: Annotated[
         float, typer.Option(min=0, metavar="MS", help="Latency added to each answer.")
     ] = 0.0,
@@ -384,6 +400,7 @@ def sandbox(
                 client_secret=client_secret,
                 static_tokens=tuple(static_token or ()),
                 token_ttl=token_ttl,
+                answer_fields=answer_fields.value,
                 faults=FaultConfig(
                     latency_ms=latency_ms,
                     jitter_ms=jitter_ms,

@@ -25,8 +25,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routera_archive_sandbox.config import STATIC_TOKEN_CLIENT_ID, SandboxConfig
 from routera_archive_sandbox.faults import FaultInjector, Rejection
+from routera_archive_sandbox.seed import DEFAULT_FIELDS
 from routera_archive_sandbox.state import (
     IDENTITY_FIELDS,
+    Contact,
     ContactArchived,
     ContactNotFound,
     SandboxState,
@@ -54,6 +56,8 @@ ALLOWED_METHODS: dict[str, frozenset[str]] = {
 INTERNAL_ROUTES = frozenset({"stats", "reset-stats", "revoke", "restore"})
 
 UNAUTHORIZED = "Unauthorized: missing account context"
+# What every answer holds under `answer_fields="default"` (`archived_by` only once archived).
+ANSWERED = frozenset({*DEFAULT_FIELDS, "archived_by"})
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 10
 _DIGITS = re.compile(r"[0-9]{1,18}")
@@ -231,13 +235,15 @@ class SandboxApp:
         """Serve one API request, with faults, and count it under its raw path and status."""
         method: str = scope["method"]
         path_text = raw_path.decode("utf-8", "backslashreplace")
+        route = match_route(raw_path)
+        contact_id = route[1] if route is not None else None
         recorded = False
 
         def record(status: int) -> None:
             nonlocal recorded
             if not recorded:
                 recorded = True
-                self.state.record_request(method, path_text, status)
+                self.state.record_request(method, path_text, status, contact_id=contact_id)
                 logger.debug("sandbox %s %s -> %s", method, path_text, status or "no answer")
 
         async def send_and_record(message: Message) -> None:
@@ -365,11 +371,17 @@ class SandboxApp:
         offset = _parse_int(params.get("offset"), 0)
         if offset is None:
             return _error(400, "Query parameter 'offset' must be a non-negative integer")
+        asked, refused = self._properties(request)
+        if refused is not None:
+            return refused
         data, count = self.state.list_contacts(
             include_archived=archived == "true", limit=limit, offset=offset
         )
         return JSONResponse(
-            {"data": data, "pagination": {"limit": limit, "offset": offset, "count": count}}
+            {
+                "data": [self._shaped(contact, asked) for contact in data],
+                "pagination": {"limit": limit, "offset": offset, "count": count},
+            }
         )
 
     async def _create(self, request: Request) -> Response:
@@ -378,37 +390,59 @@ class SandboxApp:
             return _error(400, problem or "Invalid body")
         if not any(fields.get(name) for name in IDENTITY_FIELDS):
             return _error(400, "A contact needs at least one of email, first_name, last_name")
-        return JSONResponse(self.state.create_contact(fields), status_code=201)
+        return JSONResponse(self._shaped(self.state.create_contact(fields)), status_code=201)
 
     def _get(self, request: Request, contact_id: str) -> Response:
-        requested = request.query_params.get("properties", "")
-        names = [name.strip() for name in requested.split(",") if name.strip()]
-        if names:
-            known = self.state.known_fields()
-            unknown = [name for name in names if name not in known]
-            if unknown:
-                return _error(400, f"Unknown properties: {', '.join(unknown)}")
+        asked, refused = self._properties(request)
+        if refused is not None:
+            return refused
         contact = self.state.get_contact(contact_id)
         if contact is None:
             return _error(404, "Object not found")
-        return JSONResponse(contact)
+        return JSONResponse(self._shaped(contact, asked))
 
     async def _update(self, request: Request, contact_id: str) -> Response:
+        asked, refused = self._properties(request)
+        if refused is not None:  # before the update: a refused request changes nothing
+            return refused
         fields, problem = await _read_fields(request)
         if fields is None:
             return _error(400, problem or "Invalid body")
         try:
-            return JSONResponse(self.state.update_contact(contact_id, fields))
+            return JSONResponse(self._shaped(self.state.update_contact(contact_id, fields), asked))
         except ContactNotFound:
             return _error(404, "Object not found")
         except ContactArchived:
             return _error(409, "Object is archived — cannot update")
 
     def _archive(self, contact_id: str, client_id: str) -> Response:
+        """The archive page does not list `properties`: a DELETE ignores it."""
         contact = self.state.archive_contact(contact_id, archived_by=client_id)
         if contact is None:
             return _error(404, "Object not found or already archived")
-        return JSONResponse(contact)
+        return JSONResponse(self._shaped(contact))
+
+    # -- what an answer holds -------------------------------------------------------------------
+
+    def _properties(self, request: Request) -> tuple[frozenset[str], Response | None]:
+        """The names `?properties=a,b` asks for, or the 400 an unknown one gets (in both
+        `answer_fields` modes: the reference says an invalid name is refused)."""
+        requested = request.query_params.get("properties", "")
+        names = frozenset(name.strip() for name in requested.split(",") if name.strip())
+        if names:
+            known = self.state.known_fields()
+            unknown = sorted(names - known)
+            if unknown:
+                return names, _error(400, f"Unknown properties: {', '.join(unknown)}")
+        return names, None
+
+    def _shaped(self, contact: Contact, asked: frozenset[str] = frozenset()) -> Contact:
+        """`contact` as an answer holds it: whole under `answer_fields="all"`; under "default",
+        only the default properties, `archived_by` once archived, and the names `asked` for
+        that the contact carries, in the contact's own key order."""
+        if self.config.answer_fields == "all":
+            return contact
+        return {key: value for key, value in contact.items() if key in ANSWERED or key in asked}
 
 
 def _basic_credentials(authorization: str) -> tuple[str, str] | None:

@@ -7,6 +7,12 @@ way, and so a run can be reproduced from its config alone (the data and the faul
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Literal, get_args
+
+# What an object answer holds: every field (as the published examples show), or, as the
+# reference says of the archive page, only the type's default properties (plus `created_at`,
+# `updated_at`, `archived_by` once archived, and on reads the names asked for in `properties`).
+AnswerFields = Literal["all", "default"]
 
 
 @dataclass
@@ -56,7 +62,8 @@ class SandboxConfig:
 
     `port=0` asks the OS for a free port; `SandboxServer.url` tells which one it got.
     `static_tokens` are bearer tokens accepted as-is (for the connector's static-token mode); a
-    DELETE made with one is attributed to `STATIC_TOKEN_CLIENT_ID`.
+    DELETE made with one is attributed to `STATIC_TOKEN_CLIENT_ID`. `answer_fields`: see
+    `AnswerFields` (`default` is how Routera's reference reads; `all` how its examples look).
     """
 
     host: str = "127.0.0.1"
@@ -67,6 +74,7 @@ class SandboxConfig:
     client_secret: str = "sandbox-secret"
     static_tokens: tuple[str, ...] = ()
     token_ttl: float = 3600.0
+    answer_fields: AnswerFields = "all"
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
@@ -78,6 +86,10 @@ class SandboxConfig:
             raise ValueError(f"token_ttl must be > 0 seconds, got {self.token_ttl!r}")
         if not self.client_id or not self.client_secret:
             raise ValueError("client_id and client_secret must not be empty")
+        if self.answer_fields not in get_args(AnswerFields):
+            raise ValueError(
+                f"answer_fields must be 'all' or 'default', got {self.answer_fields!r}"
+            )
         # A list from a CLI option or a TOML file would otherwise be accepted and compared oddly.
         self.static_tokens = tuple(self.static_tokens)
         if any(not token for token in self.static_tokens):

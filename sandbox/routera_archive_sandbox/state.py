@@ -92,12 +92,14 @@ class SandboxState:
         self._signing_key = secrets.token_bytes(32)
         self._requests: Counter[tuple[str, str, int]] = Counter()
         self._deletes: Counter[str] = Counter()
+        self._calls: dict[str, list[str]] = {}
         for contact in generate_contacts(contacts, seed):
             self._insert(contact)
 
     @classmethod
     def from_config(cls, config: SandboxConfig) -> SandboxState:
-        """The state a sandbox described by `config` starts with."""
+        """The state a sandbox described by `config` starts with (every field of every contact:
+        what an answer shows of them is the app's `answer_fields`)."""
         return cls(contacts=config.contacts, seed=config.seed)
 
     # -- contacts -------------------------------------------------------------------------------
@@ -286,10 +288,21 @@ class SandboxState:
 
     # -- statistics -----------------------------------------------------------------------------
 
-    def record_request(self, method: str, raw_path: str, status: int) -> None:
-        """Count one answered API request (status 0: no answer was sent)."""
+    def record_request(
+        self, method: str, raw_path: str, status: int, *, contact_id: str | None = None
+    ) -> None:
+        """Count one answered API request (status 0: no answer was sent); one on a contact's
+        own path is also kept in that contact's call log, in order."""
         with self._lock:
             self._requests[(method, raw_path, status)] += 1
+            if contact_id is not None:
+                self._calls.setdefault(contact_id, []).append(f"{method} {status}")
+
+    def contact_calls(self) -> dict[str, list[str]]:
+        """Per contact id, the calls made on its own path in the order they were answered, as
+        `"GET 200"`, `"DELETE 404"` (0: no answer): which came first, a snapshot or a DELETE."""
+        with self._lock:
+            return {contact_id: list(calls) for contact_id, calls in self._calls.items()}
 
     def stats(self) -> dict[str, Any]:
         """Request counts by method, raw path and status, and archives performed per contact.
@@ -323,6 +336,7 @@ class SandboxState:
         with self._lock:
             self._requests.clear()
             self._deletes.clear()
+            self._calls.clear()
 
 
 def _copy(contact: Contact) -> Contact:

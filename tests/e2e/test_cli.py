@@ -310,8 +310,10 @@ def test_demo_archives_sandbox_contacts_and_prints_the_trail(tmp_path: Path) -> 
 
 # No destination at all: the sandbox command only serves the API.
 def test_the_sandbox_command_serves_until_sigterm(tmp_path: Path) -> None:
+    """Served as Routera's reference reads (`--answer-fields default`): a contact read without
+    `properties` holds no custom field, and with it the one asked for."""
     process = subprocess.Popen(
-        [CLI, "sandbox", "--port", "0", "--contacts", "5"],
+        [CLI, "sandbox", "--port", "0", "--contacts", "5", "--answer-fields", "default"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -323,6 +325,19 @@ def test_the_sandbox_command_serves_until_sigterm(tmp_path: Path) -> None:
         assert line.startswith("sandbox listening on http://127.0.0.1:"), line
         url = line.split(" on ", 1)[1].strip()
         assert httpx.get(f"{url}/_sandbox/stats").status_code == 200
+        token = httpx.post(
+            f"{url}/oauth2/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "sandbox-client",
+                "client_secret": "sandbox-secret",
+            },
+        ).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        [first] = httpx.get(f"{url}/contacts?limit=1", headers=auth).json()["data"]
+        assert "is_customer" not in first  # a custom field every seeded contact has
+        read = httpx.get(f"{url}/contacts/{first['id']}?properties=is_customer", headers=auth)
+        assert "is_customer" in read.json()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:

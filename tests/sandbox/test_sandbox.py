@@ -836,3 +836,117 @@ def test_basic_credentials_are_form_urlencoded(make_server: Callable[..., Sandbo
         headers={"Authorization": f"Basic {encoded}"},
     )
     assert response.status_code == 200, response.text
+
+
+# -- what an answer holds (`answer_fields`) ------------------------------------------------------
+
+DEFAULT_ANSWER = [key for key in REFERENCE_ORDER if key != "archived_by"]
+
+
+@pytest.fixture(scope="module")
+def default_server() -> Iterator[SandboxServer]:
+    """A sandbox answering as Routera's reference reads: default properties only."""
+    with SandboxServer(replace(BASE_CONFIG, answer_fields="default")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def default_client(default_server: SandboxServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=default_server.url, timeout=5) as client:
+        client.headers.update(bearer(get_token(client)))
+        yield client
+
+
+def test_default_answers_hold_only_default_properties_on_every_route(
+    default_server: SandboxServer, default_client: httpx.Client
+) -> None:
+    client = default_client
+    created = client.post(
+        "/contacts", json={"fields": {"first_name": "Ada", "lead_score": 7, "company": "Acme"}}
+    )
+    assert created.status_code == 201
+    assert list(created.json()) == DEFAULT_ANSWER  # POST takes any custom key, answers defaults
+    contact_id = created.json()["id"]
+    path = f"/contacts/{contact_id}"
+
+    assert list(client.get(path).json()) == DEFAULT_ANSWER
+    listed = client.get("/contacts", params={"limit": 100}).json()["data"]
+    assert all(set(row) <= set(REFERENCE_ORDER) for row in listed)
+    patched = client.patch(path, json={"fields": {"company": "Globex"}})
+    assert list(patched.json()) == DEFAULT_ANSWER
+
+    # The store keeps every field: an answer shows less, the account holds all of it.
+    stored = default_server.state.get_contact(contact_id)
+    assert stored is not None and stored["lead_score"] == 7 and stored["company"] == "Globex"
+
+    archived = client.delete(path, params={"properties": "lead_score"})  # DELETE ignores it
+    assert archived.status_code == 200
+    assert list(archived.json()) == REFERENCE_ORDER
+
+
+def test_default_answers_add_the_properties_asked_for_on_reads_and_patch(
+    default_client: httpx.Client,
+) -> None:
+    client = default_client
+    contact = client.post(
+        "/contacts", json={"fields": {"first_name": "Ada", "lead_score": 7, "company": "Acme"}}
+    ).json()
+    path = f"/contacts/{contact['id']}"
+    asked = {"properties": "lead_score, email,company"}  # a default name is not repeated
+
+    read = client.get(path, params=asked).json()
+    assert list(read) == [*DEFAULT_ANSWER, "lead_score", "company"]  # the contact's own order
+    assert (read["lead_score"], read["company"]) == (7, "Acme")
+    page = client.get("/contacts", params={"limit": 100, "properties": "lead_score"}).json()
+    assert [row.get("lead_score") for row in page["data"] if row["id"] == contact["id"]] == [7]
+    patched = client.patch(path, params={"properties": "company"}, json={"fields": {"x": 1}})
+    assert patched.json()["company"] == "Acme" and "x" not in patched.json()
+
+    client.delete(path)
+    after = client.get(path, params={"properties": "lead_score"}).json()
+    assert after["archived_by"] == CLIENT_ID and after["lead_score"] == 7
+
+
+@pytest.mark.parametrize("route", ["get", "list", "patch"])
+def test_an_unknown_property_is_a_400_naming_it_and_changes_nothing(
+    default_server: SandboxServer, default_client: httpx.Client, route: str
+) -> None:
+    client = default_client
+    contact = client.post("/contacts", json={"fields": {"first_name": "Ada"}}).json()
+    path = f"/contacts/{contact['id']}"
+    asked = {"properties": "email,no_such_field"}
+    if route == "get":
+        answer = client.get(path, params=asked)
+    elif route == "list":
+        answer = client.get("/contacts", params=asked)
+    else:
+        answer = client.patch(path, params=asked, json={"fields": {"first_name": "Grace"}})
+    assert answer.status_code == 400
+    assert answer.json() == {"message": "Unknown properties: no_such_field", "error": True}
+    assert default_server.state.get_contact(contact["id"])["first_name"] == "Ada"  # type: ignore[index]
+
+
+def test_all_answers_every_field_whatever_is_asked(client: httpx.Client) -> None:
+    contact = new_contact(client, lead_score=3)
+    read = client.get(f"/contacts/{contact['id']}", params={"properties": "company"}).json()
+    assert read == contact
+
+
+def test_the_call_log_keeps_each_contact_s_calls_in_order(
+    default_server: SandboxServer, default_client: httpx.Client
+) -> None:
+    contact = default_client.post("/contacts", json={"fields": {"first_name": "Ada"}}).json()
+    path = f"/contacts/{contact['id']}"
+    default_client.get(path)
+    default_client.delete(path)
+    default_client.delete(path)
+    assert default_server.state.contact_calls()[contact["id"]] == [
+        "GET 200",
+        "DELETE 200",
+        "DELETE 404",
+    ]
+
+
+def test_answer_fields_is_checked() -> None:
+    with pytest.raises(ValueError, match="answer_fields must be 'all' or 'default'"):
+        SandboxConfig(answer_fields="some")  # type: ignore[arg-type]
