@@ -171,6 +171,11 @@ class RouteraSourceConfig(DatasetConfig):
     call_worker: bool = True
     """Make the HTTP calls in a child process, so dlt's loads do not slow them; false keeps
     them in the run's process (for hosts that forbid subprocesses)."""
+    properties: list[str] | None = None
+    """Internal names of the custom fields to keep. Routera's reference says a DELETE answer
+    holds only the default properties; with this set, each contact is first read with
+    `?properties=` (a snapshot, one more request per contact, counted in `rps`) and its
+    record is the snapshot overlaid with the DELETE's answer. Unset: the DELETE's answer alone."""
 
     def on_resolved(self) -> None:
         """Every rule on a setting's value, checked once, naming the key as a user sets it."""
@@ -206,6 +211,7 @@ class RouteraSourceConfig(DatasetConfig):
             _refuse("max_share", f"max_share must be between 0 (off) and 1, got {self.max_share}")
         if self.chunk_size < 1:
             _refuse("chunk_size", f"chunk_size must be at least 1, got {self.chunk_size}")
+        self._check_properties()
         if self.schema_contract not in SCHEMA_CONTRACTS:
             _refuse(
                 "schema_contract",
@@ -268,7 +274,35 @@ class RouteraSourceConfig(DatasetConfig):
             backoff_initial=self.backoff_initial,
             backoff_max=self.backoff_max,
             token_refresh_margin=self.token_refresh_margin,
+            properties=tuple(self.properties or ()),
         )
+
+    def _check_properties(self) -> None:
+        """Names as Routera's `?properties=a,b` can carry them: a comma or a control character
+        would change the list the API reads, so such a name is refused, not sent."""
+        if self.properties is None:
+            return
+        names: Any = self.properties  # set in code after resolution, it may be anything
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+            _refuse(
+                "properties",
+                'properties must be a list of field names (TOML: properties = ["lead_score"];'
+                " environment: a JSON list, '[\"lead_score\"]')",
+            )
+        seen: set[str] = set()
+        for name in self.properties:
+            if not name.strip() or name != name.strip():
+                _refuse("properties", f"properties holds {name!r}: a name without spaces around it")
+            if "," in name or any(ord(char) < 32 or ord(char) == 127 for char in name):
+                _refuse(
+                    "properties",
+                    f"properties holds {name!r}: a name cannot hold a comma or a control "
+                    "character (Routera separates names with commas)",
+                )
+            if name in seen:
+                _refuse("properties", f"properties names {name!r} twice")
+            seen.add(name)
+        self.properties = list(self.properties)
 
     def _check_base_url(self) -> None:
         try:

@@ -33,7 +33,27 @@ class Status(StrEnum):
 
 TERMINAL_STATUSES: tuple[str, ...] = tuple(s.value for s in Status if s.is_terminal)
 
-RecordSource = Literal["delete", "get", "journal"]
+# What Routera's reference says every contact answer holds ("default properties"), with the
+# stamps every answer has and `archived_by` once archived: a record with no other key carries
+# no custom field (`RunReport.note_record`).
+DEFAULT_PROPERTIES: frozenset[str] = frozenset(
+    {
+        "id",
+        "first_name",
+        "last_name",
+        "email",
+        "contact_owner",
+        "external_id",
+        "archived",
+        "created_at",
+        "updated_at",
+        "archived_by",
+    }
+)
+
+# Which answers made a record: the DELETE's; a GET's (after a 404, or a snapshot showing it
+# archived already); the configured-`properties` snapshot overlaid with the DELETE's; a journal.
+RecordSource = Literal["delete", "get", "snapshot+delete", "journal"]
 
 
 class ArchiveRequest(BaseModel):
@@ -101,7 +121,7 @@ class ContractError(ValueError):
 
 
 def parse_archived_contact(
-    body: str, expected_id: str
+    body: str, expected_id: str, *, under: dict[str, Any] | None = None
 ) -> tuple[ArchivedContact, dict[str, Any], list[str]]:
     """Validate an answer body as the archived record of `expected_id`.
 
@@ -110,15 +130,11 @@ def parse_archived_contact(
     become text (a uint64, NaN, a value nested too deep), or raises
     ContractError with a reason a person can act on. An id that differs from ours only in case
     is ours: the API answered for the id it was asked about, in its canonical spelling.
+
+    `under` (a snapshot's fields, `parse_snapshot`) lies under the answer: the record is both,
+    the answer's value winning for every key it carries.
     """
-    try:
-        decoded = json.loads(body)
-    except ValueError:
-        raise ContractError("the body is not JSON") from None
-    except RecursionError:
-        raise ContractError("the body nests deeper than a JSON reader goes") from None
-    if not isinstance(decoded, dict):
-        raise ContractError(f"the body is a JSON {type(decoded).__name__}, not an object")
+    decoded = _json_object(body)
     if "id" not in decoded:
         raise ContractError("the record has no `id`")
     if "archived" not in decoded:
@@ -133,8 +149,30 @@ def parse_archived_contact(
         raise ContractError(f"the record is not an archived contact ({problems})") from None
     if contact.id.casefold() != expected_id.casefold():
         raise ContractError(f"the record is for contact {contact.id!r}, not {expected_id!r}")
-    record, as_text = storable_record(decoded)
+    record, as_text = storable_record(decoded if under is None else {**under, **decoded})
     return contact, record, as_text
+
+
+def parse_snapshot(body: str, expected_id: str) -> dict[str, Any]:
+    """The fields of an active contact's snapshot (read before its DELETE), or ContractError."""
+    decoded = _json_object(body)
+    if str(decoded.get("id", "")).casefold() != expected_id.casefold():
+        raise ContractError(
+            f"the snapshot is for contact {decoded.get('id')!r}, not {expected_id!r}"
+        )
+    return decoded
+
+
+def _json_object(body: str) -> dict[str, Any]:
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        raise ContractError("the body is not JSON") from None
+    except RecursionError:
+        raise ContractError("the body nests deeper than a JSON reader goes") from None
+    if not isinstance(decoded, dict):
+        raise ContractError(f"the body is a JSON {type(decoded).__name__}, not an object")
+    return decoded
 
 
 def read_active_flag(body: str) -> bool | None:
@@ -166,6 +204,8 @@ class ArchiveOutcome(BaseModel):
     record: dict[str, Any] | None = None
     # The body the record came from, or the unexpected body behind a `failed` outcome.
     raw_response: str | None = None
+    # The snapshot's body (`GET /contacts/{id}?properties=...` before the DELETE), when taken.
+    snapshot_response: str | None = None
     record_source: RecordSource | None = None
     # True when the record was not taken from this run's own DELETE answer (GET or journal).
     recovered: bool = False

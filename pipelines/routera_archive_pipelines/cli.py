@@ -121,6 +121,13 @@ def run(
             help="Only the requests whose contact id hashes to worker I of N (0-based).",
         ),
     ] = None,
+    properties: Annotated[
+        str | None,
+        typer.Option(
+            metavar="A,B",
+            help="Custom fields to read before each DELETE, comma-separated (properties).",
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Archive every pending request in the queue and load the records into the audit trail."""
@@ -143,6 +150,8 @@ def run(
             concurrency=concurrency,
             rps=rps,
             queue_table=queue_table,
+            # Each name as typed: the setting's own check refuses a blank or padded one.
+            properties=None if properties is None else properties.split(","),
         )
         pipeline = make_pipeline(destination, dataset, shard=worker)
         options = RunOptions(dry_run=dry_run, limit=limit, force=force, shard=worker)

@@ -246,6 +246,8 @@ def print_report(console: Console, report: RunReport) -> None:
             console.print(_plain(f"  {request_id} contact {contact_id!r}: {error}"))
         if report.counts.get(Status.FAILED.value, 0) > 20:
             console.print(f"  … and {report.counts[Status.FAILED.value] - 20} more (archive_log)")
+    for note in report.notes:
+        console.print(_plain(("  note: ", "yellow"), note))
     if report.run_row_error:
         console.print(
             _plain(

@@ -195,23 +195,26 @@ def test_every_setting_of_the_client_comes_from_the_spec() -> None:
         call_deadline=6,
         max_body_bytes=70000,
         token_refresh_margin=5,
+        properties=["lead_score", "Lead Source"],
     )
     client = config.client_config()
+    made = {"credentials": config.credentials, "properties": ("lead_score", "Lead Source")}
     for field in dataclasses.fields(ClientConfig):
-        expected = (
-            config.credentials if field.name == "credentials" else getattr(config, field.name)
-        )
+        expected = made[field.name] if field.name in made else getattr(config, field.name)
         assert getattr(client, field.name) == expected, field.name
+    assert ClientConfig.from_wire(client.to_wire()) == client
 
 
 def test_the_spec_defaults_are_the_documented_ones() -> None:
-    """Every setting has a default a run can start with (credentials aside)."""
+    """Every setting has a default a run can start with (credentials aside, and `properties`,
+    whose absence means "no snapshot")."""
     fields = RouteraSourceConfig.get_resolvable_fields()
     assert set(DatasetConfig.get_resolvable_fields()) <= set(fields)
     defaults = RouteraSourceConfig()
     for name in fields:
-        if name not in ("access_token", "client_id", "client_secret"):
+        if name not in ("access_token", "client_id", "client_secret", "properties"):
             assert getattr(defaults, name) is not None, name
+    assert defaults.properties is None
 
 
 @given(

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from routera_archive.errors import AuthenticationError, InvalidContactId, RetriesExhausted
@@ -29,6 +30,7 @@ from routera_archive.models import (
     ContractError,
     Status,
     parse_archived_contact,
+    parse_snapshot,
     read_active_flag,
 )
 
@@ -76,11 +78,32 @@ async def archive_request(client: RouteraClient, request: ArchiveRequest) -> Arc
         contact_id = validate_contact_id(request.contact_id)
     except InvalidContactId as exc:
         return ArchiveOutcome(request=request, status=Status.INVALID, error=exc.reason)
+    if client.config.properties:
+        return await _snapshot_then_archive(client, request, contact_id)
+    return await _archive(client, request, contact_id)
 
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An active contact read with the configured `properties` just before its DELETE: the
+    custom fields a DELETE answer may not hold (Routera's reference: "default properties")."""
+
+    fields: dict[str, Any]
+    body: str
+    attempts: int
+
+
+async def _archive(
+    client: RouteraClient,
+    request: ArchiveRequest,
+    contact_id: str,
+    snapshot: Snapshot | None = None,
+) -> ArchiveOutcome:
+    """The DELETE and what its answer means; with a `snapshot`, the record is both."""
     try:
         answer = await client.delete_contact(contact_id)
     except RetriesExhausted as exc:
-        return ArchiveOutcome(
+        outcome = ArchiveOutcome(
             request=request,
             status=Status.FAILED,
             http_status=exc.last_status,
@@ -93,9 +116,10 @@ async def archive_request(client: RouteraClient, request: ArchiveRequest) -> Arc
             ),
             raw_response=_cut(exc.last_body),
         )
+        return _with_snapshot(outcome, snapshot)
 
     try:
-        return await _interpret(client, request, contact_id, answer)
+        outcome = await _interpret(client, request, contact_id, answer, snapshot)
     except AuthenticationError:
         raise  # stops the run; the request stays pending (see the module's docstring)
     except Exception as exc:
@@ -105,7 +129,7 @@ async def archive_request(client: RouteraClient, request: ArchiveRequest) -> Arc
             "reading the answer for %s failed: %s", id_preview(contact_id), type(exc).__name__
         )
         logger.debug("reading the answer failed", exc_info=exc)
-        return ArchiveOutcome(
+        outcome = ArchiveOutcome(
             request=request,
             status=Status.FAILED,
             http_status=answer.status_code,
@@ -114,13 +138,120 @@ async def archive_request(client: RouteraClient, request: ArchiveRequest) -> Arc
             f"({type(exc).__name__}); the next run asks again",
             raw_response=_cut(answer.body),
         )
+    return _with_snapshot(outcome, snapshot)
+
+
+def _with_snapshot(outcome: ArchiveOutcome, snapshot: Snapshot | None) -> ArchiveOutcome:
+    """The outcome of a DELETE made after a snapshot: its attempts count, its body is kept."""
+    if snapshot is None:
+        return outcome
+    return outcome.model_copy(
+        update={
+            "attempts": outcome.attempts + snapshot.attempts,
+            "snapshot_response": snapshot.body,
+        }
+    )
+
+
+async def _snapshot_then_archive(
+    client: RouteraClient, request: ArchiveRequest, contact_id: str
+) -> ArchiveOutcome:
+    """Read the contact with `properties`, then archive it. Never a DELETE without the
+    snapshot that was asked for (a DELETE cannot be undone, and its answer may hold no custom
+    field): every way the snapshot fails ends the request before its DELETE."""
+
+    try:
+        read = await client.get_contact(contact_id)
+    except RetriesExhausted as exc:
+        return _no_delete(
+            request,
+            f"the snapshot (GET with properties) gave up: {exc.reason}",
+            status=exc.last_status,
+            attempts=exc.attempts,
+            body=exc.last_body,
+        )
+    if read.status_code == 404:
+        if not is_routera_error(read.body):
+            return _not_routera_404(request, "GET", read)
+        return ArchiveOutcome(
+            request=request, status=Status.NOT_FOUND, http_status=404, attempts=read.attempts
+        )
+    if read.status_code != 200:
+        return _no_delete(
+            request,
+            f"the snapshot (GET with properties) answered {read.status_code}: "
+            f"{_message(client, read.body)}",
+            status=read.status_code,
+            attempts=read.attempts,
+            body=read.body,
+        )
+    if read_active_flag(read.body) is not True:
+        return _archived_in_snapshot(request, contact_id, read)
+    try:
+        fields = parse_snapshot(read.body, contact_id)
+    except ContractError as exc:
+        return _no_delete(
+            request,
+            f"the snapshot answered 200 but {exc}",
+            status=200,
+            attempts=read.attempts,
+            body=read.body,
+        )
+    return await _archive(client, request, contact_id, Snapshot(fields, read.body, read.attempts))
+
+
+def _no_delete(
+    request: ArchiveRequest, error: str, *, status: int | None, attempts: int, body: str | None
+) -> ArchiveOutcome:
+    """A request whose snapshot failed: `failed`, and its DELETE never sent."""
+    return ArchiveOutcome(
+        request=request,
+        status=Status.FAILED,
+        http_status=status,
+        attempts=attempts,
+        error=f"{error}; no DELETE was sent, the next run asks again",
+        raw_response=_cut(body),
+    )
+
+
+def _archived_in_snapshot(
+    request: ArchiveRequest, contact_id: str, read: ApiAnswer
+) -> ArchiveOutcome:
+    """A snapshot showing the contact archived already: its record, from the snapshot, and no
+    DELETE (it would answer 404)."""
+    try:
+        _, record, as_text = parse_archived_contact(read.body, contact_id)
+    except ContractError as exc:
+        return _no_delete(
+            request,
+            f"the snapshot answered 200 but {exc}",
+            status=200,
+            attempts=read.attempts,
+            body=read.body,
+        )
+    return ArchiveOutcome(
+        request=request,
+        status=Status.ALREADY_ARCHIVED,
+        http_status=200,
+        attempts=read.attempts,
+        record=record,
+        text_fields=as_text,
+        raw_response=read.body,
+        snapshot_response=read.body,
+        record_source="get",
+        recovered=True,
+    )
 
 
 async def _interpret(
-    client: RouteraClient, request: ArchiveRequest, contact_id: str, answer: ApiAnswer
+    client: RouteraClient,
+    request: ArchiveRequest,
+    contact_id: str,
+    answer: ApiAnswer,
+    snapshot: Snapshot | None = None,
 ) -> ArchiveOutcome:
     if answer.status_code == 200:
-        return _from_delete_200(request, contact_id, answer)
+        return _from_delete_200(request, contact_id, answer, snapshot)
     if answer.status_code == 404:
         if not is_routera_error(answer.body):
             return _not_routera_404(request, "DELETE", answer)
@@ -135,9 +266,12 @@ async def _interpret(
     )
 
 
-def _from_delete_200(request: ArchiveRequest, contact_id: str, answer: ApiAnswer) -> ArchiveOutcome:
+def _from_delete_200(
+    request: ArchiveRequest, contact_id: str, answer: ApiAnswer, snapshot: Snapshot | None
+) -> ArchiveOutcome:
+    under = None if snapshot is None else snapshot.fields
     try:
-        _, record, as_text = parse_archived_contact(answer.body, contact_id)
+        _, record, as_text = parse_archived_contact(answer.body, contact_id, under=under)
     except ContractError as exc:
         # Routera said 200, so the contact is probably archived; the body is kept in the log and
         # the request stays pending: next run's DELETE answers 404 and a GET recovers the record.
@@ -160,7 +294,7 @@ def _from_delete_200(request: ArchiveRequest, contact_id: str, answer: ApiAnswer
         record=record,
         text_fields=as_text,
         raw_response=answer.body,
-        record_source="delete",
+        record_source="delete" if snapshot is None else "snapshot+delete",
     )
 
 

@@ -48,6 +48,7 @@ AUDIT_META_COLUMNS: tuple[str, ...] = (
     "recovered",
     "record_source",
     "raw_response",
+    "snapshot_response",
 )
 BLANK_FIELD_COLUMN = "blank_field"
 

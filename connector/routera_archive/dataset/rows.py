@@ -94,5 +94,6 @@ def audit_row(
         recovered=outcome.recovered,
         record_source=outcome.record_source,
         raw_response=_told(outcome.raw_response),
+        snapshot_response=_told(outcome.snapshot_response),
     )
     return row

@@ -47,6 +47,7 @@ ARCHIVES_COLUMNS: dict[str, TColumnSchema] = {
     "recovered": {"data_type": "bool"},
     "record_source": {"data_type": "text"},
     "raw_response": {"data_type": "text"},
+    "snapshot_response": {"data_type": "text"},
 }
 
 LOG_COLUMNS: dict[str, TColumnSchema] = {
@@ -100,6 +101,7 @@ RUNS_COLUMNS: dict[str, TColumnSchema] = {
     "held_back_fields": {"data_type": "json"},
     "held_back_records": {"data_type": "json"},
     "aborted_packages": {"data_type": "bigint"},
+    "notes": {"data_type": "json"},
     "counts": {"data_type": "json"},
     "connector_version": {"data_type": "text"},
     "base_url": {"data_type": "text"},

@@ -257,17 +257,27 @@ class RouteraClient:
         return await self._call(_Call("DELETE", contact_path(contact_id), authenticated=True))
 
     async def get_contact(self, contact_id: str) -> ApiAnswer:
-        return await self._call(_Call("GET", contact_path(contact_id), authenticated=True))
+        """Read one contact, archived ones too, with the configured `properties` (every read
+        of a record asks for them: a snapshot, the GET after a 404, a recovery)."""
+        call = _Call("GET", contact_path(contact_id), authenticated=True, params=self._asked())
+        return await self._call(call)
 
     async def list_contacts(
         self, *, archived: bool = False, limit: int = 100, offset: int = 0
     ) -> ApiAnswer:
+        """One page of contacts. With `properties` configured it asks for them too, so the
+        run's first call (guardrails.probe_account) is also the check of their names."""
         params = {
             "archived": "true" if archived else "false",
             "limit": str(limit),
             "offset": str(offset),
+            **(self._asked() or {}),
         }
         return await self._call(_Call("GET", CONTACTS_PATH, authenticated=True, params=params))
+
+    def _asked(self) -> dict[str, str] | None:
+        properties = self.config.properties
+        return {"properties": ",".join(properties)} if properties else None
 
     async def create_contact(self, fields: dict[str, Any]) -> ApiAnswer:
         call = _Call("POST", CONTACTS_PATH, authenticated=True, json_body={"fields": fields})

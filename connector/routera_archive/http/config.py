@@ -60,6 +60,8 @@ class ClientConfig:
     backoff_initial: float
     backoff_max: float
     token_refresh_margin: float
+    # Custom fields read with `?properties=` before each DELETE (a snapshot); empty: none.
+    properties: tuple[str, ...]
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -80,4 +82,7 @@ class ClientConfig:
         credentials = dict(values["credentials"])
         kind = credentials.pop("kind")
         chosen = {AccessToken.__name__: AccessToken, ClientCredentials.__name__: ClientCredentials}
-        return cls(**{**values, "credentials": chosen[kind](**credentials)})
+        properties = tuple(values["properties"])  # JSON made it a list
+        return cls(
+            **{**values, "credentials": chosen[kind](**credentials), "properties": properties}
+        )

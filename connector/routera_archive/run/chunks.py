@@ -118,6 +118,8 @@ class ChunkSink:
             except OSError as exc:  # the run stops: see LocalStorageError
                 raise LocalStorageError.of(exc, self.journal.path) from exc
         self.report.counts[outcome.status.value] += 1
+        if outcome.record is not None:
+            self.report.note_record(outcome.record)
         if outcome.status is Status.FAILED and len(self.report.failures) < MAX_FAILURES_KEPT:
             self.report.failures.append(
                 (outcome.request.request_id, outcome.request.contact_id, outcome.error or "")

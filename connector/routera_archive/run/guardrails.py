@@ -5,11 +5,11 @@ unless forced. The run and the dlt-native source ask the same questions here.
 """
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from routera_archive.config import RouteraSourceConfig
-from routera_archive.errors import ApiMismatch
+from routera_archive.config import RouteraSourceConfig, setting_key
+from routera_archive.errors import ApiMismatch, ConfigurationError
 from routera_archive.http.client import ApiAnswer, api_message
 
 logger = logging.getLogger(__name__)
@@ -36,16 +36,26 @@ class Account:
     unreadable_because: str = ""
 
 
-async def probe_account(list_contacts: ListContacts) -> Account:
+async def probe_account(list_contacts: ListContacts, properties: Sequence[str] = ()) -> Account:
     """The run's first call, `GET /contacts?archived=false&limit=1`: the number of active
     contacts for the share check, and the proof that `base_url` is Routera's API. A base URL
     with a wrong path answers every DELETE and GET with the server's own route-level 404, and
     every request would end `not_found`, for good; so a 404 here, or an answer without the list
-    shape, stops the run before any DELETE (ApiMismatch, exit 2)."""
+    shape, stops the run before any DELETE (ApiMismatch, exit 2).
+
+    With `properties` configured the call asks for them (the client adds them), so it is also
+    their check: Routera answers 400 to a name it does not know, and a run that went on would
+    have every snapshot refused; it stops here instead (ConfigurationError, exit 2)."""
     answer = await list_contacts(archived=False, limit=1, offset=0)
     said = f"GET /contacts answered {answer.status_code}: {api_message(answer.body)}"
     if answer.status_code == 404:
         raise ApiMismatch(f"{said}; base_url does not point at Routera's API (a wrong path?)")
+    if answer.status_code == 400 and properties:
+        raise ConfigurationError(
+            f"Routera refused the properties setting ({', '.join(properties)}): {said}; each "
+            "name must be a field's internal name (in Routera's field settings); set "
+            f"{setting_key('properties')}"
+        )
     if answer.status_code != 200:
         return Account(None, said)
     try:

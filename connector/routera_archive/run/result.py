@@ -8,7 +8,7 @@ from uuid import uuid4
 
 from routera_archive import __version__
 from routera_archive.errors import ExitCode
-from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.models import DEFAULT_PROPERTIES, ArchiveOutcome, ArchiveRequest, Status
 from routera_archive.redaction import scrub
 
 
@@ -54,6 +54,36 @@ class RunReport:
     held_back_reasons: list[str] = field(default_factory=list)
     # Packages a crashed or refused load left, aborted because they could never load.
     aborted_packages: int = 0
+    # Records this run kept, and the keys outside Routera's default properties they carried.
+    records_kept: int = 0
+    keys_beyond_defaults: set[str] = field(default_factory=set)
+    # What the user should know and act on, though nothing failed (`note_properties`).
+    notes: list[str] = field(default_factory=list)
+
+    def note_record(self, record: dict[str, Any]) -> None:
+        self.records_kept += 1
+        self.keys_beyond_defaults.update(key for key in record if key not in DEFAULT_PROPERTIES)
+
+    def note_properties(self, properties: list[str] | None) -> None:
+        """Say it when the records look incomplete: Routera's reference says a DELETE answer
+        holds only the default properties, and an audit trail without custom fields that says
+        nothing would be trusted as complete."""
+        if not self.records_kept:
+            return
+        if not properties and not self.keys_beyond_defaults:
+            self.notes.append(
+                f"the answers held only Routera's default properties ({self.records_kept} "
+                "records, no custom field): set `properties` to the custom fields to keep "
+                "(SOURCES__ROUTERA__PROPERTIES or --properties), and each contact is read with "
+                "them before its DELETE"
+            )
+        missing = [name for name in properties or () if name not in self.keys_beyond_defaults]
+        if missing:
+            self.notes.append(
+                f"no record of this run held {', '.join(repr(name) for name in missing)} of "
+                "`properties`: check each is a field's internal name (in Routera's field "
+                "settings)"
+            )
 
     def note_held_back(self, contact_ids: list[str], reason: str) -> None:
         self.held_back_records.extend(contact_ids)
@@ -80,6 +110,7 @@ class RunReport:
             "held_back_fields": self.held_back_fields,
             "held_back_records": self.held_back_records,
             "aborted_packages": self.aborted_packages,
+            "notes": self.notes,
             "counts": {status.value: self.counts.get(status.value, 0) for status in Status},
             "connector_version": __version__,
             "base_url": self.base_url,

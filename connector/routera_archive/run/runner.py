@@ -250,7 +250,7 @@ class ArchiveRun:
         (see guardrails.probe_account, which also stops a run whose base_url is not Routera's)."""
         if self._to_call == 0:
             return None
-        account = await probe_account(list_contacts)
+        account = await probe_account(list_contacts, self.config.properties or ())
         return share_verdict(self.config, account, self._to_call, force=self.options.force)
 
     def _dry_run_verdict(self, to_handle: int) -> str:
@@ -569,6 +569,7 @@ class ArchiveRun:
             for column in columns
             if "__v_" in column
         )
+        report.note_properties(self.config.properties)
         if report.counts.get(Status.FAILED.value) and report.exit_code == ExitCode.OK:
             report.exit_code = ExitCode.FAILED
             report.outcome = "completed with failures"
