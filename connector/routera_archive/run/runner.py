@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import dlt
 import httpx
@@ -33,7 +34,7 @@ from routera_archive.dataset.fields import FieldColumns
 from routera_archive.dataset.loading import load_fresh, load_pending_packages, schema_columns
 from routera_archive.dataset.lock import RunLock, dataset_lock
 from routera_archive.dataset.outcomes import is_terminal
-from routera_archive.dataset.queue import PendingQueue, PendingRequest, Shard
+from routera_archive.dataset.queue import PendingQueue, PendingRequest, PendingTally, Shard
 from routera_archive.dataset.rows import RequestKey, request_key
 from routera_archive.dataset.tables import build_audit_rows, run_history
 from routera_archive.errors import (
@@ -201,7 +202,8 @@ class ArchiveRun:
         queue = PendingQueue(
             self.pipeline, queue_table=self.config.queue_table, shard=self.options.shard
         )
-        tally = queue.tally()
+        # A dry run reads the queue once, for its plan and the guardrails' counts together.
+        tally = self._plan(queue) if self.options.dry_run else queue.tally()
         pending = tally.pending
         report.pending_at_start = pending
         to_handle = pending if self.options.limit is None else min(pending, self.options.limit)
@@ -209,7 +211,6 @@ class ArchiveRun:
             tally.to_call if self.options.limit is None else min(tally.to_call, self.options.limit)
         )
         if self.options.dry_run:
-            self._plan(queue)
             try:
                 verdict = self._dry_run_verdict(to_handle)
             except RouteraArchiveError as exc:
@@ -372,58 +373,55 @@ class ArchiveRun:
         return found & set(keys)
 
     # -------------------------------------------------------------- planning
-    def _classify(self, item: PendingRequest, handled: dict[str, str]) -> ArchiveOutcome | None:
-        """The outcome a request gets without any call, or None when it needs the API."""
+    def _classify(
+        self, item: PendingRequest, handled: dict[str, str] | None
+    ) -> ArchiveOutcome | None:
+        """The outcome a request gets without any call, or None when it needs the API (the
+        decision is `settle_without_call`'s)."""
         request = item.request
-        try:
-            contact_id = validate_contact_id(request.contact_id)
-        except InvalidContactId as exc:
-            return ArchiveOutcome(request=request, status=Status.INVALID, error=exc.reason)
-        if item.archived_under is not None:
-            if item.archived_under == request.request_id:
-                return ArchiveOutcome(
-                    request=request,
-                    status=Status.ARCHIVED,
-                    error="its record was already in contact_archives; only the log row was "
-                    "missing",
-                )
-            return ArchiveOutcome(
-                request=request,
-                status=Status.DUPLICATE,
-                duplicate_of=item.archived_under,
-                error=f"contact already archived under request {item.archived_under}",
-            )
-        first = handled.get(contact_id)
-        if first is None and item.first_request_id != request.request_id:
-            first = item.first_request_id
-        if first is not None:
-            return ArchiveOutcome(
-                request=request,
-                status=Status.DUPLICATE,
-                duplicate_of=first,
-                error=f"same contact as request {first}",
-            )
-        handled[contact_id] = request.request_id
-        return None
+        settled = settle_without_call(
+            request.request_id,
+            request.contact_id,
+            item.first_request_id,
+            item.archived_under,
+            handled,
+        )
+        if settled is None:
+            return None
+        return ArchiveOutcome(
+            request=request,
+            status=settled.status,
+            error=settled.error,
+            duplicate_of=settled.duplicate_of,
+        )
 
-    def _plan(self, queue: PendingQueue) -> None:
-        handled: dict[str, str] = {}
+    def _plan(self, queue: PendingQueue) -> PendingTally:
+        """The dry run's plan, and the counts its guardrails take, from one pass over one query.
+
+        The plan covers what the run would handle (the first `limit` requests, in the run's
+        order); the counts cover every pending request, as `PendingQueue.tally` does for a run,
+        so that the verdict is the one the run would reach: a request needs the API exactly
+        when `settle_without_call` settles it not. A row becomes a request object only when it
+        is shown: building one for each of a million rows cost more than the query.
+        """
         report = self.report
-        taken = 0
-        for page in queue.pages(QUEUE_PAGE_SIZE):
-            for item in page:
-                if self.options.limit is not None and taken >= self.options.limit:
-                    return
-                taken += 1
-                outcome = self._classify(item, handled)
-                action = "archive" if outcome is None else outcome.status.value
+        limit = self.options.limit
+        pending = to_call = 0
+        for rows in queue.stream(QUEUE_PAGE_SIZE):
+            for row in rows:
+                settled = settle_without_call(*PendingQueue.identity(row), None)
+                pending += 1
+                if settled is None:
+                    to_call += 1
+                if limit is not None and pending > limit:
+                    continue
+                action = "archive" if settled is None else settled.status.value
                 report.plan_counts[action] += 1
                 if len(report.plan) < DRY_RUN_SHOWN:
-                    report.plan.append(
-                        PlannedRequest(
-                            item.request, action, None if outcome is None else outcome.error
-                        )
-                    )
+                    request = PendingQueue.to_pending(row).request
+                    note = None if settled is None else settled.error
+                    report.plan.append(PlannedRequest(request, action, note))
+        return PendingTally(pending, to_call)
 
     # ------------------------------------------------------------- archiving
     async def _archive(self, queue: PendingQueue, to_handle: int) -> None:
@@ -591,6 +589,57 @@ class ArchiveRun:
 def _api_context(error: RouteraArchiveError) -> str:
     """Words that say whose retries ran out (a RetriesExhausted names only the call)."""
     return "the Routera API is unavailable: " if isinstance(error, RetriesExhausted) else ""
+
+
+class Settled(NamedTuple):
+    """How a request is settled without a call: its status, why, and the request it
+    duplicates."""
+
+    status: Status
+    error: str
+    duplicate_of: str | None = None
+
+
+def settle_without_call(
+    request_id: str,
+    contact_id: str | None,
+    first_request_id: str,
+    archived_under: str | None,
+    handled: dict[str, str] | None,
+) -> Settled | None:
+    """How a pending request is settled without any call, or None when it needs the API: an
+    id that can never be valid, a contact already in the trail, or another request's contact.
+
+    `handled` is the run's memory of the contacts it has sent (contact -> request), which a
+    run needs because each of its pages is another query, made after loads and queue writes
+    (see `_forget_loaded`); a request it lets through is added to it. A reader of one query
+    passes None: there the SQL's `first_request_id` alone names each contact's one request to
+    call (every request of a contact carries the same one), so the memory would change no
+    verdict, and would cost a dry run of a million contacts a million entries.
+    """
+    try:
+        contact = validate_contact_id(contact_id)
+    except InvalidContactId as exc:
+        return Settled(Status.INVALID, exc.reason)
+    if archived_under is not None:
+        if archived_under == request_id:
+            return Settled(
+                Status.ARCHIVED,
+                "its record was already in contact_archives; only the log row was missing",
+            )
+        return Settled(
+            Status.DUPLICATE,
+            f"contact already archived under request {archived_under}",
+            archived_under,
+        )
+    first = None if handled is None else handled.get(contact)
+    if first is None and first_request_id != request_id:
+        first = first_request_id
+    if first is not None:
+        return Settled(Status.DUPLICATE, f"same contact as request {first}", first)
+    if handled is not None:
+        handled[contact] = request_id
+    return None
 
 
 def _forget_loaded(handled: dict[str, str], loaded: list[tuple[str | None, str]]) -> None:
