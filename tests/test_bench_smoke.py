@@ -21,11 +21,13 @@ from bench.cli_start import (
     heavy_imports,
     imported_modules,
 )
+from bench.dry_run_1m import dry_run as bench_dry_run
+from bench.dry_run_1m import expected_counts
 from bench.measures import Stamp, api_window
 from bench.raw_load import archived_records, load
 from bench.render import render
 from bench.runners import Config, versus
-from bench.sandbox_process import contact_ids
+from bench.sandbox_process import contact_ids, fresh_sandbox
 from bench.scenarios import FULL, PARTS, QUICK, Results, table
 from bench.verdicts import verdicts
 
@@ -71,6 +73,20 @@ def test_connector_and_hand_written_loop_archive_each_contact_once(tmp_path: Pat
     ]
     assert "versus-connector" in render(results)
     assert results.problems() == []
+
+
+def test_the_dry_run_bench_reports_the_plan_its_queue_implies(tmp_path: Path) -> None:
+    """`bench/dry_run_1m.py` on 20,100 rows (a duplicate every 100th row, invalid ids at 7,
+    10,007 and 20,007): the plan it checks is the one the dry run reports."""
+    rows = 20_100
+    with fresh_sandbox(tmp_path / "sandbox", 50, 0.0) as sandbox:
+        workdir = tmp_path / "duckdb"
+        workdir.mkdir()
+        result = bench_dry_run(rows, "duckdb", workdir, sandbox)
+
+    assert result["problems"] == []
+    assert result["plan_counts"] == expected_counts(rows)
+    assert expected_counts(rows) == {"archive": 19_896, "duplicate": 201, "invalid": 3}
 
 
 def test_raw_load_loads_every_record(tmp_path: Path) -> None:
