@@ -11,16 +11,31 @@ answer's arrival and its line being written, or a worker whose disk is gone.
 import logging
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from routera_archive.models import ArchiveOutcome
+from routera_archive.models import ArchiveOutcome, ArchiveRequest
 
 logger = logging.getLogger(__name__)
 
 JOURNAL_SUFFIX = ".jsonl"
+SNAPSHOT_LINE_START = '{"kind":"snapshot"'
+
+
+class JournaledSnapshot(BaseModel):
+    """A snapshot (the contact read with `properties`) written before its DELETE is sent: if
+    the run dies before the DELETE's outcome is kept, the next run still has the custom fields
+    it read, whatever a later read of the archived contact holds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["snapshot"] = "snapshot"  # first, so a reader tells the line by its start
+    request: ArchiveRequest
+    body: str
+    taken_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
 class OutcomeJournal:
@@ -37,6 +52,11 @@ class OutcomeJournal:
 
     def append(self, outcome: ArchiveOutcome) -> None:
         self.append_json(outcome.model_dump_json())
+
+    def append_snapshot(self, snapshot: JournaledSnapshot) -> None:
+        """Kept before the DELETE is sent (flushed to the OS: a killed process loses nothing;
+        fsynced with the outcomes at each chunk hand-off)."""
+        self.append_json(snapshot.model_dump_json())
 
     def append_json(self, outcome_json: str) -> None:
         """Append an outcome already serialised (the call worker sends the same text on)."""
@@ -90,11 +110,25 @@ def journal_run_id(path: Path) -> str:
 
 def read_outcomes(path: Path) -> Iterator[ArchiveOutcome]:
     """The outcomes in one journal file; a torn last line (the crash itself) is skipped."""
+    for entry in _read(path):
+        if isinstance(entry, ArchiveOutcome):
+            yield entry
+
+
+def read_snapshots(path: Path) -> Iterator[JournaledSnapshot]:
+    """The snapshots in one journal file (see JournaledSnapshot)."""
+    for entry in _read(path):
+        if isinstance(entry, JournaledSnapshot):
+            yield entry
+
+
+def _read(path: Path) -> Iterator[ArchiveOutcome | JournaledSnapshot]:
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
+            kind = JournaledSnapshot if line.startswith(SNAPSHOT_LINE_START) else ArchiveOutcome
             try:
-                yield ArchiveOutcome.model_validate_json(line)
+                yield kind.model_validate_json(line)
             except (ValidationError, ValueError):
                 logger.warning("skipping unreadable line %d of journal %s", number, path)

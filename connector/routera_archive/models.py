@@ -53,7 +53,8 @@ DEFAULT_PROPERTIES: frozenset[str] = frozenset(
 
 # Which answers made a record: the DELETE's; a GET's (after a 404, or a snapshot showing it
 # archived already); the configured-`properties` snapshot overlaid with the DELETE's; a journal.
-RecordSource = Literal["delete", "get", "snapshot+delete", "journal"]
+# `snapshot+get`: read back by GET, with the fields of a snapshot a crashed run journaled.
+RecordSource = Literal["delete", "get", "snapshot+delete", "snapshot+get", "journal"]
 
 
 class ArchiveRequest(BaseModel):
@@ -214,3 +215,31 @@ class ArchiveOutcome(BaseModel):
     # Keys of the record whose values no column holds as they are (a uint64, NaN, nesting too
     # deep): written as text, each in a text column of its own (`values.storable_record`).
     text_fields: list[str] = Field(default_factory=list)
+
+
+def with_journaled_snapshot(outcome: ArchiveOutcome, body: str) -> ArchiveOutcome:
+    """`outcome`'s record (read back by GET) completed with the fields of the snapshot a
+    crashed run read before its DELETE (`body`): a field the GET holds keeps its value, one
+    only the snapshot held is added. The outcome as it was when `body` is not an object."""
+    try:
+        decoded = _json_object(body)
+    except ContractError:
+        return outcome
+    if outcome.record is None:
+        return outcome
+    snapshot, as_text = storable_record(decoded)
+    record = dict(outcome.record)
+    text_fields = list(outcome.text_fields)
+    for key, value in snapshot.items():
+        if key not in record:
+            record[key] = value
+            if key in as_text:
+                text_fields.append(key)
+    return outcome.model_copy(
+        update={
+            "record": record,
+            "text_fields": text_fields,
+            "snapshot_response": outcome.snapshot_response or body,
+            "record_source": "snapshot+get",
+        }
+    )

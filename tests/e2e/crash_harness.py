@@ -55,6 +55,11 @@ POISON_FIELDS: tuple[dict[str, object], ...] = (
     {"history": json.loads("[" * 80 + "1" + "]" * 80)},  # deeper than a JSON column goes
 )
 WITH_RECORD = ("archived", "already_archived")
+# `record_source` of a row made from the run's own DELETE answer (with `properties`, over its
+# snapshot), and of one recovered (a journal replayed, a GET after a 404, with or without a
+# snapshot a crashed run journaled).
+OWN_ANSWER = ("delete", "snapshot+delete")
+RECOVERED = ("journal", "get", "snapshot+get")
 
 # Phases a kill can land in; the first two come from the log, the others from dlt's folders.
 PHASES = ("startup", "recovery", "calls", "extract", "normalize", "load")
@@ -726,8 +731,8 @@ def verify(
     wrong_flag = [
         (cid, r["record_source"], r["recovered"])
         for cid, r in by_id.items()
-        if r["record_source"] not in ("delete", "journal", "get")
-        or (r["record_source"] in ("journal", "get")) != bool(r["recovered"])
+        if r["record_source"] not in (*OWN_ANSWER, *RECOVERED)
+        or (r["record_source"] in RECOVERED) != bool(r["recovered"])
     ]
     if wrong_flag:
         problems.append(f"rows whose recovered flag does not match their source: {wrong_flag[:20]}")
@@ -744,21 +749,21 @@ def verify(
                 continue  # reported above as lost
             source, run = row["record_source"], row["run_id"]
             if cid in attempt.journaled:
-                if source not in ("delete", "journal") or run != attempt.run_id:
+                if source not in (*OWN_ANSWER, "journal") or run != attempt.run_id:
                     problems.append(
                         f"kill #{attempt.number}: {cid} was in the journal of run "
                         f"{attempt.run_id}, but its row is from run {run} with source {source}"
                     )
-            elif source == "delete" and run == attempt.run_id:
+            elif source in OWN_ANSWER and run == attempt.run_id:
                 # Not in a journal at kill time because the run had already loaded it (and,
                 # when it had loaded everything, deleted its journal) before the kill landed.
                 pass
-            elif source == "delete" or run == attempt.run_id:
+            elif source in OWN_ANSWER or run == attempt.run_id:
                 problems.append(
                     f"kill #{attempt.number}: run {attempt.run_id} never journaled {cid}'s "
                     f"answer, yet its row is from run {run} with source {source}"
                 )
-            if source in ("journal", "get"):
+            if source in RECOVERED:
                 lost.add(cid)
 
     # -- archive_log: one terminal row per request, none pending -------------------------------

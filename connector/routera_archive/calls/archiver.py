@@ -24,6 +24,7 @@ from routera_archive.http.client import (
     summarize_reasons,
 )
 from routera_archive.http.ids import id_preview, validate_contact_id
+from routera_archive.journal import JournaledSnapshot
 from routera_archive.models import (
     ArchiveOutcome,
     ArchiveRequest,
@@ -72,14 +73,21 @@ def _cut(body: str | None) -> str | None:
     return None if body is None else body[:MAX_ERROR_BODY_CHARS]
 
 
-async def archive_request(client: RouteraClient, request: ArchiveRequest) -> ArchiveOutcome:
+# Keeps a snapshot before its DELETE is sent (the call worker's journal); raises OSError when
+# it cannot, and then the DELETE is not sent.
+KeepSnapshot = Callable[[JournaledSnapshot], None]
+
+
+async def archive_request(
+    client: RouteraClient, request: ArchiveRequest, *, keep_snapshot: KeepSnapshot | None = None
+) -> ArchiveOutcome:
     """Archive one request; every path ends in an outcome (see the module docstring)."""
     try:
         contact_id = validate_contact_id(request.contact_id)
     except InvalidContactId as exc:
         return ArchiveOutcome(request=request, status=Status.INVALID, error=exc.reason)
     if client.config.properties:
-        return await _snapshot_then_archive(client, request, contact_id)
+        return await _snapshot_then_archive(client, request, contact_id, keep_snapshot)
     return await _archive(client, request, contact_id)
 
 
@@ -154,7 +162,10 @@ def _with_snapshot(outcome: ArchiveOutcome, snapshot: Snapshot | None) -> Archiv
 
 
 async def _snapshot_then_archive(
-    client: RouteraClient, request: ArchiveRequest, contact_id: str
+    client: RouteraClient,
+    request: ArchiveRequest,
+    contact_id: str,
+    keep_snapshot: KeepSnapshot | None,
 ) -> ArchiveOutcome:
     """Read the contact with `properties`, then archive it. Never a DELETE without the
     snapshot that was asked for (a DELETE cannot be undone, and its answer may hold no custom
@@ -197,6 +208,17 @@ async def _snapshot_then_archive(
             attempts=read.attempts,
             body=read.body,
         )
+    if keep_snapshot is not None:
+        try:
+            keep_snapshot(JournaledSnapshot(request=request, body=read.body))
+        except OSError as exc:  # a full disk: a DELETE now could lose what was just read
+            return _no_delete(
+                request,
+                f"the snapshot could not be journaled ({exc.strerror or exc})",
+                status=200,
+                attempts=read.attempts,
+                body=None,
+            )
     return await _archive(client, request, contact_id, Snapshot(fields, read.body, read.attempts))
 
 
@@ -395,6 +417,7 @@ async def archive_concurrently(
     *,
     workers: int,
     may_start: Callable[[], bool] | None = None,
+    keep_snapshot: KeepSnapshot | None = None,
 ) -> AsyncGenerator[ArchiveOutcome, None]:
     """Archive `requests` with at most `workers` in progress, yielding outcomes as they finish.
 
@@ -438,7 +461,9 @@ async def archive_concurrently(
             if stop.is_set() or (may_start is not None and not may_start()):
                 continue
             try:
-                await results.put(await archive_request(client, request))
+                await results.put(
+                    await archive_request(client, request, keep_snapshot=keep_snapshot)
+                )
             except asyncio.CancelledError:
                 raise  # the consumer is gone: nobody would take what this put in `results`
             except BaseException as exc:

@@ -23,7 +23,7 @@ from typing import Any, Final, Protocol
 import httpx
 
 from routera_archive.calls import protocol
-from routera_archive.calls.archiver import archive_concurrently
+from routera_archive.calls.archiver import KeepSnapshot, archive_concurrently
 from routera_archive.errors import (
     AuthenticationError,
     CallWorkerError,
@@ -63,8 +63,15 @@ class Caller(Protocol):
     async def list_contacts(self, *, archived: bool, limit: int, offset: int) -> ApiAnswer: ...
 
     def archive(
-        self, requests: AsyncIterator[ArchiveRequest], *, stopping: Stopping
-    ) -> AsyncGenerator[ArchiveOutcome, None]: ...
+        self,
+        requests: AsyncIterator[ArchiveRequest],
+        *,
+        stopping: Stopping,
+        keep_snapshot: KeepSnapshot | None = None,
+    ) -> AsyncGenerator[ArchiveOutcome, None]:
+        """Outcomes of `requests`; `keep_snapshot` journals a snapshot before its DELETE where
+        the calls are made in this process (the call worker journals its own)."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -85,13 +92,18 @@ class InProcessCaller:
         return await self.client.list_contacts(archived=archived, limit=limit, offset=offset)
 
     def archive(
-        self, requests: AsyncIterator[ArchiveRequest], *, stopping: Stopping
+        self,
+        requests: AsyncIterator[ArchiveRequest],
+        *,
+        stopping: Stopping,
+        keep_snapshot: KeepSnapshot | None = None,
     ) -> AsyncGenerator[ArchiveOutcome, None]:
         return archive_concurrently(
             self.client,
             requests,
             workers=self.client.config.concurrency,
             may_start=lambda: not stopping(),
+            keep_snapshot=keep_snapshot,
         )
 
     async def aclose(self) -> None:
@@ -276,7 +288,11 @@ class WorkerCaller:
         return ApiAnswer(**fields)
 
     async def archive(
-        self, requests: AsyncIterator[ArchiveRequest], *, stopping: Stopping
+        self,
+        requests: AsyncIterator[ArchiveRequest],
+        *,
+        stopping: Stopping,
+        keep_snapshot: KeepSnapshot | None = None,  # the worker journals its own snapshots
     ) -> AsyncGenerator[ArchiveOutcome, None]:
         """Send requests as the window allows; yield outcomes until the worker is done.
 

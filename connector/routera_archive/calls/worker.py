@@ -147,6 +147,7 @@ class CallWorker:
                 self.requests(),
                 workers=client.config.concurrency,
                 may_start=lambda: not self.stopping,
+                keep_snapshot=journal.append_snapshot,
             ):
                 line = outcome.model_dump_json()
                 try:

@@ -51,8 +51,15 @@ from routera_archive.errors import (
 )
 from routera_archive.http.client import RouteraClient
 from routera_archive.http.ids import validate_contact_id
-from routera_archive.journal import OutcomeJournal, journal_run_id, leftover_files, read_outcomes
-from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.journal import (
+    JournaledSnapshot,
+    OutcomeJournal,
+    journal_run_id,
+    leftover_files,
+    read_outcomes,
+    read_snapshots,
+)
+from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status, with_journaled_snapshot
 from routera_archive.names import ARCHIVES_TABLE, FIELDS_TABLE, LOG_TABLE
 from routera_archive.run.chunks import ChunkSink, load_rows
 from routera_archive.run.failures import is_unexpected, stopped_by, typed_error
@@ -115,6 +122,8 @@ class ArchiveRun:
             dataset=pipeline.dataset_name,
         )
         self._journal_dir = Path(pipeline.working_dir) / "journal"
+        # Snapshots crashed runs journaled before DELETEs whose outcomes were lost.
+        self._carried: dict[RequestKey, JournaledSnapshot] = {}
         self.columns = FieldColumns()
         self._to_call = 0
         # Under a frozen or discarding schema contract new fields stay in raw_response only.
@@ -296,6 +305,7 @@ class ArchiveRun:
         )
         for path in leftover_files(self._journal_dir):
             run_id = journal_run_id(path)
+            self._carry_snapshots(path)
             outcomes = [o for o in read_outcomes(path) if o.status.is_terminal]
             done = self._settled_requests([request_key(o.request) for o in outcomes])
             # A terminal log row is not enough for an outcome with a record: the trail must hold
@@ -324,6 +334,25 @@ class ArchiveRun:
                     self.report.note_held_back([str(r["id"]) for r in rows.archives], held_back)
                 self.report.replayed_from_journal += len(missing)
             path.unlink()
+
+    def _carry_snapshots(self, path: Path) -> None:
+        """Snapshots a crashed run journaled for requests that have no outcome yet: this run
+        journals them again (another crash keeps them) and completes the record it reads back
+        with them (`_with_carried_snapshot`)."""
+        outcome_keys = {request_key(o.request) for o in read_outcomes(path)}
+        snapshots = {
+            request_key(s.request): s
+            for s in read_snapshots(path)
+            if request_key(s.request) not in outcome_keys
+        }
+        settled = self._settled_requests(list(snapshots))
+        self._carried.update({k: s for k, s in snapshots.items() if k not in settled})
+
+    def _with_carried_snapshot(self, outcome: ArchiveOutcome) -> ArchiveOutcome:
+        carried = self._carried.pop(request_key(outcome.request), None)
+        if carried is None or outcome.record_source != "get":
+            return outcome
+        return with_journaled_snapshot(outcome, carried.body)
 
     def _in_trail(self, contact_ids: list[str]) -> set[str]:
         """Which of these contacts `contact_archives` holds a record of."""
@@ -445,6 +474,8 @@ class ArchiveRun:
         self._worker = None  # attached: the caller ends it from now on (until then, execute)
         if isinstance(caller, WorkerCaller):
             journal.adopt(caller.journal_path)
+        for carried in self._carried.values():  # kept again, until their outcomes are
+            journal.append_snapshot(carried)
         # Journals stay for the next run when outcomes may be in them and not in the destination.
         keep_journal = False
         try:
@@ -486,13 +517,20 @@ class ArchiveRun:
                         else:
                             await sink.add(outcome)
 
-            outcomes = caller.archive(needing_calls(), stopping=lambda: self._should_stop(sink))
+            outcomes = caller.archive(
+                needing_calls(),
+                stopping=lambda: self._should_stop(sink),
+                keep_snapshot=journal.append_snapshot,
+            )
             try:
                 # Closed at once if taking an outcome fails (a full disk): its calls in flight
                 # are ended with it, instead of going on until it is garbage-collected.
                 async with contextlib.aclosing(outcomes):
                     async for outcome in outcomes:
-                        await sink.add(outcome, journaled=caller.journals_outcomes)
+                        completed = self._with_carried_snapshot(outcome)
+                        await sink.add(
+                            completed, journaled=caller.journals_outcomes and completed is outcome
+                        )
             except (
                 AuthenticationError,
                 RetriesExhausted,
