@@ -167,3 +167,30 @@ def test_a_configured_property_no_record_held_is_reported(
     said = " ".join(run.stdout.split())
     assert "note: no record of this run held 'favourite_colour' of `properties`" in said
     assert "only Routera's default properties" not in said
+
+
+@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
+def test_snapshot_fields_that_collide_get_columns_of_their_own(
+    cli: RunCli, server: SandboxServer, target: Target, tmp_path: Path
+) -> None:
+    """`Lead Source` and `lead_source` both normalise to `lead_source`: as for answer fields,
+    the first keeps the column and the other gets one of its own, in `custom_fields`."""
+    ids = [
+        str(
+            server.state.create_contact(
+                {"first_name": "Ada", "Lead Source": "web", "lead_source": "ad"}
+            )["id"]
+        )
+    ]
+    enqueue(cli, tmp_path, ids)
+
+    run = cli("run", "--properties", "Lead Source,lead_source")
+
+    assert run.code == 0, run.output
+    fields = dict(target.query("SELECT field_key, column_name FROM custom_fields"))
+    assert fields["Lead Source"] != fields["lead_source"]
+    [row] = target.query(
+        f"SELECT {fields['Lead Source']}, {fields['lead_source']} FROM contact_archives"
+    )
+    assert row == ("web", "ad")
+    assert "collides with another after normalisation" in " ".join(run.stdout.split())
