@@ -107,3 +107,34 @@ def test_a_lock_file_removed_or_replaced_is_lost_and_can_be_taken_again(tmp_path
     finally:
         lock.release()
     lock.release()  # twice, or after a loss: never raises
+
+
+class SlowRegainLock(FakeLock):
+    """Taking the lock again takes a while (a PostgreSQL session to open on a loaded host)."""
+
+    def __init__(self) -> None:
+        super().__init__(regains=True)
+        self.regaining = threading.Event()
+        self.may_finish = threading.Event()
+
+    def regain(self) -> bool:
+        self.regaining.set()
+        self.may_finish.wait(5)
+        return super().regain()
+
+
+def test_a_load_asked_for_while_the_lock_is_being_taken_again_waits_for_the_answer() -> None:
+    """Once a load asked in that moment was refused and the run said it had loaded everything
+    (seen under load: the trail held nothing of what the run archived)."""
+    lock = SlowRegainLock()
+    watch = LockWatch([lock], check_every=0.01).start()
+    try:
+        lock.reason = "gone"
+        wait_until(lock.regaining.is_set)
+        assert not watch.may_load()  # without waiting: not yet
+        threading.Timer(0.2, lock.may_finish.set).start()
+        assert watch.may_load(wait=5)
+        assert watch.regained
+    finally:
+        lock.may_finish.set()
+        watch.stop()

@@ -153,7 +153,8 @@ class ChunkSink:
                 raise LocalStorageError.of(exc, self.journal.path) from exc
             await self._wait_for_load()
             chunk, self.buffer = self.buffer, []
-            if self.load_error is None and not self.may_load():
+            # In a thread: a lock just lost is waited for while the watch takes it again.
+            if self.load_error is None and not await asyncio.to_thread(self.may_load):
                 self.load_error = LockLostError("the run lost its lock on the dataset")
             if self.load_error is None:
                 self.loading = asyncio.create_task(self._load(chunk))

@@ -40,6 +40,10 @@ class LockWatch:
         self.clock = clock
         self.lost: str | None = None
         self.regained = False
+        # Clear from the moment a loss is noticed until the watch knows whether it took the
+        # lock again: a load must not be refused in that moment and then called done.
+        self._settled = threading.Event()
+        self._settled.set()
         self._confirmed_at = clock()
         self._ended = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="routera-lock-watch", daemon=True)
@@ -62,9 +66,13 @@ class LockWatch:
             logger.error("%s; no more DELETEs are sent", self.lost)
         return self.lost is None
 
-    def may_load(self) -> bool:
-        """Whether the run may still write its outcomes to the dataset."""
-        return self.may_send() or self.regained
+    def may_load(self, wait: float = 0.0) -> bool:
+        """Whether the run may still write its outcomes to the dataset; a lock just lost is
+        waited for, up to `wait` seconds, while the watch tries to take it again."""
+        if self.may_send():
+            return True
+        self._settled.wait(wait)
+        return self.regained
 
     def _watch(self) -> None:
         while not self._ended.is_set() and self.lost is None:
@@ -76,9 +84,11 @@ class LockWatch:
             if reason is None:
                 self._confirmed_at = self.clock()
                 continue
+            self._settled.clear()
             self.lost = reason
             logger.error("the run lost its lock: %s; no more DELETEs are sent", reason)
             self.regained = all(lock.check() is None or lock.regain() for lock in self.locks)
+            self._settled.set()
             if self.regained:
                 logger.warning("the lock was taken again: what was archived is loaded")
             else:

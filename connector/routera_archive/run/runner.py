@@ -79,6 +79,10 @@ from routera_archive.run.result import (
 
 logger = logging.getLogger(__name__)
 
+# How long a load waits for the lock watch to take a just-lost lock again (a PostgreSQL
+# session to open, under load): past it, the load is refused and the journal keeps it.
+LOCK_REGAIN_WAIT_S = 30.0
+
 # Pending requests are read this many at a time; independent of the load chunk size.
 QUEUE_PAGE_SIZE = 2000
 # How many planned requests a dry run keeps to show (the counts cover all of them).
@@ -546,7 +550,7 @@ class ArchiveRun:
             await caller.aclose()
             report.requests_sent = caller.requests_sent
             journal.close()
-        lost = self._lock_lost()
+        lost = self._lock_lost(loaded_all=sink.load_error is None)
         if lost is not None:
             self._fail(lost, stopped_by(lost))
         elif sink.load_error is not None:
@@ -572,18 +576,24 @@ class ArchiveRun:
         )
 
     def _may_load(self) -> bool:
-        return self._lock_watch is None or self._lock_watch.may_load()
+        return self._lock_watch is None or self._lock_watch.may_load(wait=LOCK_REGAIN_WAIT_S)
 
-    def _lock_lost(self) -> LockLostError | None:
+    def _lock_lost(self, *, loaded_all: bool) -> LockLostError | None:
         watch = self._lock_watch
         if watch is None or watch.lost is None:
             return None
-        then = (
-            "the lock was taken again, so what it archived is loaded"
-            if watch.regained
-            else "another run may hold the dataset now, so it loaded nothing more: its outcomes "
-            "are kept in the journal and the next run here loads them"
-        )
+        if watch.regained and loaded_all:
+            then = "the lock was taken again, so what it archived is loaded"
+        elif watch.regained:  # taken again only after a load had been refused
+            then = (
+                "the lock was taken again too late for its last load: its outcomes are kept in "
+                "the journal and the next run here loads them"
+            )
+        else:
+            then = (
+                "another run may hold the dataset now, so it loaded nothing more: its outcomes "
+                "are kept in the journal and the next run here loads them"
+            )
         return LockLostError(
             f"the run lost its lock on the dataset ({watch.lost}) and stopped sending DELETEs; "
             f"{then}; the rest stays pending"
