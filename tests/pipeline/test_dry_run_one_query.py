@@ -17,7 +17,9 @@ import pytest
 
 import routera_archive.run.runner as runner
 from routera_archive.dataset.enqueue import enqueue
+from routera_archive.dataset.queue import PendingQueue, PendingSummary, Shard
 from routera_archive.errors import ExitCode
+from routera_archive.models import Status
 from routera_archive.run.runner import ArchiveRun, RunOptions, RunReport
 from routera_archive_sandbox import SandboxServer
 from tests.conftest import source_config
@@ -151,3 +153,29 @@ def test_a_limited_dry_run_plans_the_first_requests_and_counts_all_pending(
         "a-04",
     ]
     assert report.guardrail.startswith("passed: 6 to handle")
+
+
+def test_the_summary_in_sql_counts_as_the_rule_does_row_by_row(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    """DuckDB counts plain ids by group in SQL (`PendingQueue.summary`); every other id, and
+    every destination or shard that cannot, is settled row by row in Python. Both must give
+    the same counts, shown rows and order, for ids at each edge of the plain pattern."""
+    fill_queue(pipeline, sandbox_server)
+    for contact_id in (".", "..", "a\tb", "é-contact", "x" * 256, "y" * 257, "\x7f", None):
+        insert_queue_row(pipeline, contact_id)
+
+    def summary(shard: Shard | None, limit: int | None, shown: int) -> PendingSummary:
+        return PendingQueue(pipeline, shard=shard).summary(limit, shown)
+
+    for limit, shown in ((None, 0), (None, 200), (5, 200), (30, 3)):
+        in_sql = summary(None, limit, shown)
+        row_by_row = summary(Shard(0, 1), limit, shown)  # a shard owning all: Python's path
+        assert (in_sql.pending, in_sql.to_call, in_sql.planned) == (
+            row_by_row.pending,
+            row_by_row.to_call,
+            row_by_row.planned,
+        ), (limit, shown)
+        assert [tuple(row) for row in in_sql.shown] == [tuple(row) for row in row_by_row.shown]
+        assert in_sql.pending == 20
+    assert summary(None, None, 0).planned[Status.INVALID] == 7  # all but the 256 x's

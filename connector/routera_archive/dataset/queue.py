@@ -9,12 +9,15 @@ cannot shift them and its own loads are seen; a dry run, which writes nothing me
 the same rows in the same order from one query (`stream`).
 """
 
+import contextlib
+import enum
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from dlt.common.pipeline import SupportsPipeline
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
@@ -22,8 +25,8 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from routera_archive.dataset.outcomes import is_terminal
 from routera_archive.dataset.rows import NUL_STAND_IN
 from routera_archive.errors import InvalidContactId, QueueError
-from routera_archive.http.ids import validate_contact_id
-from routera_archive.models import ArchiveRequest, parse_api_timestamp
+from routera_archive.http.ids import DOT_SEGMENTS, PLAIN_CONTACT_ID, validate_contact_id
+from routera_archive.models import ArchiveRequest, Status, parse_api_timestamp
 from routera_archive.names import ARCHIVES_TABLE, LOG_TABLE, QUEUE_TABLE
 
 logger = logging.getLogger(__name__)
@@ -72,6 +75,71 @@ class PendingTally:
     pending: int
     # Requests that will reach the API (not a duplicate, not already archived, not empty).
     to_call: int
+
+
+class Archived(enum.IntEnum):
+    """Whether a pending request's contact is in `contact_archives` already, and under which
+    request (the SQL of `PendingQueue.summary` spells these as 0, 1, 2)."""
+
+    NO = 0
+    UNDER_THIS_REQUEST = 1
+    UNDER_ANOTHER = 2
+
+    @classmethod
+    def of(cls, archived_under: str | None, request_id: str) -> "Archived":
+        if archived_under is None:
+            return cls.NO
+        return cls.UNDER_THIS_REQUEST if archived_under == request_id else cls.UNDER_ANOTHER
+
+
+class NoCall(NamedTuple):
+    """How a pending request is settled without a call, and for an invalid id, why."""
+
+    status: Status
+    invalid_reason: str | None = None
+
+
+def settled_without_call(
+    contact_id: str | None, archived: Archived, duplicate: bool
+) -> NoCall | None:
+    """The one rule of which pending requests need no call, or None for one that needs the API:
+    an id that can never be valid, a contact already in the trail (under this request: only its
+    log row is missing), or a contact another request comes first for (`duplicate`).
+
+    It reads nothing but these three, so requests alike in them are settled alike: what lets
+    `PendingQueue.summary` count them by group in SQL. The run's `settle_without_call` words
+    its outcomes from this one rule.
+    """
+    try:
+        validate_contact_id(contact_id)
+    except InvalidContactId as exc:
+        return NoCall(Status.INVALID, exc.reason)
+    if archived is Archived.UNDER_THIS_REQUEST:
+        return NoCall(Status.ARCHIVED)
+    if archived is Archived.UNDER_ANOTHER or duplicate:
+        return NoCall(Status.DUPLICATE)
+    return None
+
+
+@dataclass
+class PendingSummary:
+    """What a dry run shows and the guardrails count, from one run of the pending SQL."""
+
+    # Every pending request (in this shard), and those that need the API.
+    pending: int = 0
+    to_call: int = 0
+    # The first `limit` pending requests in the run's order, by how they are settled (None:
+    # by a call).
+    planned: Counter[Status | None] = field(default_factory=Counter)
+    # The first `shown` of them, as rows of `pending_sql` (`identity`, `to_pending`).
+    shown: list[Sequence[Any]] = field(default_factory=list)
+
+    def add(self, settled: NoCall | None, planned: bool, count: int = 1) -> None:
+        self.pending += count
+        if settled is None:
+            self.to_call += count
+        if planned:
+            self.planned[None if settled is None else settled.status] += count
 
 
 @dataclass(frozen=True)
@@ -173,6 +241,71 @@ _PAGE_CONTACT = "COALESCE(pending.contact_id, '')"
 _PAGE_ORDER = f"pending.request_id, {_PAGE_CONTACT}"
 # The server-side cursor a PostgreSQL stream reads (one per connection, closed with it).
 _STREAM_CURSOR = "routera_archive_pending"
+# DuckDB's memory for the one query of `PendingQueue.summary`: the pending SQL's grouping,
+# window and sort spill to DuckDB's temp_directory beyond it instead of growing (~200 MB for
+# 1,000,000 pending requests without it, the run's other memory aside). Restored after.
+SUMMARY_MEMORY_LIMIT = "100MB"
+# What settles a pending request (`settled_without_call`'s inputs), as columns of `pending_sql`.
+_STANDING = (
+    "pending.contact_id, pending.first_request_id <> pending.request_id AS duplicate, "
+    f"CASE WHEN pending.archived_under IS NULL THEN {Archived.NO:d} "
+    f"WHEN pending.archived_under = pending.request_id THEN {Archived.UNDER_THIS_REQUEST:d} "
+    f"ELSE {Archived.UNDER_ANOTHER:d} END AS archived"
+)
+
+
+def _summary_sql(base: str, limit: int | None, shown: int) -> str:
+    """One statement over one run of the pending SQL (`base`): the first `shown` rows in the
+    run's order, then the pending requests counted by what settles them
+    (`settled_without_call`'s inputs) and by whether they fall within the first `limit`.
+
+    Its result is a few hundred rows however long the queue, so nothing big is held, neither
+    by DuckDB (which keeps a whole result before the first fetch) nor in Python. An id that is
+    plain (`ids.PLAIN_CONTACT_ID`, valid for certain) is counted in its group; any other id
+    gets a group of its own, so that Python decides it. DuckDB's SQL (`regexp_full_match`).
+    """
+    plain = (
+        f"COALESCE(regexp_full_match(pending.contact_id, '{PLAIN_CONTACT_ID}') AND "
+        f"pending.contact_id NOT IN ({', '.join(repr(dot) for dot in DOT_SEGMENTS)}), FALSE)"
+    )
+    planned = (
+        "TRUE" if limit is None else f"ROW_NUMBER() OVER (ORDER BY {_PAGE_ORDER}) <= {int(limit)}"
+    )
+    first_rows = shown if limit is None else min(shown, limit)
+    shown_part = (
+        f"SELECT 'shown' AS part, NULL, NULL, NULL, NULL, NULL, shown.* FROM ("
+        f"SELECT * FROM pending ORDER BY {_PAGE_ORDER} LIMIT {int(first_rows)}) shown "
+        "UNION ALL "
+        if first_rows > 0
+        else ""
+    )
+    return f"""
+WITH pending AS MATERIALIZED ({base}),
+standing AS (
+    SELECT {_STANDING}, {plain} AS plain, {planned} AS planned
+    FROM pending
+)
+{shown_part}SELECT 'group', planned, duplicate, archived, COUNT(*), MIN(contact_id),
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM standing
+GROUP BY planned, duplicate, archived, plain, CASE WHEN plain THEN NULL ELSE contact_id END
+"""
+
+
+@contextlib.contextmanager
+def _bounded_memory(client: Any) -> Iterator[None]:
+    """DuckDB's memory_limit at `SUMMARY_MEMORY_LIMIT` for what runs inside, then as it was.
+
+    A setting of the whole database, so only for a query while nothing else uses it (a dry
+    run; a run's tally, before any load starts).
+    """
+    rows = client.execute_sql("SELECT current_setting('memory_limit')")
+    before = str(rows[0][0])
+    client.execute_sql(f"SET memory_limit = '{SUMMARY_MEMORY_LIMIT}'")
+    try:
+        yield
+    finally:
+        client.execute_sql(f"SET memory_limit = '{before}'")
 
 
 def _fetch_many(client: Any, sql: str, batch_size: int) -> Iterator[Sequence[Any]]:
@@ -198,18 +331,6 @@ def _fetch_by_cursor(client: Any, sql: str, batch_size: int) -> Iterator[Sequenc
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _needs_call(contact_id: str | None, is_first: bool, archived: bool) -> bool:
-    """Whether a pending request will reach the API, for the guardrails' counts: a valid id,
-    the contact's first request, not archived yet."""
-    if not is_first or archived:
-        return False
-    try:
-        validate_contact_id(contact_id)
-    except InvalidContactId:
-        return False
-    return True
 
 
 def _coerce_requested_at(value: Any) -> datetime | None:
@@ -305,30 +426,81 @@ class PendingQueue:
         """How many requests are pending (in this shard)."""
         return self.tally().pending
 
-    def tally(self, batch_size: int = 5000) -> PendingTally:
-        """Pending requests and how many of them need the API.
+    def tally(self) -> PendingTally:
+        """Pending requests and how many of them need the API (a run's guardrails)."""
+        summary = self.summary(limit=None, shown=0)
+        return PendingTally(summary.pending, summary.to_call)
 
-        One query, read `batch_size` rows at a time, of only what the count needs: paging
-        (`pages`) would run the whole pending query once per page, 3.9 s for 100,000 pending
-        requests against 0.2 s this way. (PostgreSQL's driver holds that one result, a few
-        dozen bytes per pending request, until it is read.)
+    def summary(self, limit: int | None, shown: int, batch_size: int = 5000) -> PendingSummary:
+        """Every pending request counted by how it is settled, the first `limit` of them (all,
+        for None) apart, and the first `shown` rows, from one run of the pending SQL.
+
+        Paging (`pages`) would run the whole pending SQL once per page: 431 s for a dry run of
+        1,000,000 pending requests. On DuckDB (no shard) one statement does the counting
+        (`_summary_sql`) under a bounded memory_limit, so its result is tiny and its sorts and
+        groupings spill instead of growing: DuckDB would hold a result of a million rows
+        whole before the first fetch, and the SQL itself took ~200 MB. Elsewhere, or for a
+        shard (whose hash is Python's), the rows are read `batch_size` at a time and counted
+        here: only the columns the count needs, unordered, when nothing is to be shown or
+        limited, else every row in the run's order (`stream`).
         """
-        sql = (
-            "SELECT pending.contact_id, "
-            "pending.first_request_id = pending.request_id, pending.archived_under IS NOT NULL "
-            f"FROM ({self._pending_sql()}) pending"
-        )
-        pending = to_call = 0
+        if self._shard is None and self._pipeline.destination.destination_name == "duckdb":
+            return self._summary_in_sql(limit, shown)
+        summary = PendingSummary()
+        if limit is None and shown == 0:
+            for standing in self._standing(batch_size):
+                for contact_id, duplicate, archived in standing:
+                    summary.add(settled_without_call(contact_id, archived, duplicate), True)
+            return summary
+        for rows in self.stream(batch_size):
+            for row in rows:
+                request_id, contact_id, first, archived_under = self.identity(row)
+                settled = settled_without_call(
+                    contact_id, Archived.of(archived_under, request_id), first != request_id
+                )
+                planned = limit is None or summary.pending < limit
+                summary.add(settled, planned)
+                if planned and len(summary.shown) < shown:
+                    summary.shown.append(row)
+        return summary
+
+    def _summary_in_sql(self, limit: int | None, shown: int) -> PendingSummary:
+        sql = _summary_sql(self._pending_sql(), limit, shown)
+        client = self._sql_client()
+        with client:
+            try:
+                with _bounded_memory(client):
+                    rows = client.execute_sql(sql)
+            except Exception as exc:
+                if "Out of Memory" not in str(exc):
+                    raise
+                # Some part of this query could not spill: the same query unbounded, as
+                # before the limit (it holds more memory, but it answers).
+                logger.warning("the pending summary ran out of DuckDB's bounded memory: %s", exc)
+                rows = client.execute_sql(sql)
+        summary = PendingSummary()
+        for part, planned, duplicate, archived, count, contact_id, *row in rows or ():
+            if part == "shown":
+                summary.shown.append(tuple(row))
+                continue
+            settled = settled_without_call(_text(contact_id), Archived(archived), duplicate)
+            summary.add(settled, bool(planned), int(count))
+        summary.shown.sort(key=lambda row: (str(row[0]), _text(row[1]) or ""))
+        return summary
+
+    def _standing(self, batch_size: int) -> Iterator[list[tuple[str | None, bool, Archived]]]:
+        """Every pending request (in this shard) as what settles it, unordered, read
+        `batch_size` rows at a time from one query of only those columns."""
+        sql = f"SELECT {_STANDING} FROM ({self._pending_sql()}) pending"
         with self._sql_client() as client, client.execute_query(sql) as cursor:
             while rows := cursor.fetchmany(batch_size):
-                for contact_id, is_first, archived in rows:
-                    contact = None if contact_id is None else str(contact_id)
+                batch = []
+                for contact_id, duplicate, archived in rows:
+                    contact = _text(contact_id)
                     if self._shard is not None and not self._shard.owns(contact):
                         continue
-                    pending += 1
-                    if _needs_call(contact, bool(is_first), archived):
-                        to_call += 1
-        return PendingTally(pending, to_call)
+                    batch.append((contact, bool(duplicate), Archived(archived)))
+                yield batch
 
     def stream(self, batch_size: int) -> Iterator[Sequence[Sequence[Any]]]:
         """Every pending request, in the order of `pages`, from one run of the pending SQL, as

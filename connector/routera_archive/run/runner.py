@@ -34,7 +34,14 @@ from routera_archive.dataset.fields import FieldColumns
 from routera_archive.dataset.loading import load_fresh, load_pending_packages, schema_columns
 from routera_archive.dataset.lock import RunLock, dataset_lock
 from routera_archive.dataset.outcomes import is_terminal
-from routera_archive.dataset.queue import PendingQueue, PendingRequest, PendingTally, Shard
+from routera_archive.dataset.queue import (
+    Archived,
+    PendingQueue,
+    PendingRequest,
+    PendingTally,
+    Shard,
+    settled_without_call,
+)
 from routera_archive.dataset.rows import RequestKey, request_key
 from routera_archive.dataset.tables import build_audit_rows, run_history
 from routera_archive.errors import (
@@ -42,7 +49,6 @@ from routera_archive.errors import (
     CallWorkerError,
     ExitCode,
     GuardrailRefused,
-    InvalidContactId,
     LocalStorageError,
     LockLostError,
     RetriesExhausted,
@@ -50,7 +56,6 @@ from routera_archive.errors import (
     RunLockedError,
 )
 from routera_archive.http.client import RouteraClient
-from routera_archive.http.ids import validate_contact_id
 from routera_archive.journal import (
     JournaledSnapshot,
     OutcomeJournal,
@@ -429,32 +434,26 @@ class ArchiveRun:
         )
 
     def _plan(self, queue: PendingQueue) -> PendingTally:
-        """The dry run's plan, and the counts its guardrails take, from one pass over one query.
+        """The dry run's plan, and the counts its guardrails take, from one run of one query.
 
         The plan covers what the run would handle (the first `limit` requests, in the run's
         order); the counts cover every pending request, as `PendingQueue.tally` does for a run,
-        so that the verdict is the one the run would reach: a request needs the API exactly
-        when `settle_without_call` settles it not. A row becomes a request object only when it
-        is shown: building one for each of a million rows cost more than the query.
+        so that the verdict is the one the run would reach. Both come from
+        `queue.settled_without_call`, the rule `settle_without_call` words; only the shown
+        requests become objects (see `PendingQueue.summary`).
         """
         report = self.report
-        limit = self.options.limit
-        pending = to_call = 0
-        for rows in queue.stream(QUEUE_PAGE_SIZE):
-            for row in rows:
-                settled = settle_without_call(*PendingQueue.identity(row), None)
-                pending += 1
-                if settled is None:
-                    to_call += 1
-                if limit is not None and pending > limit:
-                    continue
-                action = "archive" if settled is None else settled.status.value
-                report.plan_counts[action] += 1
-                if len(report.plan) < DRY_RUN_SHOWN:
-                    request = PendingQueue.to_pending(row).request
-                    note = None if settled is None else settled.error
-                    report.plan.append(PlannedRequest(request, action, note))
-        return PendingTally(pending, to_call)
+        summary = queue.summary(self.options.limit, DRY_RUN_SHOWN)
+        for status, count in summary.planned.items():
+            report.plan_counts["archive" if status is None else status.value] += count
+        for row in summary.shown:
+            settled = settle_without_call(*PendingQueue.identity(row), None)
+            action = "archive" if settled is None else settled.status.value
+            request = PendingQueue.to_pending(row).request
+            report.plan.append(
+                PlannedRequest(request, action, None if settled is None else settled.error)
+            )
+        return PendingTally(summary.pending, summary.to_call)
 
     # ------------------------------------------------------------- archiving
     async def _archive(self, queue: PendingQueue, to_handle: int) -> None:
@@ -665,29 +664,29 @@ def settle_without_call(
     call (every request of a contact carries the same one), so the memory would change no
     verdict, and would cost a dry run of a million contacts a million entries.
     """
-    try:
-        contact = validate_contact_id(contact_id)
-    except InvalidContactId as exc:
-        return Settled(Status.INVALID, exc.reason)
-    if archived_under is not None:
-        if archived_under == request_id:
-            return Settled(
-                Status.ARCHIVED,
-                "its record was already in contact_archives; only the log row was missing",
-            )
+    first = None if handled is None or contact_id is None else handled.get(contact_id)
+    if first is None and first_request_id != request_id:
+        first = first_request_id
+    archived = Archived.of(archived_under, request_id)
+    settled = settled_without_call(contact_id, archived, duplicate=first is not None)
+    if settled is None:
+        if handled is not None and contact_id is not None:
+            handled[contact_id] = request_id
+        return None
+    if settled.status is Status.INVALID:
+        return Settled(Status.INVALID, settled.invalid_reason or "invalid contact id")
+    if archived is Archived.UNDER_THIS_REQUEST:
+        return Settled(
+            Status.ARCHIVED,
+            "its record was already in contact_archives; only the log row was missing",
+        )
+    if archived is Archived.UNDER_ANOTHER:
         return Settled(
             Status.DUPLICATE,
             f"contact already archived under request {archived_under}",
             archived_under,
         )
-    first = None if handled is None else handled.get(contact)
-    if first is None and first_request_id != request_id:
-        first = first_request_id
-    if first is not None:
-        return Settled(Status.DUPLICATE, f"same contact as request {first}", first)
-    if handled is not None:
-        handled[contact] = request_id
-    return None
+    return Settled(Status.DUPLICATE, f"same contact as request {first}", first)
 
 
 def _forget_loaded(handled: dict[str, str], loaded: list[tuple[str | None, str]]) -> None:
