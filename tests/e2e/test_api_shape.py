@@ -53,10 +53,18 @@ def last_line(result: Result) -> str:
     return [line for line in result.stderr.splitlines() if line.strip()][-1]
 
 
+# Each way in once, the share check on and off among them (all six pairs: `--run-slow`).
 @pytest.mark.parametrize(
-    "extra", [(), ("--force",), ("--dry-run",)], ids=["run", "forced", "dry-run"]
+    ("extra", "max_share"),
+    [
+        pytest.param((), "0.5", id="run"),
+        pytest.param(("--force",), "0", id="forced-share-off"),
+        pytest.param(("--dry-run",), "0.5", id="dry-run"),
+        pytest.param((), "0", id="run-share-off", marks=pytest.mark.slow),
+        pytest.param(("--force",), "0.5", id="forced", marks=pytest.mark.slow),
+        pytest.param(("--dry-run",), "0", id="dry-run-share-off", marks=pytest.mark.slow),
+    ],
 )
-@pytest.mark.parametrize("max_share", ["0.5", "0"])
 def test_a_base_url_with_a_wrong_path_stops_before_any_delete(
     server: SandboxServer, tmp_path: Path, extra: tuple[str, ...], max_share: str
 ) -> None:

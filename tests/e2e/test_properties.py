@@ -138,6 +138,7 @@ def test_a_snapshot_that_fails_sends_no_delete(tmp_path: Path, target: Target) -
         ), calls
 
 
+@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
 def test_without_properties_the_summary_says_the_records_held_only_defaults(
     cli: RunCli, server: SandboxServer, target: Target, tmp_path: Path
 ) -> None:
