@@ -31,6 +31,7 @@ from routera_archive.calls.callers import (
 from routera_archive.config import RouteraSourceConfig, as_resolved
 from routera_archive.dataset.destination import is_data_failure, refusal_reason
 from routera_archive.dataset.fields import FieldColumns
+from routera_archive.dataset.kept_open import KeptOpen
 from routera_archive.dataset.loading import load_fresh, load_pending_packages, schema_columns
 from routera_archive.dataset.lock import RunLock, dataset_lock
 from routera_archive.dataset.outcomes import is_terminal
@@ -139,6 +140,8 @@ class ArchiveRun:
         self.hold_back = config.schema_contract != "evolve"
         self._columns_before: dict[str, set[str]] = {}
         self._worker: SpawnedWorker | None = None
+        # Held through the run's start and its end (see dataset.kept_open).
+        self._kept_open = KeptOpen(pipeline)
         # Set once both locks are held; asked before every DELETE (see run.lock_watch).
         self._lock_watch: LockWatch | None = None
 
@@ -175,6 +178,7 @@ class ArchiveRun:
             report.finished_at = datetime.now(UTC)
             return report
         watch = self._lock_watch = LockWatch([lock, shared_lock]).start()
+        self._kept_open.hold()
         try:
             try:
                 self._execute_locked()
@@ -191,6 +195,7 @@ class ArchiveRun:
                 self._fail(error, stopped_by(error))
             self._finish_report()
         finally:
+            self._kept_open.release()
             watch.stop()
             shared_lock.release()
             lock.release()
@@ -471,6 +476,12 @@ class ArchiveRun:
         )
         self.observer.on_start(report, to_handle)
         handled: dict[str, str] = {}
+        if self._worker is not None and self._to_call == 0 and not self._carried:
+            # Nothing to call (what the queue holds is settled without the API): not worth
+            # waiting for the worker's start-up. A request added to the queue since the tally
+            # is called in this process.
+            self._worker.abandon()
+            self._worker = None
         caller = await open_caller(
             self.config.client_config(), transport=self.transport, worker=self._worker
         )
@@ -520,6 +531,8 @@ class ArchiveRun:
                         else:
                             await sink.add(outcome)
 
+            # The calls begin: other readers of an embedded file may open it between loads.
+            self._kept_open.release()
             outcomes = caller.archive(
                 needing_calls(),
                 stopping=lambda: self._should_stop(sink),
@@ -625,6 +638,7 @@ class ArchiveRun:
         ):
             report.exit_code = ExitCode.FAILED
             report.outcome = "completed; the frozen schema held new fields back"
+        self._kept_open.hold()
         try:
             load_fresh(self.pipeline, run_history([report.run_row()]))
         except Exception as exc:  # the run's own account must not hide the run's result
