@@ -150,19 +150,16 @@ class SpawnedWorker:
     journal_path: Path
     window: int
 
-    def abandon(self, timeout: float = 10.0) -> None:
-        """End a worker the run will not use: closing its input ends it (it has called nothing,
-        as the run sent it nothing)."""
-        if self.process.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.process.stdin.close()
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+    def abandon(self) -> None:
+        """End a worker the run will not use, at once: it has been sent no request, so it has
+        called nothing and holds no answer, and a run must not wait for its start-up to end."""
+        with contextlib.suppress(OSError):
             self.process.kill()
-            self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
 
 def spawn_call_worker(
