@@ -347,6 +347,9 @@ def sandbox(
         int, typer.Option(min=0, max=65535, metavar="PORT", help="Port (0: any free one).")
     ] = 8765,
     contacts: Annotated[int, typer.Option(min=0, metavar="N", help="Contacts to seed.")] = 200,
+    companies: Annotated[int, typer.Option(min=0, metavar="N", help="Companies to seed.")] = 50,
+    deals: Annotated[int, typer.Option(min=0, metavar="N", help="Deals to seed.")] = 50,
+    tickets: Annotated[int, typer.Option(min=0, metavar="N", help="Tickets to seed.")] = 50,
     seed: Annotated[int, typer.Option(metavar="N", help="Seed of the data and the faults.")] = 0,
     client_id: Annotated[
         str, typer.Option(metavar="ID", help="OAuth client id it accepts.")
@@ -390,7 +393,8 @@ def sandbox(
         float, typer.Option(min=0, max=1, metavar="SHARE", help="Share with a broken body.")
     ] = 0.0,
 ) -> None:
-    """Serve a local Routera-compatible API until stopped (Ctrl-C or SIGTERM)."""
+    """Serve a local Routera-compatible API (contacts, companies, deals, tickets) until stopped
+    (Ctrl-C or SIGTERM)."""
     with _command(False, dlt_used=False):
         import sys
 
@@ -404,6 +408,9 @@ def sandbox(
                 host=host,
                 port=port,
                 contacts=contacts,
+                companies=companies,
+                deals=deals,
+                tickets=tickets,
                 seed=seed,
                 client_id=client_id,
                 client_secret=client_secret,

@@ -5,6 +5,9 @@ framework router: frameworks decode `%2F` into `/` before matching, which would 
 segment `/contacts/a%2Fb` into the unknown route `/contacts/a/b`. A connector that forgets to
 encode ids must see the difference, so the sandbox keeps it. Starlette is only used to parse
 requests and write responses.
+
+Every object type (`/contacts`, `/companies`, `/deals`, `/tickets`) has the same routes, answers
+and errors; only its fields, its identifying fields and the `{type}Id` of its 400 differ.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 import logging
 import re
 import secrets
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote, unquote, unquote_plus
 
 from starlette.requests import Request
@@ -25,12 +28,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routera_archive_sandbox.config import STATIC_TOKEN_CLIENT_ID, SandboxConfig
 from routera_archive_sandbox.faults import FaultInjector, Rejection
-from routera_archive_sandbox.seed import DEFAULT_FIELDS
+from routera_archive_sandbox.seed import OBJECT_TYPES, ObjectType
 from routera_archive_sandbox.state import (
-    IDENTITY_FIELDS,
-    Contact,
-    ContactArchived,
-    ContactNotFound,
+    ObjectArchived,
+    ObjectNotFound,
+    Record,
     SandboxState,
     validate_fields,
 )
@@ -38,13 +40,17 @@ from routera_archive_sandbox.state import (
 logger = logging.getLogger(__name__)
 
 TOKEN_PATH = b"/oauth2/token"
-CONTACTS_PATH = b"/contacts"
 INTERNAL_PREFIX = b"/_sandbox"
+# The first path segment of each object type's routes.
+OBJECT_SEGMENTS: dict[bytes, ObjectType] = {
+    kind.name.encode(): kind for kind in OBJECT_TYPES.values()
+}
 
 # Methods each route knows; any other method on a known route is a 405.
 ALLOWED_METHODS: dict[str, frozenset[str]] = {
     "token": frozenset({"POST"}),
-    # PATCH and DELETE are "known" here only to answer the published 400 "Missing contactId".
+    # PATCH and DELETE are "known" here only to answer the published 400 "Missing contactId"
+    # (and its `companyId`, `dealId`, `ticketId` counterparts).
     "collection": frozenset({"GET", "POST", "PATCH", "DELETE"}),
     "item": frozenset({"GET", "PATCH", "DELETE"}),
     "stats": frozenset({"GET"}),
@@ -56,8 +62,11 @@ ALLOWED_METHODS: dict[str, frozenset[str]] = {
 INTERNAL_ROUTES = frozenset({"stats", "reset-stats", "revoke", "restore"})
 
 UNAUTHORIZED = "Unauthorized: missing account context"
-# What every answer holds under `answer_fields="default"` (`archived_by` only once archived).
-ANSWERED = frozenset({*DEFAULT_FIELDS, "archived_by"})
+# What every answer of a type holds under `answer_fields="default"` (`archived_by` only once
+# archived).
+ANSWERED: dict[str, frozenset[str]] = {
+    name: frozenset({*kind.default_fields, "archived_by"}) for name, kind in OBJECT_TYPES.items()
+}
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 10
 _DIGITS = re.compile(r"[0-9]{1,18}")
@@ -68,26 +77,35 @@ def create_app(config: SandboxConfig, state: SandboxState | None = None) -> ASGI
     return SandboxApp(config, state if state is not None else SandboxState.from_config(config))
 
 
-def match_route(raw_path: bytes) -> tuple[str, str | None] | None:
-    """`(route, contact_id)` for a raw request path, or None for an unknown path.
+class Route(NamedTuple):
+    """What a raw path names: a route, and on an object type's paths the type and record id."""
 
-    `/contacts/{id}` matches only when the raw path has exactly one segment after `/contacts/`;
+    name: str
+    kind: ObjectType | None = None
+    object_id: str | None = None
+
+
+def match_route(raw_path: bytes) -> Route | None:
+    """The route of a raw request path, or None for an unknown path.
+
+    `/{type}/{id}` matches only when the raw path has exactly one segment after `/{type}/`;
     that segment is then percent-decoded, so `/contacts/a%2Fb` is the contact `a/b` while
     `/contacts/a/b` matches nothing.
     """
     if raw_path == TOKEN_PATH:
-        return "token", None
-    if raw_path in (CONTACTS_PATH, CONTACTS_PATH + b"/"):
-        return "collection", None
-    prefix = CONTACTS_PATH + b"/"
-    if raw_path.startswith(prefix):
-        segment = raw_path[len(prefix) :]
-        if b"/" not in segment:
-            return "item", unquote(segment.decode("utf-8", "replace"))
+        return Route("token")
+    head, _, rest = raw_path[1:].partition(b"/")
+    kind = OBJECT_SEGMENTS.get(head) if raw_path.startswith(b"/") else None
+    if kind is not None:
+        if not rest:  # `/contacts` or `/contacts/`
+            return Route("collection", kind)
+        if b"/" not in rest:
+            return Route("item", kind, unquote(rest.decode("utf-8", "replace")))
+        return None
     if raw_path.startswith(INTERNAL_PREFIX + b"/"):
         name = raw_path[len(INTERNAL_PREFIX) + 1 :].decode("ascii", "replace")
         if name in INTERNAL_ROUTES:
-            return name, None
+            return Route(name)
     return None
 
 
@@ -215,17 +233,17 @@ class SandboxApp:
     def _internal(self, method: str, raw_path: bytes) -> Response:
         """`/_sandbox/*`: test hooks, unauthenticated and never counted in the stats."""
         route = match_route(raw_path)
-        if route is None or route[0] not in INTERNAL_ROUTES:
+        if route is None or route.name not in INTERNAL_ROUTES:
             return _error(404, "Not found")
-        allowed = ALLOWED_METHODS[route[0]]
+        allowed = ALLOWED_METHODS[route.name]
         if method not in allowed:
             return _error(405, "Method not allowed", {"Allow": ", ".join(sorted(allowed))})
-        if route[0] == "stats":
+        if route.name == "stats":
             return JSONResponse(self.state.stats())
-        if route[0] == "revoke":
+        if route.name == "revoke":
             self.state.revoke()
             return JSONResponse({"revoked": True})
-        if route[0] == "restore":
+        if route.name == "restore":
             self.state.restore_credentials()
             return JSONResponse({"revoked": False})
         self.state.reset_stats()
@@ -236,14 +254,21 @@ class SandboxApp:
         method: str = scope["method"]
         path_text = raw_path.decode("utf-8", "backslashreplace")
         route = match_route(raw_path)
-        contact_id = route[1] if route is not None else None
+        kind = route.kind if route is not None else None
+        object_id = route.object_id if route is not None else None
         recorded = False
 
         def record(status: int) -> None:
             nonlocal recorded
             if not recorded:
                 recorded = True
-                self.state.record_request(method, path_text, status, contact_id=contact_id)
+                self.state.record_request(
+                    method,
+                    path_text,
+                    status,
+                    object_type=kind.name if kind is not None else None,
+                    object_id=object_id,
+                )
                 logger.debug("sandbox %s %s -> %s", method, path_text, status or "no answer")
 
         async def send_and_record(message: Message) -> None:
@@ -275,9 +300,9 @@ class SandboxApp:
 
     async def _dispatch(self, request: Request, raw_path: bytes) -> Response:
         route = match_route(raw_path)
-        if route is None or route[0] in INTERNAL_ROUTES:
+        if route is None or route.name in INTERNAL_ROUTES:
             return _error(404, "Not found")
-        name, contact_id = route
+        name, kind, object_id = route
         method = request.method
         allowed = ALLOWED_METHODS[name]
         if method not in allowed:
@@ -287,18 +312,19 @@ class SandboxApp:
         client_id = self._authenticate(request)
         if client_id is None:
             return _error(401, UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
+        assert kind is not None
         if name == "collection":
             if method == "GET":
-                return self._list(request)
+                return self._list(request, kind)
             if method == "POST":
-                return await self._create(request)
-            return _error(400, "Missing contactId in path")
-        assert contact_id is not None
+                return await self._create(request, kind)
+            return _error(400, f"Missing {kind.singular}Id in path")
+        assert object_id is not None
         if method == "GET":
-            return self._get(request, contact_id)
+            return self._get(request, kind, object_id)
         if method == "PATCH":
-            return await self._update(request, contact_id)
-        return self._archive(contact_id, client_id)
+            return await self._update(request, kind, object_id)
+        return self._archive(kind, object_id, client_id)
 
     # -- authentication -------------------------------------------------------------------------
 
@@ -358,9 +384,9 @@ class SandboxApp:
             return STATIC_TOKEN_CLIENT_ID
         return self.state.token_client(token)
 
-    # -- contacts -------------------------------------------------------------------------------
+    # -- records of every type ------------------------------------------------------------------
 
-    def _list(self, request: Request) -> Response:
+    def _list(self, request: Request, kind: ObjectType) -> Response:
         params = request.query_params
         archived = params.get("archived", "false").lower()
         if archived not in ("true", "false"):
@@ -371,78 +397,92 @@ class SandboxApp:
         offset = _parse_int(params.get("offset"), 0)
         if offset is None:
             return _error(400, "Query parameter 'offset' must be a non-negative integer")
-        asked, refused = self._properties(request)
+        asked, refused = self._properties(request, kind)
         if refused is not None:
             return refused
-        data, count = self.state.list_contacts(
-            include_archived=archived == "true", limit=limit, offset=offset
+        data, count = self.state.list_objects(
+            kind.name, include_archived=archived == "true", limit=limit, offset=offset
         )
         return JSONResponse(
             {
-                "data": [self._shaped(contact, asked) for contact in data],
+                "data": [self._shaped(kind, record, asked) for record in data],
                 "pagination": {"limit": limit, "offset": offset, "count": count},
             }
         )
 
-    async def _create(self, request: Request) -> Response:
+    async def _create(self, request: Request, kind: ObjectType) -> Response:
         fields, problem = await _read_fields(request)
         if fields is None:
             return _error(400, problem or "Invalid body")
-        if not any(fields.get(name) for name in IDENTITY_FIELDS):
-            return _error(400, "A contact needs at least one of email, first_name, last_name")
-        return JSONResponse(self._shaped(self.state.create_contact(fields)), status_code=201)
+        if not any(fields.get(name) for name in kind.identity_fields):
+            return _error(400, _identity_message(kind))
+        created = self.state.create_object(kind.name, fields)
+        return JSONResponse(self._shaped(kind, created), status_code=201)
 
-    def _get(self, request: Request, contact_id: str) -> Response:
-        asked, refused = self._properties(request)
+    def _get(self, request: Request, kind: ObjectType, object_id: str) -> Response:
+        asked, refused = self._properties(request, kind)
         if refused is not None:
             return refused
-        contact = self.state.get_contact(contact_id)
-        if contact is None:
+        record = self.state.get_object(kind.name, object_id)
+        if record is None:
             return _error(404, "Object not found")
-        return JSONResponse(self._shaped(contact, asked))
+        return JSONResponse(self._shaped(kind, record, asked))
 
-    async def _update(self, request: Request, contact_id: str) -> Response:
-        asked, refused = self._properties(request)
+    async def _update(self, request: Request, kind: ObjectType, object_id: str) -> Response:
+        asked, refused = self._properties(request, kind)
         if refused is not None:  # before the update: a refused request changes nothing
             return refused
         fields, problem = await _read_fields(request)
         if fields is None:
             return _error(400, problem or "Invalid body")
         try:
-            return JSONResponse(self._shaped(self.state.update_contact(contact_id, fields), asked))
-        except ContactNotFound:
+            updated = self.state.update_object(kind.name, object_id, fields)
+        except ObjectNotFound:
             return _error(404, "Object not found")
-        except ContactArchived:
+        except ObjectArchived:
             return _error(409, "Object is archived — cannot update")
+        return JSONResponse(self._shaped(kind, updated, asked))
 
-    def _archive(self, contact_id: str, client_id: str) -> Response:
+    def _archive(self, kind: ObjectType, object_id: str, client_id: str) -> Response:
         """The archive page does not list `properties`: a DELETE ignores it."""
-        contact = self.state.archive_contact(contact_id, archived_by=client_id)
-        if contact is None:
+        record = self.state.archive_object(kind.name, object_id, archived_by=client_id)
+        if record is None:
             return _error(404, "Object not found or already archived")
-        return JSONResponse(self._shaped(contact))
+        return JSONResponse(self._shaped(kind, record))
 
     # -- what an answer holds -------------------------------------------------------------------
 
-    def _properties(self, request: Request) -> tuple[frozenset[str], Response | None]:
-        """The names `?properties=a,b` asks for, or the 400 an unknown one gets (in both
-        `answer_fields` modes: the reference says an invalid name is refused)."""
+    def _properties(
+        self, request: Request, kind: ObjectType
+    ) -> tuple[frozenset[str], Response | None]:
+        """The names `?properties=a,b` asks for, or the 400 a name unknown on `kind` gets (in
+        both `answer_fields` modes: the reference says an invalid name is refused)."""
         requested = request.query_params.get("properties", "")
         names = frozenset(name.strip() for name in requested.split(",") if name.strip())
         if names:
-            known = self.state.known_fields()
+            known = self.state.known_fields(kind.name)
             unknown = sorted(names - known)
             if unknown:
                 return names, _error(400, f"Unknown properties: {', '.join(unknown)}")
         return names, None
 
-    def _shaped(self, contact: Contact, asked: frozenset[str] = frozenset()) -> Contact:
-        """`contact` as an answer holds it: whole under `answer_fields="all"`; under "default",
-        only the default properties, `archived_by` once archived, and the names `asked` for
-        that the contact carries, in the contact's own key order."""
+    def _shaped(
+        self, kind: ObjectType, record: Record, asked: frozenset[str] = frozenset()
+    ) -> Record:
+        """`record` as an answer holds it: whole under `answer_fields="all"`; under "default",
+        only its type's default properties, `archived_by` once archived, and the names `asked`
+        for that the record carries, in the record's own key order."""
         if self.config.answer_fields == "all":
-            return contact
-        return {key: value for key, value in contact.items() if key in ANSWERED or key in asked}
+            return record
+        answered = ANSWERED[kind.name]
+        return {key: value for key, value in record.items() if key in answered or key in asked}
+
+
+def _identity_message(kind: ObjectType) -> str:
+    """The 400 of a create without any identifying field (contacts: the published rule)."""
+    if len(kind.identity_fields) == 1:
+        return f"A {kind.singular} needs {kind.identity_fields[0]}"
+    return f"A {kind.singular} needs at least one of {', '.join(kind.identity_fields)}"
 
 
 def _basic_credentials(authorization: str) -> tuple[str, str] | None:

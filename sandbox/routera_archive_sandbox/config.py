@@ -60,6 +60,8 @@ class FaultConfig:
 class SandboxConfig:
     """A sandbox: where it listens, what it holds, whom it lets in and how it misbehaves.
 
+    `contacts`, `companies`, `deals`, `tickets`: how many records of each type are seeded.
+
     `port=0` asks the OS for a free port; `SandboxServer.url` tells which one it got.
     `static_tokens` are bearer tokens accepted as-is (for the connector's static-token mode); a
     DELETE made with one is attributed to `STATIC_TOKEN_CLIENT_ID`. `answer_fields`: see
@@ -69,6 +71,9 @@ class SandboxConfig:
     host: str = "127.0.0.1"
     port: int = 8765
     contacts: int = 200
+    companies: int = 50
+    deals: int = 50
+    tickets: int = 50
     seed: int = 0
     client_id: str = "sandbox-client"
     client_secret: str = "sandbox-secret"
@@ -80,8 +85,9 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {self.port!r}")
-        if self.contacts < 0:
-            raise ValueError(f"contacts must be >= 0, got {self.contacts!r}")
+        for name in ("contacts", "companies", "deals", "tickets"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.token_ttl <= 0:
             raise ValueError(f"token_ttl must be > 0 seconds, got {self.token_ttl!r}")
         if not self.client_id or not self.client_secret:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import duckdb
+import httpx
 import psycopg2
 import pytest
 from psycopg2 import sql as pg_sql
@@ -336,6 +338,32 @@ def start_cli(
         text=True,
         start_new_session=start_new_session,
     )
+
+
+@contextmanager
+def sandbox_command(workdir: Path, *args: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """`routera-archive sandbox --port 0 ARGS` serving from `workdir`: its URL and the bearer
+    header of a token of its default client. At the end it is stopped with SIGTERM, on which it
+    must exit 0."""
+    process = start_cli(workdir, os.environ, "sandbox", "--port", "0", *args)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("sandbox listening on http://127.0.0.1:"), line
+        url = line.split(" on ", 1)[1].strip()
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": "sandbox-client",
+            "client_secret": "sandbox-secret",
+        }
+        token = httpx.post(f"{url}/oauth2/token", data=form).json()["access_token"]
+        yield url, {"Authorization": f"Bearer {token}"}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def query(workdir: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:

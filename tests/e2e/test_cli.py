@@ -5,7 +5,6 @@ fixture); the others stay on DuckDB, each saying why.
 """
 
 import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from tests.e2e.cli_support import (
     api_requests,
     cli_runner,
     deletes_sent,
+    sandbox_command,
     stored_text,
 )
 
@@ -312,34 +312,31 @@ def test_demo_archives_sandbox_contacts_and_prints_the_trail(tmp_path: Path) -> 
 def test_the_sandbox_command_serves_until_sigterm(tmp_path: Path) -> None:
     """Served as Routera's reference reads (`--answer-fields default`): a contact read without
     `properties` holds no custom field, and with it the one asked for."""
-    process = subprocess.Popen(
-        [CLI, "sandbox", "--port", "0", "--contacts", "5", "--answer-fields", "default"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("sandbox listening on http://127.0.0.1:"), line
-        url = line.split(" on ", 1)[1].strip()
+    with sandbox_command(tmp_path, "--contacts", "5", "--answer-fields", "default") as (url, auth):
         assert httpx.get(f"{url}/_sandbox/stats").status_code == 200
-        token = httpx.post(
-            f"{url}/oauth2/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": "sandbox-client",
-                "client_secret": "sandbox-secret",
-            },
-        ).json()["access_token"]
-        auth = {"Authorization": f"Bearer {token}"}
         [first] = httpx.get(f"{url}/contacts?limit=1", headers=auth).json()["data"]
         assert "is_customer" not in first  # a custom field every seeded contact has
         read = httpx.get(f"{url}/contacts/{first['id']}?properties=is_customer", headers=auth)
         assert "is_customer" in read.json()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
+
+
+@pytest.mark.parametrize(
+    ("args", "counts"),
+    [
+        (
+            ["--contacts", "2", "--companies", "3", "--deals", "0", "--tickets", "120"],
+            {"contacts": 2, "companies": 3, "deals": 0, "tickets": 120},
+        ),
+        ([], {"contacts": 200, "companies": 50, "deals": 50, "tickets": 50}),
+    ],
+    ids=["flags", "defaults"],
+)
+def test_the_sandbox_command_seeds_each_type(
+    tmp_path: Path, args: list[str], counts: dict[str, int]
+) -> None:
+    with sandbox_command(tmp_path, *args) as (url, auth):
+        served = {
+            name: httpx.get(f"{url}/{name}", headers=auth).json()["pagination"]["count"]
+            for name in counts
+        }
+    assert served == counts

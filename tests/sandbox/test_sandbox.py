@@ -513,7 +513,11 @@ def test_encoded_ids_are_decoded_once(
         ("GET", "/contacts/x/", 404),
         ("GET", "/contacts//", 404),
         ("GET", "/Contacts", 404),
-        ("GET", "/companies", 404),
+        ("GET", "/companies/a/b", 404),
+        ("GET", "/Companies", 404),
+        ("GET", "/contactsx", 404),
+        ("GET", "/routers", 404),  # documented, not served
+        ("PUT", "/deals/x", 405),
         ("PUT", "/contacts/x", 405),
         ("POST", "/contacts/x", 405),
         ("GET", "/oauth2/token", 405),
@@ -573,10 +577,14 @@ def test_reset_stats(make_server: Callable[..., SandboxServer]) -> None:
         assert client.get("/_sandbox/stats").json()["totals"]["requests"] == 2
         assert client.get("/_sandbox/reset-stats").status_code == 405
         assert client.post("/_sandbox/reset-stats").status_code == 200
+        zero = {"requests": 0, "by_method": {}, "by_status": {}}
+        types = ("contacts", "companies", "deals", "tickets")
         assert client.get("/_sandbox/stats").json() == {
             "requests": [],
             "deletes_succeeded": {},
-            "totals": {"requests": 0, "by_method": {}, "by_status": {}},
+            "deletes_succeeded_by_type": {name: {} for name in types},
+            "totals": zero,
+            "by_type": {name: zero for name in types},
         }
         # Contacts are kept: the archived one stays archived.
         assert client.delete(f"/contacts/{server.state.contact_ids()[0]}").status_code == 404
