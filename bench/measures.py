@@ -3,7 +3,8 @@
 Throughput while archiving is counted on the server, from the time of every API answer between
 the run's first and last DELETE; rate-limit windows are counted on the requests' arrival times,
 as a server's limiter counts them (answer times are reported beside them). The DuckDB file gives
-the audit rows, so each configuration also proves every contact was archived exactly once; the
+the audit rows, so each configuration also proves every contact was archived exactly once (and,
+with `properties`, that each row holds the configured custom fields its contact has); the
 run's own log gives a second, coarser archive time.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -79,10 +81,15 @@ class AuditCounts:
     distinct_archived_ids: int = 0
     log_by_status: dict[str, int] = field(default_factory=dict)
     queue: int = 0
+    by_record_source: dict[str, int] = field(default_factory=dict)
+    # Per property asked for: audit rows whose column of it is not null (None: no column).
+    filled: dict[str, int | None] = field(default_factory=dict)
 
 
-def audit_counts(database: Path) -> AuditCounts:
-    """What the run left in DuckDB: audit rows, distinct ids, log rows by status, queue size."""
+def audit_counts(database: Path, properties: Sequence[str] = ()) -> AuditCounts:
+    """What the run left in DuckDB: audit rows, distinct ids, log rows by status, queue size,
+    rows by record source and, per property in `properties`, the rows that hold a value of it
+    (in the column the connector's `custom_fields` table gives it)."""
     import duckdb
 
     counts = AuditCounts()
@@ -99,6 +106,29 @@ def audit_counts(database: Path) -> AuditCounts:
         )
         row = db.execute("SELECT COUNT(*) FROM routera_archive.archive_queue").fetchone()
         counts.queue = int(row[0]) if row else 0
+        counts.by_record_source = {
+            str(source): int(n)
+            for source, n in db.execute(
+                "SELECT record_source, COUNT(*) FROM routera_archive.contact_archives "
+                "GROUP BY record_source"
+            ).fetchall()
+        }
+        columns = dict(
+            db.execute(
+                "SELECT field_key, column_name FROM routera_archive.custom_fields"
+            ).fetchall()
+            if properties
+            else []
+        )
+        for name in properties:
+            column = columns.get(name)
+            if column is None:
+                counts.filled[name] = None
+                continue
+            row = db.execute(
+                f'SELECT COUNT("{column}") FROM routera_archive.contact_archives'
+            ).fetchone()
+            counts.filled[name] = int(row[0]) if row else 0
     return counts
 
 

@@ -40,6 +40,7 @@ def _connector_rows(runs: list[ConnectorRun]) -> list[list[Any]]:
                 f"{run.process.wall_s:.1f}",
                 f"{run.ideal_s:.1f}" if run.ideal_rps else "-",
                 f"{run.api.archive_rps:.0f}",
+                f"{run.archived_per_s:.0f}",
                 f"{run.log_archive_rps:.0f}" if run.log_archive_rps else "-",
                 f"{run.ideal_rps:.0f}" if run.ideal_rps else "-",
                 f"{run.process.peak_rss_mb:.0f}",
@@ -49,7 +50,9 @@ def _connector_rows(runs: list[ConnectorRun]) -> list[list[Any]]:
                 f"{run.process.other_cores:.2f}",
                 f"{run.process.load_before[0]:.2f} / {run.process.load_after[0]:.2f}",
                 totals.get("by_method", {}).get("DELETE", 0),
+                totals.get("by_method", {}).get("GET", 0),
                 totals.get("requests", 0),
+                f"{run.requests_per_contact:.2f}",
                 by_status.get("200", 0),
                 by_status.get("404", 0),
                 by_status.get("429", 0),
@@ -71,7 +74,8 @@ CONNECTOR_HEADER = [
     "wall s",
     "ideal s",
     "archive req/s (server)",
-    "archive req/s (log)",
+    "archived contacts/s (server)",
+    "archive contacts/s (log)",
     "ideal req/s",
     "peak RSS MB",
     "RSS MB at 25/50/90% of wall",
@@ -80,13 +84,52 @@ CONNECTOR_HEADER = [
     "other cores",
     "load 1m before / after",
     "DELETEs",
+    "GETs",
     "API requests",
+    "GET+DELETE per contact (no check GET)",
     "200",
     "404",
     "429",
     "audit rows",
     "counts",
 ]
+
+
+def _snapshot_lines(runs: list[ConnectorRun]) -> list[str]:
+    """What the runs with `properties` kept: per property, audit rows holding it / seeded."""
+    rows = [
+        [
+            run.label,
+            ", ".join(run.properties),
+            run.answer_fields or "all",
+            run.snapshot_gets,
+            ", ".join(f"{source} {n}" for source, n in sorted(run.audit.by_record_source.items())),
+            ", ".join(
+                f"{name} {run.audit.filled.get(name)} / {run.seeded_with.get(name, 0)}"
+                for name in run.properties
+            ),
+        ]
+        for run in runs
+        if run.properties
+    ]
+    if not rows:
+        return []
+    return [
+        "",
+        "### Snapshots (`properties`)",
+        "",
+        *table(
+            [
+                "config",
+                "properties",
+                "sandbox answer fields",
+                "snapshot GETs",
+                "audit rows by record_source",
+                "rows holding each property / seeded contacts holding it",
+            ],
+            rows,
+        ),
+    ]
 
 
 def _baseline_rows(results: Results) -> list[list[Any]]:
@@ -244,6 +287,7 @@ def render(results: Results) -> str:
         "### Connector runs",
         "",
         *table(CONNECTOR_HEADER, _connector_rows(results.connector_runs())),
+        *_snapshot_lines(results.connector_runs()),
         "",
         "### Baselines",
         "",
@@ -266,7 +310,14 @@ def jsonable(value: Any) -> Any:
             if name not in ("stdout", "stderr")
         }
         if isinstance(value, ConnectorRun):
-            data.update(ideal_rps=value.ideal_rps, ideal_s=value.ideal_s, problems=value.problems())
+            data.update(
+                ideal_rps=value.ideal_rps,
+                ideal_s=value.ideal_s,
+                archived_per_s=value.archived_per_s,
+                snapshot_gets=value.snapshot_gets,
+                requests_per_contact=value.requests_per_contact,
+                problems=value.problems(),
+            )
         return data
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]

@@ -19,7 +19,9 @@ Baselines (ideal time, the hand-written loop, the raw load) are measured in the 
 on the same machine state. The machine is shared, so each configuration also records how many
 cores other processes kept busy meanwhile; a configuration disturbed by more than
 `--max-other-cores` is measured again and the quieter attempt kept. `cli-start` times the CLI's
-help and version command lines as fresh processes (issue 11).
+help and version command lines as fresh processes (issue 11). `properties` runs the headline
+and a rate-limited run with `properties` set against DELETE answers without custom fields
+(issue 13): a snapshot GET before each DELETE, two requests per contact, both under the limit.
 
 Run `.venv/bin/python bench/run_bench.py` (25-30 minutes) or `--quick` (about a minute); the
 tables go to `bench/results/last_run*.md` (and `.json`). `--profile` runs the headline

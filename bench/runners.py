@@ -7,7 +7,8 @@ way (`harness.run_process`), against a fresh sandbox of its own (`sandbox_proces
 
 - `connector`: N contacts queued with `routera-archive enqueue`, then one
   `routera-archive run --force --concurrency C --rps X` in a fresh directory with a fresh
-  `DLT_DATA_DIR`, judged against the ideal (N x latency / concurrency, or N / the limit);
+  `DLT_DATA_DIR`, judged against the ideal (N x latency / concurrency, or N / the limit; twice
+  that with `properties`, a snapshot GET before each DELETE);
 - `versus`: one sandbox of 2N contacts; the connector archives the first N, then
   `bench/handwritten.py` (synchronous httpx, one DELETE at a time, one `pipeline.run()`, as its
   own process, so both pay the same start-up) the next N;
@@ -19,6 +20,7 @@ way (`harness.run_process`), against a fresh sandbox of its own (`sandbox_proces
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -45,7 +47,10 @@ from bench.measures import (
     log_archive_seconds,
     requests_sent,
 )
-from bench.sandbox_process import Sandbox, contact_ids, fresh_sandbox, write_ids
+from bench.sandbox_process import Sandbox, contact_ids, fresh_sandbox, seeded_presence, write_ids
+
+# The run's one GET before any archive: the account probe (which also checks `properties`).
+CHECK_GETS = 1
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,9 @@ class Config:
     pools: tuple[int, ...] = ()  # the bare loop's pool counts, one run each
     repeats: int = 0  # timed runs of each command line (CLI start)
     wrapper: tuple[str, ...] = ()  # in front of the connector's command (a profiler)
+    # The connector's SOURCES__ROUTERA__PROPERTIES (a snapshot GET before each DELETE).
+    properties: tuple[str, ...] = ()
+    answer_fields: str = ""  # the sandbox's --answer-fields ("": its default, all)
 
 
 # ------------------------------------------------------------------------------ the connector
@@ -87,6 +95,32 @@ class ConnectorRun:
     audit: AuditCounts
     api: ApiWindow = field(default_factory=ApiWindow)
     attempts_other_cores: list[float] = field(default_factory=list)
+    properties: tuple[str, ...] = ()
+    answer_fields: str = ""
+    # 429 answers by method (the sandbox's per-request stats).
+    throttled_by_method: dict[str, int] = field(default_factory=dict)
+    # Per configured property, the seeded contacts that hold it (not null): what the audit
+    # rows' column of it must hold.
+    seeded_with: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def requests_per_contact_planned(self) -> int:
+        """One DELETE per contact, and with `properties` one snapshot GET before it."""
+        return 2 if self.properties else 1
+
+    @property
+    def snapshot_gets(self) -> int:
+        """GETs answered but throttled ones, less the run's check GET: one per snapshot."""
+        gets = int(self.sandbox_totals.get("by_method", {}).get("GET", 0))
+        return gets - self.throttled_by_method.get("GET", 0) - CHECK_GETS
+
+    @property
+    def requests_per_contact(self) -> float:
+        """GETs and DELETEs (throttled ones too: they are paid for) but the check GET, per
+        contact archived: 1.0 without `properties`, 2.0 with them when nothing is retried."""
+        by_method = self.sandbox_totals.get("by_method", {})
+        spent = int(by_method.get("GET", 0)) + int(by_method.get("DELETE", 0)) - CHECK_GETS
+        return spent / self.deletes_succeeded if self.deletes_succeeded else 0.0
 
     @property
     def ideal_rps(self) -> float:
@@ -98,7 +132,13 @@ class ConnectorRun:
 
     @property
     def ideal_s(self) -> float:
-        return self.contacts / self.ideal_rps if self.ideal_rps else 0.0
+        requests = self.contacts * self.requests_per_contact_planned
+        return requests / self.ideal_rps if self.ideal_rps else 0.0
+
+    @property
+    def archived_per_s(self) -> float:
+        """Contacts archived per second on the server, between the first and the last DELETE."""
+        return (self.deletes_succeeded - 1) / self.api.archive_s if self.api.archive_s else 0.0
 
     @property
     def log_archive_rps(self) -> float | None:
@@ -131,6 +171,29 @@ class ConnectorRun:
             )
         if self.audit.log_by_status != {"archived": n}:
             found.append(f"archive_log {self.audit.log_by_status}")
+        return found + self._snapshot_problems()
+
+    def _snapshot_problems(self) -> list[str]:
+        """With `properties`: one snapshot GET per contact, every audit row made of a snapshot
+        and its DELETE, and each property's column filled wherever the seeded contact holds it.
+        Without: no snapshot, every row from its DELETE alone."""
+        n = self.contacts
+        found = []
+        snapshots = n if self.properties else 0
+        if self.snapshot_gets != snapshots:
+            found.append(
+                f"{self.snapshot_gets} snapshot GETs (besides {CHECK_GETS} check GET, "
+                f"{self.throttled_by_method.get('GET', 0)} throttled) for {snapshots} expected"
+            )
+        source = "snapshot+delete" if self.properties else "delete"
+        if self.audit.by_record_source != {source: n}:
+            found.append(f"record_source {self.audit.by_record_source}, expected {source!r}")
+        for name in self.properties:
+            filled, seeded = self.audit.filled.get(name), self.seeded_with.get(name, 0)
+            if filled is None:
+                found.append(f"no column for property {name!r} in the audit rows")
+            elif filled != seeded or not seeded:
+                found.append(f"property {name!r} filled in {filled} rows, seeded in {seeded}")
         return found
 
 
@@ -171,6 +234,8 @@ def run_connector(
     extra = dict(extra_env)
     if config.chunk_size:
         extra["SOURCES__ROUTERA__CHUNK_SIZE"] = str(config.chunk_size)
+    if config.properties:
+        extra["SOURCES__ROUTERA__PROPERTIES"] = json.dumps(list(config.properties))
     command = [
         CLI,
         "run",
@@ -187,6 +252,10 @@ def run_connector(
     )
     stats = sandbox.stats()
     deleted = stats.get("deletes_succeeded", {})
+    throttled: dict[str, int] = {}
+    for request in stats.get("requests", []):
+        if request["status"] == 429:
+            throttled[request["method"]] = throttled.get(request["method"], 0) + request["count"]
     return ConnectorRun(
         label=label,
         contacts=config.contacts,
@@ -202,14 +271,24 @@ def run_connector(
         sandbox_totals=stats.get("totals", {}),
         deletes_succeeded=len(deleted),
         contacts_deleted_more_than_once=sum(1 for count in deleted.values() if count > 1),
-        audit=audit_counts(workdir / "run" / "routera_audit.duckdb"),
+        audit=audit_counts(workdir / "run" / "routera_audit.duckdb", config.properties),
+        properties=config.properties,
+        answer_fields=sandbox.answer_fields,
+        throttled_by_method=throttled,
+        seeded_with=seeded_presence(config.properties, config.contacts, sandbox.contacts),
     )
 
 
 def connector(config: Config, root: Path, extra_env: Mapping[str, str]) -> ConnectorRun:
     """A fresh sandbox of `contacts`, all of them queued, one run, then the sandbox stopped."""
     workdir = root / config.label
-    with fresh_sandbox(workdir, config.contacts, config.latency_ms, config.rate_limit) as sandbox:
+    with fresh_sandbox(
+        workdir,
+        config.contacts,
+        config.latency_ms,
+        config.rate_limit,
+        answer_fields=config.answer_fields,
+    ) as sandbox:
         enqueue_s = enqueue(workdir, sandbox, contact_ids(config.contacts))
         run = run_connector(
             config.label, workdir, sandbox, config, enqueue_s=enqueue_s, extra_env=extra_env

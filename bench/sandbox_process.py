@@ -3,10 +3,10 @@
 The server must never share the connector's interpreter lock, or the connector would be judged
 on the sandbox's work too. So every configuration starts `routera-archive sandbox --port 0` (the
 very same CLI command, through `bench/timed_sandbox.py`, which only stamps each API request's
-arrival and answer) with its own contacts, latency and rate limit, in a fresh directory, and
-stops it when done: `fresh_sandbox` is that as a context manager. While it serves, its
-`/_sandbox/stats` give the request counts; once it has stopped, its stamps give the API window
-of each process that ran against it (`Sandbox.window`).
+arrival and answer) with its own contacts, latency, rate limit and answer fields, in a fresh
+directory, and stops it when done: `fresh_sandbox` is that as a context manager. While it
+serves, its `/_sandbox/stats` give the request counts; once it has stopped, its stamps give the
+API window of each process that ran against it (`Sandbox.window`).
 """
 
 from __future__ import annotations
@@ -45,6 +45,21 @@ def contact_ids(count: int, start: int = 0, seed: int = SEED) -> list[str]:
     return [random_uuid4(contact_rng(seed, index)) for index in range(start, start + count)]
 
 
+def seeded_presence(fields: tuple[str, ...], contacts: int, total: int) -> dict[str, int]:
+    """Per field, how many of the first `contacts` of a sandbox of `total` hold it, not null:
+    what the audit rows of their archives must hold of it (drawn as the sandbox draws them)."""
+    if not fields:
+        return {}
+    from routera_archive_sandbox.seed import make_contact
+
+    held = dict.fromkeys(fields, 0)
+    for index in range(contacts):
+        contact = make_contact(SEED, index, total)
+        for name in fields:
+            held[name] += contact.get(name) is not None
+    return held
+
+
 def write_ids(path: Path, ids: list[str]) -> Path:
     """`ids` one a line, as `routera-archive enqueue` and the bench's scripts read them."""
     path.write_text("\n".join(ids) + "\n", encoding="utf-8")
@@ -62,6 +77,7 @@ class Sandbox:
     rate_limit: float
     times_file: Path
     stderr_file: Path
+    answer_fields: str = ""  # its --answer-fields ("": the sandbox's default, all)
     # Every API answer's stamp, known once the sandbox has stopped.
     stamps: list[Stamp] = field(default_factory=list)
 
@@ -106,7 +122,12 @@ class Sandbox:
 
 
 def start_sandbox(
-    workdir: Path, contacts: int, latency_ms: float, rate_limit: float = 0.0
+    workdir: Path,
+    contacts: int,
+    latency_ms: float,
+    rate_limit: float = 0.0,
+    *,
+    answer_fields: str = "",
 ) -> Sandbox:
     """`routera-archive sandbox --port 0 ...` as a separate process; returns once it serves."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -130,6 +151,8 @@ def start_sandbox(
     )
     if rate_limit:
         command += ["--rate-limit", f"{rate_limit:g}"]
+    if answer_fields:
+        command += ["--answer-fields", answer_fields]
     env = clean_env() | {"BENCH_SANDBOX_TIMES": str(times_file)}
     with stderr_file.open("w") as stderr:
         process = subprocess.Popen(
@@ -155,7 +178,14 @@ def start_sandbox(
             break
         if match := URL_LINE.search(line):
             return Sandbox(
-                process, match[1], contacts, latency_ms, rate_limit, times_file, stderr_file
+                process,
+                match[1],
+                contacts,
+                latency_ms,
+                rate_limit,
+                times_file,
+                stderr_file,
+                answer_fields,
             )
     process.kill()
     raise RuntimeError(f"the sandbox did not start: {stderr_file.read_text()[-2000:]}")
@@ -163,11 +193,16 @@ def start_sandbox(
 
 @contextmanager
 def fresh_sandbox(
-    workdir: Path, contacts: int, latency_ms: float, rate_limit: float = 0.0
+    workdir: Path,
+    contacts: int,
+    latency_ms: float,
+    rate_limit: float = 0.0,
+    *,
+    answer_fields: str = "",
 ) -> Iterator[Sandbox]:
     """A sandbox of `contacts` in an emptied `workdir`, stopped (and its stamps read) on exit."""
     shutil.rmtree(workdir, ignore_errors=True)
-    sandbox = start_sandbox(workdir, contacts, latency_ms, rate_limit)
+    sandbox = start_sandbox(workdir, contacts, latency_ms, rate_limit, answer_fields=answer_fields)
     try:
         yield sandbox
     finally:

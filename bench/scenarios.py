@@ -6,7 +6,10 @@ machine state: the headline with the ideal (N x latency / concurrency), the 2,00
 with the hand-written loop, the rate-limited run with the server's limit, the 100,000-contact
 queue's memory with the 10,000-contact one's, and the latency-0 run with one raw
 `pipeline.run()`; the chunk sizes and the bare httpx loop are diagnostics without a target.
-Issue 11 adds the CLI's start (help and version, no heavy imports).
+Issue 11 adds the CLI's start (help and version, no heavy imports). Issue 13 adds the
+headline and the rate-limited run with `properties` set against a sandbox whose DELETE answers
+hold no custom field (`--answer-fields default`): a snapshot GET before each DELETE, so the
+ideal is two requests per contact and the limit counts both.
 
 `table(plan)` lists them in the order they run; `--only` picks rows by their `part`. Each row
 names its runner (one per kind, in `runners.py` and `cli_start.py`), its sizes (a `Config`),
@@ -52,6 +55,12 @@ class Plan:
     raw_chunk: int | None = 500
     # Timed runs of each CLI command line (fresh processes, a fraction of a second each).
     cli_repeats: int = 15
+    # With `properties` (a snapshot GET before each DELETE): seeded custom fields (sandbox's
+    # seed.CUSTOM_FIELDS, held by 85-95% of its contacts), the sandbox's DELETE answers
+    # holding none of them.
+    properties: tuple[str, ...] = ("lead_score", "company", "lifecycle_stage")
+    properties_contacts: int = 10_000
+    properties_rate_contacts: int = 1_500
 
 
 FULL = Plan()
@@ -67,9 +76,21 @@ QUICK = Plan(
     chunk_sizes=(),
     raw_chunk=None,
     cli_repeats=5,
+    properties_contacts=1_000,
+    properties_rate_contacts=150,
 )
 
-PARTS = ("headline", "versus", "rate", "memory", "raw", "chunks", "ceiling", "cli-start")
+PARTS = (
+    "headline",
+    "versus",
+    "rate",
+    "memory",
+    "raw",
+    "chunks",
+    "ceiling",
+    "cli-start",
+    "properties",
+)
 
 
 @dataclass(frozen=True)
@@ -95,6 +116,8 @@ def table(plan: Plan) -> list[Scenario]:
     """Every configuration of `plan`, in the order they run."""
     lat, conc = plan.latency_ms, plan.concurrency
     raw = plan.memory_small
+    # The snapshot rows: the sandbox's DELETE answers hold no custom field, only snapshots do.
+    props, answers = plan.properties, "default"
     return [
         Scenario(
             "headline",
@@ -197,6 +220,40 @@ def table(plan: Plan) -> list[Scenario]:
             "cli_start",
             against="a median under 0.3 s each, no import of dlt, duckdb or httpx",
         ),
+        Scenario(
+            "properties",
+            f"properties {','.join(plan.properties)}: {plan.properties_contacts} contacts, "
+            f"{lat:g} ms, concurrency {conc}",
+            runners.connector,
+            Config(
+                "properties-headline",
+                plan.properties_contacts,
+                lat,
+                conc,
+                properties=props,
+                answer_fields=answers,
+            ),
+            "properties_headline",
+            against="the ideal (contacts x 2 requests x latency / concurrency)",
+        ),
+        Scenario(
+            "properties",
+            f"properties, rate limit {plan.rate_limit:g}/s: {plan.properties_rate_contacts} "
+            "contacts",
+            runners.connector,
+            Config(
+                "properties-rate-limited",
+                plan.properties_rate_contacts,
+                lat,
+                conc,
+                rps=plan.rate_limit,
+                rate_limit=plan.rate_limit,
+                properties=props,
+                answer_fields=answers,
+            ),
+            "properties_rate_limited",
+            against="the server's limit (GETs and DELETEs together)",
+        ),
     ]
 
 
@@ -224,6 +281,8 @@ class Results:
     chunk_runs: list[ConnectorRun] = field(default_factory=list)
     ceiling: list[Ceiling] = field(default_factory=list)
     cli_start: CliStart | None = None
+    properties_headline: ConnectorRun | None = None
+    properties_rate_limited: ConnectorRun | None = None
 
     def connector_runs(self) -> list[ConnectorRun]:
         """Every connector run, in the order of the table."""
@@ -234,6 +293,8 @@ class Results:
             self.memory_small,
             self.memory_large,
             *self.chunk_runs,
+            self.properties_headline,
+            self.properties_rate_limited,
         )
         return [run for run in runs if run is not None]
 

@@ -1,4 +1,5 @@
-"""The targets of issue 6 (and issue 11's CLI start), judged on one invocation's results.
+"""The targets of issue 6 (issue 11's CLI start, issue 13's runs with `properties`), judged on
+one invocation's results.
 
 Each verdict gives the measured ratio beside the bound it is held to and, for a miss, by how
 much it misses, so a near miss and a far one read differently. Only configurations that ran are
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.cli_start import HEAVY
+from bench.runners import ConnectorRun
 from bench.scenarios import Results
 
 
@@ -83,26 +85,67 @@ def _cli_verdicts(results: Results) -> list[Verdict]:
     ]
 
 
+def _headline_verdicts(head: ConnectorRun) -> list[Verdict]:
+    """Archive throughput (API answers per second: GETs and DELETEs) against the ideal, and
+    process wall time against the ideal time (twice the requests with `properties`)."""
+    what = f"{head.contacts} @ {head.latency_ms:g} ms, c{head.concurrency}"
+    if head.properties:
+        what = f"properties, {what} ({head.requests_per_contact_planned} requests per contact)"
+    return [
+        ratio_verdict(
+            f"{what}: archive throughput / ideal",
+            head.api.archive_rps / head.ideal_rps,
+            HEADLINE_THROUGHPUT,
+        ),
+        ratio_verdict(
+            f"{what}: process wall / ideal time", head.process.wall_s / head.ideal_s, HEADLINE_WALL
+        ),
+    ]
+
+
+def _rate_verdicts(rated: ConnectorRun) -> list[Verdict]:
+    """No one-second window over the limit at the server (every request counts, whatever its
+    method: the token POST, the check GET, snapshots, DELETEs), no 429, and the limit reached."""
+    limit = rated.sandbox_rate_limit
+    what = f"{'properties, ' if rated.properties else ''}rate limit {limit:g}/s"
+    over = max(0, rated.api.max_arrivals_in_1s_window - int(limit))
+    throttled = rated.sandbox_totals.get("by_status", {}).get("429", 0)
+    return [
+        Verdict(
+            f"{what}: no 1 s window over it (arrivals at the server, all methods; 429s)",
+            f"max {rated.api.max_arrivals_in_1s_window} arrivals in any 1 s window "
+            f"({rated.api.max_arrivals_in_calendar_second} in a calendar second; answers: "
+            f"{rated.api.max_in_1s_window}), {throttled} x 429",
+            f"<= {limit:g} per window, 0 x 429",
+            over == 0 and throttled == 0,
+            "-" if over == 0 and throttled == 0 else f"{over} over, {throttled} x 429",
+        ),
+        ratio_verdict(
+            f"{what}: archive throughput / limit", rated.api.archive_rps / limit, RATE_REACHED
+        ),
+    ]
+
+
+def _requests_per_contact_verdict(run: ConnectorRun) -> Verdict:
+    """With `properties`: a snapshot GET and a DELETE per contact archived, nothing more."""
+    planned = run.requests_per_contact_planned
+    measured = run.requests_per_contact
+    passed = abs(measured - planned) < 1e-9
+    return Verdict(
+        f"{run.label}: requests per archived contact (GETs and DELETEs but the check GET)",
+        f"{measured:.3f} ({run.snapshot_gets} snapshot GETs, "
+        f"{run.sandbox_totals.get('by_method', {}).get('DELETE', 0)} DELETEs, "
+        f"{run.deletes_succeeded} archived)",
+        f"= {planned}",
+        passed,
+        "-" if passed else f"{measured - planned:+.3f}",
+    )
+
+
 def verdicts(results: Results) -> list[Verdict]:
     found: list[Verdict] = []
-    head = results.headline
-    if head:
-        found.append(
-            ratio_verdict(
-                f"{head.contacts} @ {head.latency_ms:g} ms, c{head.concurrency}: archive "
-                "throughput / ideal",
-                head.api.archive_rps / head.ideal_rps,
-                HEADLINE_THROUGHPUT,
-            )
-        )
-        found.append(
-            ratio_verdict(
-                f"{head.contacts} @ {head.latency_ms:g} ms, c{head.concurrency}: process "
-                "wall / ideal time",
-                head.process.wall_s / head.ideal_s,
-                HEADLINE_WALL,
-            )
-        )
+    if results.headline:
+        found += _headline_verdicts(results.headline)
     if results.versus and results.versus.handwritten.process.exit_code == 0:
         versus = results.versus
         found.append(
@@ -112,29 +155,8 @@ def verdicts(results: Results) -> list[Verdict]:
                 VERSUS_HANDWRITTEN,
             )
         )
-    rated = results.rate_limited
-    if rated:
-        limit = rated.sandbox_rate_limit
-        over = max(0, rated.api.max_arrivals_in_1s_window - int(limit))
-        throttled = rated.sandbox_totals.get("by_status", {}).get("429", 0)
-        found.append(
-            Verdict(
-                f"rate limit {limit:g}/s: no 1 s window over it (arrivals at the server; 429s)",
-                f"max {rated.api.max_arrivals_in_1s_window} arrivals in any 1 s window "
-                f"({rated.api.max_arrivals_in_calendar_second} in a calendar second; answers: "
-                f"{rated.api.max_in_1s_window}), {throttled} x 429",
-                f"<= {limit:g} per window, 0 x 429",
-                over == 0 and throttled == 0,
-                "-" if over == 0 and throttled == 0 else f"{over} over, {throttled} x 429",
-            )
-        )
-        found.append(
-            ratio_verdict(
-                f"rate limit {limit:g}/s: archive throughput / limit",
-                rated.api.archive_rps / limit,
-                RATE_REACHED,
-            )
-        )
+    if results.rate_limited:
+        found += _rate_verdicts(results.rate_limited)
     small, large = results.memory_small, results.memory_large
     if small and large:
         found.append(
@@ -152,4 +174,10 @@ def verdicts(results: Results) -> list[Verdict]:
                 RAW_LOAD,
             )
         )
+    if results.properties_headline:
+        found += _headline_verdicts(results.properties_headline)
+        found.append(_requests_per_contact_verdict(results.properties_headline))
+    if results.properties_rate_limited:
+        found += _rate_verdicts(results.properties_rate_limited)
+        found.append(_requests_per_contact_verdict(results.properties_rate_limited))
     return found + _cli_verdicts(results)

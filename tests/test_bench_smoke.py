@@ -4,11 +4,14 @@ It asserts what the benchmark's figures rest on, never speed: the connector (a s
 against the sandbox in a separate process) archives every queued contact exactly once and loads
 one audit row for each; the hand-written baseline archives its own contacts; the raw-load
 baseline loads what it is given; the server-side answer times that judge the rate limit count
-what the sandbox counts; the CLI start runs every command line it times and its import check
-reads python's report of imports; and the table of configurations gives each its own working
-directory. A broken benchmark would otherwise only show up as odd figures.
+what the sandbox counts; a run with `properties` makes one snapshot GET per contact and keeps
+each configured field where the seeded contact holds it; the CLI start runs every command line
+it times and its import check reads python's report of imports; and the table of configurations
+gives each its own working directory. A broken benchmark would otherwise only show up as odd
+figures.
 """
 
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -26,8 +29,8 @@ from bench.dry_run_1m import expected_counts
 from bench.measures import Stamp, api_window
 from bench.raw_load import archived_records, load
 from bench.render import render
-from bench.runners import Config, versus
-from bench.sandbox_process import contact_ids, fresh_sandbox
+from bench.runners import Config, connector, versus
+from bench.sandbox_process import contact_ids, fresh_sandbox, seeded_presence
 from bench.scenarios import FULL, PARTS, QUICK, Results, table
 from bench.verdicts import verdicts
 
@@ -73,6 +76,42 @@ def test_connector_and_hand_written_loop_archive_each_contact_once(tmp_path: Pat
     ]
     assert "versus-connector" in render(results)
     assert results.problems() == []
+
+
+def test_a_run_with_properties_counts_its_snapshots_and_checks_their_fields(
+    tmp_path: Path,
+) -> None:
+    """Against DELETE answers without custom fields: a GET and a DELETE per contact, every row
+    a snapshot's, each property's column as full as the seed; the checks see a shortfall."""
+    contacts, properties = 100, ("lead_score", "company")
+    config = Config(
+        "properties",
+        contacts,
+        LATENCY_MS,
+        concurrency=16,
+        properties=properties,
+        answer_fields="default",
+    )
+
+    run = connector(config, tmp_path, {})
+
+    assert run.problems() == []
+    assert run.sandbox_totals["by_method"] == {"POST": 1, "GET": contacts + 1, "DELETE": contacts}
+    assert run.snapshot_gets == contacts
+    assert run.requests_per_contact == 2.0
+    assert run.ideal_s == 2 * contacts * LATENCY_MS / 1000 / 16
+    assert run.audit.by_record_source == {"snapshot+delete": contacts}
+    seeded = seeded_presence(properties, contacts, contacts)
+    assert run.audit.filled == seeded and 0 < min(seeded.values()) < contacts
+    # A column short of the seed, or a run without snapshots, is reported, not passed.
+    short = replace(run, seeded_with={**seeded, "company": seeded["company"] + 1})
+    assert short.problems() == [
+        f"property 'company' filled in {seeded['company']} rows, seeded in {seeded['company'] + 1}"
+    ]
+    assert len(replace(run, properties=()).problems()) == 2  # snapshot GETs, record_source
+    results = Results(mode="smoke", command="pytest", started="now", properties_headline=run)
+    assert [v.passed for v in verdicts(results)][-1]  # 2 requests per contact
+    assert "### Snapshots (`properties`)" in render(results)
 
 
 def test_the_dry_run_bench_reports_the_plan_its_queue_implies(tmp_path: Path) -> None:
