@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -19,6 +20,7 @@ import respx
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+import routera_archive.http.client as client_module
 from routera_archive import __version__
 from routera_archive.errors import (
     AuthenticationError,
@@ -33,7 +35,9 @@ from routera_archive.http.client import (
     parse_retry_after,
 )
 from routera_archive.http.ids import validate_contact_id
+from routera_archive.http.pacing import SLOT_SHARE, WINDOW_S, RatePacer
 from tests.conftest import client_config
+from tests.unit.test_pacing import SimulatedLoop, most_in_any_window
 
 BASE = "https://api.routera.test"
 TOKEN = "static-TOKEN-value-7f3a"
@@ -794,6 +798,47 @@ def test_rate_limit_spaces_every_request_including_retries() -> None:
     assert min(gaps) >= 1 / rps - 0.015, gaps
     assert sent_at[-1] - sent_at[0] >= 5 / rps - 0.02
     assert elapsed < 2
+
+
+def test_snapshot_gets_and_deletes_share_one_pacer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `properties` each contact costs a snapshot GET and its DELETE, and `rps` holds for
+    the two together (README: "the pacer holds the rate for both"). On a simulated clock (the
+    client's pacer built on it), 40 contacts archived as the archiver does, 8 at a time: every
+    request of either method starts at its own slot of one grid, so the rate is never doubled.
+    A GET that skipped the pacer would start with the DELETE before it, no gap between them."""
+    rps = 20.0
+    loop = SimulatedLoop()
+
+    def simulated_pacer(rate: float) -> RatePacer:
+        return RatePacer(rate, clock=loop.clock, sleep=loop.sleep)
+
+    monkeypatch.setattr(client_module, "RatePacer", simulated_pacer)
+    h = Harness(rps=rps, concurrency=8, properties=["lead_score"])
+    started: list[tuple[float, str]] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        started.append((loop.now, request.method))
+        return httpx.Response(200, json=CONTACT)
+
+    h.router.route(path__startswith="/contacts/").side_effect = record
+
+    async def scenario(client: RouteraClient) -> None:
+        async def archive(number: int) -> None:
+            await client.get_contact(f"c{number}")  # the snapshot, then its DELETE
+            await client.delete_contact(f"c{number}")
+
+        await loop.run(asyncio.gather(*(archive(number) for number in range(40))))
+
+    h.run(scenario)
+
+    assert Counter(method for _, method in started) == {"GET": 40, "DELETE": 40}
+    times = sorted(moment for moment, _ in started)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert min(gaps) == pytest.approx(1 / (rps * SLOT_SHARE))
+    assert most_in_any_window(times, window=WINDOW_S) <= rps
+    # The 80 requests took the time of 80 at the rate, not of 40 (each method on its own).
+    assert times[-1] - times[0] >= 79 / (rps * SLOT_SHARE) - 1e-9
+    assert h.waits == []  # no retry: every wait was the pacer's
 
 
 def test_rps_zero_disables_the_limit() -> None:
