@@ -3,9 +3,12 @@ it calls nothing the run did not send it, its death loses no answer, its logs re
 and no secret shows in its command line or environment."""
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +16,8 @@ from pathlib import Path
 import dlt
 import pytest
 
-from routera_archive.calls.callers import WorkerCaller
+from routera_archive.calls import protocol
+from routera_archive.calls.callers import WorkerCaller, spawn_call_worker
 from routera_archive.dataset.enqueue import enqueue
 from routera_archive.errors import ExitCode
 from routera_archive.journal import leftover_files, read_outcomes
@@ -235,3 +239,40 @@ def test_the_default_run_uses_a_worker_whose_logs_reach_the_run_and_leaves_none_
     assert report.counts["archived"] == 5
     assert seen, "no call worker ran"
     assert call_worker_pids(os.getpid()) == []
+
+
+def test_a_worker_ends_only_once_its_last_line_is_in_the_pipe(
+    sandbox_server: SandboxServer, tmp_path: Path
+) -> None:
+    """Seen in the crash harness under load: a run stopped with "the call worker process ended
+    unexpectedly (exit code 0)", a dozen outcomes short. The run reads the worker's lines
+    between its loads; lines the pipe could not take yet waited in the worker's event loop,
+    whose `drain()` only waits below its high-water mark, and the worker ended with them (and
+    its DONE) unsent. Here the run's end of the pipe is shrunk to one page and not read until
+    the calls are done: every line must still arrive, DONE last."""
+    ids = active_ids(sandbox_server, 20)
+    config = source_config(sandbox_server, concurrency=4).client_config()
+    worker = spawn_call_worker(config, journal_dir=tmp_path, run_id="slow-reader", sync_every=5)
+    stdin, stdout = worker.process.stdin, worker.process.stdout
+    assert stdin is not None and stdout is not None
+    fcntl.fcntl(stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)
+    try:
+        for index, contact_id in enumerate(ids):
+            request = ArchiveRequest(request_id=f"r{index}", contact_id=contact_id)
+            stdin.write(protocol.encode(protocol.ARCHIVE, request.model_dump_json()))
+        stdin.write(protocol.encode(protocol.END))
+        stdin.flush()
+        stdin.close()  # the run's side is done: after END, the worker may end
+        deadline = time.monotonic() + 60
+        while deletes(sandbox_server) < len(ids):
+            assert time.monotonic() < deadline, "the worker never made its calls"
+            time.sleep(0.02)
+        # Long enough for a worker that drops what it could not write to be gone.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.process.wait(timeout=2)
+        lines = stdout.read().splitlines()
+    finally:
+        worker.abandon()
+    kinds = [protocol.decode(line)[0] for line in lines]
+    assert kinds.count(protocol.OUTCOME) == len(ids), kinds
+    assert kinds[-1] == protocol.DONE, kinds[-3:]

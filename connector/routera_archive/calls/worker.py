@@ -73,6 +73,13 @@ class Outbox:
     async def drain(self) -> None:
         await self.writer.drain()
 
+    async def flush(self) -> None:
+        """Wait until every line written is in the pipe. `drain` only waits until the event
+        loop's buffer is below its high-water mark; a process that ended then would drop the
+        rest, its last outcomes and DONE among them, while the run was busy loading."""
+        self.writer.transport.set_write_buffer_limits(high=0)
+        await self.writer.drain()
+
 
 class ForwardToRun(logging.Handler):
     """Log records go to the run's process, whose handlers (the CLI's) own the terminal."""
@@ -249,6 +256,7 @@ async def _main(protocol_out: int) -> int:
     root.setLevel(logging.WARNING)
     logging.getLogger("routera_archive").setLevel(int(settings.get("log_level", logging.WARNING)))
     await CallWorker(reader, outbox).serve(settings)
+    await outbox.flush()
     writer.close()
     return 0
 
