@@ -3,6 +3,8 @@ settings section, the dataset and tables it writes, and the destination it write
 
 from typing import Final
 
+from routera_archive.objects import ObjectType
+
 SOURCE_NAME: Final = "routera"
 """The dlt source's name and settings section: settings live under `[sources.routera]`."""
 DEFAULT_DESTINATION: Final = "duckdb"
@@ -13,7 +15,8 @@ QUEUE_TABLE: Final = "archive_queue"
 """The queue table's name when `queue_table` is not set (the table `enqueue` makes)."""
 QUEUE_SCHEMA_NAME: Final = "routera_queue"
 """`enqueue`'s own dlt schema, so it can write while a run holds the run pipeline."""
-ARCHIVES_TABLE: Final = "contact_archives"
+ARCHIVES_TABLE: Final = ObjectType.CONTACTS.table
+"""`contact_archives`: the contacts' audit trail (each type's is `ObjectType.table`)."""
 LOG_TABLE: Final = "archive_log"
 RUNS_TABLE: Final = "archive_runs"
 FIELDS_TABLE: Final = "custom_fields"
