@@ -11,8 +11,9 @@ from enum import StrEnum
 from typing import Any, Literal
 from uuid import uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from routera_archive.objects import ObjectType
 from routera_archive.values import storable_record
 
 
@@ -33,24 +34,6 @@ class Status(StrEnum):
 
 TERMINAL_STATUSES: tuple[str, ...] = tuple(s.value for s in Status if s.is_terminal)
 
-# What Routera's reference says every contact answer holds ("default properties"), with the
-# stamps every answer has and `archived_by` once archived: a record with no other key carries
-# no custom field (`RunReport.note_record`).
-DEFAULT_PROPERTIES: frozenset[str] = frozenset(
-    {
-        "id",
-        "first_name",
-        "last_name",
-        "email",
-        "contact_owner",
-        "external_id",
-        "archived",
-        "created_at",
-        "updated_at",
-        "archived_by",
-    }
-)
-
 # Which answers made a record: the DELETE's; a GET's (after a 404, or a snapshot showing it
 # archived already); the configured-`properties` snapshot overlaid with the DELETE's; a journal.
 # `snapshot+get`: read back by GET, with the fields of a snapshot a crashed run journaled.
@@ -60,14 +43,22 @@ RecordSource = Literal["delete", "get", "snapshot+delete", "snapshot+get", "jour
 class ArchiveRequest(BaseModel):
     """One row of the queue, as read from the destination.
 
-    `contact_id` is kept exactly as the queue holds it (possibly NULL or garbage): validation
-    happens later so a bad id still produces an `invalid` outcome with its request id.
+    `object_id` is kept exactly as the queue holds it (possibly NULL or garbage): validation
+    happens later so a bad id still produces an `invalid` outcome with its request id. It is
+    the id of a record of `object_type` (contacts unless said otherwise), sent under that
+    type's path only.
+
+    Journals and call-worker lines written before object types existed name the id
+    `contact_id`; it is read as `object_id` (of a contact: they had no `object_type`), so a
+    crashed run of the previous release is finished by this one. What is written now says
+    `object_id` and `object_type`.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     request_id: str
-    contact_id: str | None
+    object_type: ObjectType = ObjectType.CONTACTS
+    object_id: str | None = Field(validation_alias=AliasChoices("object_id", "contact_id"))
     requested_by: str | None = None
     reason: str | None = None
     requested_at: datetime | None = None

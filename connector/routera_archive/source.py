@@ -110,4 +110,4 @@ def as_request(item: ArchiveRequest | str) -> ArchiveRequest:
     """A bare contact id is a request of its own (`cid:<id>`), as in a queue without ids."""
     if isinstance(item, ArchiveRequest):
         return item
-    return ArchiveRequest(request_id=f"{DERIVED_REQUEST_PREFIX}{item}", contact_id=item)
+    return ArchiveRequest(request_id=f"{DERIVED_REQUEST_PREFIX}{item}", object_id=item)

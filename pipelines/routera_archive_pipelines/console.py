@@ -271,7 +271,7 @@ def _print_plan(console: Console, report: RunReport) -> None:
     for planned in report.plan[:50]:
         table.add_row(
             Text(planned.request.request_id),
-            Text(repr(planned.request.contact_id)),
+            Text(repr(planned.request.object_id)),
             Text(planned.action),
             Text(planned.note or ""),
         )

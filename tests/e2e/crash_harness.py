@@ -557,7 +557,7 @@ class CrashHarness:
                 except ValueError:
                     continue  # the line the kill tore
                 if outcome.get("status") in WITH_RECORD and outcome.get("record"):
-                    contacts.add(outcome["request"]["contact_id"])
+                    contacts.add(outcome["request"]["object_id"])
         return contacts
 
     # ---------------------------------------------------------------------- report

@@ -69,7 +69,7 @@ def test_every_outcome_is_in_the_worker_journal_and_every_request_is_counted(
     outcomes, caller = asyncio.run(go())
 
     assert caller.ended_cleanly and caller.process.returncode == 0
-    assert sorted(o.request.contact_id or "" for o in outcomes) == sorted(ids)
+    assert sorted(o.request.object_id or "" for o in outcomes) == sorted(ids)
     assert {o.status for o in outcomes} == {Status.ARCHIVED}
     journaled = list(read_outcomes(caller.journal_path))
     assert caller.journal_path == tmp_path / "run-1.calls.jsonl"

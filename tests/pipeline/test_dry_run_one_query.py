@@ -109,7 +109,7 @@ def test_the_dry_runs_plan_is_what_the_real_run_then_does(
     plan = dry_run(pipeline, sandbox_server)
 
     assert len(pending_queries) == 1
-    planned = [(p.request.request_id, p.request.contact_id, p.action) for p in plan.plan]
+    planned = [(p.request.request_id, p.request.object_id, p.action) for p in plan.plan]
     assert planned == sorted(planned, key=lambda p: (p[0], p[1] or ""))
     real = ArchiveRun(pipeline, source_config(sandbox_server, max_share=0), RunOptions()).execute()
     assert real.exit_code == ExitCode.OK, real.error

@@ -69,7 +69,7 @@ def test_a_crashed_run_s_snapshot_completes_the_record_read_back_after_its_delet
     GET shows the contact archived, and the record keeps `company` from the journal."""
     ids = seeded(server, 2)
     enqueue(pipeline, [{"contact_id": cid} for cid in ids])
-    [crashed] = [r for r in pending_requests(pipeline) if r.contact_id == ids[0]]
+    [crashed] = [r for r in pending_requests(pipeline) if r.object_id == ids[0]]
     journal = OutcomeJournal(Path(pipeline.working_dir) / "journal", "crashed-run")
 
     async def crash() -> None:

@@ -16,6 +16,7 @@ from routera_archive.dataset.tables import audit_trail, build_audit_rows
 from routera_archive.errors import ExitCode
 from routera_archive.http.client import RouteraClient
 from routera_archive.journal import OutcomeJournal
+from routera_archive.models import ArchiveOutcome
 from routera_archive.run.runner import ArchiveRun, RunOptions
 from routera_archive_sandbox import SandboxServer
 from tests.conftest import source_config
@@ -49,7 +50,7 @@ def test_journal_entries_of_a_crashed_run_are_loaded_without_a_second_delete(
 ) -> None:
     ids = active_ids(sandbox_server, 3)
     enqueue(pipeline, [{"contact_id": cid} for cid in ids])
-    crashed = [r for r in pending_requests(pipeline) if r.contact_id == ids[0]]
+    crashed = [r for r in pending_requests(pipeline) if r.object_id == ids[0]]
     outcome = archive_without_loading(sandbox_server, crashed)[0]
     journal = OutcomeJournal(Path(pipeline.working_dir) / "journal", "crashed-run")
     journal.append(outcome)
@@ -69,6 +70,50 @@ def test_journal_entries_of_a_crashed_run_are_loaded_without_a_second_delete(
     assert rows == [(True, "journal", "crashed-run", outcome.raw_response)]
     assert not list((Path(pipeline.working_dir) / "journal").glob("*.jsonl"))
     assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.archive_log") == [(3,)]
+
+
+def previous_release_line(outcome: ArchiveOutcome) -> str:
+    """`outcome` as the release before object types journaled it: the request's id under
+    `contact_id`, no `object_type` (the exact bytes: tests/unit/test_journal.py)."""
+    line = outcome.model_dump(mode="json")
+    request = line.pop("request")
+    assert request.pop("object_type") == "contacts"
+    old = {"request_id": request.pop("request_id"), "contact_id": request.pop("object_id")}
+    return json.dumps({"request": {**old, **request}, **line}, separators=(",", ":"))
+
+
+def test_a_journal_of_the_release_before_object_types_is_loaded_by_this_one(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    """An upgrade after a crash: the journal the previous release left is loaded, its
+    contact's DELETE not sent again."""
+    ids = active_ids(sandbox_server, 2)
+    enqueue(pipeline, [{"contact_id": cid} for cid in ids])
+    crashed = [r for r in pending_requests(pipeline) if r.object_id == ids[0]]
+    outcome = archive_without_loading(sandbox_server, crashed)[0]
+    journal = OutcomeJournal(Path(pipeline.working_dir) / "journal", "crashed-run")
+    journal.append_json(previous_release_line(outcome))
+    journal.close()
+    assert '"contact_id"' in journal.path.read_text("utf-8")
+
+    report = ArchiveRun(pipeline, source_config(sandbox_server), RunOptions()).execute()
+
+    assert report.exit_code == ExitCode.OK, report.error
+    assert report.replayed_from_journal == 1
+    assert report.counts == {"archived": 1}  # the other contact; the journal's is replayed
+    assert delete_calls(sandbox_server, ids[0]) == 1
+    rows = query(
+        pipeline,
+        "SELECT record_source, run_id, raw_response FROM {dataset}.contact_archives "
+        f"WHERE id = '{ids[0]}'",
+    )
+    assert rows == [("journal", "crashed-run", outcome.raw_response)]
+    logged = query(
+        pipeline,
+        "SELECT contact_id, status FROM {dataset}.archive_log "
+        f"WHERE request_id = '{crashed[0].request_id}'",
+    )
+    assert logged == [(ids[0], "archived")]
 
 
 def test_an_answer_lost_before_the_journal_is_recovered_by_get(

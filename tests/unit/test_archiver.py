@@ -479,7 +479,7 @@ def test_archive_concurrently_yields_one_outcome_per_request_within_the_worker_b
 
     assert sorted(o.request.request_id for o in outcomes) == sorted(r.request_id for r in requests)
     assert all(o.status is Status.ARCHIVED for o in outcomes)
-    assert all(o.record is not None and o.record["id"] == o.request.contact_id for o in outcomes)
+    assert all(o.record is not None and o.record["id"] == o.request.object_id for o in outcomes)
     assert route.call_count == 50
     assert peak == workers
 
@@ -550,7 +550,7 @@ def test_archive_concurrently_stops_intake_on_an_authentication_error(kind: str)
     assert pulled < 30  # the intake stopped: the rest of the queue was never even read
     refused = sent[4]
     # Every DELETE that was answered 200 has its outcome yielded; the refused one has none.
-    assert sorted(o.request.contact_id or "" for o in outcomes) == sorted(
+    assert sorted(o.request.object_id or "" for o in outcomes) == sorted(
         cid for cid in sent if cid != refused
     )
     assert all(o.status is Status.ARCHIVED for o in outcomes)
@@ -597,3 +597,14 @@ def test_an_error_reading_the_requests_is_raised_not_taken_for_the_end_of_the_qu
     # The requests taken before the error were archived and their outcomes handed over first.
     assert sorted(o.request.request_id for o in outcomes) == ["r0", "r1", "r2"]
     assert route.call_count == 3
+
+
+def test_a_request_of_another_type_is_not_sent_to_the_contacts_path() -> None:
+    """Until the client has a path per type, a company's id must not reach /contacts."""
+    h = Harness()
+    route = h.router.route().respond(200, json=contact())
+
+    outcome = h.archive(ArchiveRequest(request_id="r1", object_type="companies", object_id="c1"))
+
+    assert outcome.status is Status.FAILED and not outcome.status.is_terminal
+    assert not route.called

@@ -6,8 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from routera_archive.journal import JOURNAL_SUFFIX, OutcomeJournal, leftover_files, read_outcomes
+from routera_archive.journal import (
+    JOURNAL_SUFFIX,
+    OutcomeJournal,
+    leftover_files,
+    read_outcomes,
+    read_snapshots,
+)
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.objects import ObjectType
 
 RECORD = {
     "id": "c1",
@@ -96,9 +103,69 @@ def test_outcomes_round_trip(tmp_path: Path) -> None:
     assert first.request.requested_at is not None
     assert first.request.requested_at.utcoffset() == timedelta(hours=2)
     assert first.raw_response == original[0].raw_response
-    assert restored[2].request.contact_id is None
+    assert restored[2].request.object_id is None
     assert [o.status for o in restored] == [o.status for o in original]
     assert all(isinstance(o.status, Status) for o in restored)
+
+
+# A snapshot and an outcome exactly as the release before object types wrote them (made with its
+# code, byte for byte): the request's id is `contact_id`, and there is no `object_type`.
+PREVIOUS_RELEASE_JOURNAL = (
+    r'{"kind":"snapshot","request":{"request_id":"r-old","contact_id":"c-old",'
+    r'"requested_by":"ana","reason":"gdpr","requested_at":"2026-05-28T10:00:00+02:00"},'
+    r'"body":"{\"id\": \"c-old\", \"first_name\": \"Ada\", '
+    r'\"archived\": \"2026-05-28T12:00:00.000Z\", \"archived_by\": \"user-uuid\"}",'
+    r'"taken_at":"2026-05-28T12:00:00Z"}'
+    "\n"
+    r'{"request":{"request_id":"r-old","contact_id":"c-old","requested_by":"ana",'
+    r'"reason":"gdpr","requested_at":"2026-05-28T10:00:00+02:00"},"status":"archived",'
+    r'"outcome_id":"0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f","http_status":200,"error":null,'
+    r'"attempts":1,"processed_at":"2026-05-28T12:00:01Z","record":{"id":"c-old",'
+    r'"first_name":"Ada","archived":"2026-05-28T12:00:00.000Z","archived_by":"user-uuid"},'
+    r'"raw_response":"{\"id\": \"c-old\", \"first_name\": \"Ada\", '
+    r'\"archived\": \"2026-05-28T12:00:00.000Z\", \"archived_by\": \"user-uuid\"}",'
+    r'"snapshot_response":null,"record_source":"delete","recovered":false,'
+    r'"duplicate_of":null,"text_fields":[]}'
+    "\n"
+)
+
+
+def test_a_journal_of_the_release_before_object_types_reads_as_contacts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run of the previous release that crashed left this; the next run is of this release,
+    and must load what it holds (its DELETE was sent: a second one would answer 404)."""
+    path = tmp_path / f"crashed-run{JOURNAL_SUFFIX}"
+    path.write_text(PREVIOUS_RELEASE_JOURNAL, encoding="utf-8")
+
+    with caplog.at_level(logging.WARNING):
+        [outcome] = list(read_outcomes(path))
+        [snapshot] = list(read_snapshots(path))
+
+    assert not caplog.records  # no line skipped as unreadable
+    expected = ArchiveRequest(
+        request_id="r-old",
+        object_type=ObjectType.CONTACTS,
+        object_id="c-old",
+        requested_by="ana",
+        reason="gdpr",
+        requested_at=datetime(2026, 5, 28, 10, 0, tzinfo=timezone(timedelta(hours=2))),
+    )
+    assert outcome.request == expected
+    assert snapshot.request == expected
+    assert outcome.status is Status.ARCHIVED and outcome.record_source == "delete"
+    assert outcome.record == {
+        "id": "c-old",
+        "first_name": "Ada",
+        "archived": "2026-05-28T12:00:00.000Z",
+        "archived_by": "user-uuid",
+    }
+    assert outcome.outcome_id == "0f" * 16  # the key its log row merges on, kept
+    # Written again, it says `object_id` and `object_type`: and reads back the same.
+    rewritten = outcome.model_dump_json()
+    assert '"object_id":"c-old"' in rewritten and '"object_type":"contacts"' in rewritten
+    assert '"contact_id"' not in rewritten
+    assert ArchiveOutcome.model_validate_json(rewritten) == outcome
 
 
 def test_one_line_per_outcome_and_appends_accumulate(tmp_path: Path) -> None:

@@ -1,10 +1,13 @@
 """The object types: each one's path, words, table and default fields, and the one reading of a
 queued `object_type` (absent means contacts; anything but an exact type is refused)."""
 
+from datetime import UTC, datetime
+
 import pytest
 
 from routera_archive.names import ARCHIVES_TABLE
 from routera_archive.objects import NotAnObjectType, ObjectType, parse_object_type
+from routera_archive.run.result import RunReport
 
 # The contacts' default properties before object types existed (models.DEFAULT_PROPERTIES):
 # `RunReport.note_record` says "only default properties" by this set, so it must not move.
@@ -124,3 +127,17 @@ def test_a_long_value_is_cut_in_the_reason() -> None:
     refused = parse_object_type("x" * 500)
     assert isinstance(refused, NotAnObjectType)
     assert len(refused.reason) < 120 and "…" in refused.reason
+
+
+@pytest.mark.parametrize("kind", list(ObjectType))
+def test_a_run_tells_custom_fields_by_the_record_s_own_type_s_defaults(kind: ObjectType) -> None:
+    report = RunReport("run", "run", datetime.now(UTC), "https://api.test", "duckdb", "ds")
+    defaults_only = dict.fromkeys(kind.default_properties, "x")
+    report.note_record(defaults_only, kind)
+    assert report.keys_beyond_defaults == set()
+    # The same record read as another type's carries that type's "custom" fields.
+    other = ObjectType.DEALS if kind is ObjectType.CONTACTS else ObjectType.CONTACTS
+    report.note_record({**defaults_only, "tier": "gold"}, other)
+    assert "tier" in report.keys_beyond_defaults
+    assert report.keys_beyond_defaults == set(defaults_only) - other.default_properties | {"tier"}
+    assert report.records_kept == 2

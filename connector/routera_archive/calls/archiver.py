@@ -34,6 +34,7 @@ from routera_archive.models import (
     parse_snapshot,
     read_active_flag,
 )
+from routera_archive.objects import ObjectType
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +83,16 @@ async def archive_request(
     client: RouteraClient, request: ArchiveRequest, *, keep_snapshot: KeepSnapshot | None = None
 ) -> ArchiveOutcome:
     """Archive one request; every path ends in an outcome (see the module docstring)."""
+    if request.object_type is not ObjectType.CONTACTS:
+        # The calls below still go to /contacts (the client gets a path per type next): no
+        # other type's id may reach them. `failed`, so the request stays pending.
+        return ArchiveOutcome(
+            request=request,
+            status=Status.FAILED,
+            error=f"{request.object_type.singular} requests are not archived by this version",
+        )
     try:
-        contact_id = validate_contact_id(request.contact_id)
+        contact_id = validate_contact_id(request.object_id)
     except InvalidContactId as exc:
         return ArchiveOutcome(request=request, status=Status.INVALID, error=exc.reason)
     if client.config.properties:

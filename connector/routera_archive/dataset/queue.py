@@ -558,9 +558,9 @@ class PendingQueue:
             if not rows:
                 return
             page = [self._to_pending(row) for row in rows]
-            last = (page[-1].request.request_id, page[-1].request.contact_id or "")
+            last = (page[-1].request.request_id, page[-1].request.object_id or "")
             if self._shard is not None:
-                page = [item for item in page if self._shard.owns(item.request.contact_id)]
+                page = [item for item in page if self._shard.owns(item.request.object_id)]
             if page:
                 yield page
             if len(rows) < page_size:
@@ -583,7 +583,7 @@ class PendingQueue:
         request_id, contact_id, requested_by, reason, requested_at, first, prior = row
         request = ArchiveRequest(
             request_id=str(request_id),
-            contact_id=None if contact_id is None else str(contact_id),
+            object_id=None if contact_id is None else str(contact_id),
             requested_by=None if requested_by is None else str(requested_by),
             reason=None if reason is None else str(reason),
             requested_at=_coerce_requested_at(requested_at),

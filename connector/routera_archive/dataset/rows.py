@@ -39,7 +39,7 @@ RequestKey = tuple[str, str | None]
 
 
 def request_key(request: ArchiveRequest) -> RequestKey:
-    return (_visible(request.request_id) or "", _visible(request.contact_id))
+    return (_visible(request.request_id) or "", _visible(request.object_id))
 
 
 def log_row(outcome: ArchiveOutcome, run_id: str) -> dict[str, Any]:
@@ -48,7 +48,8 @@ def log_row(outcome: ArchiveOutcome, run_id: str) -> dict[str, Any]:
     return {
         "outcome_id": outcome.outcome_id,
         "request_id": _visible(request.request_id),
-        "contact_id": _visible(request.contact_id),
+        # The log's id column keeps its name until it has one for every type (issue 14).
+        "contact_id": _visible(request.object_id),
         "status": outcome.status.value,
         "http_status": outcome.http_status,
         "error": _told(outcome.error),

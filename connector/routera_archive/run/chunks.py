@@ -119,10 +119,10 @@ class ChunkSink:
                 raise LocalStorageError.of(exc, self.journal.path) from exc
         self.report.counts[outcome.status.value] += 1
         if outcome.record is not None:
-            self.report.note_record(outcome.record)
+            self.report.note_record(outcome.record, outcome.request.object_type)
         if outcome.status is Status.FAILED and len(self.report.failures) < MAX_FAILURES_KEPT:
             self.report.failures.append(
-                (outcome.request.request_id, outcome.request.contact_id, outcome.error or "")
+                (outcome.request.request_id, outcome.request.object_id, outcome.error or "")
             )
         self.observer.on_outcome(outcome)
         self.buffer.append(outcome)
@@ -193,7 +193,7 @@ class ChunkSink:
                     self.report.note_held_back([str(row["id"]) for row in rows.archives], held_back)
                 self.observer.on_loaded(len(chunk))
                 self.loaded.extend(
-                    (outcome.request.contact_id, outcome.request.request_id)
+                    (outcome.request.object_id, outcome.request.request_id)
                     for outcome in chunk
                     if outcome.record is not None
                 )

@@ -8,7 +8,8 @@ from uuid import uuid4
 
 from routera_archive import __version__
 from routera_archive.errors import ExitCode
-from routera_archive.models import DEFAULT_PROPERTIES, ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.objects import ObjectType
 from routera_archive.redaction import scrub
 
 
@@ -60,9 +61,10 @@ class RunReport:
     # What the user should know and act on, though nothing failed (`note_properties`).
     notes: list[str] = field(default_factory=list)
 
-    def note_record(self, record: dict[str, Any]) -> None:
+    def note_record(self, record: dict[str, Any], object_type: ObjectType) -> None:
         self.records_kept += 1
-        self.keys_beyond_defaults.update(key for key in record if key not in DEFAULT_PROPERTIES)
+        defaults = object_type.default_properties
+        self.keys_beyond_defaults.update(key for key in record if key not in defaults)
 
     def note_properties(self, properties: list[str] | None) -> None:
         """Say it when the records look incomplete: Routera's reference says a DELETE answer

@@ -424,7 +424,7 @@ class ArchiveRun:
         request = item.request
         settled = settle_without_call(
             request.request_id,
-            request.contact_id,
+            request.object_id,
             item.first_request_id,
             item.archived_under,
             handled,
