@@ -16,7 +16,7 @@ The type says what happens next, so a scheduler (and a person) can act on the ex
     │   ├── LocalStorageError       the run's folder (journal, dlt's packages) cannot be written
     │   └── CallWorkerError         the process making the calls ended (its journal keeps them)
     ├── GuardrailRefused            exit 3: a person must look at the queue before anything runs
-    └── InvalidContactId            never leaves a run: the request is settled as `invalid`
+    └── InvalidObjectId             never leaves a run: the request is settled as `invalid`
 
 `ExitCode` is the one list of exit codes; the CLI maps errors to them in one place
 (`routera_archive_pipelines.exits`). No message ever contains a token or a secret.
@@ -155,8 +155,9 @@ class GuardrailRefused(RouteraArchiveError):
     exit_code = ExitCode.GUARDRAIL
 
 
-class InvalidContactId(RouteraArchiveError, ValueError):
-    """An id that can never be a Routera contact id; no request is ever sent for it."""
+class InvalidObjectId(RouteraArchiveError, ValueError):
+    """An id that can never be a Routera record's id (a contact's, a company's, ...); no
+    request is ever sent for it."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

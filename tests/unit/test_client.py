@@ -24,7 +24,7 @@ import routera_archive.http.client as client_module
 from routera_archive import __version__
 from routera_archive.errors import (
     AuthenticationError,
-    InvalidContactId,
+    InvalidObjectId,
     RetriesExhausted,
 )
 from routera_archive.http.client import (
@@ -657,7 +657,7 @@ def test_invalid_ids_raise_before_anything_is_sent(contact_id: str) -> None:
 
     async def scenario(client: RouteraClient) -> int:
         for call in (client.delete_contact, client.get_contact):
-            with pytest.raises(InvalidContactId):
+            with pytest.raises(InvalidObjectId):
                 await call(contact_id)
         return client.requests_sent
 
@@ -681,7 +681,7 @@ ID_LIKE_TEXT = st.one_of(
 def test_any_valid_id_reaches_the_wire_as_one_reversible_segment(text: str) -> None:
     try:
         validate_contact_id(text)
-    except InvalidContactId:
+    except InvalidObjectId:
         assume(False)
     h = Harness()
     route = h.router.route().respond(200, json=CONTACT)

@@ -6,14 +6,16 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from routera_archive.errors import InvalidContactId
+from routera_archive.errors import InvalidObjectId
 from routera_archive.http.ids import (
     MAX_CONTACT_ID_LENGTH,
-    contact_path,
     encode_segment,
     id_preview,
+    object_path,
     validate_contact_id,
+    validate_object_id,
 )
+from routera_archive.objects import ObjectType
 
 
 @pytest.mark.parametrize(
@@ -58,7 +60,7 @@ def test_validate_accepts_ids(raw: object, expected: str) -> None:
     ],
 )
 def test_validate_refuses_ids(raw: object, reason_part: str) -> None:
-    with pytest.raises(InvalidContactId) as caught:
+    with pytest.raises(InvalidObjectId) as caught:
         validate_contact_id(raw)
     assert reason_part in caught.value.reason
     assert isinstance(caught.value, ValueError)
@@ -81,13 +83,13 @@ def test_validate_refuses_ids(raw: object, reason_part: str) -> None:
 )
 def test_contact_path_encodes_one_segment(contact_id: str, segment: str) -> None:
     assert encode_segment(contact_id) == segment
-    assert contact_path(contact_id) == f"/contacts/{segment}"
+    assert object_path(ObjectType.CONTACTS, contact_id) == f"/contacts/{segment}"
 
 
 @pytest.mark.parametrize("bad", ["", " ", "..", ".", "a\x00", "x" * 257])
 def test_contact_path_refuses_invalid_ids(bad: str) -> None:
-    with pytest.raises(InvalidContactId):
-        contact_path(bad)
+    with pytest.raises(InvalidObjectId):
+        object_path(ObjectType.CONTACTS, bad)
 
 
 def test_id_preview_is_bounded_and_printable() -> None:
@@ -114,10 +116,10 @@ ID_LIKE_TEXT = st.one_of(
 def test_any_accepted_id_is_exactly_one_reversible_segment(text: str) -> None:
     try:
         contact_id = validate_contact_id(text)
-    except InvalidContactId:
+    except InvalidObjectId:
         assume(False)
         return
-    path = contact_path(contact_id)
+    path = object_path(ObjectType.CONTACTS, contact_id)
     assert path.startswith("/contacts/")
     segment = path.removeprefix("/contacts/")
     assert segment
@@ -126,3 +128,97 @@ def test_any_accepted_id_is_exactly_one_reversible_segment(text: str) -> None:
     assert segment.isascii()
     assert segment not in (".", "..")
     assert unquote(segment, errors="strict") == contact_id
+
+
+# --- every object type ------------------------------------------------------------------------
+
+OTHER_TYPES = [ObjectType.COMPANIES, ObjectType.DEALS, ObjectType.TICKETS]
+
+
+@pytest.mark.parametrize("kind", list(ObjectType))
+@pytest.mark.parametrize(
+    ("object_id", "segment"),
+    [
+        ("a/b", "a%2Fb"),
+        ("%2F", "%252F"),
+        ("a b", "a%20b"),
+        ("a\tb", None),  # a control character: refused
+        ("../contacts/c1", "..%2Fcontacts%2Fc1"),
+        ("...", "..."),
+        ("550e8400-e29b-41d4-a716-446655440000", "550e8400-e29b-41d4-a716-446655440000"),
+    ],
+)
+def test_object_path_is_one_segment_under_its_own_type_s_path(
+    kind: ObjectType, object_id: str, segment: str | None
+) -> None:
+    if segment is None:
+        with pytest.raises(InvalidObjectId):
+            object_path(kind, object_id)
+        return
+    path = object_path(kind, object_id)
+    assert path == f"/{kind.value}/{segment}"
+    head, _, tail = path.rpartition("/")
+    assert head == kind.path and unquote(tail, errors="strict") == object_id
+
+
+@pytest.mark.parametrize("kind", OTHER_TYPES)
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (None, "object_id is NULL"),
+        ("", "object_id is empty"),
+        ("   ", "object_id is blank"),
+        (" a", "object_id has leading or trailing whitespace"),
+        ("a\n", "object_id has leading or trailing whitespace"),
+        ("..", "object_id '..' is a path dot-segment"),
+        (".", "object_id '.' is a path dot-segment"),
+        ("a\x00b", "object_id contains the control character U+0000"),
+        ("x" * 257, "object_id is 257 characters long (at most 256)"),
+    ],
+)
+def test_an_id_of_another_type_is_refused_by_the_same_rules_in_its_own_words(
+    kind: ObjectType, raw: str | None, reason: str
+) -> None:
+    """Those types' ids come from a queue's `object_id` column: the reason names that."""
+    with pytest.raises(InvalidObjectId) as caught:
+        validate_object_id(raw, field=kind.id_field)
+    assert caught.value.reason == reason
+    if raw is not None:
+        with pytest.raises(InvalidObjectId) as by_path:
+            object_path(kind, raw)
+        assert by_path.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (None, "contact_id is NULL"),
+        ("..", "contact_id '..' is a path dot-segment"),
+        (" a", "contact_id has leading or trailing whitespace"),
+    ],
+)
+def test_a_contact_id_is_refused_in_the_words_it_always_was(raw: str | None, reason: str) -> None:
+    for validate in (
+        validate_contact_id,
+        lambda value: validate_object_id(value, field=ObjectType.CONTACTS.id_field),
+    ):
+        with pytest.raises(InvalidObjectId) as caught:
+            validate(raw)
+        assert caught.value.reason == reason
+
+
+@given(ID_LIKE_TEXT, st.sampled_from(list(ObjectType)))
+def test_any_accepted_id_of_any_type_is_one_reversible_segment_under_its_path(
+    text: str, kind: ObjectType
+) -> None:
+    try:
+        object_id = validate_object_id(text, field=kind.id_field)
+    except InvalidObjectId:
+        assume(False)
+        return
+    path = object_path(kind, object_id)
+    assert path.startswith(f"{kind.path}/")
+    segment = path.removeprefix(f"{kind.path}/")
+    assert segment and segment.isascii() and segment not in (".", "..")
+    assert not any(char in segment for char in "/?#")
+    assert unquote(segment, errors="strict") == object_id

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from routera_archive.errors import InvalidContactId
+from routera_archive.errors import InvalidObjectId
 from routera_archive.http.ids import (
     DOT_SEGMENTS,
     MAX_CONTACT_ID_LENGTH,
@@ -22,7 +22,7 @@ def is_plain(contact_id: str) -> bool:
 def is_valid(contact_id: str) -> bool:
     try:
         validate_contact_id(contact_id)
-    except InvalidContactId:
+    except InvalidObjectId:
         return False
     return True
 

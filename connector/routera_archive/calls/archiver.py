@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from routera_archive.errors import AuthenticationError, InvalidContactId, RetriesExhausted
+from routera_archive.errors import AuthenticationError, InvalidObjectId, RetriesExhausted
 from routera_archive.http.client import (
     MAX_ERROR_BODY_CHARS,
     ApiAnswer,
@@ -23,7 +23,7 @@ from routera_archive.http.client import (
     api_message,
     summarize_reasons,
 )
-from routera_archive.http.ids import id_preview, validate_contact_id
+from routera_archive.http.ids import id_preview, validate_object_id
 from routera_archive.journal import JournaledSnapshot
 from routera_archive.models import (
     ArchiveOutcome,
@@ -92,8 +92,8 @@ async def archive_request(
             error=f"{request.object_type.singular} requests are not archived by this version",
         )
     try:
-        contact_id = validate_contact_id(request.object_id)
-    except InvalidContactId as exc:
+        contact_id = validate_object_id(request.object_id, field=request.object_type.id_field)
+    except InvalidObjectId as exc:
         return ArchiveOutcome(request=request, status=Status.INVALID, error=exc.reason)
     if client.config.properties:
         return await _snapshot_then_archive(client, request, contact_id, keep_snapshot)

@@ -11,7 +11,7 @@ from uuid import uuid4
 import dlt
 
 from routera_archive.dataset.tables import queue_requests
-from routera_archive.errors import InvalidContactId, QueueError
+from routera_archive.errors import InvalidObjectId, QueueError
 from routera_archive.http.ids import id_preview, validate_contact_id
 from routera_archive.names import QUEUE_TABLE
 
@@ -87,7 +87,7 @@ def invalid_rows(rows: Iterable[dict[str, Any]]) -> list[tuple[int, str]]:
     for position, row in enumerate(rows, start=1):
         try:
             validate_contact_id(row.get("contact_id"))
-        except InvalidContactId as exc:
+        except InvalidObjectId as exc:
             problems.append((position, f"{id_preview(row.get('contact_id'))}: {exc.reason}"))
     return problems
 

@@ -24,7 +24,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from routera_archive.dataset.outcomes import is_terminal
 from routera_archive.dataset.rows import NUL_STAND_IN
-from routera_archive.errors import InvalidContactId, QueueError
+from routera_archive.errors import InvalidObjectId, QueueError
 from routera_archive.http.ids import DOT_SEGMENTS, PLAIN_CONTACT_ID, validate_contact_id
 from routera_archive.models import ArchiveRequest, Status, parse_api_timestamp
 from routera_archive.names import ARCHIVES_TABLE, LOG_TABLE, QUEUE_TABLE
@@ -112,7 +112,7 @@ def settled_without_call(
     """
     try:
         validate_contact_id(contact_id)
-    except InvalidContactId as exc:
+    except InvalidObjectId as exc:
         return NoCall(Status.INVALID, exc.reason)
     if archived is Archived.UNDER_THIS_REQUEST:
         return NoCall(Status.ARCHIVED)

@@ -31,8 +31,9 @@ from routera_archive import __version__
 from routera_archive.errors import AuthenticationError, RetriesExhausted
 from routera_archive.http.auth import OAuthTokenProvider, StaticTokenProvider, TokenProvider
 from routera_archive.http.config import AccessToken, ClientConfig
-from routera_archive.http.ids import CONTACTS_PATH, contact_path
+from routera_archive.http.ids import object_path
 from routera_archive.http.pacing import RatePacer
+from routera_archive.objects import ObjectType
 from routera_archive.redaction import scrub
 
 logger = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ _MAYBE_SENT: tuple[tuple[type[Exception], str], ...] = (
 class RouteraClient:
     """Async client for the Routera calls the connector makes.
 
-    Raises InvalidContactId (before sending), AuthenticationError, or RetriesExhausted; every
+    Raises InvalidObjectId (before sending), AuthenticationError, or RetriesExhausted; every
     other answer, success or not, comes back as an ApiAnswer for the caller to interpret.
     """
 
@@ -254,12 +255,19 @@ class RouteraClient:
 
     async def delete_contact(self, contact_id: str) -> ApiAnswer:
         """Archive one contact (Routera's DELETE keeps the record and stamps `archived`)."""
-        return await self._call(_Call("DELETE", contact_path(contact_id), authenticated=True))
+        return await self._call(
+            _Call("DELETE", object_path(ObjectType.CONTACTS, contact_id), authenticated=True)
+        )
 
     async def get_contact(self, contact_id: str) -> ApiAnswer:
         """Read one contact, archived ones too, with the configured `properties` (every read
         of a record asks for them: a snapshot, the GET after a 404, a recovery)."""
-        call = _Call("GET", contact_path(contact_id), authenticated=True, params=self._asked())
+        call = _Call(
+            "GET",
+            object_path(ObjectType.CONTACTS, contact_id),
+            authenticated=True,
+            params=self._asked(),
+        )
         return await self._call(call)
 
     async def list_contacts(
@@ -273,14 +281,18 @@ class RouteraClient:
             "offset": str(offset),
             **(self._asked() or {}),
         }
-        return await self._call(_Call("GET", CONTACTS_PATH, authenticated=True, params=params))
+        return await self._call(
+            _Call("GET", ObjectType.CONTACTS.path, authenticated=True, params=params)
+        )
 
     def _asked(self) -> dict[str, str] | None:
         properties = self.config.properties
         return {"properties": ",".join(properties)} if properties else None
 
     async def create_contact(self, fields: dict[str, Any]) -> ApiAnswer:
-        call = _Call("POST", CONTACTS_PATH, authenticated=True, json_body={"fields": fields})
+        call = _Call(
+            "POST", ObjectType.CONTACTS.path, authenticated=True, json_body={"fields": fields}
+        )
         return await self._call(call)
 
     async def _send_token_request(self, form: dict[str, str]) -> ApiAnswer:
