@@ -71,7 +71,7 @@ def routera_archive(
     @dlt.resource(name="archive_outcomes", selected=False)
     async def outcomes() -> AsyncIterator[ArchiveOutcome]:
         async with RouteraClient(client_config) as client:
-            account = await probe_account(client.list_contacts, client_config.properties)
+            account = await probe_account(client.list_objects, client_config.properties)
             refusal = share_verdict(settings, account, len(wanted), force=force)
             if refusal is not None:
                 raise GuardrailRefused(refusal)

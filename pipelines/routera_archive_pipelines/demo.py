@@ -19,6 +19,7 @@ from routera_archive.dataset.enqueue import enqueue
 from routera_archive.errors import ExitCode
 from routera_archive.http.client import RouteraClient
 from routera_archive.names import ARCHIVES_TABLE, LOG_TABLE, SOURCE_NAME
+from routera_archive.objects import ObjectType
 from routera_archive.run.runner import ArchiveRun, RunOptions
 from routera_archive_pipelines.console import ProgressObserver, print_report
 from routera_archive_pipelines.factory import make_pipeline
@@ -32,7 +33,9 @@ async def _active_contact_ids(config: RouteraSourceConfig, count: int) -> list[s
     ids: list[str] = []
     async with RouteraClient(config.client_config()) as client:
         while len(ids) < count:
-            answer = await client.list_contacts(archived=False, limit=100, offset=len(ids))
+            answer = await client.list_objects(
+                ObjectType.CONTACTS, archived=False, limit=100, offset=len(ids)
+            )
             page = [str(contact["id"]) for contact in answer.json()["data"]]
             if not page:
                 break

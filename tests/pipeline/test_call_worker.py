@@ -22,6 +22,7 @@ from routera_archive.dataset.enqueue import enqueue
 from routera_archive.errors import ExitCode
 from routera_archive.journal import leftover_files, read_outcomes
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.objects import ObjectType
 from routera_archive.run.runner import ArchiveRun, RunObserver, RunOptions
 from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
 from tests.conftest import source_config
@@ -78,6 +79,54 @@ def test_every_outcome_is_in_the_worker_journal_and_every_request_is_counted(
     )
     # One token request, one DELETE per contact: all counted, as in-process.
     assert caller.requests_sent == sandbox_server.state.stats()["totals"]["requests"] == 13
+
+
+def test_the_worker_archives_and_lists_each_type_on_its_own_path(
+    sandbox_server: SandboxServer, tmp_path: Path
+) -> None:
+    """A request's type crosses the pipe to the worker (and a list call's): each call lands on
+    its own type's path in the sandbox, and nowhere else."""
+    state = sandbox_server.state
+    kinds = [ObjectType.COMPANIES, ObjectType.DEALS, ObjectType.TICKETS]
+    wanted = {kind: state.object_ids(kind.value, include_archived=False)[0] for kind in kinds}
+    contact = state.object_ids("contacts", include_archived=False)[0]
+    config = source_config(sandbox_server, concurrency=2).client_config()
+
+    async def requests() -> AsyncIterator[ArchiveRequest]:
+        for index, (kind, object_id) in enumerate(wanted.items()):
+            yield ArchiveRequest(request_id=f"r{index}", object_type=kind, object_id=object_id)
+
+    async def go() -> tuple[list[ArchiveOutcome], list[int]]:
+        caller = await WorkerCaller.start(
+            config, journal_dir=tmp_path, run_id="run-t", sync_every=1
+        )
+        try:  # lists first, as a run's share check: the worker ends once its requests do
+            counts = []
+            for kind in [ObjectType.CONTACTS, *kinds]:
+                page = await caller.list_objects(kind, archived=False, limit=10, offset=0)
+                counts.append(page.json()["pagination"]["count"])
+            outcomes = [o async for o in caller.archive(requests(), stopping=lambda: False)]
+        finally:
+            await caller.aclose()
+        return outcomes, counts
+
+    active = [
+        len(state.object_ids(kind.value, include_archived=False))
+        for kind in [ObjectType.CONTACTS, *kinds]
+    ]
+    outcomes, counts = asyncio.run(go())
+
+    assert counts == active
+    assert {o.request.object_type: o.status for o in outcomes} == dict.fromkeys(
+        kinds, Status.ARCHIVED
+    )
+    assert {o.request.object_type: (o.record or {}).get("id") for o in outcomes} == wanted
+    for kind, object_id in wanted.items():
+        assert state.object_calls(kind.value) == {object_id: ["DELETE 200"]}
+    assert state.object_calls("contacts") == {}
+    assert contact in state.object_ids("contacts", include_archived=False)
+    journaled = list(read_outcomes(tmp_path / "run-t.calls.jsonl"))
+    assert {o.request.object_type for o in journaled} == set(kinds)
 
 
 def test_a_stopped_worker_calls_nothing_whose_outcome_does_not_reach_the_run(

@@ -597,14 +597,3 @@ def test_an_error_reading_the_requests_is_raised_not_taken_for_the_end_of_the_qu
     # The requests taken before the error were archived and their outcomes handed over first.
     assert sorted(o.request.request_id for o in outcomes) == ["r0", "r1", "r2"]
     assert route.call_count == 3
-
-
-def test_a_request_of_another_type_is_not_sent_to_the_contacts_path() -> None:
-    """Until the client has a path per type, a company's id must not reach /contacts."""
-    h = Harness()
-    route = h.router.route().respond(200, json=contact())
-
-    outcome = h.archive(ArchiveRequest(request_id="r1", object_type="companies", object_id="c1"))
-
-    assert outcome.status is Status.FAILED and not outcome.status.is_terminal
-    assert not route.called

@@ -15,6 +15,7 @@ from routera_archive.calls import protocol
 from routera_archive.calls.callers import SpawnedWorker, WorkerCaller
 from routera_archive.errors import AuthenticationError, CallWorkerError, RetriesExhausted
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.objects import ObjectType
 
 OUTCOME = ArchiveOutcome(
     request=ArchiveRequest(request_id="r1", contact_id="c1"),
@@ -143,7 +144,7 @@ def test_a_list_call_that_gave_up_comes_back_as_retries_exhausted(tmp_path: Path
             tmp_path,
         )
         try:
-            await caller.list_contacts(archived=False, limit=1, offset=0)
+            await caller.list_objects(ObjectType.CONTACTS, archived=False, limit=1, offset=0)
         finally:
             await caller.aclose()
 
@@ -157,7 +158,9 @@ def test_a_list_call_to_a_worker_that_exits_fails_instead_of_waiting(tmp_path: P
     async def go() -> None:
         caller = await start_fake(worker_script(exit_code=3), tmp_path)
         try:
-            await asyncio.wait_for(caller.list_contacts(archived=False, limit=1, offset=0), 30)
+            await asyncio.wait_for(
+                caller.list_objects(ObjectType.CONTACTS, archived=False, limit=1, offset=0), 30
+            )
         finally:
             await caller.aclose()
 

@@ -36,6 +36,7 @@ from routera_archive.http.client import (
 )
 from routera_archive.http.ids import validate_contact_id
 from routera_archive.http.pacing import SLOT_SHARE, WINDOW_S, RatePacer
+from routera_archive.objects import ObjectType
 from tests.conftest import client_config
 from tests.unit.test_pacing import SimulatedLoop, most_in_any_window
 
@@ -143,7 +144,9 @@ def test_requests_in_flight_are_spread_over_the_pools_within_each_pool_s_share()
         config = client_config(access_token=TOKEN, concurrency=32, rps=0)
         client = RouteraClient(config, transport=httpx.MockTransport(answer))
         async with client:
-            await asyncio.gather(*(client.delete_contact(f"c{n}") for n in range(96)))
+            await asyncio.gather(
+                *(client.delete_object(ObjectType.CONTACTS, f"c{n}") for n in range(96))
+            )
         pools_after.append(client._in_flight)
 
     asyncio.run(run())
@@ -160,7 +163,7 @@ def test_static_token_is_sent_as_bearer_with_user_agent() -> None:
     h = Harness()
     body = ' {"id": "c1",  "archived": "2026-05-28T12:00:00.000Z"} \n'
     route = h.router.delete("/contacts/c1").respond(200, text=body)
-    answer = h.run(lambda c: c.delete_contact("c1"))
+    answer = h.run(lambda c: c.delete_object(ObjectType.CONTACTS, "c1"))
     request = route.calls.last.request
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert request.headers["User-Agent"] == f"routera-archive/{__version__}"
@@ -173,7 +176,7 @@ def test_static_token_401_is_final_and_quotes_the_api_message() -> None:
     body = {"message": f"Unauthorized: missing account context for {TOKEN}", "error": True}
     route = h.router.delete("/contacts/c1").respond(401, json=body)
     with pytest.raises(AuthenticationError) as caught:
-        h.run(lambda c: c.delete_contact("c1"))
+        h.run(lambda c: c.delete_object(ObjectType.CONTACTS, "c1"))
     message = str(caught.value)
     assert "401" in message
     assert "SOURCES__ROUTERA__ACCESS_TOKEN" in message
@@ -194,8 +197,8 @@ def test_oauth_token_is_fetched_once_for_many_concurrent_calls() -> None:
     api = h.router.get(path__startswith="/contacts/").respond(200, json=CONTACT)
 
     async def scenario(client: RouteraClient) -> int:
-        await asyncio.gather(*(client.get_contact(f"c{i}") for i in range(20)))
-        await client.get_contact("again")  # still cached
+        await asyncio.gather(*(client.get_object(ObjectType.CONTACTS, f"c{i}") for i in range(20)))
+        await client.get_object(ObjectType.CONTACTS, "again")  # still cached
         return client.requests_sent
 
     assert h.run(scenario) == 22
@@ -220,11 +223,11 @@ def test_oauth_token_is_renewed_after_expiry() -> None:
     h.client().token_provider.clock = lambda: now[0]  # type: ignore[attr-defined]
 
     async def scenario(client: RouteraClient) -> None:
-        await client.get_contact("c1")
+        await client.get_object(ObjectType.CONTACTS, "c1")
         now[0] = 3539.0
-        await client.get_contact("c1")
+        await client.get_object(ObjectType.CONTACTS, "c1")
         now[0] = 3541.0
-        await client.get_contact("c1")
+        await client.get_object(ObjectType.CONTACTS, "c1")
 
     h.run(scenario)
     assert [bearer(call.request) for call in api.calls] == ["T1", "T1", "T2"]
@@ -240,7 +243,7 @@ def test_oauth_401_renews_the_token_once_and_repeats_the_call() -> None:
         if bearer(request) == "T2"
         else httpx.Response(401, json={"message": "expired", "error": True})
     )
-    answer = h.run(lambda c: c.delete_contact("c1"))
+    answer = h.run(lambda c: c.delete_object(ObjectType.CONTACTS, "c1"))
     assert answer.status_code == 200
     assert answer.attempts == 2
     assert answer.maybe_reached_before is False
@@ -254,7 +257,7 @@ def test_oauth_repeat_after_401_does_not_use_up_max_attempts() -> None:
     h.router.post("/oauth2/token").side_effect = [token_json("T1"), token_json("T2")]
     api = h.router.get("/contacts/c1")
     api.side_effect = lambda request: httpx.Response(200 if bearer(request) == "T2" else 401)
-    assert h.run(lambda c: c.get_contact("c1")).status_code == 200
+    assert h.run(lambda c: c.get_object(ObjectType.CONTACTS, "c1")).status_code == 200
 
 
 def test_oauth_repeat_after_401_is_outside_the_attempt_budget() -> None:
@@ -262,7 +265,7 @@ def test_oauth_repeat_after_401_is_outside_the_attempt_budget() -> None:
     h.router.post("/oauth2/token").side_effect = [token_json("T1"), token_json("T2")]
     api = h.router.get("/contacts/c1")
     api.side_effect = [httpx.Response(401), httpx.Response(503), httpx.Response(200)]
-    answer = h.run(lambda c: c.get_contact("c1"))
+    answer = h.run(lambda c: c.get_object(ObjectType.CONTACTS, "c1"))
     assert (answer.status_code, answer.attempts) == (200, 3)
     assert answer.retry_reasons == ("HTTP 401 (OAuth token renewed)", "HTTP 503")
     assert answer.maybe_reached_before is True
@@ -276,7 +279,7 @@ def test_oauth_second_401_raises_authentication_error() -> None:
         401, json={"message": "Unauthorized: missing account context", "error": True}
     )
     with pytest.raises(AuthenticationError) as caught:
-        h.run(lambda c: c.delete_contact("c1"))
+        h.run(lambda c: c.delete_object(ObjectType.CONTACTS, "c1"))
     assert "missing account context" in str(caught.value)
     assert "freshly issued" in str(caught.value)
     for secret in (SECRET, "T1", "T2"):
@@ -304,7 +307,9 @@ def test_concurrent_401s_trigger_a_single_refresh() -> None:
     h.router.get(path__startswith="/contacts/").side_effect = answer
 
     async def scenario(client: RouteraClient) -> list[ApiAnswer]:
-        return await asyncio.gather(*(client.get_contact(f"c{i}") for i in range(10)))
+        return await asyncio.gather(
+            *(client.get_object(ObjectType.CONTACTS, f"c{i}") for i in range(10))
+        )
 
     answers = h.run(scenario)
     assert len(first_wave) == 10
@@ -324,7 +329,7 @@ def test_token_endpoint_refusal_raises_without_the_secret(status: int, body: dic
     h.router.post("/oauth2/token").respond(status, json=body)
     api = h.router.delete("/contacts/c1").respond(200, json=CONTACT)
     with pytest.raises(AuthenticationError) as caught:
-        h.run(lambda c: c.delete_contact("c1"))
+        h.run(lambda c: c.delete_object(ObjectType.CONTACTS, "c1"))
     message = str(caught.value)
     assert body["error"] in message
     assert "client id and secret" in message
@@ -340,7 +345,7 @@ def test_token_endpoint_5xx_is_retried_and_counted() -> None:
     h.router.get("/contacts/c1").respond(200, json=CONTACT)
 
     async def scenario(client: RouteraClient) -> int:
-        await client.get_contact("c1")
+        await client.get_object(ObjectType.CONTACTS, "c1")
         return client.requests_sent
 
     assert h.run(scenario) == 4
@@ -353,7 +358,7 @@ def test_token_endpoint_exhaustion_raises_retries_exhausted_without_the_secret()
     h.router.post("/oauth2/token").respond(503, text=f"echo client_secret={SECRET}")
     api = h.router.delete("/contacts/c1").respond(200, json=CONTACT)
     with pytest.raises(RetriesExhausted) as caught:
-        h.run(lambda c: c.delete_contact("c1"))
+        h.run(lambda c: c.delete_object(ObjectType.CONTACTS, "c1"))
     error = caught.value
     assert "OAuth token" in str(error)
     assert SECRET not in str(error)
@@ -370,7 +375,7 @@ def test_token_failure_mid_call_keeps_the_calls_maybe_reached() -> None:
     api = h.router.delete("/contacts/c1")
     api.side_effect = [httpx.Response(502), httpx.Response(401)]
     with pytest.raises(RetriesExhausted) as caught:
-        h.run(lambda c: c.delete_contact("c1"))
+        h.run(lambda c: c.delete_object(ObjectType.CONTACTS, "c1"))
     assert caught.value.maybe_reached_server is True  # the 502 may have archived it
     assert caught.value.attempts == 2
     assert "OAuth token" in str(caught.value)
@@ -385,7 +390,7 @@ def test_final_answers_are_returned_without_retry(status: int) -> None:
     h = Harness()
     body = '{"message": "Object not found or already archived", "error": true}'
     route = h.router.delete("/contacts/c1").respond(status, text=body)
-    answer = h.run(lambda c: c.delete_contact("c1"))
+    answer = h.run(lambda c: c.delete_object(ObjectType.CONTACTS, "c1"))
     assert answer.status_code == status
     assert answer.body == body
     assert answer.attempts == 1
@@ -401,7 +406,7 @@ def test_429_with_retry_after_seconds_is_honoured() -> None:
         httpx.Response(429, headers={"Retry-After": "7"}),
         httpx.Response(200, json=CONTACT),
     ]
-    answer = h.run(lambda c: c.delete_contact("c1"))
+    answer = h.run(lambda c: c.delete_object(ObjectType.CONTACTS, "c1"))
     assert h.waits == [7.0]
     assert answer.attempts == 2
     assert answer.maybe_reached_before is False
@@ -418,7 +423,7 @@ def test_429_with_retry_after_http_date_is_honoured() -> None:
         httpx.Response(429, headers={"Retry-After": later}),
         httpx.Response(200, json=CONTACT),
     ]
-    assert h.run(lambda c: c.get_contact("c1")).status_code == 200
+    assert h.run(lambda c: c.get_object(ObjectType.CONTACTS, "c1")).status_code == 200
     assert h.waits == [42.0]
 
 
@@ -452,7 +457,7 @@ def test_5xx_are_retried_until_success() -> None:
     ]
 
     async def scenario(client: RouteraClient) -> tuple[ApiAnswer, int]:
-        return await client.delete_contact("c1"), client.requests_sent
+        return await client.delete_object(ObjectType.CONTACTS, "c1"), client.requests_sent
 
     answer, sent = h.run(scenario)
     assert answer.status_code == 200
@@ -470,7 +475,7 @@ def test_backoff_is_exponential_and_capped(monkeypatch: pytest.MonkeyPatch) -> N
     h = Harness(backoff_initial=1, backoff_max=3, max_attempts=5, max_retry_wait=100)
     h.router.get("/contacts/c1").respond(503)
     with pytest.raises(RetriesExhausted):
-        h.run(lambda c: c.get_contact("c1"))
+        h.run(lambda c: c.get_object(ObjectType.CONTACTS, "c1"))
     assert h.waits == [1.0, 2.0, 3.0, 3.0]
 
 
@@ -485,7 +490,7 @@ def test_backoff_draws_full_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
     h = Harness(backoff_initial=1, backoff_max=3, max_attempts=5, max_retry_wait=100)
     h.router.get("/contacts/c1").respond(503)
     with pytest.raises(RetriesExhausted):
-        h.run(lambda c: c.get_contact("c1"))
+        h.run(lambda c: c.get_object(ObjectType.CONTACTS, "c1"))
     # Five draws: the last one is the wait that max_attempts then refuses.
     assert draws == [(0, 1.0), (0, 2.0), (0, 3.0), (0, 3.0), (0, 3.0)]
     assert h.waits == []  # zero-second waits are not slept
@@ -495,7 +500,7 @@ def test_408_is_retried() -> None:
     h = Harness()
     route = h.router.get("/contacts/c1")
     route.side_effect = [httpx.Response(408), httpx.Response(200, json=CONTACT)]
-    answer = h.run(lambda c: c.get_contact("c1"))
+    answer = h.run(lambda c: c.get_object(ObjectType.CONTACTS, "c1"))
     assert (answer.status_code, answer.attempts) == (200, 2)
 
 
@@ -517,7 +522,7 @@ def test_transport_errors_are_retried_and_classified(
     h = Harness()
     route = h.router.delete("/contacts/c1")
     route.side_effect = [error, httpx.Response(200, json=CONTACT)]
-    answer = h.run(lambda c: c.delete_contact("c1"))
+    answer = h.run(lambda c: c.delete_object(ObjectType.CONTACTS, "c1"))
     assert answer.status_code == 200
     assert answer.attempts == 2
     assert answer.maybe_reached_before is maybe_reached
@@ -533,7 +538,7 @@ def test_one_maybe_reached_attempt_taints_the_whole_call() -> None:
         httpx.ConnectError,
         httpx.Response(404, json={"message": "not found or already archived"}),
     ]
-    answer = h.run(lambda c: c.delete_contact("c1"))
+    answer = h.run(lambda c: c.delete_object(ObjectType.CONTACTS, "c1"))
     assert answer.status_code == 404
     assert answer.maybe_reached_before is True
     assert answer.retry_reasons == ("read timeout", "HTTP 429", "connection failed")
@@ -544,7 +549,7 @@ def test_exhaustion_reports_attempts_status_and_cut_body() -> None:
     long_body = "x" * (MAX_ERROR_BODY_CHARS * 3)
     route = h.router.delete("/contacts/c1").respond(503, text=long_body)
     with pytest.raises(RetriesExhausted) as caught:
-        h.run(lambda c: c.delete_contact("c1"))
+        h.run(lambda c: c.delete_object(ObjectType.CONTACTS, "c1"))
     error = caught.value
     assert error.attempts == 3
     assert error.last_status == 503
@@ -560,7 +565,7 @@ def test_exhaustion_by_connect_errors_never_reached_the_server() -> None:
     h = Harness(max_attempts=3)
     h.router.delete("/contacts/c1").side_effect = httpx.ConnectError
     with pytest.raises(RetriesExhausted) as caught:
-        h.run(lambda c: c.delete_contact("c1"))
+        h.run(lambda c: c.delete_object(ObjectType.CONTACTS, "c1"))
     assert caught.value.maybe_reached_server is False
     assert caught.value.last_status is None
     assert caught.value.attempts == 3
@@ -570,7 +575,7 @@ def test_exhaustion_by_429_never_reached_the_server() -> None:
     h = Harness(max_attempts=2)
     h.router.delete("/contacts/c1").respond(429, text="slow down")
     with pytest.raises(RetriesExhausted) as caught:
-        h.run(lambda c: c.delete_contact("c1"))
+        h.run(lambda c: c.delete_object(ObjectType.CONTACTS, "c1"))
     assert caught.value.maybe_reached_server is False
     assert (caught.value.last_status, caught.value.last_body) == (429, "slow down")
 
@@ -579,7 +584,7 @@ def test_retry_after_beyond_budget_gives_up_without_sleeping() -> None:
     h = Harness(max_retry_wait=120)
     route = h.router.delete("/contacts/c1").respond(429, headers={"Retry-After": "600"})
     with pytest.raises(RetriesExhausted) as caught:
-        h.run(lambda c: c.delete_contact("c1"))
+        h.run(lambda c: c.delete_object(ObjectType.CONTACTS, "c1"))
     assert h.waits == []
     assert caught.value.attempts == 1
     assert "max_retry_wait" in str(caught.value)
@@ -590,7 +595,7 @@ def test_total_wait_never_exceeds_max_retry_wait() -> None:
     h = Harness(max_retry_wait=120, max_attempts=10)
     route = h.router.delete("/contacts/c1").respond(503, headers={"Retry-After": "50"})
     with pytest.raises(RetriesExhausted) as caught:
-        h.run(lambda c: c.delete_contact("c1"))
+        h.run(lambda c: c.delete_object(ObjectType.CONTACTS, "c1"))
     assert h.waits == [50.0, 50.0]
     assert caught.value.attempts == 3
     assert route.call_count == 3
@@ -601,7 +606,7 @@ def test_retries_are_logged_without_secrets(caplog: pytest.LogCaptureFixture) ->
     route = h.router.delete("/contacts/a%2Fb")
     route.side_effect = [httpx.Response(503), httpx.Response(200, json=CONTACT)]
     with caplog.at_level(logging.DEBUG, logger="routera_archive"):
-        h.run(lambda c: c.delete_contact("a/b"))
+        h.run(lambda c: c.delete_object(ObjectType.CONTACTS, "a/b"))
     retry_logs = [r for r in caplog.records if r.levelno >= logging.INFO]
     assert retry_logs
     text = "\n".join(r.getMessage() for r in caplog.records)
@@ -635,8 +640,8 @@ def test_ids_are_one_encoded_segment_on_the_wire(
     route = h.router.route().respond(200, json=CONTACT)
 
     async def scenario(client: RouteraClient) -> None:
-        await client.delete_contact(contact_id)
-        await client.get_contact(contact_id)
+        await client.delete_object(ObjectType.CONTACTS, contact_id)
+        await client.get_object(ObjectType.CONTACTS, contact_id)
 
     h.run(scenario)
     prefix = httpx.URL(base_url).raw_path.rstrip(b"/")
@@ -656,9 +661,9 @@ def test_invalid_ids_raise_before_anything_is_sent(contact_id: str) -> None:
     route = h.router.route().respond(200, json=CONTACT)
 
     async def scenario(client: RouteraClient) -> int:
-        for call in (client.delete_contact, client.get_contact):
+        for call in (client.delete_object, client.get_object):
             with pytest.raises(InvalidObjectId):
-                await call(contact_id)
+                await call(ObjectType.CONTACTS, contact_id)
         return client.requests_sent
 
     assert h.run(scenario) == 0
@@ -685,7 +690,7 @@ def test_any_valid_id_reaches_the_wire_as_one_reversible_segment(text: str) -> N
         assume(False)
     h = Harness()
     route = h.router.route().respond(200, json=CONTACT)
-    h.run(lambda c: c.delete_contact(text))
+    h.run(lambda c: c.delete_object(ObjectType.CONTACTS, text))
     raw = route.calls.last.request.url.raw_path
     assert raw.startswith(b"/contacts/")
     segment = raw.removeprefix(b"/contacts/").decode("ascii")
@@ -700,12 +705,14 @@ def test_list_contacts_sends_query_parameters() -> None:
     h = Harness()
     page = {"data": [CONTACT], "pagination": {"limit": 50, "offset": 100, "count": 101}}
     route = h.router.get("/contacts").respond(200, json=page)
-    answer = h.run(lambda c: c.list_contacts(archived=True, limit=50, offset=100))
+    answer = h.run(
+        lambda c: c.list_objects(ObjectType.CONTACTS, archived=True, limit=50, offset=100)
+    )
     assert route.calls.last.request.url.query == b"archived=true&limit=50&offset=100"
     assert answer.json() == page
     h2 = Harness()
     route2 = h2.router.get("/contacts").respond(200, json=page)
-    h2.run(lambda c: c.list_contacts())
+    h2.run(lambda c: c.list_objects(ObjectType.CONTACTS))
     assert route2.calls.last.request.url.query == b"archived=false&limit=100&offset=0"
 
 
@@ -713,7 +720,7 @@ def test_create_contact_posts_fields() -> None:
     h = Harness()
     route = h.router.post("/contacts").respond(201, json={"id": "new"})
     fields = {"first_name": "Ada", "external_id": "ext-1", "Lead Score": 3}
-    answer = h.run(lambda c: c.create_contact(fields))
+    answer = h.run(lambda c: c.create_object(ObjectType.CONTACTS, fields))
     assert answer.status_code == 201
     assert json.loads(route.calls.last.request.content) == {"fields": fields}
     assert route.calls.last.request.headers["Content-Type"] == "application/json"
@@ -743,7 +750,7 @@ def test_concurrency_cap_is_never_exceeded() -> None:
     h.router.get(path__startswith="/contacts/").side_effect = slow
 
     async def scenario(client: RouteraClient) -> None:
-        await asyncio.gather(*(client.get_contact(f"c{i}") for i in range(15)))
+        await asyncio.gather(*(client.get_object(ObjectType.CONTACTS, f"c{i}") for i in range(15)))
 
     h.run(scenario)
     assert peak == 3
@@ -761,9 +768,9 @@ def test_backoff_sleep_does_not_hold_a_concurrency_slot() -> None:
 
     async def scenario(client: RouteraClient) -> list[int]:
         client.sleep = blocking_sleep
-        first = asyncio.create_task(client.get_contact("a"))
+        first = asyncio.create_task(client.get_object(ObjectType.CONTACTS, "a"))
         await asyncio.sleep(0)
-        second = await client.get_contact("b")
+        second = await client.get_object(ObjectType.CONTACTS, "b")
         other_done.set()
         return [second.status_code, (await first).status_code]
 
@@ -787,7 +794,7 @@ def test_rate_limit_spaces_every_request_including_retries() -> None:
     h.router.get(path__startswith="/contacts/").side_effect = record
 
     async def scenario(client: RouteraClient) -> int:
-        await asyncio.gather(*(client.get_contact(f"c{i}") for i in range(5)))
+        await asyncio.gather(*(client.get_object(ObjectType.CONTACTS, f"c{i}") for i in range(5)))
         return client.requests_sent
 
     started = time.monotonic()
@@ -824,8 +831,8 @@ def test_snapshot_gets_and_deletes_share_one_pacer(monkeypatch: pytest.MonkeyPat
 
     async def scenario(client: RouteraClient) -> None:
         async def archive(number: int) -> None:
-            await client.get_contact(f"c{number}")  # the snapshot, then its DELETE
-            await client.delete_contact(f"c{number}")
+            await client.get_object(ObjectType.CONTACTS, f"c{number}")  # the snapshot, then
+            await client.delete_object(ObjectType.CONTACTS, f"c{number}")  # its DELETE
 
         await loop.run(asyncio.gather(*(archive(number) for number in range(40))))
 
@@ -846,7 +853,7 @@ def test_rps_zero_disables_the_limit() -> None:
     h.router.get(path__startswith="/contacts/").respond(200, json=CONTACT)
 
     async def scenario(client: RouteraClient) -> None:
-        await asyncio.gather(*(client.get_contact(f"c{i}") for i in range(200)))
+        await asyncio.gather(*(client.get_object(ObjectType.CONTACTS, f"c{i}") for i in range(200)))
 
     started = time.monotonic()
     h.run(scenario)
@@ -881,7 +888,7 @@ def test_a_proxy_from_the_environment_carries_the_calls(monkeypatch: pytest.Monk
         async def archive() -> int:
             config = client_config(base_url="http://api.routera.invalid", access_token=TOKEN)
             async with RouteraClient(config) as client:
-                return (await client.delete_contact("c1")).status_code
+                return (await client.delete_object(ObjectType.CONTACTS, "c1")).status_code
 
         assert asyncio.run(archive()) == 200
     finally:
@@ -904,5 +911,5 @@ def test_an_oauth_client_knows_the_tokens_it_was_issued_as_secrets() -> None:
     h = oauth_harness()
     h.router.post("/oauth2/token").mock(return_value=token_json("issued-TOKEN-1"))
     h.router.delete("/contacts/c1").respond(200, json=CONTACT)
-    h.run(lambda c: c.delete_contact("c1"))
+    h.run(lambda c: c.delete_object(ObjectType.CONTACTS, "c1"))
     assert set(h.client().secrets) == {SECRET, "issued-TOKEN-1"}

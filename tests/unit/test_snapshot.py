@@ -175,7 +175,7 @@ def test_the_first_call_checks_the_names_and_an_unknown_one_stops_the_run() -> N
     )
 
     with pytest.raises(ConfigurationError) as refused:
-        h.run(lambda c: probe_account(c.list_contacts, PROPERTIES))
+        h.run(lambda c: probe_account(c.list_objects, PROPERTIES))
 
     assert listed.calls.last.request.url.params["properties"] == ASKED
     assert "Routera refused the properties setting (lead_score, Lead Source)" in str(refused.value)

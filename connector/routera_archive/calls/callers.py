@@ -34,6 +34,7 @@ from routera_archive.errors import (
 from routera_archive.http.client import ApiAnswer, RouteraClient
 from routera_archive.http.config import ClientConfig
 from routera_archive.models import ArchiveOutcome, ArchiveRequest
+from routera_archive.objects import ObjectType
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,9 @@ class Caller(Protocol):
     @property
     def requests_sent(self) -> int: ...
 
-    async def list_contacts(self, *, archived: bool, limit: int, offset: int) -> ApiAnswer: ...
+    async def list_objects(
+        self, object_type: ObjectType, *, archived: bool, limit: int, offset: int
+    ) -> ApiAnswer: ...
 
     def archive(
         self,
@@ -88,8 +91,12 @@ class InProcessCaller:
     def requests_sent(self) -> int:
         return self.client.requests_sent
 
-    async def list_contacts(self, *, archived: bool, limit: int, offset: int) -> ApiAnswer:
-        return await self.client.list_contacts(archived=archived, limit=limit, offset=offset)
+    async def list_objects(
+        self, object_type: ObjectType, *, archived: bool, limit: int, offset: int
+    ) -> ApiAnswer:
+        return await self.client.list_objects(
+            object_type, archived=archived, limit=limit, offset=offset
+        )
 
     def archive(
         self,
@@ -270,11 +277,18 @@ class WorkerCaller:
         return self._done is not None and self._done.clean
 
     # ------------------------------------------------------------------ calls
-    async def list_contacts(self, *, archived: bool, limit: int, offset: int) -> ApiAnswer:
+    async def list_objects(
+        self, object_type: ObjectType, *, archived: bool, limit: int, offset: int
+    ) -> ApiAnswer:
         call_id = str(next(self._call_ids))
         answer = asyncio.get_running_loop().create_future()
         self._answers[call_id] = answer
-        arguments = {"archived": archived, "limit": limit, "offset": offset}
+        arguments = {
+            "object_type": object_type.value,
+            "archived": archived,
+            "limit": limit,
+            "offset": offset,
+        }
         with contextlib.suppress(OSError, RuntimeError):  # a dead worker: `_read` says so
             self._send(protocol.LIST, call_id, json.dumps(arguments))
         payload = await answer

@@ -10,7 +10,7 @@ from typing import Final
 # Run -> worker.
 CONFIG: Final = "config"  # first line: the client's settings and where to journal
 ARCHIVE: Final = "archive"  # one ArchiveRequest to archive
-LIST: Final = "list"  # `<call id>\t{archived, limit, offset}`: one GET /contacts
+LIST: Final = "list"  # `<call id>\t{object_type, archived, limit, offset}`: one GET /{type}
 END: Final = "end"  # no more requests: finish the ones given, then say done
 STOP: Final = "stop"  # finish the calls in progress only, then say done (may follow END)
 

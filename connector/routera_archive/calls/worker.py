@@ -42,6 +42,7 @@ from routera_archive.http.client import RouteraClient
 from routera_archive.http.config import ClientConfig
 from routera_archive.journal import OutcomeJournal
 from routera_archive.models import ArchiveRequest
+from routera_archive.objects import ObjectType
 from routera_archive.redaction import scrub
 
 logger = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ class CallWorker:
             if kind == protocol.ARCHIVE:
                 self.intake.put_nowait(ArchiveRequest.model_validate_json(parts[0]))
             elif kind == protocol.LIST:
-                task = asyncio.create_task(self.list_contacts(client, parts[0], parts[1]))
+                task = asyncio.create_task(self.list_objects(client, parts[0], parts[1]))
                 self.calls.add(task)
                 task.add_done_callback(self.calls.discard)
             elif kind == protocol.END:  # still listening: a stop may follow (a signal)
@@ -225,9 +226,11 @@ class CallWorker:
                 self.intake.put_nowait(None)
                 return
 
-    async def list_contacts(self, client: RouteraClient, call_id: str, arguments: str) -> None:
+    async def list_objects(self, client: RouteraClient, call_id: str, arguments: str) -> None:
+        listed = json.loads(arguments)
+        object_type = ObjectType(listed.pop("object_type"))
         try:
-            answer = await client.list_contacts(**json.loads(arguments))
+            answer = await client.list_objects(object_type, **listed)
         except (AuthenticationError, RetriesExhausted) as exc:
             payload: dict[str, Any] = {"error": error_payload(exc)}
         else:

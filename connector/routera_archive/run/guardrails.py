@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from routera_archive.config import RouteraSourceConfig, setting_key
 from routera_archive.errors import ApiMismatch, ConfigurationError
 from routera_archive.http.client import ApiAnswer, api_message
+from routera_archive.objects import ObjectType
 
 logger = logging.getLogger(__name__)
 
-# Lists one page of contacts: the share check's one call (GET /contacts?archived=false&limit=1).
-ListContacts = Callable[..., Awaitable[ApiAnswer]]
+# Lists one page of a type's records (`RouteraClient.list_objects`, `Caller.list_objects`): the
+# share check's one call is GET /contacts?archived=false&limit=1.
+ListObjects = Callable[..., Awaitable[ApiAnswer]]
 
 
 def max_archives_verdict(config: RouteraSourceConfig, to_handle: int, *, force: bool) -> str:
@@ -36,7 +38,7 @@ class Account:
     unreadable_because: str = ""
 
 
-async def probe_account(list_contacts: ListContacts, properties: Sequence[str] = ()) -> Account:
+async def probe_account(list_objects: ListObjects, properties: Sequence[str] = ()) -> Account:
     """The run's first call, `GET /contacts?archived=false&limit=1`: the number of active
     contacts for the share check, and the proof that `base_url` is Routera's API. A base URL
     with a wrong path answers every DELETE and GET with the server's own route-level 404, and
@@ -46,7 +48,8 @@ async def probe_account(list_contacts: ListContacts, properties: Sequence[str] =
     With `properties` configured the call asks for them (the client adds them), so it is also
     their check: Routera answers 400 to a name it does not know, and a run that went on would
     have every snapshot refused; it stops here instead (ConfigurationError, exit 2)."""
-    answer = await list_contacts(archived=False, limit=1, offset=0)
+    # Contacts only, for now: the share check per type is a later step of issue 14.
+    answer = await list_objects(ObjectType.CONTACTS, archived=False, limit=1, offset=0)
     said = f"GET /contacts answered {answer.status_code}: {api_message(answer.body)}"
     if answer.status_code == 404:
         raise ApiMismatch(f"{said}; base_url does not point at Routera's API (a wrong path?)")

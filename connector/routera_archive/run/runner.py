@@ -70,7 +70,7 @@ from routera_archive.names import ARCHIVES_TABLE, FIELDS_TABLE, LOG_TABLE
 from routera_archive.run.chunks import ChunkSink, load_rows
 from routera_archive.run.failures import is_unexpected, stopped_by, typed_error
 from routera_archive.run.guardrails import (
-    ListContacts,
+    ListObjects,
     max_archives_verdict,
     probe_account,
     share_verdict,
@@ -269,12 +269,12 @@ class ArchiveRun:
     def _max_archives_verdict(self, to_handle: int) -> str:
         return max_archives_verdict(self.config, to_handle, force=self.options.force)
 
-    async def _share_verdict(self, list_contacts: ListContacts) -> str | None:
+    async def _share_verdict(self, list_objects: ListObjects) -> str | None:
         """The run's first call, made only when something will be called: the share check
         (see guardrails.probe_account, which also stops a run whose base_url is not Routera's)."""
         if self._to_call == 0:
             return None
-        account = await probe_account(list_contacts, self.config.properties or ())
+        account = await probe_account(list_objects, self.config.properties or ())
         return share_verdict(self.config, account, self._to_call, force=self.options.force)
 
     def _dry_run_verdict(self, to_handle: int) -> str:
@@ -285,7 +285,7 @@ class ArchiveRun:
 
         async def share() -> str | None:
             async with RouteraClient(self.config.client_config(), transport=self.transport) as c:
-                return await self._share_verdict(c.list_contacts)
+                return await self._share_verdict(c.list_objects)
 
         return asyncio.run(share()) or verdict
 
@@ -494,7 +494,7 @@ class ArchiveRun:
         keep_journal = False
         try:
             try:
-                verdict = await self._share_verdict(caller.list_contacts)
+                verdict = await self._share_verdict(caller.list_objects)
             except RouteraArchiveError as exc:  # the run's first call: nothing was archived
                 self._fail(exc, stopped_by(exc), f"{_api_context(exc)}{exc}; nothing was archived")
                 return
