@@ -41,7 +41,7 @@ PROFILE_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("journal (JSON line + flush per outcome)", ("OutcomeJournal.",)),
-    ("response parsing, outcome and row models", ("parse_archived_contact", "BaseModel.")),
+    ("response parsing, outcome and row models", ("parse_archived_record", "BaseModel.")),
     ("progress observer and logging", ("ProgressObserver.", "logging/__init__")),
     ("retry wrapper (tenacity)", ("tenacity",)),
     ("request pacer", ("RatePacer.", "aiolimiter")),

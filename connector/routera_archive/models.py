@@ -11,7 +11,15 @@ from enum import StrEnum
 from typing import Any, Literal
 from uuid import uuid4
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from routera_archive.objects import ObjectType
 from routera_archive.values import storable_record
@@ -86,8 +94,10 @@ def parse_api_timestamp(value: Any) -> datetime:
     return parsed
 
 
-class ArchivedContact(BaseModel):
-    """A contact record whose `archived` is a timestamp; every other field is kept as received."""
+class ArchivedRecord(BaseModel):
+    """A record whose `archived` is a timestamp; every other field is kept as received.
+
+    Validated with the record's type as context (`{"object_type": ...}`), for its messages."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -97,9 +107,9 @@ class ArchivedContact(BaseModel):
 
     @field_validator("id", mode="before")
     @classmethod
-    def _id_is_text(cls, value: Any) -> Any:
+    def _id_is_text(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, bool) or not isinstance(value, str | int):
-            raise ValueError(f"expected the contact id as text, got {value!r}")
+            raise ValueError(f"expected the {_singular(info)} id as text, got {value!r}")
         return str(value)
 
     @field_validator("archived", mode="before")
@@ -108,14 +118,24 @@ class ArchivedContact(BaseModel):
         return parse_api_timestamp(value)
 
 
+def _singular(info: ValidationInfo) -> str:
+    """`contact`, `company`, ... as the context names the type; `record` when it does not."""
+    kind = info.context.get("object_type") if isinstance(info.context, dict) else None
+    return kind.singular if isinstance(kind, ObjectType) else "record"
+
+
 class ContractError(ValueError):
     """An answer that breaks the documented contract; its text goes to `archive_log.error`."""
 
 
-def parse_archived_contact(
-    body: str, expected_id: str, *, under: dict[str, Any] | None = None
-) -> tuple[ArchivedContact, dict[str, Any], list[str]]:
-    """Validate an answer body as the archived record of `expected_id`.
+def parse_archived_record(
+    body: str,
+    object_type: ObjectType,
+    expected_id: str,
+    *,
+    under: dict[str, Any] | None = None,
+) -> tuple[ArchivedRecord, dict[str, Any], list[str]]:
+    """Validate an answer body as the archived record of `expected_id`, of `object_type`.
 
     Returns the model, the record (every field, in received order, in a form every destination
     can hold: `routera_archive.values.storable_record`) and the keys of the fields that had to
@@ -126,6 +146,7 @@ def parse_archived_contact(
     `under` (a snapshot's fields, `parse_snapshot`) lies under the answer: the record is both,
     the answer's value winning for every key it carries.
     """
+    singular = object_type.singular
     decoded = _json_object(body)
     if "id" not in decoded:
         raise ContractError("the record has no `id`")
@@ -133,24 +154,24 @@ def parse_archived_contact(
         raise ContractError("the record has no `archived` field")
     try:
         known = {key: decoded[key] for key in ("id", "archived", "archived_by") if key in decoded}
-        contact = ArchivedContact.model_validate(known)
+        archived = ArchivedRecord.model_validate(known, context={"object_type": object_type})
     except ValidationError as exc:
         problems = "; ".join(
             f"`{'.'.join(str(p) for p in err['loc'])}`: {err['msg']}" for err in exc.errors()
         )
-        raise ContractError(f"the record is not an archived contact ({problems})") from None
-    if contact.id.casefold() != expected_id.casefold():
-        raise ContractError(f"the record is for contact {contact.id!r}, not {expected_id!r}")
+        raise ContractError(f"the record is not an archived {singular} ({problems})") from None
+    if archived.id.casefold() != expected_id.casefold():
+        raise ContractError(f"the record is for {singular} {archived.id!r}, not {expected_id!r}")
     record, as_text = storable_record(decoded if under is None else {**under, **decoded})
-    return contact, record, as_text
+    return archived, record, as_text
 
 
-def parse_snapshot(body: str, expected_id: str) -> dict[str, Any]:
-    """The fields of an active contact's snapshot (read before its DELETE), or ContractError."""
+def parse_snapshot(body: str, object_type: ObjectType, expected_id: str) -> dict[str, Any]:
+    """The fields of an active record's snapshot (read before its DELETE), or ContractError."""
     decoded = _json_object(body)
     if str(decoded.get("id", "")).casefold() != expected_id.casefold():
         raise ContractError(
-            f"the snapshot is for contact {decoded.get('id')!r}, not {expected_id!r}"
+            f"the snapshot is for {object_type.singular} {decoded.get('id')!r}, not {expected_id!r}"
         )
     return decoded
 
@@ -168,7 +189,7 @@ def _json_object(body: str) -> dict[str, Any]:
 
 
 def read_active_flag(body: str) -> bool | None:
-    """True when a GET body shows an active (not archived) contact, None when it cannot tell."""
+    """True when a GET body shows an active (not archived) record, None when it cannot tell."""
     try:
         decoded = json.loads(body)
     except (ValueError, RecursionError):
@@ -196,12 +217,12 @@ class ArchiveOutcome(BaseModel):
     record: dict[str, Any] | None = None
     # The body the record came from, or the unexpected body behind a `failed` outcome.
     raw_response: str | None = None
-    # The snapshot's body (`GET /contacts/{id}?properties=...` before the DELETE), when taken.
+    # The snapshot's body (`GET /{type}/{id}?properties=...` before the DELETE), when taken.
     snapshot_response: str | None = None
     record_source: RecordSource | None = None
     # True when the record was not taken from this run's own DELETE answer (GET or journal).
     recovered: bool = False
-    # For a `duplicate`: the request that stands for the same contact.
+    # For a `duplicate`: the request that stands for the same record.
     duplicate_of: str | None = None
     # Keys of the record whose values no column holds as they are (a uint64, NaN, nesting too
     # deep): written as text, each in a text column of its own (`values.storable_record`).

@@ -1,11 +1,12 @@
 """Companies, deals and tickets through the client and the archiver (respx): every call goes to
-the request's own type's path and nowhere else, a 404 is resolved there, and (until
-`properties` is per type) no snapshot is taken and no `properties` sent."""
+the request's own type's path and nowhere else, a 404 is resolved there, the messages name the
+type, and (until `properties` is per type) no snapshot is taken and no `properties` sent."""
 
 import json
 from typing import Any
 from urllib.parse import unquote
 
+import httpx
 import pytest
 
 from routera_archive.calls.archiver import archive_concurrently
@@ -147,6 +148,96 @@ def test_with_properties_a_contact_still_gets_its_snapshot_first() -> None:
     assert get.calls.last.request.url.params["properties"] == "lead_score"
     assert get.call_count == 1 and delete.call_count == 1
     assert not other.called
+
+
+# --- the messages name the type ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(ObjectType))
+def test_a_delete_200_for_another_record_is_failed_in_the_type_s_words(kind: ObjectType) -> None:
+    h = Harness()
+    body = json.dumps(record(kind, "someone-else"))
+    h.router.delete(f"/{kind.value}/x1").mock(return_value=json_response(200, body))
+
+    outcome = h.archive(request_for(kind))
+
+    assert outcome.status is Status.FAILED
+    assert outcome.error == (
+        f"DELETE answered 200 but the record is for {kind.singular} 'someone-else', not 'x1'; "
+        f"the next run re-reads the {kind.singular}"
+    )
+    assert outcome.raw_response == body
+
+
+@pytest.mark.parametrize("kind", list(ObjectType))
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        (
+            {"archived": True},
+            "the record is not an archived {singular} (`archived`: Value error, expected an ISO "
+            "8601 timestamp, got bool True)",
+        ),
+        (
+            {"id": ["x1"]},
+            "the record is not an archived {singular} (`id`: Value error, expected the "
+            "{singular} id as text, got ['x1'])",
+        ),
+    ],
+)
+def test_a_record_that_is_not_archived_is_named_by_its_type(
+    kind: ObjectType, fields: dict[str, Any], says: str
+) -> None:
+    h = Harness()
+    h.router.delete(f"/{kind.value}/x1").respond(404, json=NOT_FOUND)
+    h.router.get(f"/{kind.value}/x1").mock(
+        return_value=json_response(200, json.dumps(record(kind, **fields)))
+    )
+
+    outcome = h.archive(request_for(kind))
+
+    assert outcome.status is Status.FAILED
+    expected = says.format(singular=kind.singular)
+    assert outcome.error == f"DELETE answered 404; GET answered 200 but {expected}"
+
+
+@pytest.mark.parametrize("kind", list(ObjectType))
+def test_a_404_with_the_record_active_is_failed_in_the_type_s_words(kind: ObjectType) -> None:
+    h = Harness()
+    h.router.delete(f"/{kind.value}/x1").respond(404, json=NOT_FOUND)
+    h.router.get(f"/{kind.value}/x1").mock(
+        return_value=json_response(200, json.dumps(record(kind, archived=False)))
+    )
+
+    outcome = h.archive(request_for(kind))
+
+    assert outcome.status is Status.FAILED
+    assert outcome.error == (
+        "DELETE answered 404 (not found or already archived) but GET shows the "
+        f"{kind.singular} active; nothing was archived"
+    )
+
+
+@pytest.mark.parametrize("kind", list(ObjectType))
+def test_a_possibly_lost_answer_then_not_found_is_noted_in_the_type_s_words(
+    kind: ObjectType,
+) -> None:
+    h = Harness(max_attempts=3)
+    h.router.delete(f"/{kind.value}/x1").side_effect = [
+        httpx.Response(503),
+        httpx.Response(404, json=NOT_FOUND),
+    ]
+    h.router.get(f"/{kind.value}/x1").respond(
+        404, json={"message": "Object not found", "error": True}
+    )
+
+    outcome = h.archive(request_for(kind))
+
+    assert outcome.status is Status.NOT_FOUND
+    assert outcome.error == (
+        "an earlier DELETE attempt may have reached Routera (HTTP 503), yet GET finds no such "
+        f"{kind.singular}"
+    )
 
 
 # --- ids: the same rules, under the type's own path --------------------------------------------

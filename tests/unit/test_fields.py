@@ -23,7 +23,8 @@ from routera_archive.dataset.fields import (
     FieldColumns,
 )
 from routera_archive.dataset.tables import build_audit_rows
-from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status, parse_archived_contact
+from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status, parse_archived_record
+from routera_archive.objects import ObjectType
 
 RUN_ID = "run-7"
 ARCHIVED_AT = "2026-05-28T12:00:00.000Z"
@@ -382,7 +383,7 @@ def test_every_key_gets_a_column_of_its_own_by_the_rule(
 def outcome_for(contact_id: str, request_id: str | None = None, **fields: Any) -> ArchiveOutcome:
     body = {"id": contact_id, "archived": ARCHIVED_AT, "archived_by": "user", **fields}
     raw = json.dumps(body)
-    _, record, _ = parse_archived_contact(raw, contact_id)
+    _, record, _ = parse_archived_record(raw, ObjectType.CONTACTS, contact_id)
     return ArchiveOutcome(
         request=ArchiveRequest(request_id=request_id or f"req-{contact_id}", contact_id=contact_id),
         status=Status.ARCHIVED,

@@ -13,9 +13,10 @@ from routera_archive.models import (
     ContractError,
     Status,
     parse_api_timestamp,
-    parse_archived_contact,
+    parse_archived_record,
     read_active_flag,
 )
+from routera_archive.objects import ObjectType
 
 ARCHIVED_AT = "2026-05-28T12:00:00.000Z"
 
@@ -38,14 +39,14 @@ def without(key: str) -> dict[str, Any]:
     return {k: v for k, v in body_of().items() if k != key}
 
 
-# --- parse_archived_contact ------------------------------------------------------------------
+# --- parse_archived_record ------------------------------------------------------------------
 
 
 def test_a_valid_archived_record_parses_with_every_field_in_order() -> None:
     body = {"zz_custom": [1, {"a": None}], **body_of(), "Lead Score": 3.5, "名前": "名"}
     text = json.dumps(body, ensure_ascii=False, indent=3)
 
-    contact, decoded, _ = parse_archived_contact(text, "c1")
+    contact, decoded, _ = parse_archived_record(text, ObjectType.CONTACTS, "c1")
 
     assert decoded == body
     assert list(decoded) == list(body)
@@ -56,18 +57,24 @@ def test_a_valid_archived_record_parses_with_every_field_in_order() -> None:
 
 
 def test_archived_by_may_be_absent_or_null() -> None:
-    contact, _, _ = parse_archived_contact(json.dumps(without("archived_by")), "c1")
+    contact, _, _ = parse_archived_record(
+        json.dumps(without("archived_by")), ObjectType.CONTACTS, "c1"
+    )
     assert contact.archived_by is None
-    contact, _, _ = parse_archived_contact(json.dumps(body_of(archived_by=None)), "c1")
+    contact, _, _ = parse_archived_record(
+        json.dumps(body_of(archived_by=None)), ObjectType.CONTACTS, "c1"
+    )
     assert contact.archived_by is None
 
 
 def test_a_numeric_id_is_compared_as_text() -> None:
-    contact, decoded, _ = parse_archived_contact(json.dumps(body_of(id=123)), "123")
+    contact, decoded, _ = parse_archived_record(
+        json.dumps(body_of(id=123)), ObjectType.CONTACTS, "123"
+    )
     assert contact.id == "123"
     assert decoded["id"] == 123  # the decoded body is not rewritten
     with pytest.raises(ContractError):
-        parse_archived_contact(json.dumps(body_of(id=123)), "0123")
+        parse_archived_record(json.dumps(body_of(id=123)), ObjectType.CONTACTS, "0123")
 
 
 @pytest.mark.parametrize(
@@ -94,7 +101,7 @@ def test_a_numeric_id_is_compared_as_text() -> None:
 )
 def test_contract_breaks_raise_contract_error(text: str, fragment: str) -> None:
     with pytest.raises(ContractError) as caught:
-        parse_archived_contact(text, "c1")
+        parse_archived_record(text, ObjectType.CONTACTS, "c1")
     assert fragment in str(caught.value)
     assert isinstance(caught.value, ValueError)
 
@@ -129,7 +136,7 @@ JSON_VALUES = st.recursive(
 def test_any_custom_fields_survive_parsing(custom: dict[str, Any]) -> None:
     body = {**custom, **body_of()}
     text = json.dumps(body)
-    contact, decoded, as_text = parse_archived_contact(text, "c1")
+    contact, decoded, as_text = parse_archived_record(text, ObjectType.CONTACTS, "c1")
     assert json.dumps(decoded) == text  # every value, type and key order as received
     assert as_text == []
     assert contact.id == "c1"
@@ -237,5 +244,7 @@ def test_read_active_flag(body: str, expected: bool | None) -> None:
 def test_an_id_answered_in_its_canonical_case_is_the_one_asked_for() -> None:
     """Asked for `C1-UPPER`, Routera answers with the id as it keeps it: the same contact, not
     a contract break (that left the request failed for ever)."""
-    _, record, _ = parse_archived_contact(json.dumps(body_of(id="c1-upper")), "C1-UPPER")
+    _, record, _ = parse_archived_record(
+        json.dumps(body_of(id="c1-upper")), ObjectType.CONTACTS, "C1-UPPER"
+    )
     assert record["id"] == "c1-upper"

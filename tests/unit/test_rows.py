@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from routera_archive.dataset.fields import DOCUMENTED_FIELDS, FieldColumns
 from routera_archive.dataset.rows import AS_TEXT_SUFFIX, AUDIT_META_COLUMNS, audit_row, log_row
-from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status, parse_archived_contact
+from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status, parse_archived_record
+from routera_archive.objects import ObjectType
 from routera_archive.values import storable_record
 
 RUN_ID = "run-42"
@@ -79,7 +80,7 @@ def body_of(**fields: Any) -> dict[str, Any]:
 
 def archived_outcome(body: dict[str, Any], **changes: Any) -> ArchiveOutcome:
     raw = json.dumps(body)
-    _, record, as_text = parse_archived_contact(raw, "c1")
+    _, record, as_text = parse_archived_record(raw, ObjectType.CONTACTS, "c1")
     values: dict[str, Any] = {
         "request": REQUEST,
         "status": Status.ARCHIVED,
@@ -390,7 +391,7 @@ JSON_VALUES = st.recursive(
 )
 # Any keys, blank ones included, and spellings that clash with each other, with our meta
 # columns, with dlt's and with the documented fields. `id` and `archived` are left to the base
-# body (parse_archived_contact checks them). Keys spelled like another key's hashed column are
+# body (parse_archived_record checks them). Keys spelled like another key's hashed column are
 # covered by the tests above.
 CUSTOM_KEYS = st.one_of(
     st.text(max_size=30),

@@ -1,8 +1,9 @@
 """Turn one queue request into an outcome: DELETE, and when DELETE says 404, a GET to decide.
 
 Routera's 404 means "not found *or already archived*". Guessing would either lose the audit
-record of a contact that is archived or claim an archive that never happened, so every 404 is
-resolved by reading the contact: archived → its record is kept (`recovered`), 404 → `not_found`.
+record of an archived object or claim an archive that never happened, so every 404 is resolved
+by reading the object: archived → its record is kept (`recovered`), 404 → `not_found`. Every
+call goes to the request's own type's path (`ObjectType`); the logic is the same for each.
 No exception leaves `archive_request` after a DELETE was sent except AuthenticationError, which
 stops the run. That request gets no outcome and stays pending: if an earlier attempt of it did
 reach Routera (a 502, then a 401), the next run's DELETE answers 404 and the GET recovers it.
@@ -30,7 +31,7 @@ from routera_archive.models import (
     ArchiveRequest,
     ContractError,
     Status,
-    parse_archived_contact,
+    parse_archived_record,
     parse_snapshot,
     read_active_flag,
 )
@@ -84,19 +85,19 @@ async def archive_request(
 ) -> ArchiveOutcome:
     """Archive one request; every path ends in an outcome (see the module docstring)."""
     try:
-        contact_id = validate_object_id(request.object_id, field=request.object_type.id_field)
+        object_id = validate_object_id(request.object_id, field=request.object_type.id_field)
     except InvalidObjectId as exc:
         return ArchiveOutcome(request=request, status=Status.INVALID, error=exc.reason)
     # `properties` names contact fields for now (one list; per type in a later step of issue
     # 14): the other types are archived without a snapshot, as contacts are without the setting.
     if client.config.properties and request.object_type is ObjectType.CONTACTS:
-        return await _snapshot_then_archive(client, request, contact_id, keep_snapshot)
-    return await _archive(client, request, contact_id)
+        return await _snapshot_then_archive(client, request, object_id, keep_snapshot)
+    return await _archive(client, request, object_id)
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """An active contact read with the configured `properties` just before its DELETE: the
+    """An active record read with the configured `properties` just before its DELETE: the
     custom fields a DELETE answer may not hold (Routera's reference: "default properties")."""
 
     fields: dict[str, Any]
@@ -107,12 +108,12 @@ class Snapshot:
 async def _archive(
     client: RouteraClient,
     request: ArchiveRequest,
-    contact_id: str,
+    object_id: str,
     snapshot: Snapshot | None = None,
 ) -> ArchiveOutcome:
     """The DELETE and what its answer means; with a `snapshot`, the record is both."""
     try:
-        answer = await client.delete_object(request.object_type, contact_id)
+        answer = await client.delete_object(request.object_type, object_id)
     except RetriesExhausted as exc:
         outcome = ArchiveOutcome(
             request=request,
@@ -130,14 +131,14 @@ async def _archive(
         return _with_snapshot(outcome, snapshot)
 
     try:
-        outcome = await _interpret(client, request, contact_id, answer, snapshot)
+        outcome = await _interpret(client, request, object_id, answer, snapshot)
     except AuthenticationError:
         raise  # stops the run; the request stays pending (see the module's docstring)
     except Exception as exc:
         # A DELETE was sent and answered: whatever went wrong in reading the answer, it is
         # kept, and the request asked about again next run, never dropped.
         logger.error(
-            "reading the answer for %s failed: %s", id_preview(contact_id), type(exc).__name__
+            "reading the answer for %s failed: %s", id_preview(object_id), type(exc).__name__
         )
         logger.debug("reading the answer failed", exc_info=exc)
         outcome = ArchiveOutcome(
@@ -167,15 +168,15 @@ def _with_snapshot(outcome: ArchiveOutcome, snapshot: Snapshot | None) -> Archiv
 async def _snapshot_then_archive(
     client: RouteraClient,
     request: ArchiveRequest,
-    contact_id: str,
+    object_id: str,
     keep_snapshot: KeepSnapshot | None,
 ) -> ArchiveOutcome:
-    """Read the contact with `properties`, then archive it. Never a DELETE without the
+    """Read the record with `properties`, then archive it. Never a DELETE without the
     snapshot that was asked for (a DELETE cannot be undone, and its answer may hold no custom
     field): every way the snapshot fails ends the request before its DELETE."""
 
     try:
-        read = await client.get_object(request.object_type, contact_id)
+        read = await client.get_object(request.object_type, object_id)
     except RetriesExhausted as exc:
         return _no_delete(
             request,
@@ -200,9 +201,9 @@ async def _snapshot_then_archive(
             body=read.body,
         )
     if read_active_flag(read.body) is not True:
-        return _archived_in_snapshot(request, contact_id, read)
+        return _archived_in_snapshot(request, object_id, read)
     try:
-        fields = parse_snapshot(read.body, contact_id)
+        fields = parse_snapshot(read.body, request.object_type, object_id)
     except ContractError as exc:
         return _no_delete(
             request,
@@ -222,7 +223,7 @@ async def _snapshot_then_archive(
                 attempts=read.attempts,
                 body=None,
             )
-    return await _archive(client, request, contact_id, Snapshot(fields, read.body, read.attempts))
+    return await _archive(client, request, object_id, Snapshot(fields, read.body, read.attempts))
 
 
 def _no_delete(
@@ -240,12 +241,12 @@ def _no_delete(
 
 
 def _archived_in_snapshot(
-    request: ArchiveRequest, contact_id: str, read: ApiAnswer
+    request: ArchiveRequest, object_id: str, read: ApiAnswer
 ) -> ArchiveOutcome:
-    """A snapshot showing the contact archived already: its record, from the snapshot, and no
+    """A snapshot showing the record archived already: its record, from the snapshot, and no
     DELETE (it would answer 404)."""
     try:
-        _, record, as_text = parse_archived_contact(read.body, contact_id)
+        _, record, as_text = parse_archived_record(read.body, request.object_type, object_id)
     except ContractError as exc:
         return _no_delete(
             request,
@@ -271,16 +272,16 @@ def _archived_in_snapshot(
 async def _interpret(
     client: RouteraClient,
     request: ArchiveRequest,
-    contact_id: str,
+    object_id: str,
     answer: ApiAnswer,
     snapshot: Snapshot | None = None,
 ) -> ArchiveOutcome:
     if answer.status_code == 200:
-        return _from_delete_200(request, contact_id, answer, snapshot)
+        return _from_delete_200(request, object_id, answer, snapshot)
     if answer.status_code == 404:
         if not is_routera_error(answer.body):
             return _not_routera_404(request, "DELETE", answer)
-        return await _resolve_404(client, request, contact_id, answer)
+        return await _resolve_404(client, request, object_id, answer)
     return ArchiveOutcome(
         request=request,
         status=Status.FAILED,
@@ -292,23 +293,24 @@ async def _interpret(
 
 
 def _from_delete_200(
-    request: ArchiveRequest, contact_id: str, answer: ApiAnswer, snapshot: Snapshot | None
+    request: ArchiveRequest, object_id: str, answer: ApiAnswer, snapshot: Snapshot | None
 ) -> ArchiveOutcome:
+    kind = request.object_type
     under = None if snapshot is None else snapshot.fields
     try:
-        _, record, as_text = parse_archived_contact(answer.body, contact_id, under=under)
+        _, record, as_text = parse_archived_record(answer.body, kind, object_id, under=under)
     except ContractError as exc:
-        # Routera said 200, so the contact is probably archived; the body is kept in the log and
+        # Routera said 200, so the record is probably archived; the body is kept in the log and
         # the request stays pending: next run's DELETE answers 404 and a GET recovers the record.
         logger.warning(
-            "DELETE %s answered 200 with an unexpected body: %s", id_preview(contact_id), exc
+            "DELETE %s answered 200 with an unexpected body: %s", id_preview(object_id), exc
         )
         return ArchiveOutcome(
             request=request,
             status=Status.FAILED,
             http_status=200,
             attempts=answer.attempts,
-            error=f"DELETE answered 200 but {exc}; the next run re-reads the contact",
+            error=f"DELETE answered 200 but {exc}; the next run re-reads the {kind.singular}",
             raw_response=answer.body,
         )
     return ArchiveOutcome(
@@ -324,8 +326,10 @@ def _from_delete_200(
 
 
 async def _resolve_404(
-    client: RouteraClient, request: ArchiveRequest, contact_id: str, deleted: ApiAnswer
+    client: RouteraClient, request: ArchiveRequest, object_id: str, deleted: ApiAnswer
 ) -> ArchiveOutcome:
+    kind = request.object_type
+
     def failed(error: str, *, attempts: int, body: str | None = None) -> ArchiveOutcome:
         return ArchiveOutcome(
             request=request,
@@ -337,7 +341,7 @@ async def _resolve_404(
         )
 
     try:
-        read = await client.get_object(request.object_type, contact_id)
+        read = await client.get_object(kind, object_id)
     except RetriesExhausted as exc:
         return failed(
             f"DELETE answered 404 and the GET that tells 'not found' from 'already archived' "
@@ -361,10 +365,11 @@ async def _resolve_404(
             status=Status.NOT_FOUND,
             http_status=404,
             attempts=attempts,
-            # If GET ever hid archived contacts, this note is what would point at the loss.
+            # If GET ever hid archived records, this note is what would point at the loss.
             error=(
                 "an earlier DELETE attempt may have reached Routera "
-                f"({summarize_reasons(deleted.retry_reasons)}), yet GET finds no such contact"
+                f"({summarize_reasons(deleted.retry_reasons)}), yet GET finds no such "
+                f"{kind.singular}"
                 if deleted.maybe_reached_before
                 else None
             ),
@@ -377,13 +382,13 @@ async def _resolve_404(
         )
     if read_active_flag(read.body):
         return failed(
-            "DELETE answered 404 (not found or already archived) but GET shows the contact "
-            "active; nothing was archived",
+            "DELETE answered 404 (not found or already archived) but GET shows the "
+            f"{kind.singular} active; nothing was archived",
             attempts=read.attempts,
             body=read.body,
         )
     try:
-        _, record, as_text = parse_archived_contact(read.body, contact_id)
+        _, record, as_text = parse_archived_record(read.body, kind, object_id)
     except ContractError as exc:
         return failed(
             f"DELETE answered 404; GET answered 200 but {exc}",
