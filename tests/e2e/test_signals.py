@@ -17,6 +17,9 @@ from tests.pipeline.test_call_worker import call_worker_pids
 pytestmark = pytest.mark.e2e
 
 CONTACTS = 600
+# What a run that is stopped or killed early has queued: enough that the stop lands mid-run
+# (after 40-60 DELETEs, at ~160 a second), few enough that the run after it is short.
+STOPPED_QUEUE = 200
 
 
 @pytest.fixture
@@ -32,8 +35,8 @@ def run_env(server: SandboxServer, target: Target) -> dict[str, str]:
     return cli_env(server, target.workdir, target.env, settings)
 
 
-def enqueue_all(server: SandboxServer, target: Target) -> list[str]:
-    ids = server.state.contact_ids(include_archived=False)
+def enqueue_all(server: SandboxServer, target: Target, count: int = CONTACTS) -> list[str]:
+    ids = server.state.contact_ids(include_archived=False)[:count]
     (target.workdir / "ids.txt").write_text("\n".join(ids), encoding="utf-8")
     enqueued = run_cli(
         target.workdir,
@@ -98,7 +101,7 @@ def audit_ids(target: Target) -> list[str]:
 def test_a_stopped_run_finishes_in_flight_calls_loads_them_and_exits_non_zero(
     slow_server: SandboxServer, target: Target, signum: signal.Signals, to_group: bool
 ) -> None:
-    ids = enqueue_all(slow_server, target)
+    ids = enqueue_all(slow_server, target, STOPPED_QUEUE)
     process = start_cli(
         target.workdir,
         run_env(slow_server, target),
@@ -194,7 +197,7 @@ def test_a_killed_run_takes_its_call_worker_with_it(
 ) -> None:
     """SIGKILL gives the run no chance to stop its worker; the worker must not go on calling
     for a run that can no longer record the answers (the kernel kills it with its parent)."""
-    ids = enqueue_all(slow_server, target)
+    ids = enqueue_all(slow_server, target, STOPPED_QUEUE)
     process = start_run(slow_server, target)
     try:
         wait_for_deletes(slow_server, 40)
