@@ -12,16 +12,20 @@ from pathlib import Path
 
 from routera_archive.dataset.queue import QueueShape, pending_sql
 from routera_archive.dataset.tables import QUEUE_COLUMNS
+from routera_archive.objects import ObjectType
 
 AUDIT_DIR = Path(__file__).resolve().parents[1] / "connector" / "routera_archive" / "audit" / "sql"
 DATASET = "routera_archive"
 SHAPE = QueueShape(
     f"{DATASET}.archive_queue",
     f"{DATASET}.archive_log",
-    f"{DATASET}.contact_archives",
+    # Only `contact_archives`, which every dataset that archived has: the other types' tables
+    # exist once a record of theirs was loaded, and a static query cannot name a table that
+    # may not exist. Which requests are pending does not depend on it (only `archived_under`
+    # of another type's request, which the run itself reads from its table).
+    {ObjectType.CONTACTS: f"{DATASET}.contact_archives"},
     queue_columns=frozenset(QUEUE_COLUMNS),
     log_is_ready=True,
-    finds_archives=True,
 )
 ORIGIN = """-- The connector's own definition, word for word: made from its pending SQL
 -- (routera_archive/dataset/queue.py) for the queue `enqueue` makes, and kept equal to it by

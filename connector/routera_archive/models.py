@@ -65,11 +65,25 @@ class ArchiveRequest(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     request_id: str
-    object_type: ObjectType = ObjectType.CONTACTS
+    # None when the queue's `object_type` names no type (`queued_type` holds its text): such
+    # a request is only ever settled `invalid`, and no path can be made for it.
+    object_type: ObjectType | None = ObjectType.CONTACTS
     object_id: str | None = Field(validation_alias=AliasChoices("object_id", "contact_id"))
     requested_by: str | None = None
     reason: str | None = None
     requested_at: datetime | None = None
+    # The queue's `object_type` text when it is not a type's path segment (`Companies`).
+    queued_type: str | None = None
+    # Why the queue row cannot become a call (an unknown type, a `contact_id` that names
+    # another record than `object_id`): the request is settled `invalid` with it, unsent.
+    queue_problem: str | None = None
+
+    @property
+    def type_name(self) -> str:
+        """The type as the queue spelled it and the log keeps it (`contacts` by default)."""
+        if self.object_type is not None:
+            return self.object_type.value
+        return self.queued_type or ""
 
 
 def parse_api_timestamp(value: Any) -> datetime:

@@ -14,7 +14,7 @@ from dlt.extract.resource import DltResource
 
 from routera_archive.calls.archiver import archive_concurrently
 from routera_archive.config import RouteraSourceConfig, as_resolved
-from routera_archive.dataset.fields import FieldColumns
+from routera_archive.dataset.fields import FieldColumnsByType
 from routera_archive.dataset.queue import DERIVED_REQUEST_PREFIX
 from routera_archive.dataset.rows import audit_row, log_row
 from routera_archive.dataset.tables import (
@@ -22,11 +22,13 @@ from routera_archive.dataset.tables import (
     HOLD_BACK_CONTRACT,
     INSERT_ONLY,
     LOG_COLUMNS,
+    archives_columns,
 )
 from routera_archive.errors import GuardrailRefused
 from routera_archive.http.client import RouteraClient
 from routera_archive.models import ArchiveOutcome, ArchiveRequest
 from routera_archive.names import ARCHIVES_TABLE, LOG_TABLE, SOURCE_NAME
+from routera_archive.objects import ObjectType
 from routera_archive.run.guardrails import max_archives_verdict, probe_account, share_verdict
 
 
@@ -80,16 +82,30 @@ def routera_archive(
             ):
                 yield outcome
 
-    seen: set[str] = set()
-    columns = FieldColumns()  # per extract: the runner keeps assignments across runs
+    seen: set[tuple[ObjectType, str]] = set()
+    columns = FieldColumnsByType()  # per extract: the runner keeps assignments across runs
 
     @dlt.transformer(name=ARCHIVES_TABLE, data_from=outcomes)
-    def archives_rows(outcome: ArchiveOutcome) -> Iterator[dict[str, Any]]:
+    def archives_rows(outcome: ArchiveOutcome) -> Iterator[Any]:
+        kind = outcome.request.object_type
+        if kind is None:
+            return
+        row = audit_row(outcome, this_run, columns.of(kind))
         # insert-only merge does not de-duplicate within one load: keep the first record.
-        row = audit_row(outcome, this_run, columns)
-        if row is not None and str(row["id"]) not in seen:
-            seen.add(str(row["id"]))
+        if row is None or (kind, str(row["id"])) in seen:
+            return
+        seen.add((kind, str(row["id"])))
+        if kind is ObjectType.CONTACTS:
             yield row
+            return
+        # Another type's record goes to its own table, with that table's own hints.
+        hints = dlt.mark.make_hints(
+            table_name=kind.table,
+            write_disposition=INSERT_ONLY,
+            primary_key="id",
+            columns=archives_columns(kind),
+        )
+        yield dlt.mark.with_hints(row, hints, create_table_variant=True)
 
     @dlt.transformer(name=LOG_TABLE, data_from=outcomes)
     def log_rows(outcome: ArchiveOutcome) -> Iterator[dict[str, Any]]:

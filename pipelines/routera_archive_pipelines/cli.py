@@ -185,21 +185,33 @@ def enqueue(
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Drop ids that can never be valid.")
     ] = False,
+    object_type: Annotated[
+        str,
+        typer.Option(
+            metavar="TYPE",
+            help="contacts, companies, deals or tickets: the type of every id whose row names "
+            "none (a CSV may carry an object_type column).",
+        ),
+    ] = "contacts",
     destination: DestinationOpt = DEFAULT_DESTINATION,
     dataset: DatasetOpt = DEFAULT_DATASET,
     queue_table: QueueOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Add contact ids to the queue table."""
+    """Add record ids (contacts unless said otherwise) to the queue table."""
     import sys
 
     with _command(debug):
         from routera_archive.dataset.enqueue import enqueue as enqueue_rows
         from routera_archive.dataset.enqueue import parse_ids
         from routera_archive.errors import ConfigurationError
+        from routera_archive.objects import NotAnObjectType, parse_object_type
         from routera_archive_pipelines.console import stdout
         from routera_archive_pipelines.factory import enqueue_pipeline_name_for, make_pipeline
 
+        kind = parse_object_type(object_type)
+        if isinstance(kind, NotAnObjectType):
+            raise ConfigurationError(f"--object-type: {kind.reason}")
         try:
             text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -216,6 +228,7 @@ def enqueue(
             reason=reason,
             queue_table=table,
             skip_invalid=skip_invalid,
+            object_type=kind,
         )
         skipped = f" ({parsed.skipped_blank} blank lines skipped)" if parsed.skipped_blank else ""
         stdout().print(f"enqueued {count} requests into {dataset}.{table}{skipped}", markup=False)

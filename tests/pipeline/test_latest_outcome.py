@@ -25,6 +25,7 @@ from routera_archive.dataset.queue import PendingQueue
 from routera_archive.dataset.rows import log_row
 from routera_archive.dataset.tables import AuditRows, audit_trail
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
+from routera_archive.objects import ObjectType
 from routera_archive_pipelines.factory import make_pipeline
 from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL, postgres_available
 from tests.pipeline.test_audit_sql import AUDIT_DIR, normalized
@@ -93,7 +94,8 @@ def dataset(
     ]
     # The archived request's record, as a run would have loaded it with its log row.
     record = {"id": "contact-tie-terminal", "archived": AT, "request_id": "tie-terminal"}
-    load_fresh(pipeline, audit_trail(AuditRows(archives=[record], log=rows, fields=[])))
+    trail = AuditRows(archives={ObjectType.CONTACTS: [record]}, log=rows, fields=[])
+    load_fresh(pipeline, audit_trail(trail))
     yield pipeline, schema
     if destination == "postgres":
         with pipeline.sql_client() as client:

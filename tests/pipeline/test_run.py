@@ -345,10 +345,11 @@ def test_a_long_run_forgets_loaded_contacts_yet_never_calls_a_contact_twice(
     forgotten: list[int] = []
     forget = runner._forget_loaded
 
-    def counting_forget(handled: dict[str, str], loaded: list[tuple[str | None, str]]) -> None:
+    def counting_forget(handled: dict[Any, str], loaded: list[Any], recognised: Any) -> Any:
         before = len(handled)
-        forget(handled, loaded)
+        kept = forget(handled, loaded, recognised)
         forgotten.append(before - len(handled))
+        return kept
 
     monkeypatch.setattr(runner, "_forget_loaded", counting_forget)
     ids = active_ids(sandbox_server, 16)
@@ -456,10 +457,12 @@ def test_a_request_added_mid_run_for_a_forgotten_contact_is_a_duplicate(
     state = {"forgotten": False, "inserted": False}
     forget = runner._forget_loaded
 
-    def watching_forget(handled: dict[str, str], loaded: list[tuple[str | None, str]]) -> None:
-        forget(handled, loaded)
-        if target not in handled and any(contact == target for contact, _ in loaded):
+    def watching_forget(handled: dict[Any, str], loaded: list[Any], recognised: Any) -> Any:
+        kept = forget(handled, loaded, recognised)
+        key = ("contacts", target)
+        if key not in handled and any(record == key for record, _ in loaded):
             state["forgotten"] = True
+        return kept
 
     read_pages = queue_module.PendingQueue._read_pages
 

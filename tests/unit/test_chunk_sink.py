@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import routera_archive.run.chunks as loading
-from routera_archive.dataset.fields import FieldColumns
+from routera_archive.dataset.fields import FieldColumnsByType
 from routera_archive.journal import OutcomeJournal
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
 from routera_archive.run.chunks import ChunkSink
@@ -61,7 +61,7 @@ def test_two_producers_never_start_two_loads_at_once(
         report=report,
         chunk_size=5,
         observer=RunObserver(),
-        columns=FieldColumns(),
+        columns=FieldColumnsByType(),
         hold_back=False,
     )
 

@@ -21,6 +21,7 @@ from routera_archive.dataset.fields import (
     DOCUMENTED_FIELDS,
     FieldColumn,
     FieldColumns,
+    FieldColumnsByType,
 )
 from routera_archive.dataset.tables import build_audit_rows
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status, parse_archived_record
@@ -416,7 +417,7 @@ def test_build_audit_rows_emits_one_fields_row_per_new_key() -> None:
     for field in rows.fields:
         assert isinstance(field["first_seen_at"], datetime)
     # Each fields row names the column its values are in.
-    by_id = {row["id"]: row for row in rows.archives}
+    by_id = {row["id"]: row for row in rows.records}
     assert by_id["c1"]["lead_score"] == 1
     assert by_id["c2"]["lead_score"] == 3
     assert by_id["c2"][hashed("lead_score")] == 2
@@ -424,7 +425,7 @@ def test_build_audit_rows_emits_one_fields_row_per_new_key() -> None:
 
 
 def test_build_audit_rows_emits_no_fields_row_for_keys_seen_before() -> None:
-    columns = FieldColumns({"Lead Score": "lead_score"})
+    columns = FieldColumnsByType({(ObjectType.CONTACTS, "Lead Score"): "lead_score"})
     first = build_audit_rows(
         [outcome_for("c1", **{"Lead Score": 1, "Nickname": "n"})], RUN_ID, columns
     )
@@ -435,9 +436,10 @@ def test_build_audit_rows_emits_no_fields_row_for_keys_seen_before() -> None:
     )
 
     assert [f["field_key"] for f in second.fields] == ["lead_score"]
-    assert second.archives[0]["lead_score"] == 2
-    assert second.archives[0]["nickname"] == "m"
-    third = build_audit_rows([outcome_for("c3", Nickname="o")], RUN_ID, FieldColumns(columns.known))
+    assert second.records[0]["lead_score"] == 2
+    assert second.records[0]["nickname"] == "m"
+    again = FieldColumnsByType(columns.known)
+    third = build_audit_rows([outcome_for("c3", Nickname="o")], RUN_ID, again)
     assert third.fields == []
 
 
@@ -450,7 +452,7 @@ def test_build_audit_rows_keeps_one_archives_row_per_contact() -> None:
 
     rows = build_audit_rows(outcomes, RUN_ID)
 
-    assert [(r["id"], r["note"], r["request_id"]) for r in rows.archives] == [
+    assert [(r["id"], r["note"], r["request_id"]) for r in rows.records] == [
         ("c1", "first", "req-1"),
         ("c2", "other", "req-2"),
     ]

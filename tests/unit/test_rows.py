@@ -340,6 +340,8 @@ def test_log_row_of_a_failed_outcome_keeps_the_body() -> None:
         "outcome_id": outcome.outcome_id,
         "request_id": "req-1",
         "contact_id": "c1",
+        "object_type": "contacts",
+        "object_id": "c1",
         "status": "failed",
         "http_status": 200,
         "error": "DELETE answered 200 but the body is not JSON",

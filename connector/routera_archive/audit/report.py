@@ -21,6 +21,7 @@ from typing import Any
 from dlt.common.pipeline import SupportsPipeline
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
+from routera_archive.dataset.loading import stored_columns
 from routera_archive.dataset.outcomes import ranked_outcomes
 from routera_archive.dataset.queue import PendingQueue
 from routera_archive.errors import QueueError
@@ -208,6 +209,11 @@ class _Reader:
     def table(self, name: str) -> str:
         return str(self.client.make_qualified_table_name(name))
 
+    def has_columns(self, table: str, *names: str) -> bool:
+        """Whether `table` exists with every one of `names` (a dataset of the previous
+        release lacks the columns this one adds until this one first loads it)."""
+        return set(names) <= (stored_columns(self.client, table) or set())
+
     def window(self, column: str) -> tuple[list[str], list[Any]]:
         clauses: list[str] = []
         params: list[Any] = []
@@ -293,7 +299,8 @@ def _latest_outcomes_sql(reader: _Reader) -> tuple[str, list[Any]]:
     """Log rows in the window, each with `newest` (1: the request's latest outcome in the
     window, by the one definition in `routera_archive.dataset.outcomes`) and `failed_rows`."""
     clauses, params = reader.window("l.processed_at")
-    return ranked_outcomes(reader.table(LOG_TABLE), _where(clauses)), params
+    typed = reader.has_columns(LOG_TABLE, "object_type", "object_id")
+    return ranked_outcomes(reader.table(LOG_TABLE), _where(clauses), typed=typed), params
 
 
 def _outcome_sections(reader: _Reader, max_failures: int) -> list[Section]:

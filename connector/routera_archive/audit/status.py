@@ -7,6 +7,7 @@ from typing import Any
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
+from routera_archive.dataset.loading import stored_columns
 from routera_archive.dataset.outcomes import ranked_outcomes
 from routera_archive.dataset.queue import PendingQueue
 from routera_archive.errors import QueueError
@@ -34,9 +35,10 @@ def dataset_status(
     with pipeline.sql_client() as client:
         log = client.make_qualified_table_name(LOG_TABLE)
         runs = client.make_qualified_table_name(RUNS_TABLE)
+        typed = {"object_type", "object_id"} <= (stored_columns(client, LOG_TABLE) or set())
         try:
             rows = client.execute_sql(
-                f"SELECT status, COUNT(*) FROM ({ranked_outcomes(log)}) ranked "
+                f"SELECT status, COUNT(*) FROM ({ranked_outcomes(log, typed=typed)}) ranked "
                 "WHERE newest = 1 GROUP BY status"
             )
             status.statuses.update({str(s): int(n) for s, n in rows or ()})

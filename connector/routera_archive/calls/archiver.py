@@ -84,6 +84,12 @@ async def archive_request(
     client: RouteraClient, request: ArchiveRequest, *, keep_snapshot: KeepSnapshot | None = None
 ) -> ArchiveOutcome:
     """Archive one request; every path ends in an outcome (see the module docstring)."""
+    if request.queue_problem is not None or request.object_type is None:
+        # The queue row names no record for certain (an unknown type, two ids that differ):
+        # no path is made for it (the run settles these before any call; this is the rule
+        # for every other caller too).
+        reason = request.queue_problem or f"object_type {request.queued_type!r} is not a type"
+        return ArchiveOutcome(request=request, status=Status.INVALID, error=reason)
     try:
         object_id = validate_object_id(request.object_id, field=request.object_type.id_field)
     except InvalidObjectId as exc:
@@ -93,6 +99,13 @@ async def archive_request(
     if client.config.properties and request.object_type is ObjectType.CONTACTS:
         return await _snapshot_then_archive(client, request, object_id, keep_snapshot)
     return await _archive(client, request, object_id)
+
+
+def _kind(request: ArchiveRequest) -> ObjectType:
+    """The type of a request `archive_request` let through (which refuses one without)."""
+    if request.object_type is None:
+        raise AssertionError("a request without an object type reached a call")
+    return request.object_type
 
 
 @dataclass(frozen=True)
@@ -113,7 +126,7 @@ async def _archive(
 ) -> ArchiveOutcome:
     """The DELETE and what its answer means; with a `snapshot`, the record is both."""
     try:
-        answer = await client.delete_object(request.object_type, object_id)
+        answer = await client.delete_object(_kind(request), object_id)
     except RetriesExhausted as exc:
         outcome = ArchiveOutcome(
             request=request,
@@ -176,7 +189,7 @@ async def _snapshot_then_archive(
     field): every way the snapshot fails ends the request before its DELETE."""
 
     try:
-        read = await client.get_object(request.object_type, object_id)
+        read = await client.get_object(_kind(request), object_id)
     except RetriesExhausted as exc:
         return _no_delete(
             request,
@@ -203,7 +216,7 @@ async def _snapshot_then_archive(
     if read_active_flag(read.body) is not True:
         return _archived_in_snapshot(request, object_id, read)
     try:
-        fields = parse_snapshot(read.body, request.object_type, object_id)
+        fields = parse_snapshot(read.body, _kind(request), object_id)
     except ContractError as exc:
         return _no_delete(
             request,
@@ -246,7 +259,7 @@ def _archived_in_snapshot(
     """A snapshot showing the record archived already: its record, from the snapshot, and no
     DELETE (it would answer 404)."""
     try:
-        _, record, as_text = parse_archived_record(read.body, request.object_type, object_id)
+        _, record, as_text = parse_archived_record(read.body, _kind(request), object_id)
     except ContractError as exc:
         return _no_delete(
             request,
@@ -295,7 +308,7 @@ async def _interpret(
 def _from_delete_200(
     request: ArchiveRequest, object_id: str, answer: ApiAnswer, snapshot: Snapshot | None
 ) -> ArchiveOutcome:
-    kind = request.object_type
+    kind = _kind(request)
     under = None if snapshot is None else snapshot.fields
     try:
         _, record, as_text = parse_archived_record(answer.body, kind, object_id, under=under)
@@ -328,7 +341,7 @@ def _from_delete_200(
 async def _resolve_404(
     client: RouteraClient, request: ArchiveRequest, object_id: str, deleted: ApiAnswer
 ) -> ArchiveOutcome:
-    kind = request.object_type
+    kind = _kind(request)
 
     def failed(error: str, *, attempts: int, body: str | None = None) -> ArchiveOutcome:
         return ArchiveOutcome(

@@ -11,12 +11,25 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-from routera_archive.names import ARCHIVES_TABLE, FIELDS_TABLE, LOG_TABLE, RUNS_TABLE, SOURCE_NAME
+from routera_archive.names import FIELDS_TABLE, LOG_TABLE, RUNS_TABLE, SOURCE_NAME
+from routera_archive.objects import ObjectType
 
 logger = logging.getLogger(__name__)
 
 # Tables whose rows a resumed dlt package can insert twice (see collapse_reloaded_rows).
-RELOADABLE_TABLES = (ARCHIVES_TABLE, LOG_TABLE, FIELDS_TABLE, RUNS_TABLE)
+RELOADABLE_TABLES = (*(kind.table for kind in ObjectType), LOG_TABLE, FIELDS_TABLE, RUNS_TABLE)
+
+
+def stored_columns(client: Any, table: str) -> set[str] | None:
+    """The lower-cased column names `table` has in the destination (`client`: an open dlt
+    sql_client), or None when it does not exist. The destination's, not dlt's schema: a
+    dataset of the previous release lacks columns this release declares until it loads."""
+    try:
+        name = client.make_qualified_table_name(table)
+        with client.execute_query(f"SELECT * FROM {name} WHERE 1 = 0") as cursor:
+            return {col[0].lower() for col in cursor.description}
+    except DatabaseUndefinedRelation:
+        return None
 
 
 def schema_columns(pipeline: dlt.Pipeline) -> dict[str, set[str]]:

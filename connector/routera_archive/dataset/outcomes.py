@@ -29,29 +29,48 @@ def latest_first(alias: str = "l") -> str:
     )
 
 
-def per_request(alias: str = "l") -> str:
-    """A window per request: its id and its contact (a request id used again for another
-    contact is another request)."""
-    return f"PARTITION BY {alias}.request_id, {alias}.contact_id"
+def logged_type(alias: str = "l", *, typed: bool = True) -> str:
+    """A log row's object type. A row the previous release wrote has none (nor the column,
+    until this release first loads the log: `typed=False`): it is a contact's."""
+    return f"COALESCE({alias}.object_type, 'contacts')" if typed else "'contacts'"
 
 
-def newest_rank(alias: str = "l") -> str:
-    """A window column that is 1 on each request's latest outcome."""
-    return f"ROW_NUMBER() OVER ({per_request(alias)} ORDER BY {latest_first(alias)})"
+def logged_id(alias: str = "l", *, typed: bool = True) -> str:
+    """A log row's record id: `object_id`, or `contact_id` in a row of the previous release."""
+    return f"COALESCE({alias}.object_id, {alias}.contact_id)" if typed else f"{alias}.contact_id"
 
 
-def failed_rows(alias: str = "l") -> str:
-    """A window column: how many `failed` rows the request has."""
+def per_request(alias: str = "l", *, typed: bool = True) -> str:
+    """A window per request: its id, its type and its record's id (a request id used again
+    for another record, or another type, is another request)."""
     return (
-        f"SUM(CASE WHEN {alias}.status = '{Status.FAILED.value}' THEN 1 ELSE 0 END) "
-        f"OVER ({per_request(alias)})"
+        f"PARTITION BY {alias}.request_id, {logged_type(alias, typed=typed)}, "
+        f"{logged_id(alias, typed=typed)}"
     )
 
 
-def ranked_outcomes(log_table: str, where: str = "") -> str:
-    """Every row of `log_table` (qualified) with `newest` (1: the request's latest outcome) and
-    `failed_rows`; `where` (e.g. a time window) applies before the ranking."""
+def newest_rank(alias: str = "l", *, typed: bool = True) -> str:
+    """A window column that is 1 on each request's latest outcome."""
+    window = per_request(alias, typed=typed)
+    return f"ROW_NUMBER() OVER ({window} ORDER BY {latest_first(alias)})"
+
+
+def failed_rows(alias: str = "l", *, typed: bool = True) -> str:
+    """A window column: how many `failed` rows the request has."""
     return (
-        f"SELECT l.*, {newest_rank()} AS newest, {failed_rows()} AS failed_rows "
+        f"SUM(CASE WHEN {alias}.status = '{Status.FAILED.value}' THEN 1 ELSE 0 END) "
+        f"OVER ({per_request(alias, typed=typed)})"
+    )
+
+
+def ranked_outcomes(log_table: str, where: str = "", *, typed: bool = True) -> str:
+    """Every row of `log_table` (qualified) with `newest` (1: the request's latest outcome),
+    `failed_rows`, and its type and record id as `logged_type`/`logged_id` read them
+    (`kind`, `record_id`); `where` (e.g. a time window) applies before the ranking. `typed`:
+    whether the log has `object_type` yet (see `logged_type`)."""
+    return (
+        f"SELECT l.*, {newest_rank(typed=typed)} AS newest, "
+        f"{failed_rows(typed=typed)} AS failed_rows, "
+        f"{logged_type(typed=typed)} AS kind, {logged_id(typed=typed)} AS record_id "
         f"FROM {log_table} l {where}"
     )

@@ -1,12 +1,13 @@
 """Reading the queue: which requests are pending, page by page, straight from the destination.
 
-The queue is whatever table the user keeps (made by `enqueue`, dbt or plain SQL); only
-`contact_id` is required. A request is pending while `archive_log` holds no terminal row for its
-`request_id`. The anti-join, the de-duplication by contact and the lookup of contacts that are
-already in the audit trail all run in SQL, so memory stays flat however long the queue is. A
-run reads pages by key (`request_id > last`), each a new query, so rows written meanwhile
-cannot shift them and its own loads are seen; a dry run, which writes nothing meanwhile, reads
-the same rows in the same order from one query (`stream`).
+The queue is whatever table the user keeps (made by `enqueue`, dbt or plain SQL); it needs an
+id column: `contact_id` (contacts, as always) or `object_id` with `object_type` (any type;
+absent or NULL means contacts). A request is pending while `archive_log` holds no terminal row
+for it. The anti-join, the de-duplication by (type, id) and the lookup of records that are
+already in their type's audit table all run in SQL, so memory stays flat however long the
+queue is. A run reads pages by key (`request_id > last`), each a new query, so rows written
+meanwhile cannot shift them and its own loads are seen; a dry run, which writes nothing
+meanwhile, reads the same rows in the same order from one query (`stream`).
 """
 
 import contextlib
@@ -20,18 +21,28 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from dlt.common.pipeline import SupportsPipeline
-from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-from routera_archive.dataset.outcomes import is_terminal
+from routera_archive.dataset.loading import stored_columns
+from routera_archive.dataset.outcomes import is_terminal, logged_id, logged_type
 from routera_archive.dataset.rows import NUL_STAND_IN
 from routera_archive.errors import InvalidObjectId, QueueError
-from routera_archive.http.ids import DOT_SEGMENTS, PLAIN_CONTACT_ID, validate_contact_id
+from routera_archive.http.ids import (
+    DOT_SEGMENTS,
+    PLAIN_CONTACT_ID,
+    id_preview,
+    validate_object_id,
+)
 from routera_archive.models import ArchiveRequest, Status, parse_api_timestamp
-from routera_archive.names import ARCHIVES_TABLE, LOG_TABLE, QUEUE_TABLE
+from routera_archive.names import LOG_TABLE, QUEUE_TABLE
+from routera_archive.objects import NotAnObjectType, ObjectType, parse_object_type
 
 logger = logging.getLogger(__name__)
 
 OPTIONAL_QUEUE_COLUMNS: tuple[str, ...] = ("request_id", "requested_by", "reason", "requested_at")
+# The columns a queue may name its records' ids in (at least one; see `pending_sql`).
+ID_COLUMNS: tuple[str, ...] = ("contact_id", "object_id")
+# A request id derived where the queue has none: `cid:<id>` for a contact (as before types
+# existed), `<type>:<id>` for another type; `cid-null`/`<type>-null` for a NULL id.
 DERIVED_REQUEST_PREFIX = "cid:"
 NULL_CONTACT_REQUEST = "cid-null"
 
@@ -56,13 +67,18 @@ class Shard:
             raise ValueError(f"shard {text!r} is not of the form I/N (e.g. 0/4)") from None
         return cls(index, count)
 
-    def owns(self, contact_id: str | None) -> bool:
-        """A stable hash of the contact id: the same on every machine and Python version.
+    def owns(self, object_id: str | None, object_type: str = ObjectType.CONTACTS.value) -> bool:
+        """A stable hash of the record (type, id): the same on every machine and Python
+        version.
 
-        By contact, not by request, so every request for one contact meets in one worker,
-        where duplicates are recognised.
+        By record, not by request, so every request for one record meets in one worker, where
+        duplicates are recognised. A contact hashes its id alone, as before types existed, so
+        that no shard's contacts move to another; another type hashes `<type>/<id>`.
         """
-        digest = hashlib.sha1((contact_id or "").encode("utf-8")).hexdigest()
+        key = object_id or ""
+        if object_type != ObjectType.CONTACTS.value:
+            key = f"{object_type}/{key}"
+        digest = hashlib.sha1(key.encode("utf-8")).hexdigest()
         return int(digest[:15], 16) % self.count == self.index
 
     @property
@@ -78,8 +94,8 @@ class PendingTally:
 
 
 class Archived(enum.IntEnum):
-    """Whether a pending request's contact is in `contact_archives` already, and under which
-    request (the SQL of `PendingQueue.summary` spells these as 0, 1, 2)."""
+    """Whether a pending request's record is in its type's audit table already, and under
+    which request (the SQL of `PendingQueue.summary` spells these as 0, 1, 2)."""
 
     NO = 0
     UNDER_THIS_REQUEST = 1
@@ -99,21 +115,53 @@ class NoCall(NamedTuple):
     invalid_reason: str | None = None
 
 
-def settled_without_call(
-    contact_id: str | None, archived: Archived, duplicate: bool
-) -> NoCall | None:
+class Queued(NamedTuple):
+    """What names a queued record: its type as queued (`contacts` where the queue says
+    none), its id, and a `contact_id` that names another record than the id does (the row
+    is then refused: `invalid_reason`)."""
+
+    object_type: str
+    object_id: str | None
+    clashing_contact_id: str | None = None
+
+
+def invalid_reason(queued: Queued) -> str | None:
+    """Why a queued row can never be a call, or None: a type that is not one, a `contact_id`
+    beside the id that names another record, or an id that can never be valid."""
+    kind = parse_object_type(queued.object_type)
+    if isinstance(kind, NotAnObjectType):
+        return kind.reason
+    clash = queued.clashing_contact_id
+    if clash is not None:
+        if clash == queued.object_id:  # the id came from `contact_id` itself
+            return (
+                f"contact_id names a contact, and this row's object_type is {kind.value}: "
+                "a record of another type is queued by its object_id"
+            )
+        return (
+            f"contact_id {id_preview(clash)} and object_id {id_preview(queued.object_id)} "
+            "differ: the row names two records"
+        )
+    try:
+        validate_object_id(queued.object_id, field=kind.id_field)
+    except InvalidObjectId as exc:
+        return exc.reason
+    return None
+
+
+def settled_without_call(queued: Queued, archived: Archived, duplicate: bool) -> NoCall | None:
     """The one rule of which pending requests need no call, or None for one that needs the API:
-    an id that can never be valid, a contact already in the trail (under this request: only its
-    log row is missing), or a contact another request comes first for (`duplicate`).
+    a row that can never be valid (`invalid_reason`), a record already in the trail (under
+    this request: only its log row is missing), or a record another request comes first for
+    (`duplicate`).
 
     It reads nothing but these three, so requests alike in them are settled alike: what lets
     `PendingQueue.summary` count them by group in SQL. The run's `settle_without_call` words
     its outcomes from this one rule.
     """
-    try:
-        validate_contact_id(contact_id)
-    except InvalidObjectId as exc:
-        return NoCall(Status.INVALID, exc.reason)
+    reason = invalid_reason(queued)
+    if reason is not None:
+        return NoCall(Status.INVALID, reason)
     if archived is Archived.UNDER_THIS_REQUEST:
         return NoCall(Status.ARCHIVED)
     if archived is Archived.UNDER_ANOTHER or duplicate:
@@ -147,98 +195,137 @@ class PendingRequest:
     """A pending request, with what SQL already knows about it."""
 
     request: ArchiveRequest
-    # The earliest pending request for the same contact; differs from ours for a duplicate.
+    # What names its record, as queued (the request carries the type it parsed to).
+    queued: Queued
+    # The earliest pending request for the same record; differs from ours for a duplicate.
     first_request_id: str
-    # The request under which the contact already sits in `contact_archives`, if it does.
+    # The request under which the record already sits in its type's audit table, if it does.
     archived_under: str | None
 
 
 @dataclass(frozen=True)
 class QueueShape:
     """What the pending SQL needs to know of a dataset: its tables' qualified names, which
-    columns the queue has, and which audit tables exist yet."""
+    columns the queue and the log have, and which audit tables exist yet."""
 
     queue: str
     log: str
-    archives: str
+    # The qualified audit table of each type that exists yet with `id` and `request_id`.
+    archives: dict[ObjectType, str]
     queue_columns: frozenset[str]
     log_is_ready: bool
-    finds_archives: bool
+    # Whether the log has `object_type` and `object_id` (rows the previous release wrote, and
+    # the columns before this release's first load, have not: they are contacts').
+    log_is_typed: bool = True
     text_type: str = "VARCHAR"
     nul_stand_in: bool = False
 
 
 def pending_sql(shape: QueueShape) -> str:
     """The one definition of the pending requests, as SQL. A request is its id (derived as
-    `cid:<contact id>` where the queue has none) *and* its contact: a request id used again
-    for another contact (a dbt `row_number()`, next week's CSV) is another request, never one
-    already done. It is pending while `archive_log` holds no terminal row for the pair. With
-    each: the first pending request for its contact (duplicates), and the request its contact
-    is already archived under. The shipped audit queries 02 and 13 are this SQL for the queue
-    `enqueue` makes."""
+    `cid:<contact id>`, or `<type>:<id>`, where the queue has none), its type and its record's
+    id: a request id used again for another record (a dbt `row_number()`, next week's CSV) or
+    another type is another request, never one already done. It is pending while
+    `archive_log` holds no terminal row for it. With each: the first pending request for its
+    record (duplicates, per type and id), the request its record is already archived under
+    in its type's table, and a `contact_id` that names another record than its id does. The
+    shipped audit queries 02 and 13 are this SQL for the queue `enqueue` makes."""
     text = shape.text_type
-    contact = f"CAST(q.contact_id AS {text})"
-    # NULL || text is NULL in SQL, so a NULL contact id derives its own request id.
-    derived = f"COALESCE('{DERIVED_REQUEST_PREFIX}' || {contact}, '{NULL_CONTACT_REQUEST}')"
-    request_id = (
-        f"COALESCE(CAST(q.request_id AS {text}), {derived})"
-        if "request_id" in shape.queue_columns
-        else derived
+    columns = shape.queue_columns
+    contacts = f"CAST('{ObjectType.CONTACTS.value}' AS {text})"
+    object_type = (
+        f"COALESCE(CAST(q.object_type AS {text}), {contacts})"
+        if "object_type" in columns
+        else contacts
     )
-    # The contact as the log holds it (`rows.log_row`), to find the request's outcomes there;
-    # the request itself keeps the queued id, so that a NUL stays a NUL and `invalid`.
-    logged_contact = "r.contact_id"
+    by_contact, by_object = f"CAST(q.contact_id AS {text})", f"CAST(q.object_id AS {text})"
+    has_contact, has_object = "contact_id" in columns, "object_id" in columns
+    if has_contact and has_object:
+        object_id = f"COALESCE({by_object}, {by_contact})"
+        # A contact_id that is not the id: beside another object_id, or on another type.
+        clash = (
+            f"CASE WHEN q.contact_id IS NOT NULL AND ((q.object_id IS NULL AND "
+            f"{object_type} <> {contacts}) OR {by_object} <> {by_contact}) "
+            f"THEN {by_contact} END"
+        )
+    elif has_object:
+        object_id, clash = by_object, f"CAST(NULL AS {text})"
+    else:
+        object_id = by_contact
+        clash = (
+            f"CASE WHEN q.contact_id IS NOT NULL AND {object_type} <> {contacts} "
+            f"THEN {by_contact} END"
+        )
+    # NULL || text is NULL in SQL, so a NULL id derives its own request id.
+    prefix = f"CASE WHEN {object_type} = {contacts} THEN 'cid' ELSE {object_type} END"
+    derived = f"COALESCE({prefix} || ':' || {object_id}, {prefix} || '-null')"
+    request_id = (
+        f"COALESCE(CAST(q.request_id AS {text}), {derived})" if "request_id" in columns else derived
+    )
+    # The request as the log holds it (`rows.log_row`), to find its outcomes there; the
+    # request itself keeps the queued text, so that a NUL stays a NUL and `invalid`.
+    logged_kind, logged_record = "r.object_type", "r.object_id"
     if shape.nul_stand_in:
         # dlt's writer drops NUL from text, so the log would hold another id than the queue
         # and the request would stay pending forever; a visible stand-in keeps them equal.
         request_id = f"REPLACE({request_id}, CHR(0), '{NUL_STAND_IN}')"
-        logged_contact = f"REPLACE(r.contact_id, CHR(0), '{NUL_STAND_IN}')"
+        logged_kind = f"REPLACE({logged_kind}, CHR(0), '{NUL_STAND_IN}')"
+        logged_record = f"REPLACE({logged_record}, CHR(0), '{NUL_STAND_IN}')"
 
     def optional(column: str, cast: str | None) -> str:
-        if column not in shape.queue_columns:
+        if column not in columns:
             return f"CAST(NULL AS {cast or text})"
         return f"CAST(q.{column} AS {cast})" if cast else f"q.{column}"
 
+    typed = shape.log_is_typed
     not_terminal = (
         f"AND NOT EXISTS (SELECT 1 FROM {shape.log} l WHERE l.request_id = r.request_id "
-        f"AND l.contact_id IS NOT DISTINCT FROM {logged_contact} AND {is_terminal('l')})"
+        f"AND {logged_type('l', typed=typed)} = {logged_kind} "
+        f"AND {logged_id('l', typed=typed)} IS NOT DISTINCT FROM {logged_record} "
+        f"AND {is_terminal('l')})"
         if shape.log_is_ready
         else ""
     )
+    archived = " UNION ALL ".join(
+        f"SELECT CAST('{kind.value}' AS {text}) AS object_type, id, MIN(request_id) AS "
+        f"request_id FROM {table} GROUP BY id"
+        for kind, table in shape.archives.items()
+    )
     archived_join = (
-        f"LEFT JOIN (SELECT id, MIN(request_id) AS request_id FROM {shape.archives} GROUP BY id) "
-        "a ON a.id = p.contact_id"
-        if shape.finds_archives
+        f"LEFT JOIN ({archived}) a ON a.object_type = p.object_type AND a.id = p.object_id"
+        if archived
         else "LEFT JOIN (SELECT NULL AS id, NULL AS request_id) a ON 1 = 0"
     )
     return f"""
 WITH q AS (
-    SELECT {request_id} AS request_id, {contact} AS contact_id,
+    SELECT {request_id} AS request_id, {object_type} AS object_type, {object_id} AS object_id,
+           {clash} AS clashing_contact_id,
            {optional("requested_by", text)} AS requested_by,
            {optional("reason", text)} AS reason,
            {optional("requested_at", None)} AS requested_at
     FROM {shape.queue} q
 ), r AS (
-    SELECT request_id, contact_id,
+    SELECT request_id, object_type, object_id,
            MIN(requested_by) AS requested_by, MIN(reason) AS reason,
-           MIN(requested_at) AS requested_at
-    FROM q GROUP BY request_id, contact_id
+           MIN(requested_at) AS requested_at, MIN(clashing_contact_id) AS clashing_contact_id
+    FROM q GROUP BY request_id, object_type, object_id
 ), p AS (
     SELECT r.*,
            FIRST_VALUE(r.request_id) OVER (
-               PARTITION BY r.contact_id ORDER BY r.requested_at, r.request_id
+               PARTITION BY r.object_type, r.object_id ORDER BY r.requested_at, r.request_id
            ) AS first_request_id
     FROM r WHERE 1 = 1 {not_terminal}
 )
-SELECT p.request_id, p.contact_id, p.requested_by, p.reason, p.requested_at,
-       p.first_request_id, a.request_id AS archived_under
+SELECT p.request_id, p.object_type, p.object_id, p.requested_by, p.reason, p.requested_at,
+       p.first_request_id, a.request_id AS archived_under, p.clashing_contact_id
 FROM p {archived_join}
 """
 
 
-# The order requests are handled in, by their identity: id, then contact (NULL sorts as '').
-_PAGE_CONTACT = "COALESCE(pending.contact_id, '')"
-_PAGE_ORDER = f"pending.request_id, {_PAGE_CONTACT}"
+# The order requests are handled in, by their identity: id, type, then record id (NULL sorts
+# as '').
+_PAGE_RECORD = "COALESCE(pending.object_id, '')"
+_PAGE_ORDER = f"pending.request_id, pending.object_type, {_PAGE_RECORD}"
 # The server-side cursor a PostgreSQL stream reads (one per connection, closed with it).
 _STREAM_CURSOR = "routera_archive_pending"
 # DuckDB's memory for the one query of `PendingQueue.summary`: the pending SQL's grouping,
@@ -247,11 +334,14 @@ _STREAM_CURSOR = "routera_archive_pending"
 SUMMARY_MEMORY_LIMIT = "100MB"
 # What settles a pending request (`settled_without_call`'s inputs), as columns of `pending_sql`.
 _STANDING = (
-    "pending.contact_id, pending.first_request_id <> pending.request_id AS duplicate, "
+    "pending.object_type, pending.object_id, pending.clashing_contact_id, "
+    "pending.first_request_id <> pending.request_id AS duplicate, "
     f"CASE WHEN pending.archived_under IS NULL THEN {Archived.NO:d} "
     f"WHEN pending.archived_under = pending.request_id THEN {Archived.UNDER_THIS_REQUEST:d} "
     f"ELSE {Archived.UNDER_ANOTHER:d} END AS archived"
 )
+# The width of a row of `pending_sql`.
+_PENDING_WIDTH = 9
 
 
 def _summary_sql(base: str, limit: int | None, shown: int) -> str:
@@ -260,20 +350,24 @@ def _summary_sql(base: str, limit: int | None, shown: int) -> str:
     (`settled_without_call`'s inputs) and by whether they fall within the first `limit`.
 
     Its result is a few hundred rows however long the queue, so nothing big is held, neither
-    by DuckDB (which keeps a whole result before the first fetch) nor in Python. An id that is
-    plain (`ids.PLAIN_CONTACT_ID`, valid for certain) is counted in its group; any other id
-    gets a group of its own, so that Python decides it. DuckDB's SQL (`regexp_full_match`).
+    by DuckDB (which keeps a whole result before the first fetch) nor in Python. A request that
+    is plain (a type's exact name, no clashing `contact_id`, an id matching
+    `ids.PLAIN_CONTACT_ID`: valid for certain) is counted in its group; any other gets a group
+    of its own, so that Python decides it. DuckDB's SQL (`regexp_full_match`).
     """
+    kinds = ", ".join(f"'{kind.value}'" for kind in ObjectType)
     plain = (
-        f"COALESCE(regexp_full_match(pending.contact_id, '{PLAIN_CONTACT_ID}') AND "
-        f"pending.contact_id NOT IN ({', '.join(repr(dot) for dot in DOT_SEGMENTS)}), FALSE)"
+        f"COALESCE(pending.object_type IN ({kinds}) AND pending.clashing_contact_id IS NULL "
+        f"AND regexp_full_match(pending.object_id, '{PLAIN_CONTACT_ID}') AND "
+        f"pending.object_id NOT IN ({', '.join(repr(dot) for dot in DOT_SEGMENTS)}), FALSE)"
     )
     planned = (
         "TRUE" if limit is None else f"ROW_NUMBER() OVER (ORDER BY {_PAGE_ORDER}) <= {int(limit)}"
     )
     first_rows = shown if limit is None else min(shown, limit)
+    group_width = 8  # part, planned, duplicate, archived, count, type, id, clash
     shown_part = (
-        f"SELECT 'shown' AS part, NULL, NULL, NULL, NULL, NULL, shown.* FROM ("
+        f"SELECT 'shown' AS part, {', '.join(['NULL'] * (group_width - 1))}, shown.* FROM ("
         f"SELECT * FROM pending ORDER BY {_PAGE_ORDER} LIMIT {int(first_rows)}) shown "
         "UNION ALL "
         if first_rows > 0
@@ -285,10 +379,12 @@ standing AS (
     SELECT {_STANDING}, {plain} AS plain, {planned} AS planned
     FROM pending
 )
-{shown_part}SELECT 'group', planned, duplicate, archived, COUNT(*), MIN(contact_id),
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL
+{shown_part}SELECT 'group', planned, duplicate, archived, COUNT(*), object_type,
+       MIN(object_id), MIN(clashing_contact_id), {", ".join(["NULL"] * _PENDING_WIDTH)}
 FROM standing
-GROUP BY planned, duplicate, archived, plain, CASE WHEN plain THEN NULL ELSE contact_id END
+GROUP BY planned, duplicate, archived, plain, object_type,
+         CASE WHEN plain THEN NULL ELSE object_id END,
+         CASE WHEN plain THEN NULL ELSE clashing_contact_id END
 """
 
 
@@ -352,18 +448,16 @@ class PendingQueue:
         *,
         queue_table: str = QUEUE_TABLE,
         log_table: str = LOG_TABLE,
-        archives_table: str = ARCHIVES_TABLE,
         shard: Shard | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._shard = shard
         self._client: Any = None
-        # Whether the SQL of the latest page finds contacts in `contact_archives`
-        # (`archived_under`): only then may a run forget the contacts whose records it loaded.
-        self.recognises_loaded_archives = False
+        # The types whose audit table the SQL of the latest page joins (`archived_under`):
+        # only for those may a run forget the records it loaded.
+        self.recognised_types: frozenset[ObjectType] = frozenset()
         self._queue_table = queue_table
         self._log_table = log_table
-        self._archives_table = archives_table
 
     def _sql_client(self) -> Any:
         """One sql_client for every query of this queue, made at the first one.
@@ -378,13 +472,8 @@ class PendingQueue:
 
     def _columns(self, table: str) -> set[str] | None:
         """The lower-cased column names of `table`, or None when it does not exist."""
-        try:
-            with self._sql_client() as client:
-                name = client.make_qualified_table_name(table)
-                with client.execute_query(f"SELECT * FROM {name} WHERE 1 = 0") as cursor:
-                    return {col[0].lower() for col in cursor.description}
-        except DatabaseUndefinedRelation:
-            return None
+        with self._sql_client() as client:
+            return stored_columns(client, table)
 
     def _pending_sql(self) -> str:
         queue_columns = self._columns(self._queue_table)
@@ -392,34 +481,38 @@ class PendingQueue:
             raise QueueError(
                 f"there is no queue table `{self._queue_table}` in dataset "
                 f"`{self._pipeline.dataset_name}`: add ids with `routera-archive enqueue`, or "
-                "create the table with at least a `contact_id` column"
+                "create the table with at least a `contact_id` column (or `object_type` and "
+                "`object_id`)"
             )
-        if "contact_id" not in queue_columns:
+        if not queue_columns & set(ID_COLUMNS):
             raise QueueError(
-                f"the queue table `{self._queue_table}` has no `contact_id` column "
-                f"(it has: {', '.join(sorted(queue_columns)) or 'no columns'})"
+                f"the queue table `{self._queue_table}` has neither a `contact_id` nor an "
+                f"`object_id` column (it has: {', '.join(sorted(queue_columns)) or 'no columns'})"
             )
-        log_columns = self._columns(self._log_table)
-        archives_columns = self._columns(self._archives_table)
+        log_columns = self._columns(self._log_table) or set()
+        found: dict[ObjectType, str] = {}
         with self._sql_client() as client:
             queue = client.make_qualified_table_name(self._queue_table)
             log = client.make_qualified_table_name(self._log_table)
-            archives = client.make_qualified_table_name(self._archives_table)
+        for kind in ObjectType:
+            columns = self._columns(kind.table)
+            if columns is not None and {"id", "request_id"} <= columns:
+                with self._sql_client() as client:
+                    found[kind] = client.make_qualified_table_name(kind.table)
         destination = self._pipeline.destination.destination_name
         shape = QueueShape(
             queue,
             log,
-            archives,
+            found,
             queue_columns=frozenset(queue_columns),
-            log_is_ready=log_columns is not None and {"request_id", "status"} <= log_columns,
-            finds_archives=archives_columns is not None
-            and {"id", "request_id"} <= archives_columns,
+            log_is_ready={"request_id", "status"} <= log_columns,
+            log_is_typed={"object_type", "object_id"} <= log_columns,
             # BigQuery and Databricks spell the text type STRING; the rest is portable.
             text_type="STRING" if destination in ("bigquery", "databricks") else "VARCHAR",
             # dlt's DuckDB writer drops NUL from text (see `pending_sql`).
             nul_stand_in=destination in ("duckdb", "motherduck"),
         )
-        self.recognises_loaded_archives = shape.finds_archives
+        self.recognised_types = frozenset(found)
         return pending_sql(shape)
 
     def count(self) -> int:
@@ -449,14 +542,16 @@ class PendingQueue:
         summary = PendingSummary()
         if limit is None and shown == 0:
             for standing in self._standing(batch_size):
-                for contact_id, duplicate, archived in standing:
-                    summary.add(settled_without_call(contact_id, archived, duplicate), True)
+                for queued, duplicate, archived in standing:
+                    summary.add(settled_without_call(queued, archived, duplicate), True)
             return summary
         for rows in self.stream(batch_size):
             for row in rows:
-                request_id, contact_id, first, archived_under = self.identity(row)
+                identity = self.identity(row)
                 settled = settled_without_call(
-                    contact_id, Archived.of(archived_under, request_id), first != request_id
+                    identity.queued,
+                    Archived.of(identity.archived_under, identity.request_id),
+                    identity.first_request_id != identity.request_id,
                 )
                 planned = limit is None or summary.pending < limit
                 summary.add(settled, planned)
@@ -479,27 +574,30 @@ class PendingQueue:
                 logger.warning("the pending summary ran out of DuckDB's bounded memory: %s", exc)
                 rows = client.execute_sql(sql)
         summary = PendingSummary()
-        for part, planned, duplicate, archived, count, contact_id, *row in rows or ():
+        for part, planned, duplicate, archived, count, kind, object_id, clash, *row in rows or ():
             if part == "shown":
                 summary.shown.append(tuple(row))
                 continue
-            settled = settled_without_call(_text(contact_id), Archived(archived), duplicate)
+            queued = Queued(str(kind), _text(object_id), _text(clash))
+            settled = settled_without_call(queued, Archived(archived), duplicate)
             summary.add(settled, bool(planned), int(count))
-        summary.shown.sort(key=lambda row: (str(row[0]), _text(row[1]) or ""))
+        summary.shown.sort(key=lambda row: (str(row[0]), str(row[1]), _text(row[2]) or ""))
         return summary
 
-    def _standing(self, batch_size: int) -> Iterator[list[tuple[str | None, bool, Archived]]]:
+    def _standing(self, batch_size: int) -> Iterator[list[tuple[Queued, bool, Archived]]]:
         """Every pending request (in this shard) as what settles it, unordered, read
         `batch_size` rows at a time from one query of only those columns."""
         sql = f"SELECT {_STANDING} FROM ({self._pending_sql()}) pending"
         with self._sql_client() as client, client.execute_query(sql) as cursor:
             while rows := cursor.fetchmany(batch_size):
                 batch = []
-                for contact_id, duplicate, archived in rows:
-                    contact = _text(contact_id)
-                    if self._shard is not None and not self._shard.owns(contact):
+                for kind, object_id, clash, duplicate, archived in rows:
+                    queued = Queued(str(kind), _text(object_id), _text(clash))
+                    if self._shard is not None and not self._shard.owns(
+                        queued.object_id, queued.object_type
+                    ):
                         continue
-                    batch.append((contact, bool(duplicate), Archived(archived)))
+                    batch.append((queued, bool(duplicate), Archived(archived)))
                 yield batch
 
     def stream(self, batch_size: int) -> Iterator[Sequence[Sequence[Any]]]:
@@ -524,9 +622,13 @@ class PendingQueue:
             batches = _fetch_many(client, sql, batch_size)
         for rows in batches:
             if self._shard is not None:
-                rows = [row for row in rows if self._shard.owns(_text(row[1]))]
+                rows = [row for row in rows if self._owns(row)]
             if rows:
                 yield rows
+
+    def _owns(self, row: Sequence[Any]) -> bool:
+        shard = self._shard
+        return shard is None or shard.owns(_text(row[2]), str(row[1]))
 
     def pages(self, page_size: int) -> Iterator[list[PendingRequest]]:
         """Pending requests in `request_id` order, `page_size` at a time.
@@ -541,37 +643,50 @@ class PendingQueue:
         return self._read_pages(self._sql_client(), base, page_size)
 
     def _read_pages(self, client: Any, base: str, page_size: int) -> Iterator[list[PendingRequest]]:
-        contact = _PAGE_CONTACT
-        last: tuple[str, str] | None = None
+        record = _PAGE_RECORD
+        last: tuple[str, str, str] | None = None
         while True:
             if last is not None:
                 base = self._pending_sql()
-            after = f"pending.request_id > %s OR (pending.request_id = %s AND {contact} > %s)"
+            after = (
+                "pending.request_id > %s OR (pending.request_id = %s AND "
+                f"(pending.object_type > %s OR (pending.object_type = %s AND {record} > %s)))"
+            )
             where = "" if last is None else f"WHERE {after}"
             sql = (
                 f"SELECT * FROM ({base}) pending {where} "
                 f"ORDER BY {_PAGE_ORDER} LIMIT {int(page_size)}"
             )
-            params = () if last is None else (last[0], last[0], last[1])
+            params = () if last is None else (last[0], last[0], last[1], last[1], last[2])
             with client:
                 rows = client.execute_sql(sql, *params)
             if not rows:
                 return
             page = [self._to_pending(row) for row in rows]
-            last = (page[-1].request.request_id, page[-1].request.object_id or "")
+            final = page[-1]
+            queued = final.queued
+            last = (final.request.request_id, queued.object_type, queued.object_id or "")
             if self._shard is not None:
-                page = [item for item in page if self._shard.owns(item.request.object_id)]
+                page = [
+                    item
+                    for item in page
+                    if self._shard.owns(item.queued.object_id, item.queued.object_type)
+                ]
             if page:
                 yield page
             if len(rows) < page_size:
                 return
 
     @staticmethod
-    def identity(row: Sequence[Any]) -> tuple[str, str | None, str, str | None]:
-        """What settles a row of `pending_sql` without a call: its request id, its contact id,
-        the first pending request for its contact, and the request its contact is archived
-        under (as `to_pending` reads them, without the objects)."""
-        return str(row[0]), _text(row[1]), str(row[5]), _text(row[6])
+    def identity(row: Sequence[Any]) -> "Identity":
+        """What settles a row of `pending_sql` without a call (as `to_pending` reads it,
+        without the objects)."""
+        return Identity(
+            request_id=str(row[0]),
+            queued=Queued(str(row[1]), _text(row[2]), _text(row[8])),
+            first_request_id=str(row[6]),
+            archived_under=_text(row[7]),
+        )
 
     @staticmethod
     def to_pending(row: Sequence[Any]) -> PendingRequest:
@@ -580,16 +695,38 @@ class PendingQueue:
 
     @staticmethod
     def _to_pending(row: Any) -> PendingRequest:
-        request_id, contact_id, requested_by, reason, requested_at, first, prior = row
+        (request_id, kind, object_id, requested_by, reason, requested_at, first, prior, clash) = row
+        queued = Queued(str(kind), _text(object_id), _text(clash))
+        parsed = parse_object_type(queued.object_type)
+        known = None if isinstance(parsed, NotAnObjectType) else parsed
         request = ArchiveRequest(
             request_id=str(request_id),
-            object_id=None if contact_id is None else str(contact_id),
-            requested_by=None if requested_by is None else str(requested_by),
-            reason=None if reason is None else str(reason),
+            object_type=known,
+            object_id=queued.object_id,
+            requested_by=_text(requested_by),
+            reason=_text(reason),
             requested_at=_coerce_requested_at(requested_at),
+            queued_type=None if known is not None else queued.object_type,
+            # Only what is wrong with the row itself: an id the API refuses by its own rules
+            # is the archiver's to word (`validate_object_id`), as before.
+            queue_problem=(
+                invalid_reason(queued)
+                if known is None or queued.clashing_contact_id is not None
+                else None
+            ),
         )
         return PendingRequest(
             request=request,
+            queued=queued,
             first_request_id=str(first),
-            archived_under=None if prior is None else str(prior),
+            archived_under=_text(prior),
         )
+
+
+class Identity(NamedTuple):
+    """What settles a row of `pending_sql` without a call (`settled_without_call`)."""
+
+    request_id: str
+    queued: Queued
+    first_request_id: str
+    archived_under: str | None

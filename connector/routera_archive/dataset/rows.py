@@ -1,4 +1,4 @@
-"""Outcomes become rows: one `archive_log` row per outcome, one `contact_archives` row per record.
+"""Outcomes become rows: one `archive_log` row per outcome, one audit row per record.
 
 The record's fields go in flat and as received (custom fields become their own columns); only
 `archived` is replaced by its parsed timestamp, so the column is typed and never gets a variant.
@@ -11,6 +11,7 @@ from typing import Any
 
 from routera_archive.dataset.fields import AUDIT_META_COLUMNS, FieldColumns
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, parse_api_timestamp
+from routera_archive.objects import ObjectType
 from routera_archive.redaction import scrub
 from routera_archive.values import NUL_STAND_IN, storable_text
 
@@ -34,12 +35,17 @@ def _told(text: str | None) -> str | None:
     return None if text is None else _visible(scrub(text))
 
 
-# A request as `archive_log` identifies it: its id and its contact, as the log holds them.
-RequestKey = tuple[str, str | None]
+# A request as `archive_log` identifies it: its id, its type and its record's id, as the log
+# holds them (`log_row`).
+RequestKey = tuple[str, str, str | None]
 
 
 def request_key(request: ArchiveRequest) -> RequestKey:
-    return (_visible(request.request_id) or "", _visible(request.object_id))
+    return (
+        _visible(request.request_id) or "",
+        _visible(request.type_name) or "",
+        _visible(request.object_id),
+    )
 
 
 def log_row(outcome: ArchiveOutcome, run_id: str) -> dict[str, Any]:
@@ -48,8 +54,13 @@ def log_row(outcome: ArchiveOutcome, run_id: str) -> dict[str, Any]:
     return {
         "outcome_id": outcome.outcome_id,
         "request_id": _visible(request.request_id),
-        # The log's id column keeps its name until it has one for every type (issue 14).
-        "contact_id": _visible(request.object_id),
+        # `contact_id` as before types existed, for a contact only; every request's id is in
+        # `object_id`, its type (as queued, for one that names no type) in `object_type`.
+        "contact_id": (
+            _visible(request.object_id) if request.object_type is ObjectType.CONTACTS else None
+        ),
+        "object_type": _visible(request.type_name),
+        "object_id": _visible(request.object_id),
         "status": outcome.status.value,
         "http_status": outcome.http_status,
         "error": _told(outcome.error),
@@ -66,17 +77,21 @@ def log_row(outcome: ArchiveOutcome, run_id: str) -> dict[str, Any]:
     }
 
 
+def _kind(outcome: ArchiveOutcome) -> ObjectType:
+    return outcome.request.object_type or ObjectType.CONTACTS
+
+
 def audit_row(
     outcome: ArchiveOutcome, run_id: str, columns: FieldColumns | None = None
 ) -> dict[str, Any] | None:
-    """The `contact_archives` row of one outcome, or None when it carries no record.
+    """The audit row of one outcome (for its type's table), or None when it carries no record.
 
     Without `columns` the assignments start from scratch (fine for one-off use; the runner
     passes the dataset's own so they stay stable across runs).
     """
     if outcome.record is None:
         return None
-    columns = columns if columns is not None else FieldColumns()
+    columns = columns if columns is not None else FieldColumns(object_type=_kind(outcome))
     contact_id = str(outcome.record.get("id"))
     row: dict[str, Any] = {}
     for key, value in outcome.record.items():

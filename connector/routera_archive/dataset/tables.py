@@ -1,8 +1,9 @@
 """What the connector writes to the destination: the audit tables' columns, resources and sources.
 
-`contact_archives` is merged with the `insert-only` strategy on the contact `id`: a record that
-reaches the trail twice (a recovery after a crash, the same contact requested again) keeps its
-first row, with its original answer, and no second row appears. `audit_trail(build_audit_rows(
+Each type's audit table (`contact_archives`, `company_archives`, ...: `ObjectType.table`) is
+merged with the `insert-only` strategy on the record's `id`: a record that reaches the trail
+twice (a recovery after a crash, the same record requested again) keeps its first row, with its
+original answer, and no second row appears. `audit_trail(build_audit_rows(
 outcomes, ...))` loads outcomes that were already archived; the runner uses it to load chunk by
 chunk while the next chunk is being archived.
 """
@@ -15,11 +16,10 @@ import dlt
 from dlt.common.schema.typing import TColumnSchema, TMergeDispositionDict, TSchemaContractDict
 from dlt.extract.resource import DltResource
 
-from routera_archive.dataset.fields import FieldColumns
+from routera_archive.dataset.fields import FieldColumnsByType
 from routera_archive.dataset.rows import audit_row, log_row
 from routera_archive.models import ArchiveOutcome
 from routera_archive.names import (
-    ARCHIVES_TABLE,
     FIELDS_TABLE,
     LOG_TABLE,
     QUEUE_SCHEMA_NAME,
@@ -27,14 +27,10 @@ from routera_archive.names import (
     RUNS_TABLE,
     SOURCE_NAME,
 )
+from routera_archive.objects import ObjectType
 
-ARCHIVES_COLUMNS: dict[str, TColumnSchema] = {
-    "id": {"data_type": "text", "nullable": False},
-    "external_id": {"data_type": "text"},
-    "first_name": {"data_type": "text"},
-    "last_name": {"data_type": "text"},
-    "email": {"data_type": "text"},
-    "contact_owner": {"data_type": "text"},
+# The columns every type's audit table has: the record's stamps, then ours.
+_AUDIT_COLUMNS: dict[str, TColumnSchema] = {
     "archived": {"data_type": "timestamp", "nullable": False},
     "archived_by": {"data_type": "text"},
     "created_at": {"data_type": "timestamp"},
@@ -50,10 +46,31 @@ ARCHIVES_COLUMNS: dict[str, TColumnSchema] = {
     "snapshot_response": {"data_type": "text"},
 }
 
+
+def archives_columns(object_type: ObjectType) -> dict[str, TColumnSchema]:
+    """A type's audit table: `id`, its documented fields as text, then the shared columns."""
+    documented = sorted(
+        object_type.default_properties - set(_AUDIT_COLUMNS) - {"id", "external_id"}
+    )
+    return {
+        "id": {"data_type": "text", "nullable": False},
+        "external_id": {"data_type": "text"},
+        **{name: {"data_type": "text"} for name in documented},
+        **_AUDIT_COLUMNS,
+    }
+
+
+ARCHIVES_COLUMNS: dict[str, TColumnSchema] = archives_columns(ObjectType.CONTACTS)
+"""`contact_archives`'s declared columns (each type's: `archives_columns`)."""
+
 LOG_COLUMNS: dict[str, TColumnSchema] = {
     "outcome_id": {"data_type": "text", "nullable": False},
     "request_id": {"data_type": "text", "nullable": False},
+    # A contact's id, as before types existed (NULL for the other types: `object_id`).
     "contact_id": {"data_type": "text"},
+    # Absent from rows the previous release wrote: those are contacts, their id `contact_id`.
+    "object_type": {"data_type": "text"},
+    "object_id": {"data_type": "text"},
     "status": {"data_type": "text", "nullable": False},
     "http_status": {"data_type": "bigint"},
     "error": {"data_type": "text"},
@@ -72,6 +89,8 @@ LOG_COLUMNS: dict[str, TColumnSchema] = {
 QUEUE_COLUMNS: dict[str, TColumnSchema] = {
     "request_id": {"data_type": "text"},
     "contact_id": {"data_type": "text"},
+    "object_type": {"data_type": "text"},
+    "object_id": {"data_type": "text"},
     "requested_by": {"data_type": "text"},
     "reason": {"data_type": "text"},
     "requested_at": {"data_type": "timestamp"},
@@ -79,12 +98,18 @@ QUEUE_COLUMNS: dict[str, TColumnSchema] = {
 
 FIELDS_COLUMNS: dict[str, TColumnSchema] = {
     "field_key": {"data_type": "text", "nullable": False},
+    # Part of the key with `field_key` (each type's table has its own columns); NULL in rows
+    # the previous release wrote, which are contacts'. Nullable, so that it can be added to a
+    # table that has rows.
+    "object_type": {"data_type": "text", "nullable": True},
     "column_name": {"data_type": "text", "nullable": False},
     "renamed": {"data_type": "bool"},
     "first_seen_at": {"data_type": "timestamp"},
     "first_seen_run_id": {"data_type": "text"},
     "first_seen_contact_id": {"data_type": "text"},
+    "first_seen_object_id": {"data_type": "text"},
 }
+FIELDS_KEY = ("object_type", "field_key")
 
 RUNS_COLUMNS: dict[str, TColumnSchema] = {
     "run_id": {"data_type": "text", "nullable": False},
@@ -122,7 +147,7 @@ INSERT_ONLY: TMergeDispositionDict = {"disposition": "merge", "strategy": "inser
 def insert_only(
     rows: list[dict[str, Any]],
     table: str,
-    key: str,
+    key: str | tuple[str, ...],
     columns: dict[str, TColumnSchema],
 ) -> DltResource:
     """An audit table's resource: merged insert-only on `key`, nothing nested (a record's
@@ -167,64 +192,88 @@ def run_history(rows: Sequence[dict[str, Any]]) -> DltResource:
 class AuditRows:
     """The rows of one load, built once so a retried load writes exactly the same rows."""
 
-    archives: list[dict[str, Any]]
+    # Each type's audit rows, for its own table (`ObjectType.table`).
+    archives: dict[ObjectType, list[dict[str, Any]]]
     log: list[dict[str, Any]]
     fields: list[dict[str, Any]]
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """Every audit row of the load, whatever its type."""
+        return [row for rows in self.archives.values() for row in rows]
 
     def held_back(self, reason: str) -> "AuditRows":
         """The same rows with each record's own fields left out of its columns, for a load the
         destination refused because of them: `raw_response` keeps every value, the documented
         fields and ours stay, and `fields_held_back` says why. Every record still reaches the
         trail, so no log row says `archived` for a record the trail does not hold."""
-        archives = [
-            {key: value for key, value in row.items() if key in ARCHIVES_COLUMNS}
-            | {HELD_BACK_COLUMN: reason}
-            for row in self.archives
-        ]
+        archives = {
+            kind: [
+                {key: value for key, value in row.items() if key in archives_columns(kind)}
+                | {HELD_BACK_COLUMN: reason}
+                for row in rows
+            ]
+            for kind, rows in self.archives.items()
+        }
         return AuditRows(archives=archives, log=self.log, fields=[])
 
 
 def build_audit_rows(
-    outcomes: Sequence[ArchiveOutcome], run_id: str, columns: FieldColumns | None = None
+    outcomes: Sequence[ArchiveOutcome], run_id: str, columns: FieldColumnsByType | None = None
 ) -> AuditRows:
-    """One log row per outcome, one audit row per contact, one row per newly seen field key."""
-    columns = columns if columns is not None else FieldColumns()
-    first_per_contact: dict[str, dict[str, Any]] = {}
+    """One log row per outcome, one audit row per record (in its type's table), one row per
+    newly seen field key of a type."""
+    columns = columns if columns is not None else FieldColumnsByType()
+    first_per_record: dict[ObjectType, dict[str, dict[str, Any]]] = {}
     for outcome in outcomes:
-        row = audit_row(outcome, run_id, columns)
+        kind = outcome.request.object_type
+        if kind is None or outcome.record is None:
+            continue
+        row = audit_row(outcome, run_id, columns.of(kind))
         if row is not None:
             # insert-only merge does not de-duplicate within one load: keep the first record.
-            first_per_contact.setdefault(str(row["id"]), row)
+            first_per_record.setdefault(kind, {}).setdefault(str(row["id"]), row)
     fields = [
         {
             "field_key": field.field_key,
+            "object_type": field.object_type.value,
             "column_name": field.column_name,
             "renamed": field.renamed,
             "first_seen_at": field.first_seen_at,
             "first_seen_run_id": field.first_seen_run_id,
-            "first_seen_contact_id": field.first_seen_contact_id,
+            "first_seen_contact_id": (
+                field.first_seen_contact_id if field.object_type is ObjectType.CONTACTS else None
+            ),
+            "first_seen_object_id": field.first_seen_contact_id,
         }
         for field in columns.take_new()
     ]
     return AuditRows(
-        archives=list(first_per_contact.values()),
+        archives={kind: list(rows.values()) for kind, rows in first_per_record.items()},
         log=[log_row(outcome, run_id) for outcome in outcomes],
         fields=fields,
     )
 
 
-# Values a new field or a changed type cannot add to `contact_archives` under a frozen or
+# Values a new field or a changed type cannot add to an audit table under a frozen or
 # discarding contract are dropped from the columns only: `raw_response` keeps them.
 HOLD_BACK_CONTRACT: TSchemaContractDict = {"columns": "discard_value", "data_type": "discard_value"}
 
 
 @dlt.source(name=SOURCE_NAME, section=SOURCE_NAME, max_table_nesting=0)
-def audit_trail(
-    rows: AuditRows, hold_back_new_fields: bool = False
-) -> tuple[DltResource, DltResource, DltResource]:
-    """The audit tables' rows of outcomes that are already known."""
-    archives = insert_only(rows.archives, ARCHIVES_TABLE, "id", ARCHIVES_COLUMNS)
-    if hold_back_new_fields:
-        archives.apply_hints(schema_contract=HOLD_BACK_CONTRACT)
-    log = insert_only(rows.log, LOG_TABLE, "outcome_id", LOG_COLUMNS)
-    return archives, log, insert_only(rows.fields, FIELDS_TABLE, "field_key", FIELDS_COLUMNS)
+def audit_trail(rows: AuditRows, hold_back_new_fields: bool = False) -> list[DltResource]:
+    """The audit tables' rows of outcomes that are already known: `contact_archives` always
+    (as before types existed), another type's table only with rows of its own, so that a
+    dataset holds the tables of the types it archived."""
+    resources = []
+    for kind in ObjectType:
+        records = rows.archives.get(kind, [])
+        if kind is not ObjectType.CONTACTS and not records:
+            continue
+        archives = insert_only(records, kind.table, "id", archives_columns(kind))
+        if hold_back_new_fields:
+            archives.apply_hints(schema_contract=HOLD_BACK_CONTRACT)
+        resources.append(archives)
+    resources.append(insert_only(rows.log, LOG_TABLE, "outcome_id", LOG_COLUMNS))
+    resources.append(insert_only(rows.fields, FIELDS_TABLE, FIELDS_KEY, FIELDS_COLUMNS))
+    return resources

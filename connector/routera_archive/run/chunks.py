@@ -13,13 +13,12 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 
 from routera_archive.dataset.destination import is_data_failure, refusal_reason
-from routera_archive.dataset.fields import FieldColumns
+from routera_archive.dataset.fields import FieldColumnsByType
 from routera_archive.dataset.loading import load_fresh, schema_columns
 from routera_archive.dataset.tables import AuditRows, audit_trail, build_audit_rows
 from routera_archive.errors import LocalStorageError, LockLostError, RouteraArchiveError
 from routera_archive.journal import OutcomeJournal
 from routera_archive.models import ArchiveOutcome, Status
-from routera_archive.names import ARCHIVES_TABLE
 from routera_archive.run.failures import typed_error
 from routera_archive.run.result import MAX_FAILURES_KEPT, RunObserver, RunReport
 
@@ -68,7 +67,7 @@ def load_rows(
         if not is_data_failure(exc):
             raise
         reason = f"the destination refused this record's fields: {refusal_reason(exc)}"
-        logger.warning("%s; loading %d records without them", reason, len(rows.archives))
+        logger.warning("%s; loading %d records without them", reason, len(rows.records))
         logger.debug("the refused load", exc_info=exc)
         pipeline.abort_packages()
         return load_fresh(pipeline, audit_trail(rows.held_back(reason), hold_back)), reason
@@ -85,7 +84,7 @@ class ChunkSink:
         chunk_size: int,
         observer: RunObserver,
         *,
-        columns: FieldColumns,
+        columns: FieldColumnsByType,
         hold_back: bool,
         may_load: Callable[[], bool] = lambda: True,
     ) -> None:
@@ -106,9 +105,9 @@ class ChunkSink:
         self._loader = ThreadPoolExecutor(1, "routera-loader", lower_this_threads_priority)
         # Why loading stopped: no chunk is loaded after it (the run stops, the journal stays).
         self.load_error: RouteraArchiveError | None = None
-        # (contact id, request id) of the records loaded since the run last took them: the
-        # contacts are in `contact_archives` now, where the queue's SQL finds them.
-        self.loaded: list[tuple[str | None, str]] = []
+        # ((type, id), request id) of the records loaded since the run last took them: they
+        # are in their types' audit tables now, where the queue's SQL finds them.
+        self.loaded: list[tuple[tuple[str, str], str]] = []
 
     async def add(self, outcome: ArchiveOutcome, *, journaled: bool = False) -> None:
         """Take one outcome; `journaled` when the call worker's journal already holds it."""
@@ -118,7 +117,7 @@ class ChunkSink:
             except OSError as exc:  # the run stops: see LocalStorageError
                 raise LocalStorageError.of(exc, self.journal.path) from exc
         self.report.counts[outcome.status.value] += 1
-        if outcome.record is not None:
+        if outcome.record is not None and outcome.request.object_type is not None:
             self.report.note_record(outcome.record, outcome.request.object_type)
         if outcome.status is Status.FAILED and len(self.report.failures) < MAX_FAILURES_KEPT:
             self.report.failures.append(
@@ -190,12 +189,14 @@ class ChunkSink:
             else:
                 logger.info("loaded %d outcomes (load ids %s)", len(chunk), info.loads_ids)
                 if held_back is not None:
-                    self.report.note_held_back([str(row["id"]) for row in rows.archives], held_back)
+                    self.report.note_held_back([str(row["id"]) for row in rows.records], held_back)
                 self.observer.on_loaded(len(chunk))
                 self.loaded.extend(
-                    (outcome.request.object_id, outcome.request.request_id)
+                    ((outcome.request.type_name, outcome.request.object_id), request_id)
                     for outcome in chunk
                     if outcome.record is not None
+                    and outcome.request.object_id is not None
+                    and (request_id := outcome.request.request_id)
                 )
                 return
 
@@ -207,16 +208,18 @@ class ChunkSink:
                 report.renamed_fields[field_row["field_key"]] = field_row["column_name"]
         if not self.hold_back:
             return
-        existing = schema_columns(self.pipeline).get(ARCHIVES_TABLE)
-        if existing is None:  # the first load creates the table with every column it brings
-            return
-        for row in rows.archives:
-            for column in row.keys() - existing:
-                if row[column] is not None and column not in report.held_back_fields:
-                    report.held_back_fields.append(column)
+        stored = schema_columns(self.pipeline)
+        for kind, records in rows.archives.items():
+            existing = stored.get(kind.table)
+            if existing is None:  # the first load creates the table with every column it brings
+                continue
+            for row in records:
+                for column in row.keys() - existing:
+                    if row[column] is not None and column not in report.held_back_fields:
+                        report.held_back_fields.append(column)
 
-    def take_loaded(self) -> list[tuple[str | None, str]]:
-        """The records loaded since the last call (contact id, request id), once each."""
+    def take_loaded(self) -> list[tuple[tuple[str, str], str]]:
+        """The records loaded since the last call ((type, id), request id), once each."""
         loaded, self.loaded = self.loaded, []
         return loaded
 

@@ -30,13 +30,19 @@ from routera_archive.calls.callers import (
 )
 from routera_archive.config import RouteraSourceConfig, as_resolved
 from routera_archive.dataset.destination import is_data_failure, refusal_reason
-from routera_archive.dataset.fields import FieldColumns
+from routera_archive.dataset.fields import FieldColumnsByType
 from routera_archive.dataset.kept_open import KeptOpen
-from routera_archive.dataset.loading import load_fresh, load_pending_packages, schema_columns
+from routera_archive.dataset.loading import (
+    load_fresh,
+    load_pending_packages,
+    schema_columns,
+    stored_columns,
+)
 from routera_archive.dataset.lock import RunLock, dataset_lock
-from routera_archive.dataset.outcomes import is_terminal
+from routera_archive.dataset.outcomes import is_terminal, logged_id, logged_type
 from routera_archive.dataset.queue import (
     Archived,
+    Identity,
     PendingQueue,
     PendingRequest,
     PendingTally,
@@ -66,7 +72,8 @@ from routera_archive.journal import (
     read_snapshots,
 )
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status, with_journaled_snapshot
-from routera_archive.names import ARCHIVES_TABLE, FIELDS_TABLE, LOG_TABLE
+from routera_archive.names import FIELDS_TABLE, LOG_TABLE
+from routera_archive.objects import ObjectType
 from routera_archive.run.chunks import ChunkSink, load_rows
 from routera_archive.run.failures import is_unexpected, stopped_by, typed_error
 from routera_archive.run.guardrails import (
@@ -88,6 +95,9 @@ logger = logging.getLogger(__name__)
 # How long a load waits for the lock watch to take a just-lost lock again (a PostgreSQL
 # session to open, under load): past it, the load is refused and the journal keeps it.
 LOCK_REGAIN_WAIT_S = 30.0
+
+# A record as the run remembers it: its type as queued and its id.
+RecordKey = tuple[str, str]
 
 # Pending requests are read this many at a time; independent of the load chunk size.
 QUEUE_PAGE_SIZE = 2000
@@ -134,7 +144,7 @@ class ArchiveRun:
         self._journal_dir = Path(pipeline.working_dir) / "journal"
         # Snapshots crashed runs journaled before DELETEs whose outcomes were lost.
         self._carried: dict[RequestKey, JournaledSnapshot] = {}
-        self.columns = FieldColumns()
+        self.columns = FieldColumnsByType()
         self._to_call = 0
         # Under a frozen or discarding schema contract new fields stay in raw_response only.
         self.hold_back = config.schema_contract != "evolve"
@@ -313,7 +323,7 @@ class ArchiveRun:
                 self.report.aborted_packages += 1
             self.report.loaded_pending_packages = True
         # After the pending packages: they may carry field assignments of their own.
-        self.columns = FieldColumns(
+        self.columns = FieldColumnsByType(
             self._known_field_columns(),
             max_length=pipeline.destination.capabilities().max_column_identifier_length,
         )
@@ -324,7 +334,7 @@ class ArchiveRun:
             done = self._settled_requests([request_key(o.request) for o in outcomes])
             # A terminal log row is not enough for an outcome with a record: the trail must hold
             # the record too (a package can load the log's rows and fail on the record's).
-            held = self._in_trail([str(o.record.get("id")) for o in outcomes if o.record])
+            held = self._in_trail([_record_key(o) for o in outcomes if o.record])
             missing = [
                 o.model_copy(
                     update={
@@ -334,7 +344,7 @@ class ArchiveRun:
                 )
                 for o in outcomes
                 if request_key(o.request) not in done
-                or (o.record is not None and str(o.record.get("id")) not in held)
+                or (o.record is not None and _record_key(o) not in held)
             ]
             if missing:
                 logger.warning(
@@ -345,7 +355,7 @@ class ArchiveRun:
                 rows = build_audit_rows(missing, run_id, self.columns)
                 _, held_back = load_rows(pipeline, rows, self.hold_back)
                 if held_back is not None:
-                    self.report.note_held_back([str(r["id"]) for r in rows.archives], held_back)
+                    self.report.note_held_back([str(r["id"]) for r in rows.records], held_back)
                 self.report.replayed_from_journal += len(missing)
             path.unlink()
 
@@ -368,10 +378,15 @@ class ArchiveRun:
             return outcome
         return with_journaled_snapshot(outcome, carried.body)
 
-    def _in_trail(self, contact_ids: list[str]) -> set[str]:
-        """Which of these contacts `contact_archives` holds a record of."""
-        rows = self._select_where_in(ARCHIVES_TABLE, "id", "", sorted(set(contact_ids)))
-        return {str(row[0]) for row in rows}
+    def _in_trail(self, records: list[tuple[ObjectType, str]]) -> set[tuple[ObjectType, str]]:
+        """Which of these records (type, id) their types' audit tables hold."""
+        found: set[tuple[ObjectType, str]] = set()
+        for kind in ObjectType:
+            ids = sorted({object_id for of_kind, object_id in records if of_kind is kind})
+            if ids:
+                rows = self._select_where_in(kind.table, "id", "", ids)
+                found.update((kind, str(row[0])) for row in rows)
+        return found
 
     def _select_where_in(
         self, table_name: str, columns: str, condition: str, values: list[str]
@@ -395,40 +410,58 @@ class ArchiveRun:
             return []
         return found
 
-    def _known_field_columns(self) -> dict[str, str]:
-        try:
-            with self.pipeline.sql_client() as client:
-                table = client.make_qualified_table_name(FIELDS_TABLE)
-                rows = client.execute_sql(f"SELECT field_key, column_name FROM {table}")
-        except DatabaseUndefinedRelation:
-            return {}
-        return {str(key): str(column) for key, column in rows or ()}
+    def _known_field_columns(self) -> dict[tuple[ObjectType, str], str]:
+        """The key -> column assignments `custom_fields` holds, per type (a row written before
+        types existed is a contact's)."""
+        with self.pipeline.sql_client() as client:
+            columns = stored_columns(client, FIELDS_TABLE)
+            if columns is None:
+                return {}
+            table = client.make_qualified_table_name(FIELDS_TABLE)
+            kind = "object_type" if "object_type" in columns else "NULL"
+            rows = client.execute_sql(f"SELECT {kind}, field_key, column_name FROM {table}")
+        known: dict[tuple[ObjectType, str], str] = {}
+        for object_type, key, column in rows or ():
+            of_kind = ObjectType.CONTACTS if object_type is None else ObjectType(object_type)
+            known[(of_kind, str(key))] = str(column)
+        return known
+
+    def _log_is_typed(self) -> bool:
+        """Whether `archive_log` has `object_type` and `object_id` (not until this release
+        first loads a dataset of the previous one)."""
+        with self.pipeline.sql_client() as client:
+            columns = stored_columns(client, LOG_TABLE) or set()
+        return {"object_type", "object_id"} <= columns
 
     def _settled_requests(self, keys: list[RequestKey]) -> set[RequestKey]:
-        """Which of these requests (id, contact as the log holds them) `archive_log` settled."""
+        """Which of these requests (id, type, record id as the log holds them) `archive_log`
+        settled."""
         if not keys:
             return set()
-        request_ids = sorted({request_id for request_id, _ in keys})
+        request_ids = sorted({request_id for request_id, _, _ in keys})
+        typed = self._log_is_typed()
         rows = self._select_where_in(
-            LOG_TABLE, "request_id, contact_id", f"{is_terminal('l')} AND ", request_ids
+            LOG_TABLE,
+            f"request_id, {logged_type('l', typed=typed)}, {logged_id('l', typed=typed)}",
+            f"{is_terminal('l')} AND ",
+            request_ids,
         )
-        found = {(str(rid), None if cid is None else str(cid)) for rid, cid in rows}
+        found = {
+            (str(rid), str(kind), None if oid is None else str(oid)) for rid, kind, oid in rows
+        }
         return found & set(keys)
 
     # -------------------------------------------------------------- planning
     def _classify(
-        self, item: PendingRequest, handled: dict[str, str] | None
+        self, item: PendingRequest, handled: dict[RecordKey, str] | None
     ) -> ArchiveOutcome | None:
         """The outcome a request gets without any call, or None when it needs the API (the
         decision is `settle_without_call`'s)."""
         request = item.request
-        settled = settle_without_call(
-            request.request_id,
-            request.object_id,
-            item.first_request_id,
-            item.archived_under,
-            handled,
+        identity = Identity(
+            request.request_id, item.queued, item.first_request_id, item.archived_under
         )
+        settled = settle_without_call(identity, handled)
         if settled is None:
             return None
         return ArchiveOutcome(
@@ -452,7 +485,7 @@ class ArchiveRun:
         for status, count in summary.planned.items():
             report.plan_counts["archive" if status is None else status.value] += count
         for row in summary.shown:
-            settled = settle_without_call(*PendingQueue.identity(row), None)
+            settled = settle_without_call(PendingQueue.identity(row), None)
             action = "archive" if settled is None else settled.status.value
             request = PendingQueue.to_pending(row).request
             report.plan.append(
@@ -475,7 +508,7 @@ class ArchiveRun:
             may_load=self._may_load,
         )
         self.observer.on_start(report, to_handle)
-        handled: dict[str, str] = {}
+        handled: dict[RecordKey, str] = {}
         if self._worker is not None and self._to_call == 0 and not self._carried:
             # Nothing to call (what the queue holds is settled without the API): not worth
             # waiting for the worker's start-up. A request added to the queue since the tally
@@ -509,16 +542,15 @@ class ArchiveRun:
             async def needing_calls() -> AsyncIterator[ArchiveRequest]:
                 taken = 0
                 # Records loaded before a page query started, not forgotten yet.
-                loaded: list[tuple[str | None, str]] = []
+                loaded: list[tuple[RecordKey, str]] = []
                 while not self._should_stop(sink):
                     loaded += sink.take_loaded()
                     page = await asyncio.to_thread(next, pages, None)
                     if page is None:
                         return
-                    if queue.recognises_loaded_archives:
-                        # That page's SQL saw those loads whole: it finds their contacts.
-                        _forget_loaded(handled, loaded)
-                        loaded = []
+                    # That page's SQL saw those loads whole: it finds their records, in the
+                    # tables it joined.
+                    loaded = _forget_loaded(handled, loaded, queue.recognised_types)
                     for item in page:
                         if self._should_stop(sink) or (
                             self.options.limit is not None and taken >= self.options.limit
@@ -661,63 +693,88 @@ class Settled(NamedTuple):
     duplicate_of: str | None = None
 
 
-def settle_without_call(
-    request_id: str,
-    contact_id: str | None,
-    first_request_id: str,
-    archived_under: str | None,
-    handled: dict[str, str] | None,
-) -> Settled | None:
-    """How a pending request is settled without any call, or None when it needs the API: an
-    id that can never be valid, a contact already in the trail, or another request's contact.
+def _record_key(outcome: ArchiveOutcome) -> tuple[ObjectType, str]:
+    """The record an outcome carries, as its type's audit table holds it."""
+    record = outcome.record or {}
+    return (outcome.request.object_type or ObjectType.CONTACTS, str(record.get("id")))
 
-    `handled` is the run's memory of the contacts it has sent (contact -> request), which a
+
+def settle_without_call(identity: Identity, handled: dict[RecordKey, str] | None) -> Settled | None:
+    """How a pending request is settled without any call, or None when it needs the API: a
+    row that can never be valid, a record already in the trail, or another request's record.
+
+    `handled` is the run's memory of the records it has sent ((type, id) -> request), which a
     run needs because each of its pages is another query, made after loads and queue writes
     (see `_forget_loaded`); a request it lets through is added to it. A reader of one query
-    passes None: there the SQL's `first_request_id` alone names each contact's one request to
-    call (every request of a contact carries the same one), so the memory would change no
-    verdict, and would cost a dry run of a million contacts a million entries.
+    passes None: there the SQL's `first_request_id` alone names each record's one request to
+    call (every request of a record carries the same one), so the memory would change no
+    verdict, and would cost a dry run of a million records a million entries.
     """
-    first = None if handled is None or contact_id is None else handled.get(contact_id)
-    if first is None and first_request_id != request_id:
-        first = first_request_id
+    request_id, queued = identity.request_id, identity.queued
+    record: RecordKey | None = (
+        None if queued.object_id is None else (queued.object_type, queued.object_id)
+    )
+    first = None if handled is None or record is None else handled.get(record)
+    if first is None and identity.first_request_id != request_id:
+        first = identity.first_request_id
+    archived_under = identity.archived_under
     archived = Archived.of(archived_under, request_id)
-    settled = settled_without_call(contact_id, archived, duplicate=first is not None)
+    settled = settled_without_call(queued, archived, duplicate=first is not None)
     if settled is None:
-        if handled is not None and contact_id is not None:
-            handled[contact_id] = request_id
+        if handled is not None and record is not None:
+            handled[record] = request_id
         return None
     if settled.status is Status.INVALID:
-        return Settled(Status.INVALID, settled.invalid_reason or "invalid contact id")
+        return Settled(Status.INVALID, settled.invalid_reason or "invalid id")
+    word = _word(queued.object_type)
     if archived is Archived.UNDER_THIS_REQUEST:
+        table = ObjectType(queued.object_type).table
         return Settled(
             Status.ARCHIVED,
-            "its record was already in contact_archives; only the log row was missing",
+            f"its record was already in {table}; only the log row was missing",
         )
     if archived is Archived.UNDER_ANOTHER:
         return Settled(
             Status.DUPLICATE,
-            f"contact already archived under request {archived_under}",
+            f"{word} already archived under request {archived_under}",
             archived_under,
         )
-    return Settled(Status.DUPLICATE, f"same contact as request {first}", first)
+    return Settled(Status.DUPLICATE, f"same {word} as request {first}", first)
 
 
-def _forget_loaded(handled: dict[str, str], loaded: list[tuple[str | None, str]]) -> None:
-    """Drop from `handled` the contacts whose records the destination now holds.
+def _word(object_type: str) -> str:
+    """`contact`, `company`, ... for a type a request was settled as (so, a valid one)."""
+    try:
+        return ObjectType(object_type).singular
+    except ValueError:
+        return "record"
 
-    `handled` keeps a later request for a contact from being called while the first one's
+
+def _forget_loaded(
+    handled: dict[RecordKey, str],
+    loaded: list[tuple[RecordKey, str]],
+    recognised: frozenset[ObjectType],
+) -> list[tuple[RecordKey, str]]:
+    """Drop from `handled` the records whose records the destination now holds, and return
+    the loaded records it must remember still.
+
+    `handled` keeps a later request for a record from being called while the first one's
     outcome is not yet loaded, whatever happens to the queue meanwhile (a request added with an
-    earlier `requested_at`, the first one's row removed by a rebuild). A contact whose record
-    is loaded is found by the queue's SQL itself (`archived_under`), so it may be forgotten:
-    only records loaded before a page query started, and only when that query's SQL joins
-    `contact_archives` (`PendingQueue.recognises_loaded_archives`; a first run's first pages
-    cannot). The run's memory then stays bounded by the chunk size instead of growing with
-    every contact archived; contacts without a record (not found) stay remembered.
+    earlier `requested_at`, the first one's row removed by a rebuild). A record that is loaded
+    is found by the queue's SQL itself (`archived_under`), so it may be forgotten: only records
+    loaded before a page query started, and only when that query's SQL joins their type's audit
+    table (`PendingQueue.recognised_types`; a first run's first pages of a type cannot). The
+    run's memory then stays bounded by the chunk size instead of growing with every record
+    archived; records without a row (not found) stay remembered.
     """
-    for contact_id, request_id in loaded:
-        if contact_id is not None and handled.get(contact_id) == request_id:
-            del handled[contact_id]
+    kept: list[tuple[RecordKey, str]] = []
+    names = {kind.value for kind in recognised}
+    for record, request_id in loaded:
+        if record[0] not in names:
+            kept.append((record, request_id))
+        elif handled.get(record) == request_id:
+            del handled[record]
+    return kept
 
 
 __all__ = ["ArchiveRun", "RunObserver", "RunOptions", "RunReport"]

@@ -7,24 +7,25 @@
 -- `cid:<contact_id>` where the queue has none.
 SELECT COUNT(*) AS pending, MIN(pending.requested_at) AS oldest_requested_at
 FROM (WITH q AS (
-    SELECT COALESCE(CAST(q.request_id AS VARCHAR), COALESCE('cid:' || CAST(q.contact_id AS VARCHAR), 'cid-null')) AS request_id, CAST(q.contact_id AS VARCHAR) AS contact_id,
+    SELECT COALESCE(CAST(q.request_id AS VARCHAR), COALESCE(CASE WHEN COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) = CAST('contacts' AS VARCHAR) THEN 'cid' ELSE COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) END || ':' || COALESCE(CAST(q.object_id AS VARCHAR), CAST(q.contact_id AS VARCHAR)), CASE WHEN COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) = CAST('contacts' AS VARCHAR) THEN 'cid' ELSE COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) END || '-null')) AS request_id, COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) AS object_type, COALESCE(CAST(q.object_id AS VARCHAR), CAST(q.contact_id AS VARCHAR)) AS object_id,
+           CASE WHEN q.contact_id IS NOT NULL AND ((q.object_id IS NULL AND COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) <> CAST('contacts' AS VARCHAR)) OR CAST(q.object_id AS VARCHAR) <> CAST(q.contact_id AS VARCHAR)) THEN CAST(q.contact_id AS VARCHAR) END AS clashing_contact_id,
            CAST(q.requested_by AS VARCHAR) AS requested_by,
            CAST(q.reason AS VARCHAR) AS reason,
            q.requested_at AS requested_at
     FROM routera_archive.archive_queue q
 ), r AS (
-    SELECT request_id, contact_id,
+    SELECT request_id, object_type, object_id,
            MIN(requested_by) AS requested_by, MIN(reason) AS reason,
-           MIN(requested_at) AS requested_at
-    FROM q GROUP BY request_id, contact_id
+           MIN(requested_at) AS requested_at, MIN(clashing_contact_id) AS clashing_contact_id
+    FROM q GROUP BY request_id, object_type, object_id
 ), p AS (
     SELECT r.*,
            FIRST_VALUE(r.request_id) OVER (
-               PARTITION BY r.contact_id ORDER BY r.requested_at, r.request_id
+               PARTITION BY r.object_type, r.object_id ORDER BY r.requested_at, r.request_id
            ) AS first_request_id
-    FROM r WHERE 1 = 1 AND NOT EXISTS (SELECT 1 FROM routera_archive.archive_log l WHERE l.request_id = r.request_id AND l.contact_id IS NOT DISTINCT FROM r.contact_id AND l.status IN ('archived', 'already_archived', 'not_found', 'invalid', 'duplicate'))
+    FROM r WHERE 1 = 1 AND NOT EXISTS (SELECT 1 FROM routera_archive.archive_log l WHERE l.request_id = r.request_id AND COALESCE(l.object_type, 'contacts') = r.object_type AND COALESCE(l.object_id, l.contact_id) IS NOT DISTINCT FROM r.object_id AND l.status IN ('archived', 'already_archived', 'not_found', 'invalid', 'duplicate'))
 )
-SELECT p.request_id, p.contact_id, p.requested_by, p.reason, p.requested_at,
-       p.first_request_id, a.request_id AS archived_under
-FROM p LEFT JOIN (SELECT id, MIN(request_id) AS request_id FROM routera_archive.contact_archives GROUP BY id) a ON a.id = p.contact_id
+SELECT p.request_id, p.object_type, p.object_id, p.requested_by, p.reason, p.requested_at,
+       p.first_request_id, a.request_id AS archived_under, p.clashing_contact_id
+FROM p LEFT JOIN (SELECT CAST('contacts' AS VARCHAR) AS object_type, id, MIN(request_id) AS request_id FROM routera_archive.contact_archives GROUP BY id) a ON a.object_type = p.object_type AND a.id = p.object_id
 ) pending;

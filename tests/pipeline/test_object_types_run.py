@@ -1,0 +1,182 @@
+"""A queue of every object type, run against the sandbox: each record archived once, on its own
+type's path, into its own type's table; each request with one terminal outcome (issue 14)."""
+
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+
+import dlt
+import pytest
+
+from routera_archive.dataset.enqueue import enqueue
+from routera_archive.dataset.queue import PendingQueue, Shard
+from routera_archive.errors import ExitCode
+from routera_archive.objects import ObjectType
+from routera_archive.run.runner import ArchiveRun, RunOptions
+from routera_archive_sandbox import SandboxConfig, SandboxServer
+from tests.conftest import source_config
+from tests.pipeline.test_run import query
+
+OTHER_TYPES = (ObjectType.COMPANIES, ObjectType.DEALS, ObjectType.TICKETS)
+
+
+@pytest.fixture
+def typed_sandbox() -> Iterator[SandboxServer]:
+    with SandboxServer(
+        SandboxConfig(port=0, contacts=30, companies=20, deals=20, tickets=20, seed=14)
+    ) as server:
+        yield server
+
+
+def active(server: SandboxServer, kind: ObjectType, count: int) -> list[str]:
+    return server.state.object_ids(kind.value, include_archived=False)[:count]
+
+
+def insert_row(pipeline: dlt.Pipeline, **values: str | None) -> None:
+    """A queue row as plain SQL (dbt, a person) would write it, past enqueue's checks."""
+    columns = {**values, "_dlt_load_id": "by-hand", "_dlt_id": uuid.uuid4().hex}
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name("archive_queue")
+        marks = ", ".join(["%s"] * len(columns))
+        client.execute_sql(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", *columns.values()
+        )
+
+
+def successful_deletes(server: SandboxServer) -> dict[str, Counter[str]]:
+    """Per type, the archives the sandbox performed, per id."""
+    by_type = server.state.stats()["deletes_succeeded_by_type"]
+    return {kind: Counter(ids) for kind, ids in by_type.items()}
+
+
+def delete_paths(server: SandboxServer) -> Counter[str]:
+    return Counter(
+        {
+            entry["path"]: entry["count"]
+            for entry in server.state.stats()["requests"]
+            if entry["method"] == "DELETE"
+        }
+    )
+
+
+def run(pipeline: dlt.Pipeline, server: SandboxServer, **options: object):  # type: ignore[no-untyped-def]
+    return ArchiveRun(pipeline, source_config(server, max_share=0), RunOptions(**options)).execute()  # type: ignore[arg-type]
+
+
+def test_a_mixed_queue_archives_each_record_once_on_its_own_path_into_its_own_table(
+    pipeline: dlt.Pipeline, typed_sandbox: SandboxServer
+) -> None:
+    server = typed_sandbox
+    contacts = active(server, ObjectType.CONTACTS, 4)
+    others = {kind: active(server, kind, 3) for kind in OTHER_TYPES}
+    company = others[ObjectType.COMPANIES][0]
+    enqueue(pipeline, [{"contact_id": cid} for cid in contacts], requested_by="ops")
+    for kind, ids in others.items():
+        enqueue(pipeline, [{"contact_id": oid} for oid in ids], object_type=kind)
+    # Duplicates: within a type (a second request for the same company), and the same id
+    # queued as a contact, which names no contact: two different requests to two paths.
+    enqueue(pipeline, [{"contact_id": company}], object_type=ObjectType.COMPANIES)
+    enqueue(pipeline, [{"contact_id": company}])
+    # Rows no enqueue would write: an unknown type, a near miss, ids that differ, a company
+    # queued by contact_id, and a hostile id under a type.
+    insert_row(pipeline, request_id="bad-type", object_type="widgets", object_id=company)
+    insert_row(pipeline, request_id="near-miss", object_type="Companies", object_id=company)
+    insert_row(pipeline, request_id="clash", object_type="deals", object_id="d-1", contact_id="c-1")
+    insert_row(pipeline, request_id="by-contact-id", object_type="tickets", contact_id=company)
+    insert_row(pipeline, request_id="dot", object_type="deals", object_id="..")
+    insert_row(pipeline, request_id="hostile", object_type="deals", object_id="../oauth2/token")
+
+    report = run(pipeline, server)
+
+    assert report.exit_code == ExitCode.OK, report.error
+    # Each record once, in its own type's table.
+    for kind, ids in [(ObjectType.CONTACTS, contacts), *others.items()]:
+        rows = query(pipeline, f"SELECT id, COUNT(*) FROM {{dataset}}.{kind.table} GROUP BY id")
+        assert dict(rows) == dict.fromkeys(ids, 1), kind
+    # One successful DELETE per record, on its own type's path; the company id asked for as a
+    # contact reached /contacts only (404: no such contact), and nothing reached /oauth2.
+    archived = successful_deletes(server)
+    assert archived["contacts"] == Counter(contacts)
+    for kind, ids in others.items():
+        assert archived[kind.value] == Counter(ids), kind
+    paths = delete_paths(server)
+    assert paths[f"/contacts/{company}"] == 1
+    assert paths[f"/companies/{company}"] == 1
+    # A hostile id is one segment under its own type's path, never another route.
+    assert [path for path in paths if "oauth2" in path] == ["/deals/..%2Foauth2%2Ftoken"]
+    assert "/deals/.." not in paths
+    # Each request one terminal outcome, with its type.
+    log = query(
+        pipeline,
+        "SELECT request_id, object_type, object_id, contact_id, status, error "
+        "FROM {dataset}.archive_log",
+    )
+    assert len(log) == len({(row[0], row[1], row[2]) for row in log})
+    by_request = {row[0]: row for row in log}
+    statuses = Counter((row[1], row[4]) for row in log)
+    assert statuses[("companies", "duplicate")] == 1
+    assert statuses[("contacts", "not_found")] == 1
+    assert by_request["hostile"][4] == "not_found"
+    for request in ("bad-type", "near-miss", "clash", "by-contact-id", "dot"):
+        assert by_request[request][4] == "invalid", by_request[request]
+    assert by_request["bad-type"][1] == "widgets"
+    assert "spelled exactly: 'companies'" in by_request["near-miss"][5]
+    assert "differ" in by_request["clash"][5]
+    assert "object_id" in by_request["by-contact-id"][5]
+    # contact_id is a contact's only; every row names its record in object_id.
+    for request_id, kind, object_id, contact_id, _, _ in log:
+        if kind == "contacts":
+            assert contact_id == object_id, request_id
+        elif request_id != "by-contact-id":
+            assert contact_id is None, request_id
+
+    before = sum(delete_paths(server).values())
+    again = run(pipeline, server)
+    assert again.exit_code == ExitCode.OK and again.handled == 0
+    assert sum(delete_paths(server).values()) == before
+
+
+def test_requests_without_ids_derive_one_per_type_and_id(
+    pipeline: dlt.Pipeline, typed_sandbox: SandboxServer
+) -> None:
+    """A queue without request ids: the same id as a contact and as a company is two requests
+    (`cid:<id>`, `companies:<id>`), each settled once."""
+    company = active(typed_sandbox, ObjectType.COMPANIES, 1)[0]
+    with pipeline.sql_client() as client:
+        client.create_dataset()
+        client.execute_sql(
+            f"CREATE TABLE {client.make_qualified_table_name('archive_queue')} "
+            "(object_type VARCHAR, object_id VARCHAR)"
+        )
+    for kind in (None, "companies", "companies"):
+        with pipeline.sql_client() as client:
+            client.execute_sql(
+                f"INSERT INTO {client.make_qualified_table_name('archive_queue')} VALUES (%s, %s)",
+                kind,
+                company,
+            )
+
+    pending = [item.request for page in PendingQueue(pipeline).pages(10) for item in page]
+
+    assert sorted((r.request_id, r.type_name) for r in pending) == [
+        (f"cid:{company}", "contacts"),
+        (f"companies:{company}", "companies"),
+    ]
+    report = run(pipeline, typed_sandbox)
+    assert report.counts == {"archived": 1, "not_found": 1}
+    assert run(pipeline, typed_sandbox).handled == 0
+
+
+def test_shards_keep_contacts_where_they_were_and_split_other_types_by_type_and_id() -> None:
+    shards = [Shard(index, 4) for index in range(4)]
+    # A contact hashes its id alone, as before types existed: the same owner as `owns(id)`.
+    for contact_id in (f"c-{n}" for n in range(50)):
+        owners = [s for s in shards if s.owns(contact_id, "contacts")]
+        assert owners == [s for s in shards if s.owns(contact_id)] and len(owners) == 1
+    # The same id of two types may land on two shards: (type, id) is hashed.
+    differ = [
+        oid
+        for oid in (f"x-{n}" for n in range(50))
+        if [s.owns(oid, "contacts") for s in shards] != [s.owns(oid, "companies") for s in shards]
+    ]
+    assert differ
