@@ -18,7 +18,6 @@ from routera_archive.dataset.fields import FieldColumnsByType
 from routera_archive.dataset.queue import DERIVED_REQUEST_PREFIX
 from routera_archive.dataset.rows import audit_row, log_row
 from routera_archive.dataset.tables import (
-    ARCHIVES_COLUMNS,
     HOLD_BACK_CONTRACT,
     INSERT_ONLY,
     LOG_COLUMNS,
@@ -82,6 +81,7 @@ def routera_archive(
             ):
                 yield outcome
 
+    hold_back = settings.schema_contract != "evolve"
     seen: set[tuple[ObjectType, str]] = set()
     columns = FieldColumnsByType()  # per extract: the runner keeps assignments across runs
 
@@ -95,30 +95,27 @@ def routera_archive(
         if row is None or (kind, str(row["id"])) in seen:
             return
         seen.add((kind, str(row["id"])))
-        if kind is ObjectType.CONTACTS:
-            yield row
-            return
-        # Another type's record goes to its own table, with that table's own hints.
+        # Each type's record goes to its own table with that table's own columns: a variant
+        # of the resource's hints per table (the resource itself declares no columns, or
+        # every variant would take the contacts' documented ones).
         hints = dlt.mark.make_hints(
             table_name=kind.table,
             write_disposition=INSERT_ONLY,
             primary_key="id",
             columns=archives_columns(kind),
         )
+        if hold_back:
+            hints["schema_contract"] = HOLD_BACK_CONTRACT
         yield dlt.mark.with_hints(row, hints, create_table_variant=True)
 
     @dlt.transformer(name=LOG_TABLE, data_from=outcomes)
     def log_rows(outcome: ArchiveOutcome) -> Iterator[dict[str, Any]]:
         yield log_row(outcome, this_run)
 
-    archives_rows.apply_hints(
-        write_disposition=INSERT_ONLY, primary_key="id", columns=ARCHIVES_COLUMNS
-    )
+    archives_rows.apply_hints(write_disposition=INSERT_ONLY, primary_key="id")
     log_rows.apply_hints(
         write_disposition=INSERT_ONLY, primary_key="outcome_id", columns=LOG_COLUMNS
     )
-    if settings.schema_contract != "evolve":
-        archives_rows.apply_hints(schema_contract=HOLD_BACK_CONTRACT)
     return archives_rows, log_rows
 
 

@@ -6,7 +6,9 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from routera_archive.config import RouteraSourceConfig, settings_from_values
 from routera_archive.errors import GuardrailRefused
+from routera_archive.models import ArchiveRequest
 from routera_archive.names import SOURCE_NAME
+from routera_archive.objects import ObjectType
 from routera_archive.source import routera_archive
 from routera_archive_sandbox import SandboxServer
 from tests.pipeline.test_custom_fields import create_contacts
@@ -105,3 +107,26 @@ def test_the_source_keeps_new_fields_out_under_a_held_back_contract(
         pipeline, f"SELECT raw_response FROM {{dataset}}.contact_archives WHERE id = '{late}'"
     )
     assert '"appeared_later":7' in str(raw[0])
+
+
+def test_the_source_loads_each_type_s_records_into_that_type_s_table(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    """Issue 14: a company request's record goes to company_archives, with its own documented
+    columns, never into contact_archives."""
+    company = sandbox_server.state.object_ids("companies", include_archived=False)[0]
+    contact = active_ids(sandbox_server, 1)[0]
+    requests = [
+        ArchiveRequest(request_id="r-co", object_type=ObjectType.COMPANIES, object_id=company),
+        ArchiveRequest(request_id="r-c", object_id=contact),
+    ]
+
+    pipeline.run(routera_archive(requests, config=sandbox_settings(sandbox_server), run_id="n"))
+
+    assert query(pipeline, "SELECT id FROM {dataset}.company_archives") == [(company,)]
+    assert query(pipeline, "SELECT id FROM {dataset}.contact_archives") == [(contact,)]
+    columns = pipeline.schemas[SOURCE_NAME].get_table_columns("company_archives")
+    assert {"company_name", "industry", "archived"} <= set(columns)
+    assert "first_name" not in columns
+    logged = query(pipeline, "SELECT object_type, object_id FROM {dataset}.archive_log")
+    assert sorted(logged) == [("companies", company), ("contacts", contact)]

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from routera_archive.dataset.enqueue import invalid_rows, parse_ids, queue_rows
+from routera_archive.objects import ObjectType
 
 
 def ids(text: str) -> list[str]:
@@ -153,3 +154,51 @@ def test_queue_rows_request_ids_are_fresh_across_calls() -> None:
     assert first["request_id"] != second["request_id"]
     assert first["requested_by"] is None
     assert first["reason"] is None
+
+
+# --- object types (issue 14) -----------------------------------------------------------------
+
+
+def test_a_csv_may_name_its_ids_object_id_and_carry_each_row_s_type() -> None:
+    parsed = parse_ids("object_id,object_type,reason\nco1,companies,merge\nc1,,\nd1,deals,\n")
+    assert parsed.rows == [
+        {"contact_id": "co1", "object_type": "companies", "reason": "merge"},
+        {"contact_id": "c1"},
+        {"contact_id": "d1", "object_type": "deals"},
+    ]
+
+
+def test_a_contact_stays_in_contact_id_and_another_type_moves_to_object_id() -> None:
+    rows = list(
+        queue_rows(
+            [{"contact_id": "x1"}, {"contact_id": "x2", "object_type": "contacts"}],
+            requested_by=None,
+            reason=None,
+            object_type=ObjectType.COMPANIES,
+        )
+    )
+    assert [(r.get("contact_id"), r.get("object_type"), r.get("object_id")) for r in rows] == [
+        (None, "companies", "x1"),
+        ("x2", None, None),
+    ]
+    contacts = list(queue_rows([{"contact_id": "c1"}], requested_by=None, reason=None))
+    assert set(contacts[0]) == {
+        "request_id",
+        "contact_id",
+        "requested_by",
+        "reason",
+        "requested_at",
+    }
+
+
+def test_a_row_whose_type_is_not_one_is_refused_with_the_spelling_it_resembles() -> None:
+    problems = invalid_rows(
+        [
+            {"contact_id": "a", "object_type": "Companies"},
+            {"contact_id": "b"},
+            {"contact_id": ".."},
+        ],
+        ObjectType.DEALS,
+    )
+    assert [position for position, _ in problems] == [1, 3]
+    assert "spelled exactly: 'companies'" in problems[0][1]

@@ -141,6 +141,12 @@ def invalid_rows(
     return problems
 
 
+def _word(rows: Iterable[dict[str, Any]], object_type: ObjectType) -> str:
+    """`contact`, `company`, ... when every row is of `object_type`, else `record`."""
+    own = any(row.get(OBJECT_TYPE_FIELD) is not None for row in rows)
+    return "record" if own else object_type.singular
+
+
 def enqueue(
     pipeline: dlt.Pipeline,
     rows: list[dict[str, Any]],
@@ -162,7 +168,8 @@ def enqueue(
         shown = "; ".join(f"row {pos} {why}" for pos, why in problems[:10])
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
         raise QueueError(
-            f"{len(problems)} rows can never name a Routera record, nothing was enqueued: "
+            f"{len(problems)} ids can never be Routera {_word(rows, object_type)} ids, "
+            "nothing was enqueued: "
             f"{shown}{more}; fix them or pass --skip-invalid"
         )
     if problems:
