@@ -19,6 +19,7 @@ from rich.text import Text
 from routera_archive.audit.status import DatasetStatus
 from routera_archive.errors import one_line
 from routera_archive.models import ArchiveOutcome, Status
+from routera_archive.objects import ObjectType
 from routera_archive.redaction import RedactingFilter, scrub
 from routera_archive.run.result import RunObserver, RunReport
 
@@ -192,6 +193,12 @@ def print_report(console: Console, report: RunReport) -> None:
                 table.add_row(f"[{style}]{status.value}[/{style}]", str(count))
         table.add_row("[bold]total[/bold]", str(report.handled))
         console.print(table)
+        if sorted(report.counts_by_type) != [ObjectType.CONTACTS.value]:
+            # The type names are ours, never the queue's text (`NO_TYPE` for a row that
+            # named none), and printed as text all the same.
+            for kind, counts in sorted(report.counts_by_type.items()):
+                shown = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+                console.print(_plain(f"  {kind}: {shown}"))
         console.print(f"  HTTP requests sent: {report.requests_sent}")
     for table_name, columns in sorted(report.new_columns.items()):
         console.print(_plain(f"  new columns in {table_name}: {', '.join(columns)}"))

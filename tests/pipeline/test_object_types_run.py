@@ -1,6 +1,7 @@
 """A queue of every object type, run against the sandbox: each record archived once, on its own
 type's path, into its own type's table; each request with one terminal outcome (issue 14)."""
 
+import json
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from routera_archive.dataset.enqueue import enqueue
 from routera_archive.dataset.queue import PendingQueue, Shard
 from routera_archive.errors import ExitCode
 from routera_archive.objects import ObjectType
+from routera_archive.run.result import NO_TYPE
 from routera_archive.run.runner import ArchiveRun, RunOptions
 from routera_archive_sandbox import SandboxConfig, SandboxServer
 from tests.conftest import source_config
@@ -129,6 +131,20 @@ def test_a_mixed_queue_archives_each_record_once_on_its_own_path_into_its_own_ta
             assert contact_id == object_id, request_id
         elif request_id != "by-contact-id":
             assert contact_id is None, request_id
+
+    # The run's counts, per type as well (a row that named no type apart), in its row too.
+    expected = {
+        "contacts": {"archived": 4, "not_found": 1},
+        "companies": {"archived": 3, "duplicate": 1},
+        "deals": {"archived": 3, "invalid": 2, "not_found": 1},
+        "tickets": {"archived": 3, "invalid": 1},
+        NO_TYPE: {"invalid": 2},
+    }
+    assert report.counts_by_type == expected
+    stored = query(pipeline, "SELECT counts_by_type FROM {dataset}.archive_runs")
+    assert [json.loads(row[0]) if isinstance(row[0], str) else row[0] for row in stored] == [
+        expected
+    ]
 
     before = sum(delete_paths(server).values())
     again = run(pipeline, server)

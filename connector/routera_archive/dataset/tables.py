@@ -128,6 +128,8 @@ RUNS_COLUMNS: dict[str, TColumnSchema] = {
     "aborted_packages": {"data_type": "bigint"},
     "notes": {"data_type": "json"},
     "counts": {"data_type": "json"},
+    # {type: {status: requests}}: the same outcomes per type.
+    "counts_by_type": {"data_type": "json"},
     "connector_version": {"data_type": "text"},
     "base_url": {"data_type": "text"},
     "destination": {"data_type": "text"},

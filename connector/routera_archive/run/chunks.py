@@ -116,7 +116,7 @@ class ChunkSink:
                 self.journal.append(outcome)
             except OSError as exc:  # the run stops: see LocalStorageError
                 raise LocalStorageError.of(exc, self.journal.path) from exc
-        self.report.counts[outcome.status.value] += 1
+        self.report.count(outcome)
         if outcome.record is not None and outcome.request.object_type is not None:
             self.report.note_record(outcome.record, outcome.request.object_type)
         if outcome.status is Status.FAILED and len(self.report.failures) < MAX_FAILURES_KEPT:

@@ -12,6 +12,9 @@ from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
 from routera_archive.objects import ObjectType
 from routera_archive.redaction import scrub
 
+# Where `counts_by_type` counts a request whose queue row named no type (it is `invalid`).
+NO_TYPE = "(no type)"
+
 
 @dataclass
 class PlannedRequest:
@@ -32,6 +35,8 @@ class RunReport:
     pending_at_start: int | None = None
     guardrail: str = "not checked"
     counts: Counter[str] = field(default_factory=Counter)
+    # The same outcomes per type (`ObjectType` value; `NO_TYPE` for a row that named none).
+    counts_by_type: dict[str, Counter[str]] = field(default_factory=dict)
     replayed_from_journal: int = 0
     loaded_pending_packages: bool = False
     new_columns: dict[str, list[str]] = field(default_factory=dict)
@@ -60,6 +65,13 @@ class RunReport:
     keys_beyond_defaults: set[str] = field(default_factory=set)
     # What the user should know and act on, though nothing failed (`note_properties`).
     notes: list[str] = field(default_factory=list)
+
+    def count(self, outcome: ArchiveOutcome) -> None:
+        """Count an outcome, in all and under its type."""
+        kind = outcome.request.object_type
+        self.counts[outcome.status.value] += 1
+        by_type = self.counts_by_type.setdefault(NO_TYPE if kind is None else kind.value, Counter())
+        by_type[outcome.status.value] += 1
 
     def note_record(self, record: dict[str, Any], object_type: ObjectType) -> None:
         self.records_kept += 1
@@ -114,6 +126,10 @@ class RunReport:
             "aborted_packages": self.aborted_packages,
             "notes": self.notes,
             "counts": {status.value: self.counts.get(status.value, 0) for status in Status},
+            "counts_by_type": {
+                kind: dict(sorted(counts.items()))
+                for kind, counts in sorted(self.counts_by_type.items())
+            },
             "connector_version": __version__,
             "base_url": self.base_url,
             "destination": self.destination,
