@@ -41,11 +41,17 @@ class ObjectType(StrEnum):
         return _RULES[self].table
 
     @property
+    def documented_fields(self) -> tuple[str, ...]:
+        """The type's own default fields (besides `id`, `external_id` and the stamps), in
+        the order of Routera's reference: the audit table's first columns, in that order."""
+        return _RULES[self].documented
+
+    @property
     def default_properties(self) -> frozenset[str]:
         """What Routera's reference says every answer for this type holds ("default
         properties"), with the stamps every answer has and `archived_by` once archived: a
         record with no other key carries no custom field (`RunReport.note_record`)."""
-        return _RULES[self].default_properties
+        return COMMON_PROPERTIES | frozenset(_RULES[self].documented)
 
     @property
     def id_field(self) -> str:
@@ -60,7 +66,7 @@ class ObjectType(StrEnum):
 class _Rules:
     singular: str
     table: str
-    default_properties: frozenset[str]
+    documented: tuple[str, ...]
     id_field: str
 
 
@@ -75,25 +81,25 @@ _RULES: Final[dict[ObjectType, _Rules]] = {
     ObjectType.CONTACTS: _Rules(
         "contact",
         "contact_archives",
-        COMMON_PROPERTIES | {"first_name", "last_name", "email", "contact_owner"},
+        ("first_name", "last_name", "email", "contact_owner"),
         "contact_id",
     ),
     ObjectType.COMPANIES: _Rules(
         "company",
         "company_archives",
-        COMMON_PROPERTIES | {"company_name", "description", "industry", "company_owner"},
+        ("company_name", "description", "industry", "company_owner"),
         "object_id",
     ),
     ObjectType.DEALS: _Rules(
         "deal",
         "deal_archives",
-        COMMON_PROPERTIES | {"deal_name", "pipeline", "deal_stage", "deal_owner"},
+        ("deal_name", "pipeline", "deal_stage", "deal_owner"),
         "object_id",
     ),
     ObjectType.TICKETS: _Rules(
         "ticket",
         "ticket_archives",
-        COMMON_PROPERTIES | {"ticket_name", "pipeline", "ticket_owner"},
+        ("ticket_name", "pipeline", "ticket_owner"),
         "object_id",
     ),
 }

@@ -271,14 +271,23 @@ def _print_plan(console: Console, report: RunReport) -> None:
     if not report.plan:
         return
     table = Table(title="plan (nothing was archived)", show_edge=False)
+    shown = report.plan[:50]
+    # The type column once the plan holds anything but contacts (as the queue spelled it:
+    # a row naming no type shows what it named, as text).
+    typed = any(planned.request.object_type is not ObjectType.CONTACTS for planned in shown)
     table.add_column("request_id")
-    table.add_column("contact_id")
+    if typed:
+        table.add_column("object_type")
+    table.add_column("object_id" if typed else "contact_id")
     table.add_column("action")
     table.add_column("note")
-    for planned in report.plan[:50]:
+    for planned in shown:
+        request = planned.request
+        kind = [Text(repr(request.type_name))] if typed else []
         table.add_row(
-            Text(planned.request.request_id),
-            Text(repr(planned.request.object_id)),
+            Text(request.request_id),
+            *kind,
+            Text(repr(request.object_id)),
             Text(planned.action),
             Text(planned.note or ""),
         )

@@ -49,13 +49,10 @@ _AUDIT_COLUMNS: dict[str, TColumnSchema] = {
 
 def archives_columns(object_type: ObjectType) -> dict[str, TColumnSchema]:
     """A type's audit table: `id`, its documented fields as text, then the shared columns."""
-    documented = sorted(
-        object_type.default_properties - set(_AUDIT_COLUMNS) - {"id", "external_id"}
-    )
     return {
         "id": {"data_type": "text", "nullable": False},
         "external_id": {"data_type": "text"},
-        **{name: {"data_type": "text"} for name in documented},
+        **{name: {"data_type": "text"} for name in object_type.documented_fields},
         **_AUDIT_COLUMNS,
     }
 
