@@ -16,6 +16,23 @@ from routera_archive.objects import ObjectType
 
 logger = logging.getLogger(__name__)
 
+
+class _UpgradeNotice(logging.Filter):
+    """Drops dlt's warning that a key column is being added to `custom_fields`: the one
+    expected change of a dataset of the previous release (its key gains `object_type`,
+    nullable, so the rows it has stay valid; see `tables.FIELDS_COLUMNS`), which dlt can only
+    word as a possible failure. Any other such warning is left as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            "with hint primary_key are being added to existing table" in message
+            and message.rstrip().split(" table ", 1)[-1].startswith(f"{FIELDS_TABLE}.")
+        )
+
+
+logging.getLogger("dlt").addFilter(_UpgradeNotice())
+
 # Tables whose rows a resumed dlt package can insert twice (see collapse_reloaded_rows).
 RELOADABLE_TABLES = (*(kind.table for kind in ObjectType), LOG_TABLE, FIELDS_TABLE, RUNS_TABLE)
 
