@@ -196,3 +196,26 @@ def test_shards_keep_contacts_where_they_were_and_split_other_types_by_type_and_
         if [s.owns(oid, "contacts") for s in shards] != [s.owns(oid, "companies") for s in shards]
     ]
     assert differ
+
+
+def test_a_custom_fields_row_of_no_known_type_is_ignored_not_fatal(
+    pipeline: dlt.Pipeline, typed_sandbox: SandboxServer
+) -> None:
+    """custom_fields is a table anyone with write access can edit: a row naming no type
+    assigns no column, and the run goes on."""
+    first, second = active(typed_sandbox, ObjectType.DEALS, 2)
+    enqueue(pipeline, [{"contact_id": first}], object_type=ObjectType.DEALS)
+    assert run(pipeline, typed_sandbox).exit_code == ExitCode.OK
+    with pipeline.sql_client() as client:
+        client.execute_sql(
+            f"INSERT INTO {client.make_qualified_table_name('custom_fields')} "
+            "(field_key, object_type, column_name, _dlt_load_id, _dlt_id) "
+            "VALUES ('amount', 'widgets', 'elsewhere', 'by-hand', %s)",
+            uuid.uuid4().hex,
+        )
+    enqueue(pipeline, [{"contact_id": second}], object_type=ObjectType.DEALS)
+
+    report = run(pipeline, typed_sandbox)
+
+    assert report.exit_code == ExitCode.OK, report.error
+    assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.deal_archives") == [(2,)]

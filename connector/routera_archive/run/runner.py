@@ -422,7 +422,11 @@ class ArchiveRun:
             rows = client.execute_sql(f"SELECT {kind}, field_key, column_name FROM {table}")
         known: dict[tuple[ObjectType, str], str] = {}
         for object_type, key, column in rows or ():
-            of_kind = ObjectType.CONTACTS if object_type is None else ObjectType(object_type)
+            try:
+                of_kind = ObjectType.CONTACTS if object_type is None else ObjectType(object_type)
+            except ValueError:  # not a row this connector wrote: it assigns no column
+                logger.warning("ignoring a custom_fields row of type %r", object_type)
+                continue
             known[(of_kind, str(key))] = str(column)
         return known
 
