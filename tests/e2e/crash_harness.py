@@ -5,8 +5,9 @@ is killed with SIGKILL (no handler, no `finally`, no flush) at a moment drawn fr
 `random.Random`, anchored either on the process start or on its n-th chunk load, so kills land
 in startup and recovery, in the calls before the first load, and in the extract, normalize and
 load of later chunks whatever the machine's speed. After the last kill a run is left to finish,
-and `verify` checks the rule: a record the API returned is never lost, and no contact is
-archived twice.
+and `verify` checks the rule: a record the API returned is never lost, and no record is
+archived twice. A queue may be mixed (`build_queue(types=...)`): every type's record is then
+checked the same way, in its own type's audit table, by (type, id).
 
 The CLI writes to a `Target` (`cli_support`): the DuckDB file in the work folder, or a dataset
 of its own in the test PostgreSQL. The harness gives the run the target's options and
@@ -136,8 +137,10 @@ class Attempt:
     loads: int = 0  # chunk loads this run logged before it died
     phase: str = "startup"
     left_on_disk: dict[str, int] = field(default_factory=dict)
-    archived: set[str] = field(default_factory=set)  # contacts the sandbox archived meanwhile
-    journaled: set[str] = field(default_factory=set)  # contacts with a record in its journal
+    # Records (`record_key`) the sandbox archived meanwhile, and those with a record in its
+    # journal.
+    archived: set[str] = field(default_factory=set)
+    journaled: set[str] = field(default_factory=set)
 
     @property
     def last_line(self) -> str:
@@ -214,6 +217,12 @@ class QueuePlan:
     # Unknown contacts under one request id (added with SQL): a request is its id and its
     # contact, so these are as many requests, each `not_found`.
     shared: int = 0
+    # A mixed queue (`build_queue(types=...)`): per other type, the active records queued once
+    # (plus the duplicated ones once more), and the requests for a record of another type
+    # queued as a contact (each `not_found`: no such contact).
+    others: dict[str, list[str]] = field(default_factory=dict)
+    others_duplicated: int = 0
+    misfiled: int = 0
 
     @property
     def requests(self) -> int:
@@ -224,7 +233,19 @@ class QueuePlan:
             + len(self.pre_archived)
             + self.invalid_requests
             + self.shared
+            + self.archived_others
+            + self.others_duplicated
+            + self.misfiled
         )
+
+    @property
+    def archived_others(self) -> int:
+        return sum(len(ids) for ids in self.others.values())
+
+    def expected_archived(self) -> set[str]:
+        """Every record the harness's runs must leave archived, as `record_key`s."""
+        keys = set(self.contacts) | set(self.pre_archived)
+        return keys | {record_key(kind, oid) for kind, ids in self.others.items() for oid in ids}
 
 
 # The child's `sitecustomize`: SIGKILL the process once, at one exact point inside dlt.
@@ -273,6 +294,29 @@ CRASH_POINTS = ("insert:contact_archives", "insert:archive_log", "normalize-comm
 
 def _fake_uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+# Each type's audit table.
+ARCHIVE_TABLES = {
+    "contacts": "contact_archives",
+    "companies": "company_archives",
+    "deals": "deal_archives",
+    "tickets": "ticket_archives",
+}
+
+
+def record_key(object_type: str | None, object_id: str | None) -> str:
+    """One record of any type, as the harness names it: a contact by its id (as before there
+    were types), any other record as `type/id`."""
+    if object_type in (None, "contacts"):
+        return str(object_id)
+    return f"{object_type}/{object_id}"
+
+
+def archived_keys(server: SandboxServer) -> set[str]:
+    """The records the sandbox has archived since its stats were reset, of every type."""
+    by_type = server.state.stats()["deletes_succeeded_by_type"]
+    return {record_key(kind, oid) for kind, ids in by_type.items() for oid in ids}
 
 
 class CrashHarness:
@@ -358,10 +402,21 @@ class CrashHarness:
 
     # ---------------------------------------------------------------------- queue
     def build_queue(
-        self, rng: random.Random, *, contacts: int, duplicated: int = 8, unknown: int = 5
+        self,
+        rng: random.Random,
+        *,
+        contacts: int,
+        duplicated: int = 8,
+        unknown: int = 5,
+        types: Mapping[str, int] | None = None,
     ) -> QueuePlan:
         """Queue `contacts` active contacts through `enqueue` (some twice, a few unknown ids, one
-        archived beforehand), then add invalid requests with SQL (enqueue refuses them)."""
+        archived beforehand), then add invalid requests with SQL (enqueue refuses them).
+
+        `types` makes it a mixed queue: so many active records of each other type (`companies`:
+        20), two of each queued twice, and one of each queued as a contact, all shuffled in
+        among the contacts in one CSV with an `object_type` column; and invalid requests of
+        those types (a dot-segment id, an unknown type) with SQL."""
         active = self.server.state.contact_ids(include_archived=False)
         assert len(active) >= contacts + 1, "the sandbox needs more contacts"
         chosen = rng.sample(active, contacts + 1)
@@ -377,11 +432,28 @@ class CrashHarness:
         known = set(self.server.state.contact_ids())
         strangers = [i for i in (_fake_uuid(rng) for _ in range(unknown)) if i not in known]
         lines = [*queued, *twice, *strangers, *pre_archived]
-        rng.shuffle(lines)
-        (self.workdir / "queue.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        done = self.cli("enqueue", "queue.txt", "--requested-by", "crash-harness", "--reason", "t")
+        others: dict[str, list[str]] = {}
+        typed: list[tuple[str, str]] = []  # (object_type, object_id) of the other types' rows
+        for kind, count in (types or {}).items():
+            active_of_kind = self.server.state.object_ids(kind, include_archived=False)
+            assert len(active_of_kind) >= count, f"the sandbox needs more {kind}"
+            others[kind] = rng.sample(active_of_kind, count)
+            typed += [(kind, oid) for oid in [*others[kind], *rng.sample(others[kind], 2)]]
+            typed.append(("contacts", others[kind][0]))  # misfiled: names no contact
+        if typed:
+            rows = [("", cid) for cid in lines] + typed
+            rng.shuffle(rows)
+            queue_file = "queue.csv"
+            text = "object_type,object_id\n" + "".join(f"{k},{oid}\n" for k, oid in rows)
+        else:
+            rows = list(lines)
+            rng.shuffle(lines)
+            queue_file = "queue.txt"
+            text = "\n".join(lines) + "\n"
+        (self.workdir / queue_file).write_text(text, encoding="utf-8")
+        done = self.cli("enqueue", queue_file, "--requested-by", "crash-harness", "--reason", "t")
         assert done.code == 0, done.stdout + done.stderr
-        assert f"enqueued {len(lines)} requests" in done.stdout, done.stdout
+        assert f"enqueued {len(rows)} requests" in done.stdout, done.stdout
 
         # Requests that can never be valid, and one request id shared by two contacts: the
         # queue is the user's table, so it can hold anything. Written while no run is alive.
@@ -401,13 +473,24 @@ class CrashHarness:
                 for request_id, contact_id in invalid + sharing
             ],
         )
+        invalid_typed = [(f"invalid-{kind}", kind, "..") for kind in others]
+        if others:
+            invalid_typed.append(("invalid-type", "widgets", _fake_uuid(rng)))
+        self.target.executemany(
+            "INSERT INTO archive_queue (request_id, object_type, object_id, _dlt_load_id, _dlt_id) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(*row, "crash-harness", uuid.uuid4().hex[:14]) for row in invalid_typed],
+        )
         return QueuePlan(
             contacts=queued,
             duplicated=twice,
             unknown=strangers,
             pre_archived=pre_archived,
-            invalid_requests=len(invalid),
+            invalid_requests=len(invalid) + len(invalid_typed),
             shared=len(sharing),
+            others=others,
+            others_duplicated=2 * len(others),
+            misfiled=len(others),
         )
 
     # -------------------------------------------------------------------- killing
@@ -422,7 +505,7 @@ class CrashHarness:
         before its moment is not killed (`killed` False, `exit_code` its own)."""
         attempt = Attempt(number=number, plan=plan)
         before_disk = self._packages()
-        before_archived = set(self.server.state.stats()["deletes_succeeded"])
+        before_archived = archived_keys(self.server)
         loads = threading.Semaphore(0)
         calling = threading.Event()
         started = time.monotonic()
@@ -492,7 +575,7 @@ class CrashHarness:
             kind: len(after_disk[kind] - before_disk.get(kind, set())) for kind in after_disk
         }
         attempt.phase = _phase(attempt)
-        attempt.archived = set(self.server.state.stats()["deletes_succeeded"]) - before_archived
+        attempt.archived = archived_keys(self.server) - before_archived
         attempt.journaled = self._journaled(attempt.run_id)
         self.attempts.append(attempt)
         return attempt
@@ -557,7 +640,8 @@ class CrashHarness:
                 except ValueError:
                     continue  # the line the kill tore
                 if outcome.get("status") in WITH_RECORD and outcome.get("record"):
-                    contacts.add(outcome["request"]["object_id"])
+                    request = outcome["request"]
+                    contacts.add(record_key(request.get("object_type"), request["object_id"]))
         return contacts
 
     # ---------------------------------------------------------------------- report
@@ -612,7 +696,9 @@ def _phase(attempt: Attempt) -> str:
 
 # ------------------------------------------------------------------------------ the audit
 def read_tables(target: Target) -> dict[str, list[dict[str, Any]]]:
-    """The four tables (a table no run got to create reads as empty)."""
+    """The queue, the log, the runs and every type's audit table, as rows (a table no run got
+    to create reads as empty). Each row of the queue, the log and the archives has a `key`:
+    its record's `record_key`."""
     existing = target.tables()
 
     def rows(columns: str, table: str) -> list[dict[str, Any]]:
@@ -622,19 +708,45 @@ def read_tables(target: Target) -> dict[str, list[dict[str, Any]]]:
         found = target.query(f"SELECT {columns} FROM {table}")
         return [dict(zip(names, row, strict=True)) for row in found]
 
+    def typed(columns: str, table: str) -> list[dict[str, Any]]:
+        """`rows`, with `object_type` and `object_id` (NULL where the table has none: a
+        contact-only queue), and the record's key."""
+        held = {
+            name
+            for (name,) in target.query(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = ? AND table_name = ?",
+                target.dataset,
+                table,
+            )
+        }
+        extra = ", ".join(name if name in held else f"NULL AS {name}" for name in TYPE_COLUMNS)
+        found = rows(f"{columns}, {extra}", table)
+        for row in found:
+            kind = row["object_type"] or "contacts"
+            object_id = row["object_id"] if row["object_id"] is not None else row["contact_id"]
+            row["key"] = record_key(kind, object_id)
+        return found
+
+    archives = []
+    for kind, table in ARCHIVE_TABLES.items():
+        for row in rows(
+            "id, run_id, recovered, record_source, request_id, _dlt_load_id, _dlt_id", table
+        ):
+            archives.append({**row, "key": record_key(kind, row["id"]), "kind": kind})
     return {
-        "queue": rows("request_id, contact_id", "archive_queue"),
-        "archives": rows(
-            "id, run_id, recovered, record_source, request_id, _dlt_load_id, _dlt_id",
-            "contact_archives",
-        ),
-        "log": rows(
+        "queue": typed("request_id, contact_id", "archive_queue"),
+        "archives": archives,
+        "log": typed(
             "outcome_id, request_id, contact_id, status, run_id, recovered, record_source, "
             "_dlt_load_id, _dlt_id",
             "archive_log",
         ),
         "runs": rows("run_id, exit_code, outcome, pending_at_start, counts", "archive_runs"),
     }
+
+
+TYPE_COLUMNS = ("object_type", "object_id")
 
 
 def fold_copies(
@@ -666,10 +778,10 @@ def verify(
     state = harness.server.state
     stats = state.stats()
 
-    archives, archive_copies = fold_copies(tables["archives"], "id")
+    archives, archive_copies = fold_copies(tables["archives"], "key")
     log, log_copies = fold_copies(tables["log"], "outcome_id")
     reloaded = {
-        "contact_archives": sum(len(v) for v in archive_copies.values()),
+        "archives": sum(len(v) for v in archive_copies.values()),
         "archive_log": sum(len(v) for v in log_copies.values()),
         "load_ids": sorted(
             {i for v in [*archive_copies.values(), *log_copies.values()] for i in v}
@@ -677,8 +789,8 @@ def verify(
     }
     if archive_copies or log_copies:
         problems.append(
-            f"a re-loaded package inserted its rows a second time: {reloaded['contact_archives']} "
-            f"extra contact_archives rows (e.g. {sorted(archive_copies)[:3]}), "
+            f"a re-loaded package inserted its rows a second time: {reloaded['archives']} "
+            f"extra archive rows (e.g. {sorted(archive_copies)[:3]}), "
             f"{reloaded['archive_log']} extra archive_log rows (e.g. {sorted(log_copies)[:3]}), "
             f"load ids {reloaded['load_ids']}"
         )
@@ -693,9 +805,14 @@ def verify(
             )
 
     # -- the sandbox: nothing archived twice -------------------------------------------------
-    twice = {cid: n for cid, n in stats["deletes_succeeded"].items() if n != 1}
+    twice = {
+        record_key(kind, oid): n
+        for kind, ids in stats["deletes_succeeded_by_type"].items()
+        for oid, n in ids.items()
+        if n != 1
+    }
     if twice:
-        problems.append(f"contacts archived by more than one DELETE: {twice}")
+        problems.append(f"records archived by more than one DELETE: {twice}")
     ok_deletes: Counter[str] = Counter()
     for entry in stats["requests"]:
         if entry["method"] == "DELETE" and entry["status"] == 200:
@@ -704,30 +821,33 @@ def verify(
     if repeated:
         problems.append(f"DELETE paths answered 200 more than once: {repeated}")
 
-    # -- contact_archives: exactly the archived contacts, once each ---------------------------
-    archived_now = {c["id"] for c in state.snapshot() if c.get("archived") is not False}
-    row_ids = Counter(str(r["id"]) for r in archives)
+    # -- the audit tables: exactly the archived records, once each, in their type's table ----
+    archived_now = {
+        record_key(kind, c["id"])
+        for kind in ARCHIVE_TABLES
+        for c in state.snapshot(kind)
+        if c.get("archived") is not False
+    }
+    row_ids = Counter(str(r["key"]) for r in archives)
     doubles = {cid: n for cid, n in row_ids.items() if n > 1}
     if doubles:
-        problems.append(f"contacts with more than one contact_archives row: {doubles}")
+        problems.append(f"records with more than one archive row: {doubles}")
     missing = archived_now - set(row_ids)
     if missing:
-        problems.append(f"archived contacts with no contact_archives row (lost): {sorted(missing)}")
+        problems.append(f"archived records with no archive row (lost): {sorted(missing)}")
     extra = set(row_ids) - archived_now
     if extra:
-        problems.append(
-            f"contact_archives rows for contacts that are not archived: {sorted(extra)}"
-        )
-    expected_archived = set(plan.contacts) | set(plan.pre_archived)
+        problems.append(f"archive rows for records that are not archived: {sorted(extra)}")
+    expected_archived = plan.expected_archived()
     if archived_now != expected_archived:
         problems.append(
-            f"the sandbox's archived contacts differ from the queued ones: "
+            f"the sandbox's archived records differ from the queued ones: "
             f"{sorted(archived_now - expected_archived)[:10]} unexpected, "
             f"{sorted(expected_archived - archived_now)[:10]} not archived"
         )
 
     # -- recovered flags, and where each lost answer came back from ---------------------------
-    by_id = {str(r["id"]): r for r in archives}
+    by_id = {str(r["key"]): r for r in archives}
     wrong_flag = [
         (cid, r["record_source"], r["recovered"])
         for cid, r in by_id.items()
@@ -767,18 +887,18 @@ def verify(
                 lost.add(cid)
 
     # -- archive_log: one terminal row per request, none pending -------------------------------
-    # A request is its id and its contact.
+    # A request is its id and its record (type and id).
     requests = {
         (
             r["request_id"] if r["request_id"] is not None else f"cid:{r['contact_id']}",
-            r["contact_id"],
+            r["key"],
         )
         for r in tables["queue"]
     }
     if len(requests) != plan.requests:
         problems.append(f"queue holds {len(requests)} requests, {plan.requests} were queued")
     terminal_rows = [r for r in log if r["status"] in TERMINAL]
-    terminal = Counter((r["request_id"], r["contact_id"]) for r in terminal_rows)
+    terminal = Counter((r["request_id"], r["key"]) for r in terminal_rows)
     pending = sorted(requests - set(terminal), key=str)
     if pending:
         problems.append(f"requests left pending: {pending[:20]} ({len(pending)} in all)")
@@ -790,9 +910,11 @@ def verify(
         problems.append(f"terminal archive_log rows for requests not in the queue: {strangers}")
     statuses = Counter(r["status"] for r in terminal_rows)
     expected = {
-        "archived+already_archived": len(plan.contacts) + len(plan.pre_archived),
-        "duplicate": len(plan.duplicated),
-        "not_found": len(plan.unknown) + plan.shared,
+        "archived+already_archived": len(plan.contacts)
+        + len(plan.pre_archived)
+        + plan.archived_others,
+        "duplicate": len(plan.duplicated) + plan.others_duplicated,
+        "not_found": len(plan.unknown) + plan.shared + plan.misfiled,
         "invalid": plan.invalid_requests,
     }
     got = {
@@ -838,7 +960,7 @@ def verify(
     )
     if own_records != own_with_record:
         problems.append(
-            f"the final run wrote {own_records} contact_archives rows for {own_with_record} "
+            f"the final run wrote {own_records} archive rows for {own_with_record} "
             "outcomes with a record"
         )
     # Load ids are creation times: rows of other runs in a package made after the final run
@@ -854,7 +976,8 @@ def verify(
 
     figures = {
         "requests": len(requests),
-        "contact_archives": len(archives),
+        "archives": len(archives),
+        "archives_by_type": dict(Counter(str(r["kind"]) for r in archives)),
         "by_source": dict(Counter(str(r["record_source"]) for r in archives)),
         "recovered": sum(1 for r in archives if r["recovered"]),
         "lost_answers_recovered": len(lost),

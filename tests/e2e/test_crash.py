@@ -1,7 +1,8 @@
 """Nothing lost, nothing archived twice: `routera-archive run` killed with SIGKILL, again and again.
 
 A queue of contacts (some requested twice, some unknown to the API, one archived beforehand, and
-requests that can never be valid) is drained by runs that are SIGKILLed at seeded random moments
+requests that can never be valid; in the default kill series also companies, deals and tickets,
+some twice, one of each queued as a contact) is drained by runs SIGKILLed at seeded random moments
 (startup, recovery, calls, extract, normalize, load), then by a last run that finishes. See
 `crash_harness.py` for the machinery and `verify` for every promise that is checked.
 
@@ -15,6 +16,7 @@ import fcntl
 import json
 import random
 import time
+from collections.abc import Mapping
 
 import pytest
 
@@ -45,6 +47,9 @@ PG_KILLS = 4
 PG_LATENCY_MS = 10.0
 PG_CONCURRENCY = 2
 PG_EARLY_MAX_S = 2.0
+# The default kill series runs on a mixed queue (issue 14): so many of each other type among
+# the contacts, the queue as long as the contact-only one was (the contacts fewer by as many).
+OTHER_TYPES = {"companies": 60, "deals": 60, "tickets": 60}
 
 
 def crash_and_recover(
@@ -57,14 +62,18 @@ def crash_and_recover(
     concurrency: int | None = None,
     early_max: float = 3.0,
     properties: list[str] | None = None,
+    types: Mapping[str, int] | None = None,
 ) -> None:
     """With `properties`, the sandbox answers as Routera's reference reads (a DELETE holds no
     custom field) and the runs ask for them: every archived contact's row must hold each one's
-    value, whichever kill its record lived through."""
+    value, whichever kill its record lived through. With `types`, a mixed queue: `contacts`
+    contacts and so many records of each other type (`CrashHarness.build_queue`)."""
     rng = random.Random(seed)
+    sizes = {kind: count + 10 for kind, count in (types or {}).items()}
     config = SandboxConfig(
         port=0,
         contacts=contacts + 40,
+        **sizes,
         seed=seed,
         faults=FaultConfig(latency_ms=latency_ms),
         answer_fields="all" if properties is None else "default",
@@ -76,7 +85,7 @@ def crash_and_recover(
     with SandboxServer(config) as server:
         harness = CrashHarness(target, server, chunk_size=CHUNK_SIZE, settings=settings)
         try:
-            queue = harness.build_queue(rng, contacts=contacts)
+            queue = harness.build_queue(rng, contacts=contacts, types=types)
             plans = draw_kill_plans(rng, kills, early_max=early_max)
             for number, plan in enumerate(plans, start=1):
                 harness.kill_once(number, plan)
@@ -86,7 +95,7 @@ def crash_and_recover(
         problems, figures = verify(harness, queue, final)
     report = harness.report(final, figures)
     print(
-        f"\n{target.destination}, seed {seed}, {contacts} contacts, "
+        f"\n{target.destination}, seed {seed}, {contacts} contacts, {dict(types or {})}, "
         f"{time.monotonic() - began:.1f}s\n{report}"
     )
 
@@ -104,7 +113,7 @@ def crash_and_recover(
         f"no kill lost an answer, so recovery was not exercised\n{report}"
     )
     copies = figures["reloaded_copies"]
-    assert not copies["contact_archives"] and not copies["archive_log"], f"{copies}\n{report}"
+    assert not copies["archives"] and not copies["archive_log"], f"{copies}\n{report}"
     if properties is not None:
         assert_every_property_kept(target, server, properties)
 
@@ -138,13 +147,18 @@ def assert_every_property_kept(
 
 
 def test_sigkilled_runs_lose_nothing_and_archive_nothing_twice(target: Target) -> None:
+    """On a mixed queue: contacts, companies, deals and tickets (each record once, in its own
+    table, on its own path), as long as the contact-only queue it replaced. The contact-only
+    queue stays killed by every other test here."""
+    others = sum(OTHER_TYPES.values())
     if target.destination == "duckdb":
-        crash_and_recover(target, seed=20261128, contacts=1500, kills=5)
+        crash_and_recover(target, seed=20261128, contacts=1500 - others, kills=5, types=OTHER_TYPES)
     else:
         crash_and_recover(
             target,
             seed=20261128,
-            contacts=PG_CONTACTS,
+            types=OTHER_TYPES,
+            contacts=PG_CONTACTS - others,
             kills=PG_KILLS,
             latency_ms=PG_LATENCY_MS,
             concurrency=PG_CONCURRENCY,
@@ -291,7 +305,7 @@ def test_a_crash_right_after_a_staging_insert_commits_adds_no_second_row(
     assert marker.exists() and crashed.killed, f"the hook did not crash the run\n{report}"
     assert not problems, "\n".join([*problems, report])
     copies = figures["reloaded_copies"]
-    assert not copies["contact_archives"] and not copies["archive_log"], f"{copies}\n{report}"
+    assert not copies["archives"] and not copies["archive_log"], f"{copies}\n{report}"
 
 
 # DuckDB only: the crash is in dlt's local folders, before the package reaches any destination;

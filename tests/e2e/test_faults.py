@@ -11,6 +11,7 @@ and on PostgreSQL (the `target` fixture): the chunks are loaded while the storm 
 import json
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import fields
 
 import pytest
@@ -36,6 +37,12 @@ STORM_ENV = {
 }
 TERMINAL = {"archived", "already_archived", "not_found", "invalid", "duplicate"}
 RUN_TITLE = re.compile(r"routera-archive run (\S+):")
+ARCHIVE_TABLES = {
+    "contacts": "contact_archives",
+    "companies": "company_archives",
+    "deals": "deal_archives",
+    "tickets": "ticket_archives",
+}
 
 
 def storm() -> FaultConfig:
@@ -99,24 +106,53 @@ def fault_figures(server: SandboxServer) -> dict[str, int]:
     }
 
 
-def storm_then_calm(target: Target, queued: int, contacts: int, *run_args: str) -> None:
+def archived_now(server: SandboxServer, kind: str) -> set[str]:
+    state = server.state
+    return set(state.object_ids(kind)) - set(state.object_ids(kind, include_archived=False))
+
+
+def storm_then_calm(
+    target: Target,
+    queued: int,
+    contacts: int,
+    *run_args: str,
+    types: Mapping[str, int] | None = None,
+) -> None:
+    """`queued` of `contacts` contacts in the queue; with `types`, a mixed queue: so many
+    records of each other type too (two of each queued twice), in a CSV with an `object_type`
+    column, the sandbox seeded with twice as many of each."""
+    types = dict(types or {})
     config = SandboxConfig(
-        port=0, contacts=contacts, seed=SEED, client_secret=CLIENT_SECRET, faults=storm()
+        port=0,
+        contacts=contacts,
+        seed=SEED,
+        client_secret=CLIENT_SECRET,
+        faults=storm(),
+        **{kind: 2 * count for kind, count in types.items()},
     )
     with SandboxServer(config) as server:
         real = server.state.contact_ids(include_archived=False)[:queued]
-        archived_before = set(server.state.contact_ids()) - set(
-            server.state.contact_ids(include_archived=False)
-        )
+        others = {
+            kind: server.state.object_ids(kind, include_archived=False)[:count]
+            for kind, count in types.items()
+        }
+        queued_by_type = {"contacts": real, **others}
+        before = {kind: archived_now(server, kind) for kind in queued_by_type}
         unknown = [f"unknown-{n}" for n in range(10)]
         repeated = real[:5]
         ids = [*real, *unknown, *repeated]
         (target.workdir / "ids.txt").write_text("\n".join(ids) + "\n", encoding="utf-8")
         enqueued = run_cli(target, server, "enqueue", "ids.txt")  # no API call
         assert enqueued.code == 0, enqueued.output
+        typed = [(kind, oid) for kind, oids in others.items() for oid in [*oids, *oids[:2]]]
+        if typed:
+            text = "object_type,object_id\n" + "".join(f"{k},{oid}\n" for k, oid in typed)
+            (target.workdir / "typed.csv").write_text(text, encoding="utf-8")
+            enqueued = run_cli(target, server, "enqueue", "typed.csv")
+            assert enqueued.code == 0, enqueued.output
         queue = target.query("SELECT request_id FROM archive_queue")
         request_ids = {row[0] for row in queue}
-        assert len(request_ids) == len(ids)
+        assert len(request_ids) == len(ids) + len(typed)
 
         first = run_cli(target, server, "run", *run_args, env=STORM_ENV)
 
@@ -149,25 +185,26 @@ def storm_then_calm(target: Target, queued: int, contacts: int, *run_args: str) 
         log = target.query("SELECT request_id, status, contact_id FROM archive_log")
         terminal = Counter(r[0] for r in log if r[1] != "failed")
         assert terminal == dict.fromkeys(request_ids, 1)
-        archived_by_sandbox = server.state.stats()["deletes_succeeded"]
-        assert set(archived_by_sandbox) == set(real)
-        assert set(archived_by_sandbox.values()) == {1}, "a contact archived twice"
-        trail = target.query("SELECT id, recovered, archived_by FROM contact_archives")
-        assert Counter(r[0] for r in trail) == dict.fromkeys(real, 1)
+        archived_by_type = server.state.stats()["deletes_succeeded_by_type"]
+        trail = []
+        for kind, oids in queued_by_type.items():
+            assert archived_by_type[kind] == dict.fromkeys(oids, 1), f"{kind}: not once each"
+            rows = target.query(f"SELECT id, recovered, archived_by FROM {ARCHIVE_TABLES[kind]}")
+            assert Counter(r[0] for r in rows) == dict.fromkeys(oids, 1), kind
+            trail += rows
+            assert archived_now(server, kind) == before[kind] | set(oids), f"only queued {kind}"
         assert {r[2] for r in trail} == {server.config.client_id}
         statuses = Counter(r[1] for r in log if r[1] != "failed")
-        assert statuses["archived"] + statuses["already_archived"] == len(real)
+        archived = sum(map(len, queued_by_type.values()))
+        assert statuses["archived"] + statuses["already_archived"] == archived
         assert statuses["not_found"] == len(unknown)
-        assert statuses["duplicate"] == len(repeated)
+        assert statuses["duplicate"] == len(repeated) + len(typed) - sum(map(len, others.values()))
         assert sum(1 for _, recovered, _ in trail if recovered) == statuses["already_archived"]
-        now_archived = set(server.state.contact_ids()) - set(
-            server.state.contact_ids(include_archived=False)
-        )
-        assert now_archived == archived_before | set(real), "only the queued contacts"
 
         retries = sum(1 for line in first.stderr.splitlines() if "retrying in" in line)
         print(
-            f"\nfault storm on {target.destination}: {len(ids)} requests queued; sandbox saw "
+            f"\nfault storm on {target.destination}: {len(request_ids)} requests queued; "
+            f"sandbox saw "
             f"{stormy}; "
             f"{retries} retries logged; first run {first.seconds:.1f} s {first_counts}; "
             f"second run {second.seconds:.1f} s {second_counts}"
@@ -175,7 +212,13 @@ def storm_then_calm(target: Target, queued: int, contacts: int, *run_args: str) 
 
 
 def test_a_fault_storm_then_a_calm_run_archives_everything_exactly_once(target: Target) -> None:
-    storm_then_calm(target, queued=300, contacts=700)
+    """On DuckDB a mixed queue (issue 14), as long as the contact-only one, which PostgreSQL
+    keeps: 240 contacts and 20 each of companies, deals and tickets."""
+    if target.destination == "duckdb":
+        types = {"companies": 20, "deals": 20, "tickets": 20}
+        storm_then_calm(target, queued=240, contacts=700, types=types)
+    else:
+        storm_then_calm(target, queued=300, contacts=700)
 
 
 @pytest.mark.slow

@@ -261,3 +261,71 @@ def test_the_release_dataset_is_read_and_extended_in_place(upgraded: Upgraded) -
     assert target.query("SELECT COUNT(*) FROM contact_archives") == [
         (release["counts"]["contact_archives"] + len(new),)
     ]
+
+    # Then a mixed queue appended to the upgraded dataset (issue 14): the other types' tables
+    # are created in place, the release's rows stay as they were, a second run calls nothing.
+    archive_a_mixed_queue(upgraded, columns, before)
+
+
+OTHER_TABLES = {
+    "companies": "company_archives",
+    "deals": "deal_archives",
+    "tickets": "ticket_archives",
+}
+
+
+def archive_a_mixed_queue(
+    upgraded: Upgraded,
+    columns: dict[str, list[str]],
+    before: dict[str, dict[Any, tuple[Any, ...]]],
+) -> None:
+    """Two records of each other type (one company twice) and a company id queued as a
+    contact, in a CSV with an `object_type` column, enqueued into the release's queue table."""
+    cli, target, state = upgraded.cli, upgraded.target, upgraded.server.state
+    others = {kind: state.object_ids(kind, include_archived=False)[:2] for kind in OTHER_TABLES}
+    company = others["companies"][0]
+    rows = [(kind, oid) for kind, oids in others.items() for oid in oids]
+    rows += [("companies", company), ("contacts", company)]
+    text = "object_type,object_id\n" + "".join(f"{kind},{oid}\n" for kind, oid in rows)
+    (target.workdir / "mixed.csv").write_text(text, encoding="utf-8")
+    enqueued = cli("enqueue", "mixed.csv")
+    assert enqueued.code == 0, enqueued.output
+    state.reset_stats()
+
+    run = cli("run")
+
+    assert run.code == 0, run.output
+    assert f"pending at start: {len(rows)}" in run.stdout, run.stdout
+    done = state.stats()["deletes_succeeded_by_type"]
+    assert done["contacts"] == {}
+    for kind, table in OTHER_TABLES.items():
+        assert done[kind] == dict.fromkeys(others[kind], 1), kind
+        trail = target.query(f"SELECT id, COUNT(*) FROM {table} GROUP BY id")
+        assert dict(trail) == dict.fromkeys(others[kind], 1), kind
+    assert upgraded.calls("contacts") == {company: ["DELETE 404", "GET 404"]}
+    log = target.query(
+        "SELECT object_type, object_id, status FROM archive_log WHERE run_id = ?",
+        run_id_of(run.stdout),
+    )
+    expected = [(kind, oid, "archived") for kind, oids in others.items() for oid in oids]
+    expected += [("companies", company, "duplicate"), ("contacts", company, "not_found")]
+    assert sorted(log) == sorted(expected)
+    # The release's rows, in the columns they had, are as the release wrote them (looked up
+    # as whole rows: `custom_fields` now holds a company's `lead_source` by a contact's).
+    for table, rows_before in before.items():
+        listed = ", ".join(_quoted(name) for name in [RELEASE_TABLES[table], *columns[table]])
+        now = target.query(f"SELECT {listed} FROM {table}")
+        changed = [key for key, row in rows_before.items() if (key, *row) not in now]
+        assert not changed, (table, changed)
+
+    calls = deletes_sent(upgraded.server)
+    second = cli("run")
+    assert second.code == 0, second.output
+    assert "pending at start: 0" in second.stdout
+    assert deletes_sent(upgraded.server) == calls
+
+
+def run_id_of(stdout: str) -> str:
+    """The run id in the summary's title."""
+    title = stdout.split("routera-archive run ", 1)[1]
+    return title.split(":", 1)[0]
