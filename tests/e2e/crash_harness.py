@@ -432,22 +432,25 @@ class CrashHarness:
         known = set(self.server.state.contact_ids())
         strangers = [i for i in (_fake_uuid(rng) for _ in range(unknown)) if i not in known]
         lines = [*queued, *twice, *strangers, *pre_archived]
+        rng.shuffle(lines)
+        # The other types draw from a generator of their own, so that `rng` (and the kill
+        # plans drawn from it next) is where it would be without them.
+        mix = random.Random(repr(sorted((types or {}).items())))
         others: dict[str, list[str]] = {}
         typed: list[tuple[str, str]] = []  # (object_type, object_id) of the other types' rows
         for kind, count in (types or {}).items():
             active_of_kind = self.server.state.object_ids(kind, include_archived=False)
             assert len(active_of_kind) >= count, f"the sandbox needs more {kind}"
-            others[kind] = rng.sample(active_of_kind, count)
-            typed += [(kind, oid) for oid in [*others[kind], *rng.sample(others[kind], 2)]]
+            others[kind] = mix.sample(active_of_kind, count)
+            typed += [(kind, oid) for oid in [*others[kind], *mix.sample(others[kind], 2)]]
             typed.append(("contacts", others[kind][0]))  # misfiled: names no contact
         if typed:
             rows = [("", cid) for cid in lines] + typed
-            rng.shuffle(rows)
+            mix.shuffle(rows)
             queue_file = "queue.csv"
             text = "object_type,object_id\n" + "".join(f"{k},{oid}\n" for k, oid in rows)
         else:
             rows = list(lines)
-            rng.shuffle(lines)
             queue_file = "queue.txt"
             text = "\n".join(lines) + "\n"
         (self.workdir / queue_file).write_text(text, encoding="utf-8")
@@ -475,7 +478,7 @@ class CrashHarness:
         )
         invalid_typed = [(f"invalid-{kind}", kind, "..") for kind in others]
         if others:
-            invalid_typed.append(("invalid-type", "widgets", _fake_uuid(rng)))
+            invalid_typed.append(("invalid-type", "widgets", _fake_uuid(mix)))
         self.target.executemany(
             "INSERT INTO archive_queue (request_id, object_type, object_id, _dlt_load_id, _dlt_id) "
             "VALUES (?, ?, ?, ?, ?)",
