@@ -283,7 +283,9 @@ def _print_plan(console: Console, report: RunReport) -> None:
     table.add_column("note")
     for planned in shown:
         request = planned.request
-        kind = [Text(repr(request.type_name))] if typed else []
+        # A type is one of ours, shown as is; a queued text that names none, quoted.
+        named = request.type_name if request.object_type else repr(request.queued_type)
+        kind = [Text(named)] if typed else []
         table.add_row(
             Text(request.request_id),
             *kind,

@@ -71,5 +71,5 @@ def test_a_dry_run_plan_shows_each_request_s_type_as_queued_and_as_text() -> Non
 
     text = printed(run)
 
-    assert "object_type" in text and "'companies'" in text
+    assert "object_type" in text and " companies " in text and "'companies'" not in text
     assert "'[bold]Deals[/bold]'" in text
