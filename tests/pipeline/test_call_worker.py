@@ -19,7 +19,7 @@ import pytest
 from routera_archive.calls import protocol
 from routera_archive.calls.callers import WorkerCaller, spawn_call_worker
 from routera_archive.dataset.enqueue import enqueue
-from routera_archive.errors import ExitCode
+from routera_archive.errors import CallWorkerError, ExitCode
 from routera_archive.journal import leftover_files, read_outcomes
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
 from routera_archive.objects import ObjectType
@@ -325,3 +325,38 @@ def test_a_worker_ends_only_once_its_last_line_is_in_the_pipe(
     kinds = [protocol.decode(line)[0] for line in lines]
     assert kinds.count(protocol.OUTCOME) == len(ids), kinds
     assert kinds[-1] == protocol.DONE, kinds[-3:]
+
+
+def test_a_list_call_after_the_archive_stream_ended_is_an_error_not_a_wait(
+    sandbox_server: SandboxServer, tmp_path: Path
+) -> None:
+    """A run's list calls come first; one made after the stream ended (its worker finishing,
+    or done) would have waited for an answer nobody sends, for ever. It fails at once."""
+    config = source_config(sandbox_server, concurrency=2).client_config()
+
+    async def go() -> list[BaseException | None]:
+        caller = await WorkerCaller.start(
+            config, journal_dir=tmp_path, run_id="run-l", sync_every=1
+        )
+        seen: list[BaseException | None] = []
+        try:
+            async for _ in caller.archive(requests_for([]), stopping=lambda: False):
+                pass
+            for kind in (ObjectType.CONTACTS, ObjectType.COMPANIES):
+                try:
+                    await asyncio.wait_for(
+                        caller.list_objects(kind, archived=False, limit=1, offset=0), 10
+                    )
+                    seen.append(None)
+                except Exception as exc:
+                    seen.append(exc)
+        finally:
+            await caller.aclose()
+        return seen
+
+    seen = asyncio.run(go())
+
+    assert [type(error) for error in seen] == [CallWorkerError, CallWorkerError], seen
+    assert "after the call worker's archive stream ended" in str(seen[0])
+    # No list call reached the sandbox.
+    assert sandbox_server.state.stats()["by_type"]["contacts"]["requests"] == 0

@@ -3,6 +3,7 @@ for `routera_archive.calls.worker`): every way a worker can end is a typed error
 silently short run."""
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -248,3 +249,34 @@ def test_a_stop_after_end_still_reaches_the_worker_and_bounds_its_end(
     stopped_and_killed(deaf, no_requests(), tmp_path, stop_after=0.3)
 
     assert heard.read_bytes().splitlines() == [protocol.END.encode(), protocol.STOP.encode()]
+
+
+def test_the_worker_answers_a_list_call_after_end_with_an_error_not_silence() -> None:
+    """Between END and DONE a list call could outlive the worker's last line; the worker
+    answers it at once with an error, which the run raises as CallWorkerError."""
+    from routera_archive.calls.callers import _error
+    from routera_archive.calls.worker import CallWorker
+
+    sent: list[tuple[str, tuple[str, ...]]] = []
+
+    class Outbox:
+        def send(self, kind: str, *parts: str) -> None:
+            sent.append((kind, parts))
+
+    async def go() -> None:
+        reader = asyncio.StreamReader()
+        reader.feed_data(protocol.encode(protocol.END))
+        arguments = '{"object_type": "companies", "archived": false, "limit": 1, "offset": 0}'
+        reader.feed_data(protocol.encode(protocol.LIST, "7", arguments))
+        reader.feed_eof()
+        worker = CallWorker(reader, Outbox())  # type: ignore[arg-type]
+        await asyncio.wait_for(worker.read_commands(None), 5)  # type: ignore[arg-type]
+        assert not worker.calls  # no call was started
+
+    asyncio.run(go())
+
+    [(kind, (call_id, payload))] = sent
+    assert (kind, call_id) == (protocol.ANSWER, "7")
+    error = _error(json.loads(payload)["error"])
+    assert isinstance(error, CallWorkerError)
+    assert "after the end of the archive stream" in str(error)

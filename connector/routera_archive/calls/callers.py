@@ -242,6 +242,8 @@ class WorkerCaller:
         self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._call_ids = itertools.count()
         self._done: _Done | None = None
+        # Set once END or STOP went to the worker: from then it answers no list call.
+        self._stream_ended = False
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
@@ -280,6 +282,15 @@ class WorkerCaller:
     async def list_objects(
         self, object_type: ObjectType, *, archived: bool, limit: int, offset: int
     ) -> ApiAnswer:
+        """A list call made by the worker. Only before the archive stream ends: after END the
+        worker is finishing, and after its DONE nothing would ever answer (`_finish` already
+        failed the calls it knew of), so the wait would never end; such a call is an error
+        here, at once (the worker refuses one that reaches it after END as well)."""
+        if self._stream_ended or self._done is not None:
+            raise CallWorkerError(
+                f"a list call (GET {object_type.path}) after the call worker's archive stream "
+                "ended: the worker answers none then; list calls come first in a run"
+            )
         call_id = str(next(self._call_ids))
         answer = asyncio.get_running_loop().create_future()
         self._answers[call_id] = answer
@@ -321,6 +332,7 @@ class WorkerCaller:
             if kind in ended or (kind == protocol.END and ended):
                 return
             ended.append(kind)
+            self._stream_ended = True
             if kind == protocol.STOP:
                 stop_sent.mark()
             with contextlib.suppress(OSError, RuntimeError):
@@ -457,6 +469,7 @@ class WorkerCaller:
 
     async def aclose(self) -> None:
         """End the worker: ask it to stop, give in-flight calls time, then kill it."""
+        self._stream_ended = True
         if self._done is None:
             with contextlib.suppress(OSError, RuntimeError):
                 self._send(protocol.STOP)

@@ -214,6 +214,14 @@ class CallWorker:
             kind, parts = protocol.decode(line, 2)
             if kind == protocol.ARCHIVE:
                 self.intake.put_nowait(ArchiveRequest.model_validate_json(parts[0]))
+            elif kind == protocol.LIST and ended:
+                # The calls are finishing: a list call now could outlive DONE, and the run
+                # would wait for its answer for ever. Refused, in words the run raises.
+                refused = {
+                    "kind": protocol.INTERNAL,
+                    "message": "a list call after the end of the archive stream is not made",
+                }
+                self.outbox.send(protocol.ANSWER, parts[0], json.dumps({"error": refused}))
             elif kind == protocol.LIST:
                 task = asyncio.create_task(self.list_objects(client, parts[0], parts[1]))
                 self.calls.add(task)
