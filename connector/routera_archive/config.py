@@ -8,9 +8,10 @@ mean the same everywhere. The HTTP client's settings are made from it in one pla
 and no message here ever quotes one.
 """
 
+import contextlib
 import math
 import re
-from typing import Any, Final, NoReturn, TypeVar
+from typing import Any, Final, NoReturn, TypeVar, get_args
 from urllib.parse import urlsplit
 
 from dlt.common.configuration import configspec, resolve_configuration
@@ -29,6 +30,7 @@ from routera_archive.errors import ConfigurationError
 from routera_archive.http.auth import is_header_safe_token
 from routera_archive.http.config import AccessToken, ClientConfig, ClientCredentials, Credentials
 from routera_archive.names import QUEUE_TABLE, SOURCE_NAME
+from routera_archive.objects import ObjectType
 
 CONFIG_SECTIONS: Final = ("sources", SOURCE_NAME, SOURCE_NAME)
 """Where dlt's own source lookup puts `routera`'s settings: `sources.<section>.<name>`."""
@@ -60,6 +62,15 @@ def setting_key(name: str) -> str:
 
 def _refuse(name: str, problem: str) -> NoReturn:
     raise ConfigurationError(f"{problem}; set {setting_key(name)}")
+
+
+def properties_key(object_type: ObjectType) -> str:
+    """How a user sets one type's `properties`: contacts by the flat list (as before types
+    existed) or the table, every other type by the table only."""
+    table = f"[sources.routera.properties] {object_type.value}"
+    if object_type is ObjectType.CONTACTS:
+        return f"{setting_key('properties')} (a list), or {table}"
+    return f"{table} (SOURCES__ROUTERA__PROPERTIES as a JSON object)"
 
 
 def shown_url(url: str) -> str:
@@ -171,11 +182,16 @@ class RouteraSourceConfig(DatasetConfig):
     call_worker: bool = True
     """Make the HTTP calls in a child process, so dlt's loads do not slow them; false keeps
     them in the run's process (for hosts that forbid subprocesses)."""
-    properties: list[str] | None = None
-    """Internal names of the custom fields to keep. Routera's reference says a DELETE answer
-    holds only the default properties; with this set, each contact is first read with
-    `?properties=` (a snapshot, one more request per contact, counted in `rps`) and its
-    record is the snapshot overlaid with the DELETE's answer. Unset: the DELETE's answer alone."""
+    properties: dict[str, list[str]] | list[str] | None = None
+    """Internal names of the custom fields to keep, per object type: a table keyed by type
+    (`[sources.routera.properties]` with `contacts = [...]`, `companies = [...]`; a JSON object
+    in SOURCES__ROUTERA__PROPERTIES), or a flat list, which names contact fields (as it did
+    before types existed). A type's fields are unknown on another's, and Routera answers 400
+    to them, so one list cannot serve every type. Routera's reference says a DELETE answer
+    holds only the default properties; for a type with names set, each record is first read
+    with `?properties=` (a snapshot, one more request per record, counted in `rps`) and its
+    record is the snapshot overlaid with the DELETE's answer. Unset for a type: the DELETE's
+    answer alone."""
 
     def on_resolved(self) -> None:
         """Every rule on a setting's value, checked once, naming the key as a user sets it."""
@@ -274,35 +290,51 @@ class RouteraSourceConfig(DatasetConfig):
             backoff_initial=self.backoff_initial,
             backoff_max=self.backoff_max,
             token_refresh_margin=self.token_refresh_margin,
-            properties=tuple(self.properties or ()),
+            properties=tuple(self.properties_by_type.items()),
         )
 
+    @property
+    def properties_by_type(self) -> dict[ObjectType, tuple[str, ...]]:
+        """The names to snapshot, per type that has any (a flat list: contacts'), in the
+        types' order. Read after `on_resolved`, which refused every other shape."""
+        given: Any = self.properties
+        if not given:
+            return {}
+        if isinstance(given, list | tuple):
+            return {ObjectType.CONTACTS: tuple(given)}
+        return {kind: tuple(given[kind.value]) for kind in ObjectType if given.get(kind.value)}
+
     def _check_properties(self) -> None:
-        """Names as Routera's `?properties=a,b` can carry them: a comma or a control character
-        would change the list the API reads, so such a name is refused, not sent."""
-        if self.properties is None:
+        """The shape (a list, or a table keyed by type names exactly: a key that names no type
+        would be a type's fields silently never read), and names as Routera's
+        `?properties=a,b` can carry them: a comma or a control character would change the
+        list the API reads, so such a name is refused, not sent."""
+        given: Any = self.properties  # from the environment or code, it may be anything
+        if given is None:
             return
-        names: Any = self.properties  # set in code after resolution, it may be anything
-        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
-            _refuse(
-                "properties",
-                'properties must be a list of field names (TOML: properties = ["lead_score"];'
-                " environment: a JSON list, '[\"lead_score\"]')",
-            )
-        seen: set[str] = set()
-        for name in self.properties:
-            if not name.strip() or name != name.strip():
-                _refuse("properties", f"properties holds {name!r}: a name without spaces around it")
-            if "," in name or any(ord(char) < 32 or ord(char) == 127 for char in name):
+        shape = (
+            'properties must be a list of contact field names (properties = ["lead_score"]) '
+            "or a table of lists by object type ([sources.routera.properties] companies = "
+            '["tier"]; environment: JSON, \'{"companies": ["tier"]}\' or \'["lead_score"]\')'
+        )
+        if isinstance(given, list | tuple):
+            self.properties = _checked_names(given, ObjectType.CONTACTS, shape)
+            return
+        if not isinstance(given, dict):
+            _refuse("properties", shape)
+        known = ", ".join(kind.value for kind in ObjectType)
+        checked: dict[str, list[str]] = {}
+        for key, names in given.items():
+            try:
+                kind = ObjectType(key)
+            except ValueError:
                 _refuse(
                     "properties",
-                    f"properties holds {name!r}: a name cannot hold a comma or a control "
-                    "character (Routera separates names with commas)",
+                    f"properties has a key {str(key)[:40]!r} that names no object type (the "
+                    f"keys are {known}, spelled exactly)",
                 )
-            if name in seen:
-                _refuse("properties", f"properties names {name!r} twice")
-            seen.add(name)
-        self.properties = list(self.properties)
+            checked[kind.value] = _checked_names(names, kind, shape)
+        self.properties = checked
 
     def _check_base_url(self) -> None:
         try:
@@ -327,6 +359,29 @@ class RouteraSourceConfig(DatasetConfig):
                 "base_url",
                 f"base_url {shown_url(self.base_url)!r} must not have a query or fragment",
             )
+
+
+def _checked_names(names: Any, kind: ObjectType, shape: str) -> list[str]:
+    """One type's names, as a list, each one a name `?properties=a,b` can carry."""
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise ConfigurationError(f"{shape}; set {properties_key(kind)}")
+    seen: set[str] = set()
+    what = "properties" if kind is ObjectType.CONTACTS else f"properties.{kind.value}"
+    for name in names:
+        problem = None
+        if not name.strip() or name != name.strip():
+            problem = f"{what} holds {name!r}: a name without spaces around it"
+        elif "," in name or any(ord(char) < 32 or ord(char) == 127 for char in name):
+            problem = (
+                f"{what} holds {name!r}: a name cannot hold a comma or a control character "
+                "(Routera separates names with commas)"
+            )
+        elif name in seen:
+            problem = f"{what} names {name!r} twice"
+        if problem is not None:
+            raise ConfigurationError(f"{problem}; set {properties_key(kind)}")
+        seen.add(name)
+    return list(names)
 
 
 def resolve_source_config(**overrides: Any) -> RouteraSourceConfig:
@@ -398,9 +453,37 @@ def _configured_values(spec: BaseConfiguration) -> dict[str, Any]:
                     f".dlt/secrets.toml or the environment ({setting_key(name)})"
                 )
             # As dlt does with a value it found: the environment's text becomes the field's type.
-            found[name] = deserialize_value(name, value, extract_inner_hint(hint))
+            found[name] = _deserialized(name, value, hint)
             break
     return found
+
+
+def _deserialized(name: str, value: Any, hint: Any) -> Any:
+    """`value` as the field's type, the way dlt makes it, for a field of one type or of
+    several (`properties`: a table or a list). dlt tries only a union's first member, so a
+    JSON list in SOURCES__ROUTERA__PROPERTIES would be refused as not a table; here each
+    member is tried in turn, and a value none of them takes is left to the field's own check
+    in `on_resolved`, which says what shapes it takes."""
+    members = [arg for arg in get_args(hint) if arg is not type(None)]
+    if len(members) < 2:
+        return deserialize_value(name, value, extract_inner_hint(hint))
+    for member in members:
+        with contextlib.suppress(ConfigValueCannotBeCoercedException):
+            return deserialize_value(name, value, extract_inner_hint(member))
+    return value
+
+
+def with_contact_properties(
+    config: RouteraSourceConfig, names: list[str]
+) -> dict[str, list[str]] | list[str]:
+    """`properties` with the contacts' names replaced by `names` and every other type's kept:
+    what `--properties` sets, over the configuration's table."""
+    others = {
+        kind.value: list(given)
+        for kind, given in config.properties_by_type.items()
+        if kind is not ObjectType.CONTACTS
+    }
+    return {ObjectType.CONTACTS.value: names, **others} if others else names
 
 
 def as_resolved(config: RouteraSourceConfig | None) -> RouteraSourceConfig:

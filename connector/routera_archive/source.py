@@ -3,6 +3,7 @@ extracts, for users who compose their own pipelines. It writes the same tables a
 (`routera_archive.dataset.tables`).
 """
 
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 from uuid import uuid4
@@ -28,7 +29,7 @@ from routera_archive.http.client import RouteraClient
 from routera_archive.models import ArchiveOutcome, ArchiveRequest
 from routera_archive.names import ARCHIVES_TABLE, LOG_TABLE, SOURCE_NAME
 from routera_archive.objects import ObjectType
-from routera_archive.run.guardrails import max_archives_verdict, probe_account, share_verdict
+from routera_archive.run.guardrails import max_archives_verdict, probe_accounts, share_verdict
 
 
 @configspec
@@ -51,7 +52,7 @@ def routera_archive(
     runner read them; to set values in code, pass `config`: `resolve_source_config(rps=10)`
     (the rest from the environment) or `settings_from_values(...)` (nothing from it). The
     guardrails apply as in a run: more requests than `max_archives` raise GuardrailRefused here,
-    before anything is called; more than `max_share` of the active contacts raise it when the
+    before anything is called; more than `max_share` of a type's active records raise it when the
     extract starts (dlt then reports it as the cause of its PipelineStepFailed); `force=True`
     passes both. `schema_contract` holds new fields back as in a run. `chunk_size`,
     `call_worker` and `queue_table` are the runner's: this source makes its calls in dlt's
@@ -64,6 +65,8 @@ def routera_archive(
     settings = as_resolved(config)
     client_config = settings.client_config()
     wanted = [as_request(item) for item in requests]
+    # Per type, as the run's share check counts (a request that names no type is not called).
+    to_call = Counter(item.object_type for item in wanted if item.object_type is not None)
     verdict = max_archives_verdict(settings, len(wanted), force=force)
     if verdict.startswith("refused"):
         raise GuardrailRefused(verdict)
@@ -72,8 +75,10 @@ def routera_archive(
     @dlt.resource(name="archive_outcomes", selected=False)
     async def outcomes() -> AsyncIterator[ArchiveOutcome]:
         async with RouteraClient(client_config) as client:
-            account = await probe_account(client.list_objects, client_config.properties)
-            refusal = share_verdict(settings, account, len(wanted), force=force)
+            accounts = await probe_accounts(
+                client.list_objects, to_call, settings.properties_by_type
+            )
+            refusal = share_verdict(settings, accounts, to_call, force=force)
             if refusal is not None:
                 raise GuardrailRefused(refusal)
             async for outcome in archive_concurrently(

@@ -125,14 +125,15 @@ def run(
         str | None,
         typer.Option(
             metavar="A,B",
-            help="Custom fields to read before each DELETE, comma-separated (properties).",
+            help="Contact custom fields to read before each DELETE, comma-separated (properties;"
+            " other types' are set in [sources.routera.properties]).",
         ),
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Archive every pending request in the queue and load the records into the audit trail."""
     with _command(debug):
-        from routera_archive.config import resolve_source_config
+        from routera_archive.config import resolve_source_config, with_contact_properties
         from routera_archive.dataset.queue import Shard
         from routera_archive.errors import ConfigurationError
         from routera_archive.run.runner import ArchiveRun, RunOptions
@@ -150,9 +151,13 @@ def run(
             concurrency=concurrency,
             rps=rps,
             queue_table=queue_table,
-            # Each name as typed: the setting's own check refuses a blank or padded one.
-            properties=None if properties is None else properties.split(","),
         )
+        if properties is not None:
+            # The contacts' names, the other types' as configured: `--properties` must not
+            # silently drop `[sources.routera.properties] companies`. Each name as typed: the
+            # setting's own check refuses a blank or padded one.
+            config.properties = with_contact_properties(config, properties.split(","))
+            config.validate()
         pipeline = make_pipeline(destination, dataset, shard=worker)
         options = RunOptions(dry_run=dry_run, limit=limit, force=force, shard=worker)
         console = stdout()

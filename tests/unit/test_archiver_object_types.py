@@ -1,6 +1,7 @@
 """Companies, deals and tickets through the client and the archiver (respx): every call goes to
 the request's own type's path and nowhere else, a 404 is resolved there, the messages name the
-type, and (until `properties` is per type) no snapshot is taken and no `properties` sent."""
+type, and a flat `properties` list (the contacts') takes no snapshot and sends no `properties`
+for them (per-type names: test_properties_per_type)."""
 
 import json
 from typing import Any
@@ -87,7 +88,7 @@ def test_404_then_get_on_its_own_path_is_already_archived(kind: ObjectType) -> N
     assert outcome.record == json.loads(get_body) and outcome.raw_response == get_body
     assert outcome.http_status == 404 and outcome.attempts == 2
     assert delete.call_count == 1 and get.call_count == 1
-    # `properties` names contact fields for now: a read of another type asks for none.
+    # A flat `properties` list names contact fields: a read of another type asks for none.
     assert "properties" not in get.calls.last.request.url.params
     assert not other.called
 
@@ -109,7 +110,7 @@ def test_404_then_get_404_on_its_own_path_is_not_found(kind: ObjectType) -> None
     assert not other.called
 
 
-# --- properties: a snapshot for contacts only, for now -----------------------------------------
+# --- a flat properties list: a snapshot for contacts only -------------------------------------
 
 
 @pytest.mark.parametrize("kind", OTHER_TYPES)
@@ -345,7 +346,7 @@ def test_list_objects_lists_the_type_s_own_collection(kind: ObjectType) -> None:
     answer = h.run(lambda c: c.list_objects(kind, archived=False, limit=10, offset=0))
 
     assert answer.json() == page
-    # `properties` is one list of contact fields until it is per type (issue 14).
+    # A flat `properties` list is the contacts' (per type: a table, issue 14).
     asked = "&properties=lead_score" if kind is ObjectType.CONTACTS else ""
     assert route.calls.last.request.url.query == f"archived=false&limit=10&offset=0{asked}".encode()
     assert not other.called

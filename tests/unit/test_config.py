@@ -23,6 +23,7 @@ from routera_archive.config import (
 )
 from routera_archive.errors import ConfigurationError, one_line
 from routera_archive.http.config import AccessToken, ClientConfig, ClientCredentials
+from routera_archive.objects import ObjectType
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "static-TOKEN-value-7f3a"
@@ -198,7 +199,9 @@ def test_every_setting_of_the_client_comes_from_the_spec() -> None:
         properties=["lead_score", "Lead Source"],
     )
     client = config.client_config()
-    made = {"credentials": config.credentials, "properties": ("lead_score", "Lead Source")}
+    # A flat list names contact fields (per type: `properties_by_type`).
+    contacts = (ObjectType.CONTACTS, ("lead_score", "Lead Source"))
+    made = {"credentials": config.credentials, "properties": (contacts,)}
     for field in dataclasses.fields(ClientConfig):
         expected = made[field.name] if field.name in made else getattr(config, field.name)
         assert getattr(client, field.name) == expected, field.name

@@ -94,9 +94,8 @@ async def archive_request(
         object_id = validate_object_id(request.object_id, field=request.object_type.id_field)
     except InvalidObjectId as exc:
         return ArchiveOutcome(request=request, status=Status.INVALID, error=exc.reason)
-    # `properties` names contact fields for now (one list; per type in a later step of issue
-    # 14): the other types are archived without a snapshot, as contacts are without the setting.
-    if client.config.properties and request.object_type is ObjectType.CONTACTS:
+    # A snapshot for a type whose `properties` are set; the other types' DELETE answer alone.
+    if client.config.properties_of(request.object_type):
         return await _snapshot_then_archive(client, request, object_id, keep_snapshot)
     return await _archive(client, request, object_id)
 

@@ -15,7 +15,7 @@ import enum
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -91,6 +91,8 @@ class PendingTally:
     pending: int
     # Requests that will reach the API (not a duplicate, not already archived, not empty).
     to_call: int
+    # The same, per type: the share check holds each type to its own active count.
+    to_call_by_type: Mapping[ObjectType, int] = field(default_factory=dict)
 
 
 class Archived(enum.IntEnum):
@@ -173,19 +175,24 @@ def settled_without_call(queued: Queued, archived: Archived, duplicate: bool) ->
 class PendingSummary:
     """What a dry run shows and the guardrails count, from one run of the pending SQL."""
 
-    # Every pending request (in this shard), and those that need the API.
+    # Every pending request (in this shard), and those that need the API, in all and by type.
     pending: int = 0
     to_call: int = 0
+    to_call_by_type: Counter[ObjectType] = field(default_factory=Counter)
     # The first `limit` pending requests in the run's order, by how they are settled (None:
     # by a call).
     planned: Counter[Status | None] = field(default_factory=Counter)
     # The first `shown` of them, as rows of `pending_sql` (`identity`, `to_pending`).
     shown: list[Sequence[Any]] = field(default_factory=list)
 
-    def add(self, settled: NoCall | None, planned: bool, count: int = 1) -> None:
+    def tally(self) -> PendingTally:
+        return PendingTally(self.pending, self.to_call, dict(self.to_call_by_type))
+
+    def add(self, settled: NoCall | None, planned: bool, count: int, queued: Queued) -> None:
         self.pending += count
-        if settled is None:
+        if settled is None:  # so its type is one (`invalid_reason`)
             self.to_call += count
+            self.to_call_by_type[ObjectType(queued.object_type)] += count
         if planned:
             self.planned[None if settled is None else settled.status] += count
 
@@ -522,7 +529,7 @@ class PendingQueue:
     def tally(self) -> PendingTally:
         """Pending requests and how many of them need the API (a run's guardrails)."""
         summary = self.summary(limit=None, shown=0)
-        return PendingTally(summary.pending, summary.to_call)
+        return summary.tally()
 
     def summary(self, limit: int | None, shown: int, batch_size: int = 5000) -> PendingSummary:
         """Every pending request counted by how it is settled, the first `limit` of them (all,
@@ -543,7 +550,7 @@ class PendingQueue:
         if limit is None and shown == 0:
             for standing in self._standing(batch_size):
                 for queued, duplicate, archived in standing:
-                    summary.add(settled_without_call(queued, archived, duplicate), True)
+                    summary.add(settled_without_call(queued, archived, duplicate), True, 1, queued)
             return summary
         for rows in self.stream(batch_size):
             for row in rows:
@@ -554,7 +561,7 @@ class PendingQueue:
                     identity.first_request_id != identity.request_id,
                 )
                 planned = limit is None or summary.pending < limit
-                summary.add(settled, planned)
+                summary.add(settled, planned, 1, identity.queued)
                 if planned and len(summary.shown) < shown:
                     summary.shown.append(row)
         return summary
@@ -580,7 +587,7 @@ class PendingQueue:
                 continue
             queued = Queued(str(kind), _text(object_id), _text(clash))
             settled = settled_without_call(queued, Archived(archived), duplicate)
-            summary.add(settled, bool(planned), int(count))
+            summary.add(settled, bool(planned), int(count), queued)
         summary.shown.sort(key=lambda row: (str(row[0]), str(row[1]), _text(row[2]) or ""))
         return summary
 

@@ -280,12 +280,10 @@ class RouteraClient:
         return await self._call(_Call("GET", object_type.path, authenticated=True, params=params))
 
     def _asked(self, object_type: ObjectType) -> dict[str, str] | None:
-        """`properties` for a read of `object_type`. The setting is one list of contact fields
-        for now, so only a contacts read asks for it: the names of one type's custom fields
-        are unknown on another's, and Routera answers 400 to them. Reads of the other types
-        ask for nothing until `properties` is set per type (issue 14)."""
-        properties = self.config.properties
-        if not properties or object_type is not ObjectType.CONTACTS:
+        """`properties` for a read of `object_type`: that type's own names only, since one
+        type's custom fields are unknown on another's and Routera answers 400 to them."""
+        properties = self.config.properties_of(object_type)
+        if not properties:
             return None
         return {"properties": ",".join(properties)}
 

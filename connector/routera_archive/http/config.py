@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from routera_archive.objects import ObjectType
 from routera_archive.redaction import remember
 
 
@@ -60,8 +61,13 @@ class ClientConfig:
     backoff_initial: float
     backoff_max: float
     token_refresh_margin: float
-    # Custom fields read with `?properties=` before each DELETE (a snapshot); empty: none.
-    properties: tuple[str, ...]
+    # Per type, the custom fields read with `?properties=` before each DELETE (a snapshot);
+    # a type not named: none. Pairs, not a dict, so that the config stays hashable.
+    properties: tuple[tuple[ObjectType, tuple[str, ...]], ...]
+
+    def properties_of(self, object_type: ObjectType) -> tuple[str, ...]:
+        """The names a read of `object_type` asks for (empty: no snapshot of that type)."""
+        return next((names for kind, names in self.properties if kind is object_type), ())
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -82,7 +88,8 @@ class ClientConfig:
         credentials = dict(values["credentials"])
         kind = credentials.pop("kind")
         chosen = {AccessToken.__name__: AccessToken, ClientCredentials.__name__: ClientCredentials}
-        properties = tuple(values["properties"])  # JSON made it a list
+        # JSON made the pairs lists, and each type its text.
+        properties = tuple((ObjectType(kind), tuple(names)) for kind, names in values["properties"])
         return cls(
             **{**values, "credentials": chosen[kind](**credentials), "properties": properties}
         )

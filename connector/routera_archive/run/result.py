@@ -1,6 +1,7 @@
 """What a run did: the report the CLI prints, `archive_runs` stores and schedulers read."""
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -60,9 +61,12 @@ class RunReport:
     held_back_reasons: list[str] = field(default_factory=list)
     # Packages a crashed or refused load left, aborted because they could never load.
     aborted_packages: int = 0
-    # Records this run kept, and the keys outside Routera's default properties they carried.
+    # Records this run kept, and the keys outside Routera's default properties they carried
+    # (each record judged by its own type's defaults), in all and by type.
     records_kept: int = 0
     keys_beyond_defaults: set[str] = field(default_factory=set)
+    kept_by_type: Counter[ObjectType] = field(default_factory=Counter)
+    beyond_by_type: dict[ObjectType, set[str]] = field(default_factory=dict)
     # What the user should know and act on, though nothing failed (`note_properties`).
     notes: list[str] = field(default_factory=list)
 
@@ -75,29 +79,48 @@ class RunReport:
 
     def note_record(self, record: dict[str, Any], object_type: ObjectType) -> None:
         self.records_kept += 1
+        self.kept_by_type[object_type] += 1
         defaults = object_type.default_properties
-        self.keys_beyond_defaults.update(key for key in record if key not in defaults)
+        beyond = {key for key in record if key not in defaults}
+        self.keys_beyond_defaults.update(beyond)
+        self.beyond_by_type.setdefault(object_type, set()).update(beyond)
 
-    def note_properties(self, properties: list[str] | None) -> None:
-        """Say it when the records look incomplete: Routera's reference says a DELETE answer
-        holds only the default properties, and an audit trail without custom fields that says
-        nothing would be trusted as complete."""
-        if not self.records_kept:
-            return
-        if not properties and not self.keys_beyond_defaults:
-            self.notes.append(
-                f"the answers held only Routera's default properties ({self.records_kept} "
-                "records, no custom field): set `properties` to the custom fields to keep "
-                "(SOURCES__ROUTERA__PROPERTIES or --properties), and each contact is read with "
-                "them before its DELETE"
-            )
-        missing = [name for name in properties or () if name not in self.keys_beyond_defaults]
-        if missing:
-            self.notes.append(
-                f"no record of this run held {', '.join(repr(name) for name in missing)} of "
-                "`properties`: check each is a field's internal name (in Routera's field "
-                "settings)"
-            )
+    def note_properties(self, properties: Mapping[ObjectType, Sequence[str]]) -> None:
+        """Say it, per type, when the records look incomplete: Routera's reference says a
+        DELETE answer holds only the default properties, and an audit trail without custom
+        fields that says nothing would be trusted as complete. Each type has its own setting,
+        so each note names the one to set."""
+        only_contacts = set(self.kept_by_type) <= {ObjectType.CONTACTS}
+        for kind in ObjectType:
+            kept = self.kept_by_type.get(kind, 0)
+            if not kept:
+                continue
+            names = properties.get(kind, ())
+            beyond = self.beyond_by_type.get(kind, set())
+            contacts = kind is ObjectType.CONTACTS
+            setting = "`properties`" if contacts else f"`properties.{kind.value}`"
+            if not names and not beyond:
+                answers = (
+                    "the answers" if contacts and only_contacts else f"the {kind.singular} answers"
+                )
+                where = (
+                    "SOURCES__ROUTERA__PROPERTIES or --properties"
+                    if contacts
+                    else f"[sources.routera.properties] {kind.value}"
+                )
+                self.notes.append(
+                    f"{answers} held only Routera's default properties ({kept} records, no "
+                    f"custom field): set {setting} to the custom fields to keep ({where}), and "
+                    f"each {kind.singular} is read with them before its DELETE"
+                )
+            missing = [name for name in names if name not in beyond]
+            if missing:
+                record = "record" if contacts and only_contacts else f"{kind.singular} record"
+                self.notes.append(
+                    f"no {record} of this run held {', '.join(repr(name) for name in missing)} "
+                    f"of {setting}: check each is a {kind.singular} field's internal name (in "
+                    "Routera's field settings)"
+                )
 
     def note_held_back(self, contact_ids: list[str], reason: str) -> None:
         self.held_back_records.extend(contact_ids)

@@ -79,7 +79,7 @@ from routera_archive.run.failures import is_unexpected, stopped_by, typed_error
 from routera_archive.run.guardrails import (
     ListObjects,
     max_archives_verdict,
-    probe_account,
+    probe_accounts,
     share_verdict,
 )
 from routera_archive.run.lock_watch import LockWatch
@@ -146,6 +146,7 @@ class ArchiveRun:
         self._carried: dict[RequestKey, JournaledSnapshot] = {}
         self.columns = FieldColumnsByType()
         self._to_call = 0
+        self._to_call_by_type: dict[ObjectType, int] = {}
         # Under a frozen or discarding schema contract new fields stay in raw_response only.
         self.hold_back = config.schema_contract != "evolve"
         self._columns_before: dict[str, set[str]] = {}
@@ -240,9 +241,12 @@ class ArchiveRun:
         pending = tally.pending
         report.pending_at_start = pending
         to_handle = pending if self.options.limit is None else min(pending, self.options.limit)
-        self._to_call = (
-            tally.to_call if self.options.limit is None else min(tally.to_call, self.options.limit)
-        )
+        self._to_call = self._within_limit(tally.to_call)
+        # With a limit, each type's figure is at most the limit: the first `limit` requests
+        # may hold fewer of a type, never more, so the share check errs on the side of refusing.
+        self._to_call_by_type = {
+            kind: self._within_limit(count) for kind, count in tally.to_call_by_type.items()
+        }
         if self.options.dry_run:
             try:
                 verdict = self._dry_run_verdict(to_handle)
@@ -260,6 +264,9 @@ class ArchiveRun:
             self._refuse(refusal)
             return
         asyncio.run(self._archive(queue, to_handle))
+
+    def _within_limit(self, count: int) -> int:
+        return count if self.options.limit is None else min(count, self.options.limit)
 
     def _fail(self, error: RouteraArchiveError, outcome: str, message: str | None = None) -> None:
         """End the run's account with `error`: its exit code, and its message unless one is
@@ -280,12 +287,14 @@ class ArchiveRun:
         return max_archives_verdict(self.config, to_handle, force=self.options.force)
 
     async def _share_verdict(self, list_objects: ListObjects) -> str | None:
-        """The run's first call, made only when something will be called: the share check
-        (see guardrails.probe_account, which also stops a run whose base_url is not Routera's)."""
+        """The run's first calls, one list call per type with requests to call, all before any
+        DELETE: the share check per type (see guardrails.probe_account, which also stops a run
+        whose base_url is not Routera's, or whose `properties` of a type Routera refuses)."""
         if self._to_call == 0:
             return None
-        account = await probe_account(list_objects, self.config.properties or ())
-        return share_verdict(self.config, account, self._to_call, force=self.options.force)
+        to_call = self._to_call_by_type
+        accounts = await probe_accounts(list_objects, to_call, self.config.properties_by_type)
+        return share_verdict(self.config, accounts, to_call, force=self.options.force)
 
     def _dry_run_verdict(self, to_handle: int) -> str:
         """The verdict a real run would reach, the share check's one read-only call included."""
@@ -495,7 +504,7 @@ class ArchiveRun:
             report.plan.append(
                 PlannedRequest(request, action, None if settled is None else settled.error)
             )
-        return PendingTally(summary.pending, summary.to_call)
+        return summary.tally()
 
     # ------------------------------------------------------------- archiving
     async def _archive(self, queue: PendingQueue, to_handle: int) -> None:
@@ -663,7 +672,7 @@ class ArchiveRun:
             for column in columns
             if "__v_" in column
         )
-        report.note_properties(self.config.properties)
+        report.note_properties(self.config.properties_by_type)
         if report.counts.get(Status.FAILED.value) and report.exit_code == ExitCode.OK:
             report.exit_code = ExitCode.FAILED
             report.outcome = "completed with failures"
