@@ -8,12 +8,13 @@ outcomes, ...))` loads outcomes that were already archived; the runner uses it t
 chunk while the next chunk is being archived.
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import dlt
 from dlt.common.schema.typing import TColumnSchema, TMergeDispositionDict, TSchemaContractDict
+from dlt.common.schema.utils import has_table_seen_data
 from dlt.extract.resource import DltResource
 
 from routera_archive.dataset.fields import FieldColumnsByType
@@ -259,14 +260,56 @@ def build_audit_rows(
 HOLD_BACK_CONTRACT: TSchemaContractDict = {"columns": "discard_value", "data_type": "discard_value"}
 
 
+def empty_archives(object_type: ObjectType) -> DltResource:
+    """A type's audit table with no row: dlt creates it, with its declared columns.
+
+    So that every type's table exists from a dataset's first load on, and SQL written once
+    (the shipped audit queries, a user's own view) may name all four: a static query cannot
+    name a table that may not exist. `append`, not the tables' insert-only merge: dlt 1.31
+    cannot normalise its empty-table marker under a primary key (KeyError 'id'); the first
+    load with rows sets the merge hints, as for any table.
+    """
+
+    def nothing() -> Iterator[Any]:
+        yield dlt.mark.materialize_table_schema()
+
+    return dlt.resource(
+        nothing,
+        name=object_type.table,
+        write_disposition="append",
+        columns=archives_columns(object_type),
+        max_table_nesting=0,
+    )
+
+
+def unmade_archives(pipeline: dlt.Pipeline) -> frozenset[ObjectType]:
+    """The types whose audit table dlt has not made yet in this pipeline's dataset (its
+    schema, as restored from the destination, says which tables have seen data)."""
+    schema = pipeline.schemas.get(SOURCE_NAME) if SOURCE_NAME in pipeline.schemas else None
+    tables = schema.tables if schema is not None else {}
+    return frozenset(
+        kind
+        for kind in ObjectType
+        if kind.table not in tables or not has_table_seen_data(tables[kind.table])
+    )
+
+
 @dlt.source(name=SOURCE_NAME, section=SOURCE_NAME, max_table_nesting=0)
-def audit_trail(rows: AuditRows, hold_back_new_fields: bool = False) -> list[DltResource]:
-    """The audit tables' rows of outcomes that are already known: `contact_archives` always
-    (as before types existed), another type's table only with rows of its own, so that a
-    dataset holds the tables of the types it archived."""
+def audit_trail(
+    rows: AuditRows,
+    hold_back_new_fields: bool = False,
+    make_tables: Collection[ObjectType] = (),
+) -> list[DltResource]:
+    """The audit tables' rows of outcomes that are already known, each type's in its own
+    table; `make_tables`: types whose table is to be made even without a row of theirs
+    (`empty_archives`; a run passes `unmade_archives`), so that a dataset has all four once
+    it has any."""
     resources = []
     for kind in ObjectType:
         records = rows.archives.get(kind, [])
+        if not records and kind in make_tables:
+            resources.append(empty_archives(kind))
+            continue
         if kind is not ObjectType.CONTACTS and not records:
             continue
         archives = insert_only(records, kind.table, "id", archives_columns(kind))

@@ -15,7 +15,12 @@ from dlt.common.pipeline import LoadInfo
 from routera_archive.dataset.destination import is_data_failure, refusal_reason
 from routera_archive.dataset.fields import FieldColumnsByType
 from routera_archive.dataset.loading import load_fresh, schema_columns
-from routera_archive.dataset.tables import AuditRows, audit_trail, build_audit_rows
+from routera_archive.dataset.tables import (
+    AuditRows,
+    audit_trail,
+    build_audit_rows,
+    unmade_archives,
+)
 from routera_archive.errors import LocalStorageError, LockLostError, RouteraArchiveError
 from routera_archive.journal import OutcomeJournal
 from routera_archive.models import ArchiveOutcome, Status
@@ -61,8 +66,10 @@ def load_rows(
     again with the records' fields held back (`AuditRows.held_back`: every record still reaches
     the trail, `raw_response` keeps every value). Returns the load and why fields were held back
     (None when they were not); any other failure is raised."""
+    # Every type's table from the first load on (`empty_archives`): the shipped SQL names all.
+    make = unmade_archives(pipeline)
     try:
-        return load_fresh(pipeline, audit_trail(rows, hold_back)), None
+        return load_fresh(pipeline, audit_trail(rows, hold_back, make)), None
     except Exception as exc:
         if not is_data_failure(exc):
             raise
@@ -70,7 +77,7 @@ def load_rows(
         logger.warning("%s; loading %d records without them", reason, len(rows.records))
         logger.debug("the refused load", exc_info=exc)
         pipeline.abort_packages()
-        return load_fresh(pipeline, audit_trail(rows.held_back(reason), hold_back)), reason
+        return load_fresh(pipeline, audit_trail(rows.held_back(reason), hold_back, make)), reason
 
 
 class ChunkSink:
