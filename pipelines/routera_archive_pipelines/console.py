@@ -310,6 +310,9 @@ def print_status(console: Console, summary: DatasetStatus) -> None:
     for name, count in sorted(summary.statuses.items()):
         table.add_row(Text(name), str(count))
     console.print(table)
+    by_type = status_by_type_table(summary)
+    if by_type.row_count:
+        console.print(by_type)
     runs = Table(title="last runs", show_edge=False)
     for column in ("run_id", "mode", "started_at", "outcome", "exit_code"):
         runs.add_column(column)
@@ -321,3 +324,27 @@ def print_status(console: Console, summary: DatasetStatus) -> None:
             )
         )
     console.print(runs)
+
+
+def status_by_type_table(summary: DatasetStatus) -> Table:
+    """`status` by object type: pending requests, then each latest status, one row a type.
+
+    Never two columns alone (type, count): scripts read the status table's `name │ count` rows
+    as the latest statuses. A type is shown as the queue or the log holds it, as text.
+    """
+    statuses = sorted({name for counts in summary.statuses_by_type.values() for name in counts})
+    table = Table(title="by object type (pending, and requests by latest status)", show_edge=False)
+    for column in ("type", "pending", "with an outcome", *statuses):
+        table.add_column(column, justify="left" if column == "type" else "right")
+    kinds = sorted({*summary.pending_by_type, *summary.statuses_by_type})
+    for kind in kinds:
+        counts = summary.statuses_by_type.get(kind, Counter())
+        pending = summary.pending_by_type.get(kind, 0) if summary.queue_error is None else None
+        table.add_row(
+            # A queued type is anyone's text: control characters shown escaped (repr).
+            Text(kind if kind.isprintable() else repr(kind)),
+            "—" if pending is None else str(pending),
+            str(sum(counts.values())),
+            *(str(counts.get(name, 0)) for name in statuses),
+        )
+    return table

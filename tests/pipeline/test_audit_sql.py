@@ -126,7 +126,8 @@ def dataset(
 def with_params(sql: str, **values: str) -> str:
     """Put values into a query's `params` CTE (its placeholders are the default values)."""
     placeholders = {
-        "contact_id": "'CONTACT-ID'",
+        "object_type": "'OBJECT-TYPE'",
+        "object_id": "'OBJECT-ID'",
         "since": "'2026-01-01 00:00:00+00'",
         "before": "'2027-01-01 00:00:00+00'",
     }
@@ -140,100 +141,103 @@ def utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-# What each file must return on the module's dataset. Each takes the query's text, the dataset,
-# and checks the rows itself (running the query with parameters where it has some).
+# What each file must return on the module's dataset (contacts only: the other types' tables
+# exist, empty). Each takes the query's text, the dataset, and checks the rows itself
+# (running the query with parameters where it has some).
 Check = Callable[[str, Dataset], None]
 
 
 def check_who_archived_what(sql: str, ds: Dataset) -> None:
     rows = ds.run(sql)
-    assert len(rows) == 10
+    assert len(rows) == 10 and {r[0] for r in rows} == {"contacts"}
     assert [utc(r[2]).date() for r in rows] == sorted(
         (d for d, n in EXPECTED_PER_DAY.items() for _ in range(n)), reverse=True
     )
-    by_id = {r[0]: r for r in rows}
+    by_id = {r[1]: r for r in rows}
     assert by_id[ds.facts["recovered"]][3:5] == (UI_USER, "alice@acme.test")
     assert by_id[ds.facts["hostile_contact"]][4:6] == (HOSTILE_REQUESTER, SCRIPT)
 
 
 def check_pending(sql: str, ds: Dataset) -> None:
     rows = ds.run(sql)
-    assert len(rows) == 3
+    assert len(rows) == 3 and {r[1] for r in rows} == {"contacts"}
     assert {ds.facts["still_failing"], *ds.facts["later"]} <= {v for r in rows for v in r}
 
 
 def check_outcomes_per_run(sql: str, ds: Dataset) -> None:
     first, second, third, _dry = ds.facts["run_ids"]
     assert set(ds.run(sql)) == {
-        (first, "archived", 4),
-        (first, "already_archived", 1),
-        (first, "duplicate", 1),
-        (first, "failed", 2),
-        (first, "invalid", 1),
-        (first, "not_found", 1),
-        (second, "archived", 4),
-        (second, "failed", 1),
-        (third, "archived", 1),
-        (third, "failed", 1),
+        (first, "contacts", "archived", 4),
+        (first, "contacts", "already_archived", 1),
+        (first, "contacts", "duplicate", 1),
+        (first, "contacts", "failed", 2),
+        (first, "contacts", "invalid", 1),
+        (first, "contacts", "not_found", 1),
+        (second, "contacts", "archived", 4),
+        (second, "contacts", "failed", 1),
+        (third, "contacts", "archived", 1),
+        (third, "contacts", "failed", 1),
     }
 
 
 def check_recovered(sql: str, ds: Dataset) -> None:
     rows = ds.run(sql)
-    assert [(r[0], utc(r[1]).date(), r[2], r[3]) for r in rows] == [
-        (ds.facts["recovered"], DAY_1.date(), UI_USER, "get")
+    assert [(r[0], r[1], utc(r[2]).date(), r[3], r[4]) for r in rows] == [
+        ("contacts", ds.facts["recovered"], DAY_1.date(), UI_USER, "get")
     ]
 
 
-def check_who_archived_a_contact(sql: str, ds: Dataset) -> None:
-    assert ds.run(sql) == []  # the placeholder is no contact
-    rows = ds.run(with_params(sql, contact_id=ds.facts["recovered"]))
+def check_who_archived_a_record(sql: str, ds: Dataset) -> None:
+    assert ds.run(sql) == []  # the placeholder is no record
+    recovered = ds.facts["recovered"]
+    rows = ds.run(with_params(sql, object_type="contacts", object_id=recovered))
     assert len(rows) == 1
     row = rows[0]
-    assert (row[0], row[3], row[4], row[5]) == (
-        ds.facts["recovered"],
-        UI_USER,
-        "alice@acme.test",
-        "gdpr erasure",
-    )
+    assert row[:2] == ("contacts", recovered)
+    assert (row[3], row[4], row[5]) == (UI_USER, "alice@acme.test", "gdpr erasure")
     assert row[8] == ds.facts["run_ids"][0] and row[9] is True and row[10] == "get"
-    assert ds.run(with_params(sql, contact_id=ds.facts["still_failing"])) == []
+    # The same id as another type names another record, which is not in the trail.
+    assert ds.run(with_params(sql, object_type="companies", object_id=recovered)) == []
+    failing = with_params(sql, object_type="contacts", object_id=ds.facts["still_failing"])
+    assert ds.run(failing) == []
 
 
 def check_history(sql: str, ds: Dataset) -> None:
     assert ds.run(sql) == []
-    healed = ds.run(with_params(sql, contact_id=ds.facts["failed_then_archived"]))
+    healed = ds.run(
+        with_params(sql, object_type="contacts", object_id=ds.facts["failed_then_archived"])
+    )
     assert [(r[2], r[9]) for r in healed] == [
         ("failed", ds.facts["run_ids"][0]),
         ("archived", ds.facts["run_ids"][1]),
     ]
-    failing = ds.run(with_params(sql, contact_id=ds.facts["still_failing"]))
+    failing = ds.run(with_params(sql, object_type="contacts", object_id=ds.facts["still_failing"]))
     assert [r[2] for r in failing] == ["failed"] * 3 and "archived" in failing[-1][4]
 
 
 def check_by_requester_in_range(sql: str, ds: Dataset) -> None:
     whole = ds.run(sql)
-    assert {(r[0], r[1]) for r in whole} == {
-        ("alice@acme.test", 6),
-        (HOSTILE_REQUESTER, 3),
-        ("bob@acme.test", 1),
+    assert {(r[0], r[1], r[2]) for r in whole} == {
+        ("alice@acme.test", "contacts", 6),
+        (HOSTILE_REQUESTER, "contacts", 3),
+        ("bob@acme.test", "contacts", 1),
     }
     day_2 = ds.run(
         with_params(sql, since="2026-06-02 00:00:00+00", before="2026-06-03 00:00:00+00")
     )
-    assert [(r[0], r[1]) for r in day_2] == [(HOSTILE_REQUESTER, 3), ("alice@acme.test", 1)]
-    assert all(utc(r[2]).date() == DAY_2.date() == utc(r[3]).date() for r in day_2)
+    assert [(r[0], r[2]) for r in day_2] == [(HOSTILE_REQUESTER, 3), ("alice@acme.test", 1)]
+    assert all(utc(r[3]).date() == DAY_2.date() == utc(r[4]).date() for r in day_2)
 
 
 def check_not_archived(sql: str, ds: Dataset) -> None:
     rows = ds.run(sql)
-    assert [(r[0], r[2]) for r in rows] == [
-        ("duplicate", ds.facts["duplicate_contact"]),
-        ("invalid", "bad\tid"),
-        ("not_found", "no-such-contact"),
+    assert [(r[0], r[2], r[3]) for r in rows] == [
+        ("duplicate", "contacts", ds.facts["duplicate_contact"]),
+        ("invalid", "contacts", "bad\tid"),
+        ("not_found", "contacts", "no-such-contact"),
     ]
     duplicate = rows[0]
-    assert duplicate[3] is not None and duplicate[3] != duplicate[1]  # duplicate_of
+    assert duplicate[4] is not None and duplicate[4] != duplicate[1]  # duplicate_of
 
 
 def check_failed_runs(sql: str, ds: Dataset) -> None:
@@ -248,25 +252,29 @@ def check_still_failing(sql: str, ds: Dataset) -> None:
     row = rows[0]
     assert row[1] == ds.facts["still_failing"] and "archived" in row[2]
     assert (row[3], row[6], row[9]) == (200, 3, ds.facts["run_ids"][2])
+    assert row[10:] == ("contacts", ds.facts["still_failing"])
 
 
 def check_per_day(sql: str, ds: Dataset) -> None:
-    assert dict(ds.run(sql)) == EXPECTED_PER_DAY
+    rows = ds.run(sql)
+    assert {r[1] for r in rows} == {"contacts"}
+    assert {r[0]: r[2] for r in rows} == EXPECTED_PER_DAY
     assert DAY_4.hour == 23  # late in the day: a local-time date would be the 5th east of UTC
 
 
 def check_custom_fields(sql: str, ds: Dataset) -> None:
     rows = ds.run(sql)
-    fields = {r[0]: r for r in rows}
-    assert fields[HOSTILE_FIELD][4] == ds.facts["run_ids"][1]
-    assert fields[HOSTILE_FIELD][5] == ds.facts["hostile_contact"]
-    assert fields[HOSTILE_FIELD][1] != HOSTILE_FIELD  # a normalised column name
-    assert len(rows) > 1 and [r[3] for r in rows] == sorted(r[3] for r in rows)
+    assert {r[0] for r in rows} == {"contacts"}
+    fields = {r[1]: r for r in rows}
+    assert fields[HOSTILE_FIELD][5] == ds.facts["run_ids"][1]
+    assert fields[HOSTILE_FIELD][6] == ds.facts["hostile_contact"]
+    assert fields[HOSTILE_FIELD][2] != HOSTILE_FIELD  # a normalised column name
+    assert len(rows) > 1 and [r[4] for r in rows] == sorted(r[4] for r in rows)
 
 
 def check_backlog(sql: str, ds: Dataset) -> None:
-    [(pending, oldest)] = ds.run(sql)
-    assert pending == 3
+    [(kind, pending, oldest)] = ds.run(sql)
+    assert (kind, pending) == ("contacts", 3)
     enqueued = ds.run(
         "SELECT MIN(requested_at) FROM routera_archive.archive_queue "
         f"WHERE contact_id = '{ds.facts['still_failing']}'"
@@ -274,13 +282,19 @@ def check_backlog(sql: str, ds: Dataset) -> None:
     assert oldest == enqueued
 
 
+def check_all_archives(sql: str, ds: Dataset) -> None:
+    rows = ds.run(sql)
+    assert len(rows) == 10 and {r[0] for r in rows} == {"contacts"}
+    assert ds.facts["recovered"] in {r[1] for r in rows}
+
+
 CHECKS: dict[str, Check] = {
     "01_who_archived_what.sql": check_who_archived_what,
     "02_pending_requests.sql": check_pending,
     "03_outcomes_per_run.sql": check_outcomes_per_run,
     "04_recovered_records.sql": check_recovered,
-    "05_who_archived_a_contact.sql": check_who_archived_a_contact,
-    "06_history_of_a_contact.sql": check_history,
+    "05_who_archived_a_record.sql": check_who_archived_a_record,
+    "06_history_of_a_record.sql": check_history,
     "07_archives_by_requester_in_range.sql": check_by_requester_in_range,
     "08_requests_not_archived.sql": check_not_archived,
     "09_failed_runs.sql": check_failed_runs,
@@ -288,6 +302,7 @@ CHECKS: dict[str, Check] = {
     "11_archives_per_day.sql": check_per_day,
     "12_custom_fields_first_seen.sql": check_custom_fields,
     "13_pending_backlog_age.sql": check_backlog,
+    "14_all_archives.sql": check_all_archives,
 }
 
 

@@ -7,6 +7,12 @@ with no run, a queue never made) gives an empty section with a note, never an er
 is the caller's business (`pipelines/report_render.py`): this module returns plain values,
 timestamps as timezone-aware UTC datetimes.
 
+Every object type (contacts, companies, deals, tickets) has its audit table; the archives
+sections read them as one (`all_archives`) with the type as a column, over the tables the
+dataset has. Sections that existed before types did keep their key and their meaning: the
+totals (`archives_per_day`, `outcomes`, `backlog`) stay totals, and `_by_type` sections split
+them by type; rows of the lists (per person, failures, custom fields) gain `object_type`.
+
 Windows: `since` is inclusive and `before` exclusive. Archives are filtered by `archived`;
 outcomes and failures by `archive_log.processed_at`, *then* reduced to the latest row per
 request, so a request counts once, under the status it had at the end of the window.
@@ -21,12 +27,14 @@ from typing import Any
 from dlt.common.pipeline import SupportsPipeline
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
+from routera_archive.audit.all_archives import all_archives_sql
 from routera_archive.dataset.loading import stored_columns
 from routera_archive.dataset.outcomes import ranked_outcomes
 from routera_archive.dataset.queue import PendingQueue
 from routera_archive.errors import QueueError
 from routera_archive.models import Status
 from routera_archive.names import ARCHIVES_TABLE, FIELDS_TABLE, LOG_TABLE, QUEUE_TABLE, RUNS_TABLE
+from routera_archive.objects import ObjectType
 
 logger = logging.getLogger(__name__)
 
@@ -35,20 +43,26 @@ DEFAULT_MAX_FAILURES = 500
 
 # Section keys, in the order every format shows them.
 ARCHIVES_PER_DAY = "archives_per_day"
+ARCHIVES_PER_DAY_BY_TYPE = "archives_per_day_by_type"
 ARCHIVES_BY_ARCHIVED_BY = "archives_by_archived_by"
 ARCHIVES_BY_REQUESTED_BY = "archives_by_requested_by"
 OUTCOMES = "outcomes"
+OUTCOMES_BY_TYPE = "outcomes_by_type"
 FAILURES = "failures"
 BACKLOG = "backlog"
+BACKLOG_BY_TYPE = "backlog_by_type"
 CUSTOM_FIELDS = "custom_fields"
 RUNS = "runs"
 SECTION_KEYS: tuple[str, ...] = (
     ARCHIVES_PER_DAY,
+    ARCHIVES_PER_DAY_BY_TYPE,
     ARCHIVES_BY_ARCHIVED_BY,
     ARCHIVES_BY_REQUESTED_BY,
     OUTCOMES,
+    OUTCOMES_BY_TYPE,
     FAILURES,
     BACKLOG,
+    BACKLOG_BY_TYPE,
     CUSTOM_FIELDS,
     RUNS,
 )
@@ -265,32 +279,63 @@ def _where(clauses: Sequence[str]) -> str:
     return f"WHERE {' AND '.join(clauses)}" if clauses else ""
 
 
+# What the archives sections read of each type's table.
+_ARCHIVE_COLUMNS = ("archived", "archived_by", "requested_by")
+
+
+def _archives_source(reader: _Reader) -> str | None:
+    """Every type's audit table that exists, as one (`all_archives_sql`), or None for none."""
+    tables = {
+        kind: reader.table(kind.table)
+        for kind in ObjectType
+        if reader.has_columns(kind.table, *_ARCHIVE_COLUMNS)
+    }
+    return all_archives_sql(tables, _ARCHIVE_COLUMNS) if tables else None
+
+
 def _archives_sections(reader: _Reader) -> list[Section]:
-    archives = reader.table(ARCHIVES_TABLE)
-    clauses, params = reader.window("archived")
-    where = _where(clauses)
-    day = utc_day_sql("archived", reader.dialect)
-    per_day = reader.fill(
+    sections = [
         Section(ARCHIVES_PER_DAY, "Archives per day (UTC)", ("day", "archives")),
-        ARCHIVES_TABLE,
-        f"SELECT {day} AS day, COUNT(*) AS archives "
-        f"FROM {archives} {where} GROUP BY {day} ORDER BY day",
-        params,
-    )
-    sections = [per_day]
+        Section(
+            ARCHIVES_PER_DAY_BY_TYPE,
+            "Archives per day (UTC) and type",
+            ("day", "object_type", "archives"),
+        ),
+    ]
+    people = ("archives", "first_archived", "last_archived")
     for key, column, title in (
-        (ARCHIVES_BY_ARCHIVED_BY, "archived_by", "Archives per archived_by"),
-        (ARCHIVES_BY_REQUESTED_BY, "requested_by", "Archives per requested_by"),
+        (ARCHIVES_BY_ARCHIVED_BY, "archived_by", "Archives per archived_by and type"),
+        (ARCHIVES_BY_REQUESTED_BY, "requested_by", "Archives per requested_by and type"),
     ):
-        sections.append(
-            reader.fill(
-                Section(key, title, (column, "archives", "first_archived", "last_archived")),
-                ARCHIVES_TABLE,
-                f"SELECT {column}, COUNT(*) AS archives, MIN(archived), MAX(archived) "
-                f"FROM {archives} {where} GROUP BY {column} "
-                f"ORDER BY COUNT(*) DESC, {column} NULLS LAST",
-                params,
-            )
+        sections.append(Section(key, title, (column, "object_type", *people)))
+    source = _archives_source(reader)
+    if source is None:
+        for section in sections:
+            section.note = f"there is no `{ARCHIVES_TABLE}` table in this dataset yet"
+        return sections
+    clauses, params = reader.window("archived")
+    archives = f"({source}) a {_where(clauses)}"
+    day = utc_day_sql("archived", reader.dialect)
+    per_day, by_type, *by_person = sections
+    per_day.rows = reader.rows(
+        f"SELECT {day} AS day, COUNT(*) AS archives FROM {archives} GROUP BY {day} ORDER BY day",
+        params,
+        per_day.columns,
+    )
+    by_type.rows = reader.rows(
+        f"SELECT {day} AS day, object_type, COUNT(*) AS archives FROM {archives} "
+        f"GROUP BY {day}, object_type ORDER BY day, object_type",
+        params,
+        by_type.columns,
+    )
+    for section in by_person:
+        column = section.columns[0]
+        section.rows = reader.rows(
+            f"SELECT {column}, object_type, COUNT(*) AS archives, MIN(archived), MAX(archived) "
+            f"FROM {archives} GROUP BY {column}, object_type "
+            f"ORDER BY COUNT(*) DESC, {column} NULLS LAST, object_type",
+            params,
+            section.columns,
         )
     return sections
 
@@ -318,11 +363,26 @@ def _outcome_sections(reader: _Reader, max_failures: int) -> list[Section]:
         f"WHERE newest = 1 {status_clause} GROUP BY status ORDER BY status",
         [*params, *status_params],
     )
+    # `kind`: the request's type as `logged_type` reads it (a row of the previous release
+    # has none: a contact's), by the same one definition of the latest outcome.
+    by_type = reader.fill(
+        Section(
+            OUTCOMES_BY_TYPE,
+            "Outcomes by type and latest status",
+            ("object_type", "status", "requests"),
+        ),
+        LOG_TABLE,
+        f"SELECT kind, status, COUNT(*) AS requests FROM ({latest}) ranked "
+        f"WHERE newest = 1 {status_clause} GROUP BY kind, status ORDER BY kind, status",
+        [*params, *status_params],
+    )
     failures = Section(
         FAILURES,
         "Failures (requests whose latest outcome is failed; they stay pending)",
         (
             "request_id",
+            "object_type",
+            "object_id",
             "contact_id",
             "error",
             "http_status",
@@ -335,11 +395,12 @@ def _outcome_sections(reader: _Reader, max_failures: int) -> list[Section]:
     )
     if statuses and Status.FAILED.value not in statuses:
         failures.note = "not shown: --status leaves out `failed`"
-        return [outcomes, failures]
+        return [outcomes, by_type, failures]
     reader.fill(
         failures,
         LOG_TABLE,
-        f"SELECT request_id, contact_id, error, http_status, attempts, failed_rows, "
+        f"SELECT request_id, kind, record_id, contact_id, error, http_status, attempts, "
+        f"failed_rows, "
         f"requested_by, reason, processed_at FROM ({latest}) ranked "
         f"WHERE newest = 1 AND status = 'failed' "
         f"ORDER BY processed_at DESC, request_id LIMIT {int(max_failures) + 1}",
@@ -356,52 +417,80 @@ def _outcome_sections(reader: _Reader, max_failures: int) -> list[Section]:
             if total is not None
             else f"the {max_failures} most recent failed requests; there are more"
         )
-    return [outcomes, failures]
+    return [outcomes, by_type, failures]
 
 
-def _backlog_section(
+def _backlog_sections(
     pipeline: SupportsPipeline, reader: _Reader, queue_table: str, now: datetime
-) -> Section:
-    section = Section(
+) -> list[Section]:
+    """The backlog, in all and by type, from one query of the queue's own pending SQL (so
+    "pending" means exactly what a run will pick up). A type is the queue's text: one that
+    names no type is pending until a run settles it `invalid`."""
+    total = Section(
         BACKLOG,
         "Pending backlog (now; no window applies)",
         ("pending", "oldest_requested_at", "oldest_age_hours"),
     )
+    by_type = Section(
+        BACKLOG_BY_TYPE,
+        "Pending backlog by type (now; no window applies)",
+        ("object_type", "pending", "oldest_requested_at", "oldest_age_hours"),
+    )
     queue = PendingQueue(pipeline, queue_table=queue_table)
     try:
-        # PendingQueue's own SQL, so "pending" means exactly what a run will pick up.
         pending_sql = queue._pending_sql()
     except QueueError as exc:
-        section.note = str(exc)
-        return section
+        total.note = by_type.note = str(exc)
+        return [total, by_type]
     result = reader.client.execute_sql(
-        f"SELECT COUNT(*), MIN(requested_at) FROM ({pending_sql}) pending"
+        f"SELECT object_type, COUNT(*), MIN(requested_at) FROM ({pending_sql}) pending "
+        "GROUP BY object_type ORDER BY object_type"
     )
-    count, oldest_raw = result[0] if result else (0, None)
+    for kind, count, oldest_raw in result or ():
+        by_type.rows.append(
+            {"object_type": _plain(kind), **_backlog_row(int(count or 0), oldest_raw, now)}
+        )
+    count = sum(row["pending"] for row in by_type.rows)
+    oldest = min(
+        (row["oldest_requested_at"] for row in by_type.rows if row["oldest_requested_at"]),
+        default=None,
+    )
+    total.rows = [_backlog_row(count, oldest, now)]
+    if count and oldest is None:
+        total.note = "the queue has no requested_at for its pending requests: age unknown"
+    return [total, by_type]
+
+
+def _backlog_row(count: int, oldest_raw: Any, now: datetime) -> dict[str, Any]:
     oldest = _to_timestamp(oldest_raw)
     age = None if oldest is None else round((now - oldest).total_seconds() / 3600, 1)
-    section.rows = [
-        {"pending": int(count or 0), "oldest_requested_at": oldest, "oldest_age_hours": age}
-    ]
-    if count and oldest is None:
-        section.note = "the queue has no requested_at for its pending requests: age unknown"
-    return section
+    return {"pending": count, "oldest_requested_at": oldest, "oldest_age_hours": age}
 
 
 def _fields_section(reader: _Reader) -> Section:
+    """Each type's custom fields; a row of the previous release has no type (nor the table
+    the column, until this release loads it): a contact's, its record `first_seen_contact_id`."""
     columns = (
+        "object_type",
         "field_key",
         "column_name",
         "renamed",
         "first_seen_at",
         "first_seen_run_id",
         "first_seen_contact_id",
+        "first_seen_object_id",
     )
+    typed = reader.has_columns(FIELDS_TABLE, "object_type", "first_seen_object_id")
+    kind, record = ("'contacts'", "first_seen_contact_id")
+    if typed:
+        kind = "COALESCE(object_type, 'contacts')"
+        record = "COALESCE(first_seen_object_id, first_seen_contact_id)"
+    listed = f"{kind} AS object_type, {', '.join(columns[1:-1])}, {record} AS first_seen_object_id"
     return reader.fill(
-        Section(CUSTOM_FIELDS, "Custom fields, when each first appeared", columns),
+        Section(CUSTOM_FIELDS, "Custom fields by type, when each first appeared", columns),
         FIELDS_TABLE,
-        f"SELECT {', '.join(columns)} FROM {reader.table(FIELDS_TABLE)} "
-        "ORDER BY first_seen_at, field_key",
+        f"SELECT {listed} FROM {reader.table(FIELDS_TABLE)} "
+        "ORDER BY first_seen_at, object_type, field_key",
     )
 
 
@@ -443,7 +532,7 @@ def build_report(
         reader = _Reader(client, filters)
         sections.extend(_archives_sections(reader))
         sections.extend(_outcome_sections(reader, max_failures))
-        sections.append(_backlog_section(pipeline, reader, queue_table, now))
+        sections.extend(_backlog_sections(pipeline, reader, queue_table, now))
         sections.append(_fields_section(reader))
         sections.append(_runs_section(reader, last_runs))
     destination = getattr(pipeline, "destination", None)

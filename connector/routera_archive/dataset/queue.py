@@ -526,6 +526,23 @@ class PendingQueue:
         """How many requests are pending (in this shard)."""
         return self.tally().pending
 
+    def count_by_type(self) -> Counter[str]:
+        """How many requests are pending, by the type the queue names (`pending_sql`'s
+        `object_type`: its text, which may name no type), from one grouping query; with a
+        shard, only its own requests."""
+        if self._shard is not None:
+            counts: Counter[str] = Counter()
+            for standing in self._standing(5000):
+                counts.update(queued.object_type for queued, _, _ in standing)
+            return counts
+        sql = (
+            f"SELECT pending.object_type, COUNT(*) FROM ({self._pending_sql()}) pending "
+            "GROUP BY pending.object_type"
+        )
+        with self._sql_client() as client:
+            rows = client.execute_sql(sql) or ()
+        return Counter({str(kind): int(count) for kind, count in rows})
+
     def tally(self) -> PendingTally:
         """Pending requests and how many of them need the API (a run's guardrails)."""
         summary = self.summary(limit=None, shown=0)

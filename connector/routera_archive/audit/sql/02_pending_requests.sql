@@ -1,12 +1,12 @@
 -- Requests still pending: no terminal outcome yet (every status but `failed` is
--- terminal; a `failed` request is tried again by the next run). A request is its id and its
--- contact: an id used again for another contact is another request. `first_request_id`: the
--- request that stands for a contact asked for twice; `archived_under`: the request the contact
--- is already in the audit trail under.
+-- terminal; a `failed` request is tried again by the next run). A request is its id, its type
+-- and its record's id: an id used again for another record is another request.
+-- `first_request_id`: the request that stands for a record asked for twice (per type and id);
+-- `archived_under`: the request the record is already in its type's audit table under.
 -- The connector's own definition, word for word: made from its pending SQL
 -- (routera_archive/dataset/queue.py) for the queue `enqueue` makes, and kept equal to it by
 -- the tests (python -m tests.shipped_sql writes it again). A request's id is derived as
--- `cid:<contact_id>` where the queue has none.
+-- `cid:<contact_id>` (a contact) or `<object_type>:<object_id>` where the queue has none.
 SELECT pending.* FROM (WITH q AS (
     SELECT COALESCE(CAST(q.request_id AS VARCHAR), COALESCE(CASE WHEN COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) = CAST('contacts' AS VARCHAR) THEN 'cid' ELSE COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) END || ':' || COALESCE(CAST(q.object_id AS VARCHAR), CAST(q.contact_id AS VARCHAR)), CASE WHEN COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) = CAST('contacts' AS VARCHAR) THEN 'cid' ELSE COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) END || '-null')) AS request_id, COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) AS object_type, COALESCE(CAST(q.object_id AS VARCHAR), CAST(q.contact_id AS VARCHAR)) AS object_id,
            CASE WHEN q.contact_id IS NOT NULL AND ((q.object_id IS NULL AND COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) <> CAST('contacts' AS VARCHAR)) OR CAST(q.object_id AS VARCHAR) <> CAST(q.contact_id AS VARCHAR)) THEN CAST(q.contact_id AS VARCHAR) END AS clashing_contact_id,
@@ -28,6 +28,6 @@ SELECT pending.* FROM (WITH q AS (
 )
 SELECT p.request_id, p.object_type, p.object_id, p.requested_by, p.reason, p.requested_at,
        p.first_request_id, a.request_id AS archived_under, p.clashing_contact_id
-FROM p LEFT JOIN (SELECT CAST('contacts' AS VARCHAR) AS object_type, id, MIN(request_id) AS request_id FROM routera_archive.contact_archives GROUP BY id) a ON a.object_type = p.object_type AND a.id = p.object_id
+FROM p LEFT JOIN (SELECT CAST('contacts' AS VARCHAR) AS object_type, id, MIN(request_id) AS request_id FROM routera_archive.contact_archives GROUP BY id UNION ALL SELECT CAST('companies' AS VARCHAR) AS object_type, id, MIN(request_id) AS request_id FROM routera_archive.company_archives GROUP BY id UNION ALL SELECT CAST('deals' AS VARCHAR) AS object_type, id, MIN(request_id) AS request_id FROM routera_archive.deal_archives GROUP BY id UNION ALL SELECT CAST('tickets' AS VARCHAR) AS object_type, id, MIN(request_id) AS request_id FROM routera_archive.ticket_archives GROUP BY id) a ON a.object_type = p.object_type AND a.id = p.object_id
 ) pending
-ORDER BY pending.request_id;
+ORDER BY pending.request_id, pending.object_type, pending.object_id;

@@ -1,6 +1,10 @@
--- When each custom field first appeared: the field's key as Routera sent it, the column that
--- holds it in contact_archives (`renamed` when it is not dlt's plain name for the key, e.g. two
--- keys that normalise alike), and the run and contact it was first seen in.
-SELECT field_key, column_name, renamed, first_seen_at, first_seen_run_id, first_seen_contact_id
+-- When each custom field first appeared, per object type: the field's key as Routera sent it,
+-- the column that holds it in its type's audit table (`renamed` when it is not dlt's plain name
+-- for the key, e.g. two keys that normalise alike), and the run and record it was first seen
+-- in. A row written before types existed is a contact's, its record in
+-- `first_seen_contact_id`.
+SELECT COALESCE(object_type, 'contacts') AS object_type, field_key, column_name, renamed,
+       first_seen_at, first_seen_run_id,
+       COALESCE(first_seen_object_id, first_seen_contact_id) AS first_seen_object_id
 FROM routera_archive.custom_fields
-ORDER BY first_seen_at, field_key;
+ORDER BY first_seen_at, object_type, field_key;

@@ -1,11 +1,12 @@
--- How big and how old the backlog is: pending requests (no terminal outcome yet, as
--- in 02_pending_requests.sql) and the oldest `requested_at` among them. The age is
--- `now() - oldest_requested_at`.
+-- How big and how old the backlog is, per object type: pending requests (no terminal
+-- outcome yet, as in 02_pending_requests.sql) and the oldest `requested_at` among them. The
+-- age is `now() - oldest_requested_at`. A type is the queue's text: one that names no type is
+-- pending until a run settles it `invalid`.
 -- The connector's own definition, word for word: made from its pending SQL
 -- (routera_archive/dataset/queue.py) for the queue `enqueue` makes, and kept equal to it by
 -- the tests (python -m tests.shipped_sql writes it again). A request's id is derived as
--- `cid:<contact_id>` where the queue has none.
-SELECT COUNT(*) AS pending, MIN(pending.requested_at) AS oldest_requested_at
+-- `cid:<contact_id>` (a contact) or `<object_type>:<object_id>` where the queue has none.
+SELECT pending.object_type, COUNT(*) AS pending, MIN(pending.requested_at) AS oldest_requested_at
 FROM (WITH q AS (
     SELECT COALESCE(CAST(q.request_id AS VARCHAR), COALESCE(CASE WHEN COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) = CAST('contacts' AS VARCHAR) THEN 'cid' ELSE COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) END || ':' || COALESCE(CAST(q.object_id AS VARCHAR), CAST(q.contact_id AS VARCHAR)), CASE WHEN COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) = CAST('contacts' AS VARCHAR) THEN 'cid' ELSE COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) END || '-null')) AS request_id, COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) AS object_type, COALESCE(CAST(q.object_id AS VARCHAR), CAST(q.contact_id AS VARCHAR)) AS object_id,
            CASE WHEN q.contact_id IS NOT NULL AND ((q.object_id IS NULL AND COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) <> CAST('contacts' AS VARCHAR)) OR CAST(q.object_id AS VARCHAR) <> CAST(q.contact_id AS VARCHAR)) THEN CAST(q.contact_id AS VARCHAR) END AS clashing_contact_id,
@@ -27,5 +28,7 @@ FROM (WITH q AS (
 )
 SELECT p.request_id, p.object_type, p.object_id, p.requested_by, p.reason, p.requested_at,
        p.first_request_id, a.request_id AS archived_under, p.clashing_contact_id
-FROM p LEFT JOIN (SELECT CAST('contacts' AS VARCHAR) AS object_type, id, MIN(request_id) AS request_id FROM routera_archive.contact_archives GROUP BY id) a ON a.object_type = p.object_type AND a.id = p.object_id
-) pending;
+FROM p LEFT JOIN (SELECT CAST('contacts' AS VARCHAR) AS object_type, id, MIN(request_id) AS request_id FROM routera_archive.contact_archives GROUP BY id UNION ALL SELECT CAST('companies' AS VARCHAR) AS object_type, id, MIN(request_id) AS request_id FROM routera_archive.company_archives GROUP BY id UNION ALL SELECT CAST('deals' AS VARCHAR) AS object_type, id, MIN(request_id) AS request_id FROM routera_archive.deal_archives GROUP BY id UNION ALL SELECT CAST('tickets' AS VARCHAR) AS object_type, id, MIN(request_id) AS request_id FROM routera_archive.ticket_archives GROUP BY id) a ON a.object_type = p.object_type AND a.id = p.object_id
+) pending
+GROUP BY pending.object_type
+ORDER BY pending.object_type;
