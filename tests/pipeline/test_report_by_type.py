@@ -25,7 +25,9 @@ from rich.console import Console
 
 from routera_archive.audit.report import (
     ARCHIVES_BY_ARCHIVED_BY,
+    ARCHIVES_BY_ARCHIVED_BY_AND_TYPE,
     ARCHIVES_BY_REQUESTED_BY,
+    ARCHIVES_BY_REQUESTED_BY_AND_TYPE,
     ARCHIVES_PER_DAY,
     ARCHIVES_PER_DAY_BY_TYPE,
     BACKLOG,
@@ -176,14 +178,22 @@ def test_archives_are_counted_per_day_and_type_and_person_and_type(
     ]
     archived_by = {
         (r["archived_by"], r["object_type"]): r["archives"]
-        for r in rows(report, ARCHIVES_BY_ARCHIVED_BY)
+        for r in rows(report, ARCHIVES_BY_ARCHIVED_BY_AND_TYPE)
     }
     assert archived_by == {(ARCHIVER, "companies"): 2, (ARCHIVER, "contacts"): 2}
     requested_by = {
         (r["requested_by"], r["object_type"]): r["archives"]
-        for r in rows(report, ARCHIVES_BY_REQUESTED_BY)
+        for r in rows(report, ARCHIVES_BY_REQUESTED_BY_AND_TYPE)
     }
     assert requested_by == {("crm-cleanup", "companies"): 2, (None, "contacts"): 2}
+    # The per-person lists stay totals, as before types existed.
+    assert {r["archived_by"]: r["archives"] for r in rows(report, ARCHIVES_BY_ARCHIVED_BY)} == {
+        ARCHIVER: 4
+    }
+    assert {r["requested_by"]: r["archives"] for r in rows(report, ARCHIVES_BY_REQUESTED_BY)} == {
+        "crm-cleanup": 2,
+        None: 2,
+    }
 
 
 def test_outcomes_by_type_add_up_to_the_outcomes(report: AuditReport) -> None:

@@ -10,8 +10,9 @@ timestamps as timezone-aware UTC datetimes.
 Every object type (contacts, companies, deals, tickets) has its audit table; the archives
 sections read them as one (`all_archives`) with the type as a column, over the tables the
 dataset has. Sections that existed before types did keep their key and their meaning: the
-totals (`archives_per_day`, `outcomes`, `backlog`) stay totals, and `_by_type` sections split
-them by type; rows of the lists (per person, failures, custom fields) gain `object_type`.
+totals (`archives_per_day`, the per-person lists, `outcomes`, `backlog`) stay totals, and
+`_by_type`/`_and_type` sections split them by type; rows of the lists of requests and fields
+(failures, custom fields) gain `object_type`.
 
 Windows: `since` is inclusive and `before` exclusive. Archives are filtered by `archived`;
 outcomes and failures by `archive_log.processed_at`, *then* reduced to the latest row per
@@ -46,6 +47,8 @@ ARCHIVES_PER_DAY = "archives_per_day"
 ARCHIVES_PER_DAY_BY_TYPE = "archives_per_day_by_type"
 ARCHIVES_BY_ARCHIVED_BY = "archives_by_archived_by"
 ARCHIVES_BY_REQUESTED_BY = "archives_by_requested_by"
+ARCHIVES_BY_ARCHIVED_BY_AND_TYPE = "archives_by_archived_by_and_type"
+ARCHIVES_BY_REQUESTED_BY_AND_TYPE = "archives_by_requested_by_and_type"
 OUTCOMES = "outcomes"
 OUTCOMES_BY_TYPE = "outcomes_by_type"
 FAILURES = "failures"
@@ -57,7 +60,9 @@ SECTION_KEYS: tuple[str, ...] = (
     ARCHIVES_PER_DAY,
     ARCHIVES_PER_DAY_BY_TYPE,
     ARCHIVES_BY_ARCHIVED_BY,
+    ARCHIVES_BY_ARCHIVED_BY_AND_TYPE,
     ARCHIVES_BY_REQUESTED_BY,
+    ARCHIVES_BY_REQUESTED_BY_AND_TYPE,
     OUTCOMES,
     OUTCOMES_BY_TYPE,
     FAILURES,
@@ -303,11 +308,14 @@ def _archives_sections(reader: _Reader) -> list[Section]:
         ),
     ]
     people = ("archives", "first_archived", "last_archived")
-    for key, column, title in (
-        (ARCHIVES_BY_ARCHIVED_BY, "archived_by", "Archives per archived_by and type"),
-        (ARCHIVES_BY_REQUESTED_BY, "requested_by", "Archives per requested_by and type"),
+    for key, typed_key, column in (
+        (ARCHIVES_BY_ARCHIVED_BY, ARCHIVES_BY_ARCHIVED_BY_AND_TYPE, "archived_by"),
+        (ARCHIVES_BY_REQUESTED_BY, ARCHIVES_BY_REQUESTED_BY_AND_TYPE, "requested_by"),
     ):
-        sections.append(Section(key, title, (column, "object_type", *people)))
+        sections.append(Section(key, f"Archives per {column}", (column, *people)))
+        sections.append(
+            Section(typed_key, f"Archives per {column} and type", (column, "object_type", *people))
+        )
     source = _archives_source(reader)
     if source is None:
         for section in sections:
@@ -330,10 +338,12 @@ def _archives_sections(reader: _Reader) -> list[Section]:
     )
     for section in by_person:
         column = section.columns[0]
+        # A person's totals, and (with `object_type` among the columns) split by type.
+        kind = ", object_type" if "object_type" in section.columns else ""
         section.rows = reader.rows(
-            f"SELECT {column}, object_type, COUNT(*) AS archives, MIN(archived), MAX(archived) "
-            f"FROM {archives} GROUP BY {column}, object_type "
-            f"ORDER BY COUNT(*) DESC, {column} NULLS LAST, object_type",
+            f"SELECT {column}{kind}, COUNT(*) AS archives, MIN(archived), MAX(archived) "
+            f"FROM {archives} GROUP BY {column}{kind} "
+            f"ORDER BY COUNT(*) DESC, {column} NULLS LAST{kind}",
             params,
             section.columns,
         )
