@@ -5,6 +5,7 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import dlt
 import pytest
@@ -219,3 +220,44 @@ def test_a_custom_fields_row_of_no_known_type_is_ignored_not_fatal(
 
     assert report.exit_code == ExitCode.OK, report.error
     assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.deal_archives") == [(2,)]
+
+
+def test_a_type_queued_after_the_run_checked_its_types_waits_for_the_next_run(
+    pipeline: dlt.Pipeline, typed_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The share check and the `properties` check of a type happen in the run's first calls,
+    for the types the tally found. A company queued while a contacts-only run is under way
+    was checked by nothing: it is not called; the next run checks companies and archives it.
+    A contact queued meanwhile is of a checked type, and is called as before."""
+    import routera_archive.dataset.queue as queue_module
+
+    contacts = active(typed_sandbox, ObjectType.CONTACTS, 3)
+    company = active(typed_sandbox, ObjectType.COMPANIES, 1)[0]
+    late_contact = active(typed_sandbox, ObjectType.CONTACTS, 4)[3]
+    enqueue(pipeline, [{"contact_id": cid, "request_id": f"a-{cid}"} for cid in contacts])
+    read_pages = queue_module.PendingQueue._read_pages
+    inserted: list[bool] = []
+
+    def pages_with_late_requests(self: Any, client: Any, base: str, size: int) -> Any:
+        for page in read_pages(self, client, base, size):
+            if not inserted:  # after the tally and the first calls, before the first page
+                insert_row(
+                    pipeline, request_id="z-company", object_type="companies", object_id=company
+                )
+                insert_row(pipeline, request_id="z-contact", contact_id=late_contact)
+                inserted.append(True)
+            yield page
+
+    monkeypatch.setattr(queue_module.PendingQueue, "_read_pages", pages_with_late_requests)
+    monkeypatch.setattr("routera_archive.run.runner.QUEUE_PAGE_SIZE", 2)
+
+    report = run(pipeline, typed_sandbox)
+
+    assert report.exit_code == ExitCode.OK, report.error
+    assert report.counts == {"archived": 4}
+    assert successful_deletes(typed_sandbox)["companies"] == Counter()
+    assert any("left pending for the next run: 1 requests" in note for note in report.notes)
+    monkeypatch.setattr(queue_module.PendingQueue, "_read_pages", read_pages)
+    again = run(pipeline, typed_sandbox)
+    assert again.counts == {"archived": 1}
+    assert successful_deletes(typed_sandbox)["companies"] == Counter([company])

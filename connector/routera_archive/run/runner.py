@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -525,7 +526,7 @@ class ArchiveRun:
         if self._worker is not None and self._to_call == 0 and not self._carried:
             # Nothing to call (what the queue holds is settled without the API): not worth
             # waiting for the worker's start-up. A request added to the queue since the tally
-            # is called in this process.
+            # is of no type the run checked, and waits for the next run (`_checked_at_start`).
             self._worker.abandon()
             self._worker = None
         caller = await open_caller(
@@ -552,6 +553,10 @@ class ArchiveRun:
             # Made here, before any load starts: see PendingQueue.pages.
             pages = queue.pages(QUEUE_PAGE_SIZE)
 
+            # Requests of a type the run's first calls did not check (queued since the
+            # tally): they wait for the next run, which checks their type first.
+            unchecked: Counter[str] = Counter()
+
             async def needing_calls() -> AsyncIterator[ArchiveRequest]:
                 taken = 0
                 # Records loaded before a page query started, not forgotten yet.
@@ -571,10 +576,12 @@ class ArchiveRun:
                             return
                         taken += 1
                         outcome = self._classify(item, handled)
-                        if outcome is None:
+                        if outcome is not None:
+                            await sink.add(outcome)
+                        elif self._checked_at_start(item.request):
                             yield item.request
                         else:
-                            await sink.add(outcome)
+                            unchecked[item.request.type_name] += 1
 
             # The calls begin: other readers of an embedded file may open it between loads.
             self._kept_open.release()
@@ -601,6 +608,12 @@ class ArchiveRun:
                 keep_journal = isinstance(exc, CallWorkerError | LocalStorageError)
                 self._fail(exc, stopped_by(exc), f"{_api_context(exc)}{exc}")
             await sink.close()
+            if unchecked:
+                report.notes.append(
+                    f"left pending for the next run: {sum(unchecked.values())} requests of "
+                    f"types queued after this run checked its types at its start "
+                    f"({', '.join(sorted(unchecked))}); no call was made for them"
+                )
             if sink.load_error is None and not keep_journal:
                 journal.discard()
         finally:
@@ -624,6 +637,13 @@ class ArchiveRun:
             self._fail_code(
                 ExitCode.INTERRUPTED, "interrupted", "stopped on request; the rest stays pending"
             )
+
+    def _checked_at_start(self, request: ArchiveRequest) -> bool:
+        """Whether the run's first calls checked the request's type (its share of the active
+        records, its `properties`, before any DELETE): only the types the tally found with
+        requests to call are. A request of another type, queued since, is not called."""
+        kind = request.object_type
+        return kind is not None and self._to_call_by_type.get(kind, 0) > 0
 
     def _should_stop(self, sink: "ChunkSink") -> bool:
         return (
