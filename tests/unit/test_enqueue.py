@@ -202,3 +202,26 @@ def test_a_row_whose_type_is_not_one_is_refused_with_the_spelling_it_resembles()
     )
     assert [position for position, _ in problems] == [1, 3]
     assert "spelled exactly: 'companies'" in problems[0][1]
+
+
+def test_a_csv_with_both_id_columns_reads_object_id_and_refuses_a_contact_id_that_differs() -> None:
+    """Found by review: only contact_id was read, so a company was archived by a contact's
+    id and rows named by object_id alone were dropped as blank."""
+    parsed = parse_ids(
+        "object_type,contact_id,object_id\ncompanies,c-1,co-1\ncompanies,,co-2\n,c-3,c-3\n"
+    )
+    assert [row["contact_id"] for row in parsed.rows] == ["co-1", "co-2", "c-3"]
+    assert parsed.skipped_blank == 0
+    problems = invalid_rows(parsed.rows)
+    assert [position for position, _ in problems] == [1]
+    assert "differ" in problems[0][1]
+
+
+def test_a_contact_id_cell_on_a_row_of_another_type_is_refused() -> None:
+    parsed = parse_ids("object_type,contact_id\ndeals,x-1\ncontacts,c-2\n")
+    problems = invalid_rows(parsed.rows)
+    assert [position for position, _ in problems] == [1]
+    assert "object_id" in problems[0][1]
+    # A file of one type's ids in a contact_id column, typed by --object-type, is that type's.
+    plain = parse_ids("contact_id\nco-1\n")
+    assert invalid_rows(plain.rows, ObjectType.COMPANIES) == []

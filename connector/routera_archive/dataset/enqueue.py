@@ -60,7 +60,7 @@ def parse_ids(text: str) -> ParsedInput:
     header = [cell.strip().lower() for cell in next(csv.reader([first]), [])] if first else []
     named = next((name for name in _ID_HEADERS if name in header), None)
     if named is not None and ("," in first or header == [named]):
-        return _parse_csv("\n".join(lines[lines.index(first) :]), named)
+        return _parse_csv("\n".join(lines[lines.index(first) :]))
     rows, blank = [], 0
     for line in lines:
         value = line.strip()
@@ -71,16 +71,33 @@ def parse_ids(text: str) -> ParsedInput:
     return ParsedInput(rows, blank)
 
 
-def _parse_csv(text: str, id_header: str) -> ParsedInput:
+# Set on a parsed row whose `contact_id` cell does not simply name the contact: the cell's
+# value (`invalid_rows` refuses such a row, as the run would: `queue.invalid_reason`).
+CLASHING_CONTACT_ID = "clashing_contact_id"
+
+
+def _parse_csv(text: str) -> ParsedInput:
+    """A row's id is its `object_id`, else its `contact_id`; a `contact_id` beside an
+    `object_id`, or on a row that names its type, is kept aside for `invalid_rows`, which
+    refuses it unless it names that row's own contact: a contact id is never taken for
+    another record's."""
     reader = csv.DictReader(io.StringIO(text))
     rows, blank = [], 0
     for record in reader:
         normalized = {(k or "").strip().lower(): v for k, v in record.items()}
-        object_id = (normalized.get(id_header) or "").strip()
+        by_object = (normalized.get("object_id") or "").strip()
+        by_contact = (normalized.get("contact_id") or "").strip()
+        object_id = by_object or by_contact
         if not object_id:
             blank += 1
             continue
         row: dict[str, Any] = {"contact_id": object_id}
+        # Beside an object_id, or on a row naming its own type, a contact_id cell must name
+        # that row's contact (`invalid_rows`). A file of one type's ids in a `contact_id`
+        # column, given its type by --object-type, is read as that type's ids.
+        own_type = (normalized.get(OBJECT_TYPE_FIELD) or "").strip()
+        if by_contact and (by_object or own_type):
+            row[CLASHING_CONTACT_ID] = by_contact
         for name in (OBJECT_TYPE_FIELD, "request_id", "requested_by", "reason"):
             value = (normalized.get(name) or "").strip()
             if value:
@@ -134,11 +151,32 @@ def invalid_rows(
         if isinstance(kind, NotAnObjectType):
             problems.append((position, kind.reason))
             continue
+        clash = row.get(CLASHING_CONTACT_ID)
+        reason = None if clash is None else _clash_reason(kind, clash, row["contact_id"])
+        if reason is not None:
+            problems.append((position, reason))
+            continue
         try:
             validate_object_id(row.get("contact_id"), field=kind.id_field)
         except InvalidObjectId as exc:
             problems.append((position, f"{id_preview(row.get('contact_id'))}: {exc.reason}"))
     return problems
+
+
+def _clash_reason(kind: ObjectType, contact_id: str, object_id: str) -> str | None:
+    """Why a row's `contact_id` cell cannot stand beside its id, or None when it names the
+    row's own contact: the run's rule (`queue.invalid_reason`), for enqueue to refuse first."""
+    if contact_id != object_id:
+        return (
+            f"contact_id {id_preview(contact_id)} and object_id {id_preview(object_id)} "
+            "differ: the row names two records"
+        )
+    if kind is not ObjectType.CONTACTS:
+        return (
+            f"{id_preview(contact_id)}: contact_id names a contact, and this row is of "
+            f"{kind.value}: give its id in object_id alone"
+        )
+    return None
 
 
 def _word(rows: Iterable[dict[str, Any]], object_type: ObjectType) -> str:

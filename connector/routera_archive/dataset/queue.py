@@ -135,14 +135,14 @@ def invalid_reason(queued: Queued) -> str | None:
         return kind.reason
     clash = queued.clashing_contact_id
     if clash is not None:
-        if clash == queued.object_id:  # the id came from `contact_id` itself
+        if clash != queued.object_id:
             return (
-                f"contact_id names a contact, and this row's object_type is {kind.value}: "
-                "a record of another type is queued by its object_id"
+                f"contact_id {id_preview(clash)} and object_id {id_preview(queued.object_id)} "
+                "differ: the row names two records"
             )
         return (
-            f"contact_id {id_preview(clash)} and object_id {id_preview(queued.object_id)} "
-            "differ: the row names two records"
+            f"contact_id names a contact, and this row's object_type is {kind.value}: "
+            "a record of another type is queued by its object_id alone"
         )
     try:
         validate_object_id(queued.object_id, field=kind.id_field)
@@ -249,10 +249,12 @@ def pending_sql(shape: QueueShape) -> str:
     has_contact, has_object = "contact_id" in columns, "object_id" in columns
     if has_contact and has_object:
         object_id = f"COALESCE({by_object}, {by_contact})"
-        # A contact_id that is not the id: beside another object_id, or on another type.
+        # A contact_id that does not simply name the contact: on a row of another type (a
+        # contact id is never taken for another type's), or beside an object_id it differs
+        # from.
         clash = (
-            f"CASE WHEN q.contact_id IS NOT NULL AND ((q.object_id IS NULL AND "
-            f"{object_type} <> {contacts}) OR {by_object} <> {by_contact}) "
+            f"CASE WHEN q.contact_id IS NOT NULL AND ({object_type} <> {contacts} OR "
+            f"(q.object_id IS NOT NULL AND {by_object} <> {by_contact})) "
             f"THEN {by_contact} END"
         )
     elif has_object:
@@ -319,7 +321,9 @@ WITH q AS (
 ), p AS (
     SELECT r.*,
            FIRST_VALUE(r.request_id) OVER (
-               PARTITION BY r.object_type, r.object_id ORDER BY r.requested_at, r.request_id
+               PARTITION BY r.object_type, r.object_id
+               ORDER BY CASE WHEN r.clashing_contact_id IS NULL THEN 0 ELSE 1 END,
+                        r.requested_at, r.request_id
            ) AS first_request_id
     FROM r WHERE 1 = 1 {not_terminal}
 )
@@ -329,10 +333,11 @@ FROM p {archived_join}
 """
 
 
-# The order requests are handled in, by their identity: id, type, then record id (NULL sorts
-# as '').
+# The order requests are handled in, by their identity: id, type, then record id (a NULL id
+# before every other, '' included: two keys, so that paging by key tells them apart).
+_PAGE_HAS_RECORD = "CASE WHEN pending.object_id IS NULL THEN 0 ELSE 1 END"
 _PAGE_RECORD = "COALESCE(pending.object_id, '')"
-_PAGE_ORDER = f"pending.request_id, pending.object_type, {_PAGE_RECORD}"
+_PAGE_ORDER = f"pending.request_id, pending.object_type, {_PAGE_HAS_RECORD}, {_PAGE_RECORD}"
 # The server-side cursor a PostgreSQL stream reads (one per connection, closed with it).
 _STREAM_CURSOR = "routera_archive_pending"
 # DuckDB's memory for the one query of `PendingQueue.summary`: the pending SQL's grouping,
@@ -605,7 +610,9 @@ class PendingQueue:
             queued = Queued(str(kind), _text(object_id), _text(clash))
             settled = settled_without_call(queued, Archived(archived), duplicate)
             summary.add(settled, bool(planned), int(count), queued)
-        summary.shown.sort(key=lambda row: (str(row[0]), str(row[1]), _text(row[2]) or ""))
+        summary.shown.sort(
+            key=lambda row: (str(row[0]), str(row[1]), row[2] is not None, _text(row[2]) or "")
+        )
         return summary
 
     def _standing(self, batch_size: int) -> Iterator[list[tuple[Queued, bool, Archived]]]:
@@ -667,21 +674,26 @@ class PendingQueue:
         return self._read_pages(self._sql_client(), base, page_size)
 
     def _read_pages(self, client: Any, base: str, page_size: int) -> Iterator[list[PendingRequest]]:
-        record = _PAGE_RECORD
-        last: tuple[str, str, str] | None = None
+        record, has_record = _PAGE_RECORD, _PAGE_HAS_RECORD
+        last: tuple[str, str, int, str] | None = None
         while True:
             if last is not None:
                 base = self._pending_sql()
             after = (
                 "pending.request_id > %s OR (pending.request_id = %s AND "
-                f"(pending.object_type > %s OR (pending.object_type = %s AND {record} > %s)))"
+                "(pending.object_type > %s OR (pending.object_type = %s AND "
+                f"({has_record} > %s OR ({has_record} = %s AND {record} > %s)))))"
             )
             where = "" if last is None else f"WHERE {after}"
             sql = (
                 f"SELECT * FROM ({base}) pending {where} "
                 f"ORDER BY {_PAGE_ORDER} LIMIT {int(page_size)}"
             )
-            params = () if last is None else (last[0], last[0], last[1], last[1], last[2])
+            params = (
+                ()
+                if last is None
+                else (last[0], last[0], last[1], last[1], last[2], last[2], last[3])
+            )
             with client:
                 rows = client.execute_sql(sql, *params)
             if not rows:
@@ -689,7 +701,8 @@ class PendingQueue:
             page = [self._to_pending(row) for row in rows]
             final = page[-1]
             queued = final.queued
-            last = (final.request.request_id, queued.object_type, queued.object_id or "")
+            has = 0 if queued.object_id is None else 1
+            last = (final.request.request_id, queued.object_type, has, queued.object_id or "")
             if self._shard is not None:
                 page = [
                     item

@@ -9,7 +9,7 @@
 -- `cid:<contact_id>` (a contact) or `<object_type>:<object_id>` where the queue has none.
 SELECT pending.* FROM (WITH q AS (
     SELECT COALESCE(CAST(q.request_id AS VARCHAR), COALESCE(CASE WHEN COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) = CAST('contacts' AS VARCHAR) THEN 'cid' ELSE COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) END || ':' || COALESCE(CAST(q.object_id AS VARCHAR), CAST(q.contact_id AS VARCHAR)), CASE WHEN COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) = CAST('contacts' AS VARCHAR) THEN 'cid' ELSE COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) END || '-null')) AS request_id, COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) AS object_type, COALESCE(CAST(q.object_id AS VARCHAR), CAST(q.contact_id AS VARCHAR)) AS object_id,
-           CASE WHEN q.contact_id IS NOT NULL AND ((q.object_id IS NULL AND COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) <> CAST('contacts' AS VARCHAR)) OR CAST(q.object_id AS VARCHAR) <> CAST(q.contact_id AS VARCHAR)) THEN CAST(q.contact_id AS VARCHAR) END AS clashing_contact_id,
+           CASE WHEN q.contact_id IS NOT NULL AND (COALESCE(CAST(q.object_type AS VARCHAR), CAST('contacts' AS VARCHAR)) <> CAST('contacts' AS VARCHAR) OR (q.object_id IS NOT NULL AND CAST(q.object_id AS VARCHAR) <> CAST(q.contact_id AS VARCHAR))) THEN CAST(q.contact_id AS VARCHAR) END AS clashing_contact_id,
            CAST(q.requested_by AS VARCHAR) AS requested_by,
            CAST(q.reason AS VARCHAR) AS reason,
            q.requested_at AS requested_at
@@ -22,7 +22,9 @@ SELECT pending.* FROM (WITH q AS (
 ), p AS (
     SELECT r.*,
            FIRST_VALUE(r.request_id) OVER (
-               PARTITION BY r.object_type, r.object_id ORDER BY r.requested_at, r.request_id
+               PARTITION BY r.object_type, r.object_id
+               ORDER BY CASE WHEN r.clashing_contact_id IS NULL THEN 0 ELSE 1 END,
+                        r.requested_at, r.request_id
            ) AS first_request_id
     FROM r WHERE 1 = 1 AND NOT EXISTS (SELECT 1 FROM routera_archive.archive_log l WHERE l.request_id = r.request_id AND COALESCE(l.object_type, 'contacts') = r.object_type AND COALESCE(l.object_id, l.contact_id) IS NOT DISTINCT FROM r.object_id AND l.status IN ('archived', 'already_archived', 'not_found', 'invalid', 'duplicate'))
 )
