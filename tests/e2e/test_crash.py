@@ -182,17 +182,24 @@ def test_sigkilled_runs_with_properties_keep_every_property(target: Target) -> N
     )
 
 
+# The long queue's second seed is mixed: 4,400 contacts and 200 of each other type.
+LONG_MIXED = {"companies": 200, "deals": 200, "tickets": 200}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-@pytest.mark.parametrize("seed", [7, 4242])
-def test_many_sigkills_on_a_long_queue(target: Target, seed: int) -> None:
+@pytest.mark.parametrize(("seed", "types"), [(7, None), (4242, LONG_MIXED)])
+def test_many_sigkills_on_a_long_queue(
+    target: Target, seed: int, types: Mapping[str, int] | None
+) -> None:
     # The slower calls of the default PostgreSQL case on both destinations: since the calls run
     # in their own process a DuckDB run drains 5,000 contacts before twenty kills have landed.
     crash_and_recover(
         target,
         seed=seed,
-        contacts=5000,
+        contacts=5000 - sum((types or {}).values()),
         kills=20,
+        types=types,
         latency_ms=PG_LATENCY_MS,
         concurrency=PG_CONCURRENCY,
         early_max=PG_EARLY_MAX_S,
