@@ -21,6 +21,7 @@ from routera_archive.dataset.fields import DOCUMENTED_FIELDS, FieldColumns
 from routera_archive.dataset.rows import AS_TEXT_SUFFIX, AUDIT_META_COLUMNS, audit_row, log_row
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status, parse_archived_record
 from routera_archive.objects import ObjectType
+from routera_archive.redaction import REDACTED, REDACTOR
 from routera_archive.values import storable_record
 
 RUN_ID = "run-42"
@@ -463,3 +464,25 @@ def test_audit_row_keeps_every_value_and_our_meta_columns(
     assert not set(columns.values()) & set(AUDIT_META_COLUMNS)
     # dlt keeps every name as it is, so it renames or merges none of them.
     assert_final_names(row)
+
+
+def test_a_secret_the_api_echoes_into_a_field_is_masked_in_its_column_too() -> None:
+    """raw_response was masked but the field's own column kept the secret (the canonical-values
+    spike saw `Bearer <token>` in a `note` column): every text of the record, nested ones
+    included, is masked as the body is."""
+    secret = "s3cr3t-token-0123456789"
+    REDACTOR.remember(secret)
+    try:
+        body = body_of(
+            note=f"Authorization: Bearer {secret}",
+            history=[{"by": f"client {secret}"}, 7],
+            quoted=json.dumps(secret)[1:-1],
+        )
+        row = audit_row(archived_outcome(body), RUN_ID)
+    finally:
+        REDACTOR.forget_all()
+    assert row is not None
+    assert row["note"] == f"Authorization: Bearer {REDACTED}"
+    assert row["history"] == [{"by": f"client {REDACTED}"}, 7]
+    assert secret not in json.dumps(row, default=str)
+    assert row["id"] == "c1" and row["first_name"] == "Ada"

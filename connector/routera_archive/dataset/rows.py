@@ -77,6 +77,20 @@ def log_row(outcome: ArchiveOutcome, run_id: str) -> dict[str, Any]:
     }
 
 
+def _unsecret(value: Any) -> Any:
+    """A record's value with every known secret masked in its text, nested ones too: an API
+    may echo what it was sent into a field (a `note` quoting the request's headers), and the
+    field's column would keep it, though `raw_response` is masked. The record's `id` is left
+    as it is (`audit_row`): it is matched against the queue."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, list):
+        return [_unsecret(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _unsecret(item) for key, item in value.items()}
+    return value
+
+
 def _kind(outcome: ArchiveOutcome) -> ObjectType:
     return outcome.request.object_type or ObjectType.CONTACTS
 
@@ -98,7 +112,8 @@ def audit_row(
         # A value kept as text (a uint64, NaN) in a text column of its own: in a column dlt
         # typed as a number from other records it would be made a number again, and fail.
         name = f"{key}{AS_TEXT_SUFFIX}" if key in outcome.text_fields else key
-        row[columns.column_for(name, run_id=run_id, contact_id=contact_id)] = value
+        kept = value if key == "id" else _unsecret(value)
+        row[columns.column_for(name, run_id=run_id, contact_id=contact_id)] = kept
     row["archived"] = parse_api_timestamp(outcome.record["archived"])
     request = outcome.request
     row.update(
