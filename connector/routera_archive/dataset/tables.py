@@ -208,14 +208,20 @@ class AuditRows:
         fields and ours stay, and `fields_held_back` says why. Every record still reaches the
         trail, so no log row says `archived` for a record the trail does not hold."""
         archives = {
-            kind: [
-                {key: value for key, value in row.items() if key in archives_columns(kind)}
-                | {HELD_BACK_COLUMN: reason}
-                for row in rows
-            ]
+            kind: _without_record_fields(rows, archives_columns(kind), reason)
             for kind, rows in self.archives.items()
         }
         return AuditRows(archives=archives, log=self.log, fields=[])
+
+
+def _without_record_fields(
+    rows: list[dict[str, Any]], kept: dict[str, TColumnSchema], reason: str
+) -> list[dict[str, Any]]:
+    """`rows` with only the `kept` (declared) columns, and why the rest was held back."""
+    return [
+        {key: value for key, value in row.items() if key in kept} | {HELD_BACK_COLUMN: reason}
+        for row in rows
+    ]
 
 
 def build_audit_rows(

@@ -199,11 +199,9 @@ class ChunkSink:
                     self.report.note_held_back([str(row["id"]) for row in rows.records], held_back)
                 self.observer.on_loaded(len(chunk))
                 self.loaded.extend(
-                    ((outcome.request.type_name, outcome.request.object_id), request_id)
-                    for outcome in chunk
-                    if outcome.record is not None
-                    and outcome.request.object_id is not None
-                    and (request_id := outcome.request.request_id)
+                    ((request.type_name, request.object_id), request.request_id)
+                    for request in (o.request for o in chunk if o.record is not None)
+                    if request.object_id is not None
                 )
                 return
 
