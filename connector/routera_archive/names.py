@@ -20,3 +20,7 @@ ARCHIVES_TABLE: Final = ObjectType.CONTACTS.table
 LOG_TABLE: Final = "archive_log"
 RUNS_TABLE: Final = "archive_runs"
 FIELDS_TABLE: Final = "custom_fields"
+CHAIN_TABLE: Final = "archive_chain"
+"""One link of the hash chain per run (`dataset.chain`)."""
+DIGESTS_TABLE: Final = "row_digests"
+"""The SHA-256 of every row the chain covers, by table, key and the run that chained it."""

@@ -257,6 +257,49 @@ def status(
         print_status(stdout(), summary)
 
 
+@app.command(epilog="Example: routera-archive verify --expect-head 3f2a...; echo $?")
+def verify(
+    destination: DestinationOpt = DEFAULT_DESTINATION,
+    dataset: DatasetOpt = DEFAULT_DATASET,
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HASH",
+            help="Also check that the chain passes through this head (one you kept elsewhere).",
+        ),
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", metavar="FORMAT", help="text or json.")
+    ] = "text",
+    debug: DebugOpt = False,
+) -> None:
+    """Recompute every hash of the audit trail and its chain: `intact` (exit 0) or what differs
+    (exit 1): the table, the row's key and the check that failed.
+
+    A rewrite of the tables with every hash recomputed is caught only by --expect-head with a
+    head kept outside the dataset (each run prints its head).
+    """
+    with _command(debug):
+        from routera_archive.audit.verify import verify_dataset
+        from routera_archive.errors import ConfigurationError, ExitCode
+        from routera_archive_pipelines.console import print_verification, stdout
+        from routera_archive_pipelines.factory import make_pipeline
+
+        chosen = output_format.strip().lower()
+        if chosen not in ("text", "json"):
+            raise ConfigurationError(f"--format {output_format!r}: use text or json")
+        result = verify_dataset(make_pipeline(destination, dataset), expect_head=expect_head)
+        if chosen == "json":
+            import json
+            import sys
+
+            sys.stdout.write(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+        else:
+            print_verification(stdout(), result)
+    raise typer.Exit(ExitCode.OK if result.intact else ExitCode.FAILED)
+
+
 @app.command(epilog="Example: routera-archive report --since 2026-06-01 --format html -o june.html")
 def report(
     destination: DestinationOpt = DEFAULT_DESTINATION,

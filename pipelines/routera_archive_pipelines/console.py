@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from routera_archive.audit.status import DatasetStatus
+from routera_archive.audit.verify import Verification
 from routera_archive.errors import one_line
 from routera_archive.models import ArchiveOutcome, Status
 from routera_archive.objects import ObjectType
@@ -255,6 +256,21 @@ def print_report(console: Console, report: RunReport) -> None:
             console.print(f"  … and {report.counts[Status.FAILED.value] - 20} more (archive_log)")
     for note in report.notes:
         console.print(_plain(("  note: ", "yellow"), note))
+    if report.chain is not None:
+        link = report.chain
+        adopted = (
+            f", adopting the rows of {len(link.adopted_run_ids)} earlier run(s)"
+            if link.adopted_run_ids
+            else ""
+        )
+        console.print(
+            _plain(
+                f"  chain head {link.chain_sha256} (link {link.chain_seq}, "
+                f"{link.digested_rows} rows{adopted})"
+            )
+        )
+    elif report.chain_error:
+        console.print(_plain(("  hash chain: this run is not linked: ", "red"), report.chain_error))
     if report.run_row_error:
         console.print(
             _plain(
@@ -324,6 +340,32 @@ def print_status(console: Console, summary: DatasetStatus) -> None:
             )
         )
     console.print(runs)
+
+
+def print_verification(console: Console, result: Verification) -> None:
+    """`verify`: intact, or each finding (table, key, check, detail), all as text."""
+    head = result.head or "none"
+    console.print(_plain(f"chain: {result.links} links, head {head}"))
+    console.print(f"rows checked: {result.rows_checked}")
+    for note in result.notes:
+        console.print(_plain(("  note: ", "yellow"), note))
+    if result.intact:
+        console.print(_plain(("intact", "bold green")))
+        return
+    table = Table(title=f"{result.finding_count} findings", show_edge=False)
+    for column in ("table", "key", "check", "detail"):
+        table.add_column(column)
+    for finding in result.findings:
+        table.add_row(
+            *(
+                _plain(value)
+                for value in (finding.table, finding.key, finding.check, finding.detail)
+            )
+        )
+    console.print(table)
+    if result.finding_count > len(result.findings):
+        console.print(f"  … and {result.finding_count - len(result.findings)} more")
+    console.print(_plain(("not intact", "bold red")))
 
 
 def status_by_type_table(summary: DatasetStatus) -> Table:

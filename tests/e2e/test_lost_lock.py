@@ -17,12 +17,13 @@ import pytest
 from routera_archive.dataset.lock import WarehouseLock
 from routera_archive_sandbox import SandboxServer
 from tests.conftest import POSTGRES_URL
-from tests.e2e.cli_support import Target, deletes_sent
+from tests.e2e.cli_support import Target, deletes_sent, run_cli
 from tests.e2e.test_signals import (
     archived_in_sandbox,
     audit_ids,
     enqueue_all,
     finish_run,
+    run_env,
     slow_server,
     start_run,
     wait_for_deletes,
@@ -67,6 +68,12 @@ def finish_the_queue(server: SandboxServer, target: Target, ids: list[str]) -> N
     assert finish.code == 0, finish.output
     assert sorted(audit_ids(target)) == sorted(ids)
     assert set(server.state.stats()["deletes_succeeded"].values()) == {1}
+    # The run that lost its lock was linked; the outcomes its journal kept, loaded by the next
+    # run under its run id, are chained by that next run: intact.
+    verified = run_cli(
+        target.workdir, run_env(server, target), *target.command("verify"), timeout=120
+    )
+    assert verified.code == 0, verified.output
 
 
 def lose_the_lock_mid_run(

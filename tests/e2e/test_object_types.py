@@ -73,6 +73,7 @@ class Mixed:
     first: Result
     second: Result
     deletes_before_second: int
+    verified: Result  # `verify` after the second run
 
 
 def sql_rows(destination: str, company: str, deal: str) -> list[tuple[Any, ...]]:
@@ -163,6 +164,7 @@ def run_mixed(target: Target, workdir: Path) -> Mixed:
         first = cli("run")
         before = deletes_sent(server)
         second = cli("run")
+        verified = cli("verify")
         archived = {
             kind: {
                 oid
@@ -171,7 +173,9 @@ def run_mixed(target: Target, workdir: Path) -> Mixed:
             }
             for kind in TYPES
         }
-        return Mixed(target, server, expected, by_sql, archived, plan, first, second, before)
+        return Mixed(
+            target, server, expected, by_sql, archived, plan, first, second, before, verified
+        )
 
 
 @pytest.fixture(scope="module", params=DESTINATIONS)
@@ -310,3 +314,9 @@ def test_a_second_run_sends_no_delete(mixed: Mixed) -> None:
     assert second.code == 0, second.output
     assert "pending at start: 0" in second.stdout, second.stdout
     assert deletes_sent(mixed.server) == mixed.deletes_before_second
+
+
+def test_the_trail_of_every_type_and_hostile_id_verifies_intact(mixed: Mixed) -> None:
+    """Hostile ids as row keys, four audit tables, a dry run's link and two runs': intact."""
+    assert mixed.verified.code == 0, mixed.verified.output
+    assert "chain: 3 links" in mixed.verified.stdout and "intact" in mixed.verified.stdout

@@ -325,6 +325,13 @@ def archive_a_mixed_queue(
     assert second.code == 0, second.output
     assert "pending at start: 0" in second.stdout
     assert deletes_sent(upgraded.server) == calls
+    # The release's rows and runs, adopted by this release's first run, verify with the rest.
+    verified = cli("verify", "--format", "json")
+    assert verified.code == 0, verified.output
+    result = json.loads(verified.stdout)
+    assert result["intact"] and result["links"] == 4, result
+    first_link = target.query("SELECT adopted_run_ids FROM archive_chain WHERE chain_seq = 1")
+    assert set(upgraded.release["run_ids"]) <= set(json.loads(first_link[0][0])), first_link
 
 
 def run_id_of(stdout: str) -> str:

@@ -1,9 +1,10 @@
-"""A spike for issue 15 (tamper evidence): the canonical form of a row that hashes the same
-before the load and after reading it back, on DuckDB and PostgreSQL.
+"""The canonical form of a row (`routera_archive.dataset.canonical`) hashes the same before
+the load and after reading it back, on DuckDB and PostgreSQL (issue 15's spike, kept as the
+form's test).
 
 Rows are made and loaded by the connector's own resources (`build_audit_rows`, `audit_trail`,
 `run_history`, `load_fresh`) and read back with `pipeline.sql_client()`, as `verify` would.
-`canonical_row` (to move into the library with issue 15) is compared before and after for
+`canonical_row` is compared before and after for
 every column type. Where a value does not come back as it went in, the test names it and says
 what comes back instead, so that a dlt, DuckDB or PostgreSQL upgrade that changes it fails here.
 
@@ -26,12 +27,13 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
 from typing import Any
 
 import dlt
 import pytest
 
+from routera_archive.dataset import canonical
+from routera_archive.dataset.canonical import canonical_timestamp, canonical_value
 from routera_archive.dataset.fields import FieldColumnsByType
 from routera_archive.dataset.loading import load_fresh
 from routera_archive.dataset.tables import (
@@ -52,75 +54,12 @@ from routera_archive.run.result import RunReport
 from routera_archive_pipelines.factory import make_pipeline
 from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL, postgres_available
 
+
 # ----------------------------------------------------------------------- the canonical form
-Canonical = None | bool | int | float | str
-
-
-def canonical_timestamp(value: datetime | str) -> str:
-    """UTC, six fraction digits, `Z`; naive is UTC; text parsed as dlt does (µs, truncated)."""
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
-def canonical_number(value: int | float) -> str:
-    """A JSON number by its decimal value: `jsonb` keeps no float/int distinction for
-    exponents (1e308 comes back as the integer 10**308) and no negative zero."""
-    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    return "0" if number.is_zero() else str(number.normalize())
-
-
-def canonical_json(value: Any) -> str:
-    """A JSON value as canonical text: keys sorted, numbers by decimal value, ASCII."""
-    if value is None or isinstance(value, bool):
-        return json.dumps(value)
-    if isinstance(value, int | float):
-        return canonical_number(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ",".join(canonical_json(item) for item in value) + "]"
-    if isinstance(value, dict):
-        items = sorted((str(key), item) for key, item in value.items())
-        return "{" + ",".join(f"{json.dumps(k)}:{canonical_json(v)}" for k, v in items) + "}"
-    raise TypeError(f"not a JSON value: {value!r}")
-
-
-def canonical_value(value: Any, data_type: str) -> Canonical:
-    """One column's value in canonical form, by the column's declared (dlt) data type."""
-    if value is None:
-        return None
-    if data_type == "text":
-        if not isinstance(value, str):
-            raise TypeError(f"text column holds {value!r}")
-        return value
-    if data_type == "bigint":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"bigint column holds {value!r}")
-        return value
-    if data_type == "bool":
-        if not isinstance(value, bool):
-            raise TypeError(f"bool column holds {value!r}")
-        return value
-    if data_type == "double":
-        number = float(value)
-        return 0.0 if number == 0 else number
-    if data_type == "timestamp":
-        return canonical_timestamp(value)
-    if data_type == "json":
-        return canonical_json(json.loads(value) if isinstance(value, str) else value)
-    raise TypeError(f"no canonical form for data type {data_type!r}")
-
-
 def canonical_row(row: Mapping[str, Any], types: Mapping[str, str]) -> str:
-    """A row's canonical text: the columns of `types` that are not NULL (so a column added
-    later, NULL in old rows, leaves their hashes as they were), sorted, compact JSON."""
-    values = {
-        name: canonical_value(row.get(name), data_type)
-        for name, data_type in types.items()
-        if not name.startswith("_dlt") and row.get(name) is not None
-    }
-    return json.dumps(values, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    """The library's canonical row, of the columns of `types` only (a sent row and a stored
+    one have different extra columns: `_dlt_*`, and a record's own fields)."""
+    return canonical.canonical_row({name: row.get(name) for name in types}, types)
 
 
 def row_sha256(row: Mapping[str, Any], types: Mapping[str, str]) -> str:

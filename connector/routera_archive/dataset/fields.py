@@ -54,6 +54,8 @@ AUDIT_META_COLUMNS: tuple[str, ...] = (
     "record_source",
     "raw_response",
     "snapshot_response",
+    "record_sha256",
+    "snapshot_sha256",
 )
 BLANK_FIELD_COLUMN = "blank_field"
 

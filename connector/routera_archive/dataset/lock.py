@@ -24,6 +24,9 @@ import logging
 import os
 import select
 import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -348,3 +351,53 @@ def wait_for_any(handles: list[int], timeout: float) -> None:
     # A handle closed under us raises: the next check says why.
     with contextlib.suppress(OSError, ValueError):
         select.select(handles, [], [], timeout)
+
+
+# How long a run waits for another run (a shard) to finish linking its own run into the chain.
+CHAIN_LOCK_WAIT_S = 120.0
+
+
+@contextmanager
+def chain_lock(pipeline: Any, run_id: str, *, wait: float = CHAIN_LOCK_WAIT_S) -> Iterator[None]:
+    """Held while a run links itself into the dataset's hash chain (`dataset.chain`): shard
+    workers run side by side but must link one after the other, each on the head the last
+    one left. Waits for the lock (a link takes a second or so); a wait past `wait` raises
+    RunLockedError. Where the dataset has no shared lock (`NoDatasetLock`), one writer per
+    dataset is the scheduler's to keep, as for the run itself."""
+    name = pipeline.destination.destination_name
+    deadline = time.monotonic() + wait
+    if name == "postgres":
+        key = WarehouseLock.key(str(pipeline.dataset_name), "chain")
+        with pipeline.sql_client() as client:
+            while not client.execute_sql("SELECT pg_try_advisory_lock(%s)", key)[0][0]:
+                _wait_or_give_up(deadline, "the dataset's hash chain (in PostgreSQL)")
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):  # the session ends, and the lock with it
+                    client.execute_sql("SELECT pg_advisory_unlock(%s)", key)
+        return
+    lock: FileLock | None = None
+    if name == "duckdb":
+        database = str(pipeline.sql_client().credentials.database)
+        if database != ":memory:":
+            path = Path(database).resolve()
+            folder = path.with_name(f"{path.name}.routera-locks")
+            lock = FileLock(
+                folder / f"{pipeline.dataset_name}.chain.lock",
+                run_id,
+                what=f"the hash chain of dataset `{pipeline.dataset_name}` of {path.name}",
+            )
+            while not lock._take():
+                _wait_or_give_up(deadline, lock.what)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _wait_or_give_up(deadline: float, what: str) -> None:
+    if time.monotonic() > deadline:
+        raise RunLockedError(f"another run held {what} for too long; the next run links this one")
+    time.sleep(0.05)

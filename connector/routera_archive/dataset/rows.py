@@ -9,6 +9,7 @@ received.
 
 from typing import Any
 
+from routera_archive.dataset.canonical import sha256_text
 from routera_archive.dataset.fields import AUDIT_META_COLUMNS, FieldColumns
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, parse_api_timestamp
 from routera_archive.objects import ObjectType
@@ -116,6 +117,8 @@ def audit_row(
         row[columns.column_for(name, run_id=run_id, contact_id=contact_id)] = kept
     row["archived"] = parse_api_timestamp(outcome.record["archived"])
     request = outcome.request
+    raw_response = _told(outcome.raw_response)
+    snapshot_response = _told(outcome.snapshot_response)
     row.update(
         request_id=_visible(request.request_id),
         requested_by=_told(request.requested_by),
@@ -124,7 +127,10 @@ def audit_row(
         run_id=run_id,
         recovered=outcome.recovered,
         record_source=outcome.record_source,
-        raw_response=_told(outcome.raw_response),
-        snapshot_response=_told(outcome.snapshot_response),
+        raw_response=raw_response,
+        snapshot_response=snapshot_response,
+        # Of the text as stored (secrets masked, NULs visible): what `verify` can recompute.
+        record_sha256=None if raw_response is None else sha256_text(raw_response),
+        snapshot_sha256=None if snapshot_response is None else sha256_text(snapshot_response),
     )
     return row

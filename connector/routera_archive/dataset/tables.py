@@ -45,6 +45,9 @@ _AUDIT_COLUMNS: dict[str, TColumnSchema] = {
     "record_source": {"data_type": "text"},
     "raw_response": {"data_type": "text"},
     "snapshot_response": {"data_type": "text"},
+    # SHA-256 of `raw_response` and of `snapshot_response` as stored (UTF-8), made at load.
+    "record_sha256": {"data_type": "text"},
+    "snapshot_sha256": {"data_type": "text"},
 }
 
 
@@ -134,6 +137,18 @@ RUNS_COLUMNS: dict[str, TColumnSchema] = {
     "dataset": {"data_type": "text"},
     "error": {"data_type": "text"},
 }
+
+RUN_LINK_COLUMNS: dict[str, TColumnSchema] = {
+    "chain_seq": {"data_type": "bigint"},
+    "previous_chain_sha256": {"data_type": "text"},
+    "rows_sha256": {"data_type": "text"},
+    "chain_sha256": {"data_type": "text"},
+    "digested_rows": {"data_type": "bigint"},
+    "adopted_run_ids": {"data_type": "json"},
+}
+"""The run row's columns that hold its link in the hash chain (`dataset.chain`): checked
+against the link in `archive_chain`, and left out of the run row's own hash."""
+RUNS_COLUMNS.update(RUN_LINK_COLUMNS)
 
 
 # Says why a record's own fields are in `raw_response` only (see AuditRows.held_back).

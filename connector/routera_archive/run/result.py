@@ -8,6 +8,7 @@ from typing import Any
 from uuid import uuid4
 
 from routera_archive import __version__
+from routera_archive.dataset.chain import ChainLink
 from routera_archive.errors import ExitCode
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status
 from routera_archive.objects import ObjectType
@@ -69,6 +70,9 @@ class RunReport:
     beyond_by_type: dict[ObjectType, set[str]] = field(default_factory=dict)
     # What the user should know and act on, though nothing failed (`note_properties`).
     notes: list[str] = field(default_factory=list)
+    # The run's link in the dataset's hash chain (`dataset.chain`), once made; or why not.
+    chain: ChainLink | None = None
+    chain_error: str | None = None
 
     def count(self, outcome: ArchiveOutcome) -> None:
         """Count an outcome, in all and under its type."""

@@ -30,6 +30,7 @@ from routera_archive.calls.callers import (
     spawn_call_worker,
 )
 from routera_archive.config import RouteraSourceConfig, as_resolved
+from routera_archive.dataset.chain import link_run
 from routera_archive.dataset.destination import is_data_failure, refusal_reason
 from routera_archive.dataset.fields import FieldColumnsByType
 from routera_archive.dataset.kept_open import KeptOpen
@@ -151,6 +152,9 @@ class ArchiveRun:
         # Under a frozen or discarding schema contract new fields stay in raw_response only.
         self.hold_back = config.schema_contract != "evolve"
         self._columns_before: dict[str, set[str]] = {}
+        # The journals of earlier runs this run loaded (their run ids and files): removed once
+        # this run is linked into the hash chain.
+        self._replayed: list[tuple[str, Path]] = []
         self._worker: SpawnedWorker | None = None
         # Held through the run's start and its end (see dataset.kept_open).
         self._kept_open = KeptOpen(pipeline)
@@ -367,7 +371,7 @@ class ArchiveRun:
                 if held_back is not None:
                     self.report.note_held_back([str(r["id"]) for r in rows.records], held_back)
                 self.report.replayed_from_journal += len(missing)
-            path.unlink()
+            self._replayed.append((run_id, path))
 
     def _carry_snapshots(self, path: Path) -> None:
         """Snapshots a crashed run journaled for requests that have no outcome yet: this run
@@ -704,12 +708,32 @@ class ArchiveRun:
             report.exit_code = ExitCode.FAILED
             report.outcome = "completed; the frozen schema held new fields back"
         self._kept_open.hold()
+        row = report.run_row()
         try:
-            load_fresh(self.pipeline, run_history([report.run_row()]))
+            report.chain = link_run(
+                self.pipeline, row, linked_runs_replayed=[run for run, _ in self._replayed]
+            )
         except Exception as exc:  # the run's own account must not hide the run's result
-            report.run_row_error = str(typed_error(exc))
-            logger.debug("could not write the run row", exc_info=exc)
-            logger.error("could not write the run row to archive_runs: %s", report.run_row_error)
+            report.chain_error = str(typed_error(exc))
+            logger.debug("could not link the run into the hash chain", exc_info=exc)
+            logger.error(
+                "could not link this run into the dataset's hash chain: %s; the next run "
+                "chains its rows",
+                report.chain_error,
+            )
+            try:  # insert-only on run_id: a row the link step loaded stays as it is
+                load_fresh(self.pipeline, run_history([row]))
+            except Exception as load_exc:
+                report.run_row_error = str(typed_error(load_exc))
+                logger.debug("could not write the run row", exc_info=load_exc)
+                logger.error(
+                    "could not write the run row to archive_runs: %s", report.run_row_error
+                )
+                return
+        # Their outcomes are loaded; kept until now so that a run killed before its link
+        # leaves the next run the journals that name what it loaded.
+        for _, path in self._replayed:
+            path.unlink(missing_ok=True)
 
 
 def _api_context(error: RouteraArchiveError) -> str:

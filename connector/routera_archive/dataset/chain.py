@@ -1,0 +1,455 @@
+"""The hash chain that makes the audit trail evidence: every row a run leaves is digested, and
+each run's digests are linked to the previous run's.
+
+At its end, under the dataset's chain lock (`dataset.lock.chain_lock`), a run:
+
+1. reads the chain's head (the link of highest `chain_seq` in `archive_chain`);
+2. digests every row the chain does not cover yet: the rows of its own run, and of any run
+   with no link (a run killed before its end, whose rows this run loaded from its journal or
+   packages, or rows of a release before the chain; such runs are *adopted*, and named in the
+   link) by reading them back as the destination holds them (`canonical`): what is hashed is
+   what `verify` will read, not what was sent (an insert-only merge may have dropped a row);
+3. loads those digests (`row_digests`, keyed by table, row key and the run that chains them)
+   and its run row (`archive_runs`, the link's figures in it) with dlt;
+4. commits the link itself with one SQL INSERT into `archive_chain`.
+
+Only step 4 makes the link: an INSERT is atomic, where a dlt package is loaded table by table
+and at least once. A run killed before it leaves digests no link covers (ignored by `verify`,
+and the next run adopts the run's rows); a run's stale package loaded later adds nothing that
+counts. So a crash at any point leaves the chain as it was, and the next run extends it.
+
+The chain proves that nothing it covers changed since: an edited, deleted or inserted row, or
+an edited run, breaks it. Someone who can write the tables can also recompute every hash;
+only a head kept outside the dataset (`verify --expect-head`) catches such a rewrite.
+"""
+
+import base64
+import contextlib
+import json
+import logging
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+import dlt
+from dlt.common.schema.typing import TColumnSchema
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from dlt.extract.resource import DltResource
+
+from routera_archive.dataset.canonical import CANONICAL_FORM, row_sha256, sha256_text
+from routera_archive.dataset.loading import load_fresh
+from routera_archive.dataset.lock import chain_lock
+from routera_archive.dataset.tables import RUN_LINK_COLUMNS, RUNS_COLUMNS, insert_only, run_history
+from routera_archive.names import (
+    CHAIN_TABLE,
+    DIGESTS_TABLE,
+    FIELDS_TABLE,
+    LOG_TABLE,
+    RUNS_TABLE,
+    SOURCE_NAME,
+)
+from routera_archive.objects import ObjectType
+
+logger = logging.getLogger(__name__)
+
+GENESIS = "0" * 64
+"""The `previous_chain_sha256` of a chain's first link."""
+
+
+@dataclass(frozen=True)
+class ChainedTable:
+    """A table whose rows the chain covers: its key, and the column naming the run that wrote
+    a row (which decides the run that digests it)."""
+
+    name: str
+    key: tuple[str, ...]
+    run_column: str
+
+
+CHAINED_TABLES: tuple[ChainedTable, ...] = (
+    *(ChainedTable(kind.table, ("id",), "run_id") for kind in ObjectType),
+    ChainedTable(LOG_TABLE, ("outcome_id",), "run_id"),
+    ChainedTable(FIELDS_TABLE, ("object_type", "field_key"), "first_seen_run_id"),
+    # A linked run's own row is covered by its link (`run_sha256`); the rows of runs with no
+    # link (before the chain, or killed while finishing) are digested like any other.
+    ChainedTable(RUNS_TABLE, ("run_id",), "run_id"),
+)
+
+DIGESTS_COLUMNS: dict[str, TColumnSchema] = {
+    "table_name": {"data_type": "text", "nullable": False},
+    # The row's key values, as a JSON list (`row_key`).
+    "row_key": {"data_type": "text", "nullable": False},
+    "chained_by": {"data_type": "text", "nullable": False},
+    "row_sha256": {"data_type": "text", "nullable": False},
+    "digested_at": {"data_type": "timestamp"},
+}
+DIGESTS_KEY = ("table_name", "row_key", "chained_by")
+
+CHAIN_COLUMNS: dict[str, TColumnSchema] = {
+    "chain_seq": {"data_type": "bigint", "nullable": False},
+    "run_id": {"data_type": "text", "nullable": False},
+    "previous_chain_sha256": {"data_type": "text", "nullable": False},
+    "rows_sha256": {"data_type": "text", "nullable": False},
+    "run_sha256": {"data_type": "text", "nullable": False},
+    "digested_rows": {"data_type": "bigint", "nullable": False},
+    # A JSON list of the run ids whose rows this link adopted, sorted.
+    "adopted_run_ids": {"data_type": "text", "nullable": False},
+    "canonical_form": {"data_type": "text", "nullable": False},
+    "chain_sha256": {"data_type": "text", "nullable": False},
+    "linked_at": {"data_type": "text", "nullable": False},
+}
+
+
+def row_key(row: Mapping[str, Any], key: Sequence[str]) -> str:
+    """A row's key as text: its key columns' values as a JSON list (`["c1"]`)."""
+    return json.dumps([row.get(name) for name in key], ensure_ascii=True, default=str)
+
+
+@dataclass(frozen=True)
+class Digest:
+    table: str
+    key: str
+    row_sha256: str
+
+
+def rows_sha256(digests: Iterable[Digest]) -> str:
+    """The hash of a run's digests: one line per row (table, key, hash), sorted."""
+    lines = sorted(f"{d.table}\t{d.key}\t{d.row_sha256}" for d in digests)
+    return sha256_text("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    chain_seq: int
+    run_id: str
+    previous_chain_sha256: str
+    rows_sha256: str
+    run_sha256: str
+    digested_rows: int
+    adopted_run_ids: tuple[str, ...]
+    canonical_form: str = CANONICAL_FORM
+    chain_sha256: str = ""
+    linked_at: str = ""
+
+    def expected_sha256(self) -> str:
+        """What `chain_sha256` must be: every other figure of the link, hashed."""
+        parts = [
+            self.canonical_form,
+            str(self.chain_seq),
+            self.run_id,
+            self.previous_chain_sha256,
+            self.rows_sha256,
+            self.run_sha256,
+            str(self.digested_rows),
+            json.dumps(sorted(self.adopted_run_ids)),
+        ]
+        return sha256_text("\n".join(parts))
+
+    def sealed(self) -> "ChainLink":
+        return ChainLink(**{**self.__dict__, "chain_sha256": self.expected_sha256()})
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "ChainLink":
+        adopted = row.get("adopted_run_ids") or "[]"
+        return cls(
+            chain_seq=int(row["chain_seq"]),
+            run_id=str(row["run_id"]),
+            previous_chain_sha256=str(row["previous_chain_sha256"]),
+            rows_sha256=str(row["rows_sha256"]),
+            run_sha256=str(row["run_sha256"]),
+            digested_rows=int(row["digested_rows"]),
+            adopted_run_ids=tuple(json.loads(adopted)),
+            canonical_form=str(row["canonical_form"]),
+            chain_sha256=str(row["chain_sha256"]),
+            linked_at=str(row.get("linked_at") or ""),
+        )
+
+    def run_row_figures(self) -> dict[str, Any]:
+        """The link's figures as the run row holds them (`RUN_LINK_COLUMNS`)."""
+        return {
+            "chain_seq": self.chain_seq,
+            "previous_chain_sha256": self.previous_chain_sha256,
+            "rows_sha256": self.rows_sha256,
+            "chain_sha256": self.chain_sha256,
+            "digested_rows": self.digested_rows,
+            "adopted_run_ids": list(self.adopted_run_ids),
+        }
+
+
+def run_sha256(run_row: Mapping[str, Any], types: Mapping[str, str]) -> str:
+    """A run row's hash, leaving out the columns that hold its link."""
+    own = {name: value for name, value in run_row.items() if name not in RUN_LINK_COLUMNS}
+    return row_sha256(own, types)
+
+
+# ------------------------------------------------------------------------------- reading
+ZONE_SETTING = {"duckdb": "SET TimeZone = 'UTC'", "postgres": "SET TIME ZONE 'UTC'"}
+
+
+def read_in_utc(client: Any, destination: str) -> None:
+    """Make an open sql_client's session read timestamps in UTC: in another zone a driver
+    cannot even make year 1 or 9999 (psycopg2 raises), and DuckDB gives text."""
+    setting = ZONE_SETTING.get(destination)
+    if setting is not None:
+        client.execute_sql(setting)
+
+
+def select_rows(client: Any, query: str, *args: Any) -> Iterator[dict[str, Any]]:
+    with client.execute_query(query, *args) as cursor:
+        names = [column[0] for column in cursor.description]
+        while batch := cursor.fetchmany(1000):
+            for values in batch:
+                yield dict(zip(names, values, strict=True))
+
+
+def stored_types(pipeline: dlt.Pipeline) -> dict[str, dict[str, str]]:
+    """Each table's column types as the newest schema dlt stored in the destination has them
+    (the pipeline's own where the destination holds none): the types rows were loaded with,
+    whatever pipeline folder asks (dlt's job client would need the schema locally first)."""
+    schema: Any = None
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name("_dlt_version")
+        try:
+            rows = client.execute_sql(
+                f"SELECT schema FROM {table} WHERE schema_name = %s "
+                "ORDER BY inserted_at DESC LIMIT 1",
+                SOURCE_NAME,
+            )
+        except DatabaseUndefinedRelation:
+            rows = []
+    if rows:
+        text = str(rows[0][0])
+        # dlt stores it compressed on some destinations (its job_client_impl).
+        with contextlib.suppress(ValueError):
+            text = zlib.decompress(base64.b64decode(text, validate=True)).decode("utf-8")
+        schema = json.loads(text)
+    if schema is None:
+        local = pipeline.schemas.get(SOURCE_NAME) if SOURCE_NAME in pipeline.schemas else None
+        schema = {"tables": local.tables} if local is not None else {"tables": {}}
+    return {
+        name: {
+            column: str(spec.get("data_type", "text"))
+            for column, spec in table.get("columns", {}).items()
+        }
+        for name, table in schema["tables"].items()
+    }
+
+
+def read_links(client: Any) -> list[ChainLink] | None:
+    """Every link, in `chain_seq` order; None when the dataset has no chain yet."""
+    table = client.make_qualified_table_name(CHAIN_TABLE)
+    columns = ", ".join(CHAIN_COLUMNS)
+    try:
+        rows = list(select_rows(client, f"SELECT {columns} FROM {table} ORDER BY chain_seq"))
+    except DatabaseUndefinedRelation:
+        return None
+    return [ChainLink.from_row(row) for row in rows]
+
+
+# ----------------------------------------------------------------------------- digesting
+@dataclass
+class Unchained:
+    """The rows a run's link is to cover, digested."""
+
+    digests: list[Digest] = field(default_factory=list)
+    # The run ids of those rows other than the run's own (a NULL run id as "").
+    adopted_run_ids: set[str] = field(default_factory=set)
+
+
+def digest_unchained(
+    client: Any,
+    types: Mapping[str, Mapping[str, str]],
+    run_id: str,
+    *,
+    links: Sequence[ChainLink],
+    linked_runs_replayed: Iterable[str] = (),
+) -> Unchained:
+    """Digest every row no link covers: those of runs no link names, as its run or as one it
+    adopted (this run included), and those of `linked_runs_replayed` (linked runs whose
+    journal this run loaded: a run that lost its lock leaves outcomes for the next run) that
+    no digest covers yet."""
+    found = Unchained()
+    covered = {link.run_id for link in links} | {
+        adopted for link in links for adopted in link.adopted_run_ids
+    }
+    replayed = sorted(set(linked_runs_replayed) & covered)
+    for spec in CHAINED_TABLES:
+        if spec.name not in types:
+            continue
+        table = client.make_qualified_table_name(spec.name)
+        column = spec.run_column
+        try:
+            owners = {
+                row[0] for row in client.execute_sql(f"SELECT DISTINCT {column} FROM {table}")
+            }
+        except DatabaseUndefinedRelation:
+            continue
+        uncovered = sorted(str(o) for o in owners if o is not None and str(o) not in covered)
+        conditions = [f"{column} IN ({', '.join(['%s'] * len(uncovered))})"] if uncovered else []
+        if None in owners and "" not in covered:
+            conditions.append(f"{column} IS NULL")
+        rows: list[dict[str, Any]] = []
+        if conditions:
+            where = " OR ".join(conditions)
+            rows = list(select_rows(client, f"SELECT * FROM {table} WHERE {where}", *uncovered))
+        if replayed and spec.name != RUNS_TABLE:  # a linked run's row is its link's
+            rows += _undigested_rows_of(client, spec, replayed)
+        seen: set[str] = set()
+        for row in rows:
+            key = row_key(row, spec.key)
+            if key in seen or (spec.name == RUNS_TABLE and row.get("run_id") == run_id):
+                continue
+            seen.add(key)
+            found.digests.append(Digest(spec.name, key, row_sha256(row, types[spec.name])))
+            owner = row.get(column)
+            if owner != run_id:
+                found.adopted_run_ids.add("" if owner is None else str(owner))
+    return found
+
+
+def _undigested_rows_of(
+    client: Any, spec: ChainedTable, run_ids: list[str]
+) -> list[dict[str, Any]]:
+    table = client.make_qualified_table_name(spec.name)
+    digests = client.make_qualified_table_name(DIGESTS_TABLE)
+    chain = client.make_qualified_table_name(CHAIN_TABLE)
+    marks = ", ".join(["%s"] * len(run_ids))
+    try:
+        covered = {
+            row["row_key"]
+            for row in select_rows(
+                client,
+                f"SELECT row_key FROM {digests} WHERE table_name = %s "
+                f"AND chained_by IN (SELECT run_id FROM {chain})",
+                spec.name,
+            )
+        }
+    except DatabaseUndefinedRelation:
+        covered = set()
+    rows = select_rows(
+        client, f"SELECT * FROM {table} WHERE {spec.run_column} IN ({marks})", *run_ids
+    )
+    return [row for row in rows if row_key(row, spec.key) not in covered]
+
+
+def digest_rows(digests: Sequence[Digest], chained_by: str) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    return [
+        {
+            "table_name": d.table,
+            "row_key": d.key,
+            "chained_by": chained_by,
+            "row_sha256": d.row_sha256,
+            "digested_at": now,
+        }
+        for d in digests
+    ]
+
+
+def chain_table() -> DltResource:
+    """`archive_chain` with no row: dlt makes it with its columns; links are INSERTed."""
+
+    def nothing() -> Iterator[Any]:
+        yield dlt.mark.materialize_table_schema()
+
+    return dlt.resource(
+        nothing,
+        name=CHAIN_TABLE,
+        write_disposition="append",
+        columns=CHAIN_COLUMNS,
+        max_table_nesting=0,
+    )
+
+
+def insert_link(client: Any, link: ChainLink, load_id: str) -> None:
+    """Commit a link: one INSERT, atomic (see the module's docstring)."""
+    table = client.make_qualified_table_name(CHAIN_TABLE)
+    values = {
+        "chain_seq": link.chain_seq,
+        "run_id": link.run_id,
+        "previous_chain_sha256": link.previous_chain_sha256,
+        "rows_sha256": link.rows_sha256,
+        "run_sha256": link.run_sha256,
+        "digested_rows": link.digested_rows,
+        "adopted_run_ids": json.dumps(sorted(link.adopted_run_ids)),
+        "canonical_form": link.canonical_form,
+        "chain_sha256": link.chain_sha256,
+        "linked_at": link.linked_at,
+        "_dlt_load_id": load_id,
+        "_dlt_id": uuid4().hex[:14],
+    }
+    columns = ", ".join(values)
+    marks = ", ".join(["%s"] * len(values))
+    client.execute_sql(f"INSERT INTO {table} ({columns}) VALUES ({marks})", *values.values())
+
+
+@contextmanager
+def utc_session(pipeline: dlt.Pipeline) -> Iterator[Any]:
+    with pipeline.sql_client() as client:
+        read_in_utc(client, pipeline.destination.destination_name)
+        yield client
+
+
+# ------------------------------------------------------------------------------- linking
+@dlt.source(name=SOURCE_NAME, section=SOURCE_NAME, max_table_nesting=0)
+def run_commit(run_row: dict[str, Any], digests: list[dict[str, Any]]) -> list[DltResource]:
+    """A run's row and the digests its link covers, in one package (see the docstring)."""
+    return [
+        *run_history([run_row]).resources.values(),
+        insert_only(digests, DIGESTS_TABLE, DIGESTS_KEY, DIGESTS_COLUMNS),
+        chain_table(),
+    ]
+
+
+class ChainLinkError(Exception):
+    """The run row came back otherwise than it was hashed: no link is made (the next run
+    adopts the run's rows)."""
+
+
+RUN_TYPES: dict[str, str] = {name: str(spec["data_type"]) for name, spec in RUNS_COLUMNS.items()}
+
+
+def link_run(
+    pipeline: dlt.Pipeline,
+    run_row: dict[str, Any],
+    *,
+    linked_runs_replayed: Iterable[str] = (),
+) -> ChainLink:
+    """Load a run's row and link the run into the chain (see the module's docstring)."""
+    run_id = str(run_row["run_id"])
+    with chain_lock(pipeline, run_id):
+        with utc_session(pipeline) as client:
+            links = read_links(client) or []
+            head = links[-1] if links else None
+            unchained = digest_unchained(
+                client,
+                stored_types(pipeline),
+                run_id,
+                links=links,
+                linked_runs_replayed=linked_runs_replayed,
+            )
+        link = ChainLink(
+            chain_seq=1 if head is None else head.chain_seq + 1,
+            run_id=run_id,
+            previous_chain_sha256=GENESIS if head is None else head.chain_sha256,
+            rows_sha256=rows_sha256(unchained.digests),
+            run_sha256=run_sha256(run_row, RUN_TYPES),
+            digested_rows=len(unchained.digests),
+            adopted_run_ids=tuple(sorted(unchained.adopted_run_ids)),
+            linked_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        ).sealed()
+        row = {**run_row, **link.run_row_figures()}
+        info = load_fresh(pipeline, run_commit(row, digest_rows(unchained.digests, run_id)))
+        with utc_session(pipeline) as client:
+            runs = client.make_qualified_table_name(RUNS_TABLE)
+            stored = list(select_rows(client, f"SELECT * FROM {runs} WHERE run_id = %s", run_id))
+            if len(stored) != 1 or run_sha256(stored[0], RUN_TYPES) != link.run_sha256:
+                raise ChainLinkError(
+                    f"run {run_id}'s row reads back otherwise than it was hashed; not linked"
+                )
+            insert_link(client, link, info.loads_ids[-1] if info.loads_ids else run_id)
+    return link
