@@ -267,7 +267,8 @@ def print_report(console: Console, report: RunReport) -> None:
             _plain(
                 f"  chain head {link.chain_sha256} (link {link.chain_seq}, "
                 f"{link.digested_rows} rows{adopted})"
-            )
+            ),
+            soft_wrap=True,
         )
     elif report.chain_error:
         console.print(_plain(("  hash chain: this run is not linked: ", "red"), report.chain_error))
@@ -345,7 +346,8 @@ def print_status(console: Console, summary: DatasetStatus) -> None:
 def print_verification(console: Console, result: Verification) -> None:
     """`verify`: intact, or each finding (table, key, check, detail), all as text."""
     head = result.head or "none"
-    console.print(_plain(f"chain: {result.links} links, head {head}"))
+    # soft_wrap: a hash stays on one line, to be copied whole.
+    console.print(_plain(f"chain: {result.links} links, head {head}"), soft_wrap=True)
     console.print(f"rows checked: {result.rows_checked}")
     for note in result.notes:
         console.print(_plain(("  note: ", "yellow"), note))

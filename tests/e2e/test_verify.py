@@ -253,3 +253,12 @@ def test_each_change_is_named_and_undone_verifies_again(
         target.execute("DROP TABLE IF EXISTS bak")
     code, result = verify_here(trail, monkeypatch)
     assert code == 0, result["findings"]
+
+
+def test_a_dataset_with_no_audit_trail_is_an_error_not_intact(trail: Trail) -> None:
+    """The wrong dataset or file (the demo writes its own): exit 2 and one line, never
+    `intact`."""
+    done = trail.cli("verify", "--dataset", "ra_no_such_dataset")
+    assert done.code == 2, done.output
+    assert "holds no audit trail" in done.stderr and "intact" not in done.stdout
+    assert "Traceback" not in done.output

@@ -44,6 +44,7 @@ from routera_archive.dataset.chain import (
     utc_session,
 )
 from routera_archive.dataset.tables import RUN_LINK_COLUMNS
+from routera_archive.errors import ConfigurationError
 from routera_archive.names import CHAIN_TABLE, DIGESTS_TABLE, RUNS_TABLE
 from routera_archive.objects import ObjectType
 
@@ -96,6 +97,12 @@ class Verification:
 def verify_dataset(pipeline: dlt.Pipeline, *, expect_head: str | None = None) -> Verification:
     result = Verification(expected_head=expect_head)
     types = stored_types(pipeline)
+    if not any(spec.name in types for spec in CHAINED_TABLES):
+        # Nothing to verify is not "intact": the wrong file or dataset, most likely.
+        raise ConfigurationError(
+            f"dataset `{pipeline.dataset_name}` holds no audit trail: check --destination, "
+            "--dataset and the destination's credentials (a DuckDB file's path)"
+        )
     with utc_session(pipeline) as client:
         links = read_links(client) or []
         result.links = len(links)

@@ -38,7 +38,7 @@ def canonical_timestamp(value: datetime | str) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def _canonical_number(value: int | float) -> str:
+def _canonical_number(value: int | float | Decimal) -> str:
     number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
     return "0" if number.is_zero() else str(number.normalize())
 
@@ -48,7 +48,7 @@ def canonical_json(value: Any) -> str:
     if value is None or isinstance(value, bool):
         return json.dumps(value)
     if isinstance(value, int | float | Decimal):
-        return _canonical_number(float(value) if isinstance(value, Decimal) else value)
+        return _canonical_number(value)
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, list | tuple):
@@ -81,7 +81,7 @@ def canonical_value(value: Any, data_type: str) -> Canonical:
     if isinstance(value, datetime):
         return canonical_timestamp(value)
     if isinstance(value, Decimal):
-        return _canonical_number(float(value))
+        return _canonical_number(value)
     return str(value)
 
 

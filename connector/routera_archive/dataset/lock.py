@@ -157,13 +157,18 @@ class RunLock(FileLock):
         super().__init__(path, run_id, what="this dataset's pipeline folder")
 
 
+def lock_folder(database: Path) -> Path:
+    """Where the locks of a DuckDB database's datasets live: beside the file."""
+    return database.with_name(f"{database.name}.routera-locks")
+
+
 class FileDatasetLock:
     """A dataset's lock in files next to its DuckDB database: every writer of that database
     sees them, whatever its pipeline folder. An unsharded run holds the dataset's file
     exclusively; a shard worker holds it shared and its shard's file exclusively."""
 
     def __init__(self, database: Path, dataset: str, run_id: str, shard_label: str | None):
-        folder = database.with_name(f"{database.name}.routera-locks")
+        folder = lock_folder(database)
         what = f"dataset `{dataset}` of {database.name}"
         sharded = shard_label is not None
         self.locks = [FileLock(folder / f"{dataset}.lock", run_id, shared=sharded, what=what)]
@@ -361,8 +366,8 @@ CHAIN_LOCK_WAIT_S = 120.0
 def chain_lock(pipeline: Any, run_id: str, *, wait: float = CHAIN_LOCK_WAIT_S) -> Iterator[None]:
     """Held while a run links itself into the dataset's hash chain (`dataset.chain`): shard
     workers run side by side but must link one after the other, each on the head the last
-    one left. Waits for the lock (a link takes a second or so); a wait past `wait` raises
-    RunLockedError. Where the dataset has no shared lock (`NoDatasetLock`), one writer per
+    one left. Waits for the lock (a link is short: it reads back one run's rows); a wait past
+    `wait` raises RunLockedError. Where the dataset has no shared lock (`NoDatasetLock`), one writer per
     dataset is the scheduler's to keep, as for the run itself."""
     name = pipeline.destination.destination_name
     deadline = time.monotonic() + wait
@@ -382,9 +387,8 @@ def chain_lock(pipeline: Any, run_id: str, *, wait: float = CHAIN_LOCK_WAIT_S) -
         database = str(pipeline.sql_client().credentials.database)
         if database != ":memory:":
             path = Path(database).resolve()
-            folder = path.with_name(f"{path.name}.routera-locks")
             lock = FileLock(
-                folder / f"{pipeline.dataset_name}.chain.lock",
+                lock_folder(path) / f"{pipeline.dataset_name}.chain.lock",
                 run_id,
                 what=f"the hash chain of dataset `{pipeline.dataset_name}` of {path.name}",
             )
