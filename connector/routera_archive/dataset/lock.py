@@ -366,9 +366,10 @@ CHAIN_LOCK_WAIT_S = 120.0
 def chain_lock(pipeline: Any, run_id: str, *, wait: float = CHAIN_LOCK_WAIT_S) -> Iterator[None]:
     """Held while a run links itself into the dataset's hash chain (`dataset.chain`): shard
     workers run side by side but must link one after the other, each on the head the last
-    one left. Waits for the lock (a link is short: it reads back one run's rows); a wait past
-    `wait` raises RunLockedError. Where the dataset has no shared lock (`NoDatasetLock`), one writer per
-    dataset is the scheduler's to keep, as for the run itself."""
+    one left. Waits for the lock (a link is short: it reads back one run's rows); a wait
+    past `wait` raises RunLockedError. Where the dataset has no shared lock
+    (`NoDatasetLock`), one writer per dataset is the scheduler's to keep, as for the run
+    itself."""
     name = pipeline.destination.destination_name
     deadline = time.monotonic() + wait
     if name == "postgres":
