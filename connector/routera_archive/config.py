@@ -49,6 +49,8 @@ TIMEOUTS: Final = (
 CONCURRENCY_MAX: Final = 256
 MAX_BODY_BYTES_RANGE: Final = (1024, 1024**3)
 SECRET_FIELDS: Final = ("access_token", "client_id", "client_secret")
+DEFAULT_PERSONAL_FIELDS: Final = ("email", "first_name", "last_name", "phone")
+"""The contact fields that name or reach a person: what `redact` removes by default."""
 WAITS: Final = ("max_retry_wait", "backoff_initial", "backoff_max", "token_refresh_margin")
 
 
@@ -93,6 +95,13 @@ class DatasetConfig(BaseConfiguration):
 
     queue_table: str = QUEUE_TABLE
     """The table of archive requests in the dataset (made by `enqueue`, dbt or SQL)."""
+    personal_fields: list[str] | None = None
+    """The fields `redact` removes, by the API's names (`email`, a custom field's internal
+    name); not set: `DEFAULT_PERSONAL_FIELDS`.
+    Setting it replaces that list: name them too to keep them."""
+    redact_after_days: int | None = None
+    """Redact every audit row archived more than this many days ago at the end of each run
+    (an unsharded one); not set: records are kept whole until `redact` is run."""
 
     def on_resolved(self) -> None:
         """Runs first of the `on_resolved` checks (dlt calls them base class first): every
@@ -111,6 +120,29 @@ class DatasetConfig(BaseConfiguration):
                 _refuse(name, f"{name} must be of type {kind.__name__}{shown}")
         if not self.queue_table.strip():
             _refuse("queue_table", "queue_table must name a table")
+        if self.redact_after_days is not None and self.redact_after_days < 1:
+            _refuse(
+                "redact_after_days",
+                f"redact_after_days must be at least 1, got {self.redact_after_days}",
+            )
+        given: Any = self.personal_fields
+        if given is not None and (
+            not isinstance(given, list)
+            or not given
+            or not all(isinstance(name, str) and name.strip() for name in given)
+        ):
+            _refuse(
+                "personal_fields",
+                "personal_fields must be a non-empty list of field names, like "
+                '["email", "first_name", "last_name", "phone", "mobile"]',
+            )
+
+    @property
+    def redacted_fields(self) -> tuple[str, ...]:
+        """The fields a redaction removes (`personal_fields`, or the default list)."""
+        if self.personal_fields is None:
+            return DEFAULT_PERSONAL_FIELDS
+        return tuple(name.strip() for name in self.personal_fields)
 
     def validate(self) -> None:
         """Check every rule again (all `on_resolved`s): for a spec whose values were changed in

@@ -14,7 +14,8 @@ The type says what happens next, so a scheduler (and a person) can act on the ex
     │   ├── RunLockedError          another run holds the dataset
     │   ├── LockLostError           the run's lock was lost mid-run: it stopped sending DELETEs
     │   ├── LocalStorageError       the run's folder (journal, dlt's packages) cannot be written
-    │   └── CallWorkerError         the process making the calls ended (its journal keeps them)
+    │   ├── CallWorkerError         the process making the calls ended (its journal keeps them)
+│   └── RecoveryPendingError    a crashed run left answers to load: a run must load them first
     ├── GuardrailRefused            exit 3: a person must look at the queue before anything runs
     └── InvalidObjectId             never leaves a run: the request is settled as `invalid`
 
@@ -147,6 +148,11 @@ class LocalStorageError(RetriableError):
 
 class CallWorkerError(RetriableError):
     """The process making the run's calls ended without finishing; its journal keeps its answers."""
+
+
+class RecoveryPendingError(RetriableError):
+    """A crashed run left answers not loaded yet (a journal, dlt's packages): a redaction waits
+    for the next run to load them, or it would leave their personal data behind."""
 
 
 class GuardrailRefused(RouteraArchiveError):

@@ -8,6 +8,7 @@ then deletes the files. The GET recovery covers what a journal cannot: a crash b
 answer's arrival and its line being written, or a worker whose disk is gone.
 """
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -75,14 +76,8 @@ class OutcomeJournal:
             os.fsync(self._file.fileno())
         for path in self._adopted:
             # fsync applies to the file, whichever descriptor asks: the writer keeps its own.
-            try:
-                descriptor = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
+            with contextlib.suppress(FileNotFoundError):
+                fsync_path(path)
 
     def close(self) -> None:
         if self._file is not None:
@@ -95,6 +90,22 @@ class OutcomeJournal:
         self.path.unlink(missing_ok=True)
         for path in self._adopted:
             path.unlink(missing_ok=True)
+
+
+def fsync_path(path: Path) -> None:
+    """Make a file's content, or a folder's entries (a rename in it), survive a power loss."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def replace_durably(source: Path, target: Path) -> None:
+    """Rename `source` over `target` once its content is on disk, and the rename with it."""
+    fsync_path(source)
+    os.replace(source, target)
+    fsync_path(target.parent)
 
 
 def leftover_files(directory: Path, *, exclude: Path | None = None) -> list[Path]:

@@ -300,6 +300,104 @@ def verify(
     raise typer.Exit(ExitCode.OK if result.intact else ExitCode.FAILED)
 
 
+@app.command(
+    epilog="Example: routera-archive redact --contact-id 0b7e... --reason 'GDPR art. 17' --dry-run"
+)
+def redact(
+    destination: DestinationOpt = DEFAULT_DESTINATION,
+    dataset: DatasetOpt = DEFAULT_DATASET,
+    contact_id: Annotated[
+        list[str] | None,
+        typer.Option("--contact-id", metavar="ID", help="A contact's records (repeatable)."),
+    ] = None,
+    request_id: Annotated[
+        list[str] | None,
+        typer.Option("--request-id", metavar="ID", help="A request's records (repeatable)."),
+    ] = None,
+    older_than: Annotated[
+        int | None,
+        typer.Option(
+            "--older-than", metavar="DAYS", min=1, help="Records archived more than DAYS ago."
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="Why, as the redactions table keeps it.")
+    ] = None,
+    by: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="Who asks (default: this system user)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show which rows and columns; change nothing.")
+    ] = False,
+    output_format: Annotated[
+        str, typer.Option("--format", metavar="FORMAT", help="text or json.")
+    ] = "text",
+    debug: DebugOpt = False,
+) -> None:
+    """Remove personal data (personal_fields) from archived records, on the record.
+
+    The fields are set to NULL in the audit tables and replaced by "[redacted]" inside the
+    stored answers; the redaction is a row of `redactions` and a link of the hash chain, so
+    `verify` stays intact. No copy is left: staging tables, dlt's packages and trace, and the
+    DuckDB file (rewritten) or PostgreSQL's dead tuples (VACUUM FULL). A redaction that was
+    killed is finished by the next one.
+    """
+    with _command(debug):
+        from routera_archive.config import resolve_dataset_config
+        from routera_archive.dataset.redact import RedactionRequest
+        from routera_archive.errors import ConfigurationError
+        from routera_archive.run.retention import redact_dataset
+        from routera_archive_pipelines.console import print_redactions, stdout
+        from routera_archive_pipelines.factory import make_pipeline, shard_folders
+
+        chosen = output_format.strip().lower()
+        if chosen not in ("text", "json"):
+            raise ConfigurationError(f"--format {output_format!r}: use text or json")
+        ids = [value.strip() for value in contact_id or [] if value.strip()]
+        requests = [value.strip() for value in request_id or [] if value.strip()]
+        config = resolve_dataset_config()
+        pipeline = make_pipeline(destination, dataset)
+        request = RedactionRequest(
+            contact_ids=tuple(ids),
+            request_ids=tuple(requests),
+            older_than_days=older_than,
+            redacted_by=by or _system_user(),
+            reason=reason,
+        )
+        done = redact_dataset(
+            pipeline,
+            request,
+            personal_fields=config.redacted_fields,
+            dry_run=dry_run,
+            folders=shard_folders(pipeline, destination, dataset),
+        )
+        if request.empty and not done:
+            raise ConfigurationError(
+                "say what to redact: --contact-id, --request-id or --older-than"
+            )
+        if chosen == "json":
+            import json
+            import sys
+
+            payload = {"redactions": [item.summary() for item in done]}
+            sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
+            sys.stdout.flush()
+        else:
+            print_redactions(stdout(), done)
+
+
+def _system_user() -> str:
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
 @app.command(epilog="Example: routera-archive report --since 2026-06-01 --format html -o june.html")
 def report(
     destination: DestinationOpt = DEFAULT_DESTINATION,

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from routera_archive.audit.status import DatasetStatus
 from routera_archive.audit.verify import Verification
+from routera_archive.dataset.redact import Redaction
 from routera_archive.errors import one_line
 from routera_archive.models import ArchiveOutcome, Status
 from routera_archive.objects import ObjectType
@@ -392,3 +393,50 @@ def status_by_type_table(summary: DatasetStatus) -> Table:
             *(str(counts.get(name, 0)) for name in statuses),
         )
     return table
+
+
+def print_redactions(console: Console, done: list[Redaction]) -> None:
+    """`redact`: each redaction's rows and columns (never their values), its link, and the
+    copies it removed."""
+    if not done:
+        console.print("nothing to redact")
+        return
+    for item in done:
+        if item.row_count == 0:
+            console.print(_plain("nothing to redact: no row it selects holds personal data"))
+            continue
+        verb = "would redact" if item.dry_run else "redacted"
+        resumed = f" (finishing redaction {item.resumes})" if item.resumes else ""
+        console.print(
+            _plain(f"{verb} {item.row_count} rows{resumed}: ", (item.request.why(), "bold"))
+        )
+        for table_name, columns in item.columns.items():
+            rows = item.rows.get(table_name, [])
+            console.print(_plain(f"  {table_name}: {len(rows)} rows; columns {', '.join(columns)}"))
+        if item.dry_run:
+            for table_name, keys in item.rows.items():
+                shown = ", ".join(keys[:20]) + (
+                    f", … {len(keys) - 20} more" if len(keys) > 20 else ""
+                )
+                console.print(_plain(f"  {table_name} ids: {shown}"))
+            continue
+        if item.link is not None:
+            console.print(
+                _plain(f"chain head {item.link.chain_sha256} (link {item.link.chain_seq})"),
+                soft_wrap=True,
+            )
+        cleanup = item.cleanup
+        if cleanup is not None:
+            parts = [
+                f"{len(cleanup.staging_tables_emptied)} staging tables emptied",
+                f"{cleanup.package_files_removed} load package files removed",
+            ]
+            if cleanup.duckdb_bytes_after is not None:
+                parts.append(
+                    f"DuckDB file rewritten in {cleanup.compact_seconds:.1f} s "
+                    f"({(cleanup.duckdb_bytes_before or 0) / 1e6:.1f} MB → "
+                    f"{cleanup.duckdb_bytes_after / 1e6:.1f} MB)"
+                )
+            if cleanup.vacuumed_tables:
+                parts.append(f"{len(cleanup.vacuumed_tables)} tables vacuumed (VACUUM FULL)")
+            console.print(_plain("no copy left: " + "; ".join(parts)))

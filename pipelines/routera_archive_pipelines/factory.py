@@ -36,6 +36,14 @@ def pipeline_name_for(destination: str, dataset: str, shard: Shard | None = None
     return name if shard is None else f"{name}__shard_{shard.label}"
 
 
+def shard_folders(pipeline: dlt.Pipeline, destination: str, dataset: str) -> list[Path]:
+    """The pipeline folders of `dataset`'s shard workers beside `pipeline`'s (a redaction
+    cleans them too)."""
+    prefix = f"{PIPELINE_NAME}__{destination}__{dataset}__shard_"
+    root = Path(pipeline.pipelines_dir)
+    return sorted(path for path in root.glob(f"{prefix}*") if path.is_dir())
+
+
 def enqueue_pipeline_name_for(destination: str, dataset: str) -> str:
     """`enqueue` has its own pipeline, so it never shares a working folder with a live run."""
     return f"{pipeline_name_for(destination, dataset)}__enqueue"

@@ -130,6 +130,9 @@ def test_the_credentials_are_one_typed_identity() -> None:
         ({"chunk_size": 0}, "chunk_size"),
         ({"queue_table": " "}, "queue_table"),
         ({"schema_contract": "strict"}, "schema_contract"),
+        ({"redact_after_days": 0}, "redact_after_days"),
+        ({"personal_fields": []}, "personal_fields"),
+        ({"personal_fields": ["email", " "]}, "personal_fields"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key_as_a_user_sets_it(
@@ -209,15 +212,18 @@ def test_every_setting_of_the_client_comes_from_the_spec() -> None:
 
 
 def test_the_spec_defaults_are_the_documented_ones() -> None:
-    """Every setting has a default a run can start with (credentials aside, and `properties`,
-    whose absence means "no snapshot")."""
+    """Every setting has a default a run can start with (credentials aside, `properties`,
+    whose absence means "no snapshot", `redact_after_days`, "no retention", and
+    `personal_fields`, "the default list")."""
     fields = RouteraSourceConfig.get_resolvable_fields()
     assert set(DatasetConfig.get_resolvable_fields()) <= set(fields)
     defaults = RouteraSourceConfig()
+    unset = ("properties", "redact_after_days", "personal_fields")
     for name in fields:
-        if name not in ("access_token", "client_id", "client_secret", "properties"):
+        if name not in ("access_token", "client_id", "client_secret", *unset):
             assert getattr(defaults, name) is not None, name
-    assert defaults.properties is None
+    assert [getattr(defaults, name) for name in unset] == [None, None, None]
+    assert defaults.redacted_fields == ("email", "first_name", "last_name", "phone")
 
 
 @given(

@@ -10,6 +10,9 @@ What is checked, and what each failure says (`Finding.check`):
 - `record hash`: an audit row whose `record_sha256` / `snapshot_sha256` is not the SHA-256 of
   its `raw_response` / `snapshot_response`;
 - `missing row`: a digest, or a link's run row, with no row;
+- a row a recorded redaction changed is checked against the redaction's digest (a link of a
+  run of mode `redact` may chain a row again; any other link may not), and its
+  `record_sha256` is not recomputed: it is the hash of the answer before the redaction;
 - `extra row`: a row no link covers (inserted; or loaded by a run that has not finished yet:
   verify between runs);
 - `unexpected head`: `--expect-head` names a hash the chain does not pass through (the
@@ -43,6 +46,7 @@ from routera_archive.dataset.chain import (
     stored_types,
     utc_session,
 )
+from routera_archive.dataset.redact import REDACT_MODE
 from routera_archive.dataset.tables import RUN_LINK_COLUMNS
 from routera_archive.errors import ConfigurationError
 from routera_archive.names import CHAIN_TABLE, DIGESTS_TABLE, RUNS_TABLE
@@ -109,9 +113,10 @@ def verify_dataset(pipeline: dlt.Pipeline, *, expect_head: str | None = None) ->
         result.head = links[-1].chain_sha256 if links else None
         _check_links(links, result)
         linked = {link.run_id: link for link in links}
-        _check_run_rows(client, linked, result)
-        digests = _valid_digests(client, linked, result)
-        _check_rows(client, types, digests, linked, result)
+        modes = _check_run_rows(client, linked, result)
+        redactions = {run_id for run_id, mode in modes.items() if mode == REDACT_MODE}
+        digests = _valid_digests(client, linked, redactions, result)
+        _check_rows(client, types, digests, linked, redactions, result)
     if expect_head is not None:
         _check_head(links, expect_head.strip().lower(), result)
     if not links:
@@ -147,12 +152,16 @@ def _check_links(links: list[ChainLink], result: Verification) -> None:
             result.add(CHAIN_TABLE, run_id, "broken link", f"run {run_id} is linked {count} times")
 
 
-def _check_run_rows(client: Any, linked: dict[str, ChainLink], result: Verification) -> None:
+def _check_run_rows(
+    client: Any, linked: dict[str, ChainLink], result: Verification
+) -> dict[str, str | None]:
+    """Check each linked run's row; return each one's mode (as its hash vouches for it)."""
     table = client.make_qualified_table_name(RUNS_TABLE)
     try:
         rows = {str(row["run_id"]): row for row in select_rows(client, f"SELECT * FROM {table}")}
     except DatabaseUndefinedRelation:
         rows = {}
+    modes: dict[str, str | None] = {}
     for run_id, link in linked.items():
         key = json.dumps([run_id])
         row = rows.get(run_id)
@@ -162,6 +171,8 @@ def _check_run_rows(client: Any, linked: dict[str, ChainLink], result: Verificat
             continue
         if run_sha256(row, RUN_TYPES) != link.run_sha256:
             result.add(RUNS_TABLE, key, "run content", f"run {run_id}'s row was edited")
+        else:
+            modes[run_id] = row.get("mode")
         figures = link.run_row_figures()
         stored = {name: row.get(name) for name in RUN_LINK_COLUMNS}
         adopted = stored.get("adopted_run_ids")
@@ -174,13 +185,15 @@ def _check_run_rows(client: Any, linked: dict[str, ChainLink], result: Verificat
                 "run content",
                 f"run {run_id}'s row says otherwise than its link ({', '.join(differing)})",
             )
+    return modes
 
 
 def _valid_digests(
-    client: Any, linked: dict[str, ChainLink], result: Verification
+    client: Any, linked: dict[str, ChainLink], redactions: set[str], result: Verification
 ) -> dict[tuple[str, str], tuple[str, str]]:
-    """(table, key) -> (row hash, run that chained it), of the digests a link covers; each
-    link's digests re-hashed against its `rows_sha256`."""
+    """(table, key) -> (row hash, run that chained it), of the digests a link covers, the
+    newest where a redaction chained a row again; each link's digests re-hashed against its
+    `rows_sha256`."""
     table = client.make_qualified_table_name(DIGESTS_TABLE)
     by_run: dict[str, list[Digest]] = defaultdict(list)
     orphans = 0
@@ -204,6 +217,7 @@ def _valid_digests(
             "chained those rows)"
         )
     valid: dict[tuple[str, str], tuple[str, str]] = {}
+    redacted: set[tuple[str, str]] = set()
     for run_id, link in linked.items():
         digests = by_run.get(run_id, [])
         if rows_sha256(digests) != link.rows_sha256 or len(digests) != link.digested_rows:
@@ -218,8 +232,16 @@ def _valid_digests(
         for digest in digests:
             place = (digest.table, digest.key)
             if place in valid:
-                result.add(digest.table, digest.key, "broken link", "the row is chained twice")
+                if run_id in redactions:
+                    redacted.add(place)
+                else:
+                    result.add(digest.table, digest.key, "broken link", "the row is chained twice")
             valid[place] = (digest.row_sha256, run_id)
+    if redacted:
+        result.notes.append(
+            f"{len(redacted)} rows were changed by {len(redactions)} recorded redaction(s) and are "
+            "checked as redacted; their record_sha256 is the hash of the answer as loaded"
+        )
     return valid
 
 
@@ -228,6 +250,7 @@ def _check_rows(
     types: dict[str, dict[str, str]],
     digests: dict[tuple[str, str], tuple[str, str]],
     linked: dict[str, ChainLink],
+    redactions: set[str],
     result: Verification,
 ) -> None:
     seen: set[tuple[str, str]] = set()
@@ -246,9 +269,10 @@ def _check_rows(
                     result.add(spec.name, key, "extra row", "a second row with this key")
                     continue
                 seen.add(place)
-                if spec.name in audit_tables:
-                    _check_record_hashes(row, spec.name, key, result)
                 digest = digests.get(place)
+                redacted = digest is not None and digest[1] in redactions
+                if spec.name in audit_tables and not redacted:
+                    _check_record_hashes(row, spec.name, key, result)
                 if digest is None:
                     owner = row.get(spec.run_column)
                     if owner is None:

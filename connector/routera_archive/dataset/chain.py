@@ -49,6 +49,7 @@ from routera_archive.names import (
     DIGESTS_TABLE,
     FIELDS_TABLE,
     LOG_TABLE,
+    REDACTIONS_TABLE,
     RUNS_TABLE,
     SOURCE_NAME,
 )
@@ -77,6 +78,7 @@ CHAINED_TABLES: tuple[ChainedTable, ...] = (
     # A linked run's own row is covered by its link (`run_sha256`); the rows of runs with no
     # link (before the chain, or killed while finishing) are digested like any other.
     ChainedTable(RUNS_TABLE, ("run_id",), "run_id"),
+    ChainedTable(REDACTIONS_TABLE, ("redaction_id",), "run_id"),
 )
 
 DIGESTS_COLUMNS: dict[str, TColumnSchema] = {
@@ -336,6 +338,30 @@ def _undigested_rows_of(
     return [row for row in rows if row_key(row, spec.key) not in covered]
 
 
+def digest_again(
+    client: Any, types: Mapping[str, Mapping[str, str]], keys: Mapping[str, Iterable[str]]
+) -> list[Digest]:
+    """Digest the rows named by `keys` (table -> key values, single-column keys) as they are
+    now, whoever chained them before: a redaction changed them, and its link covers them."""
+    found: list[Digest] = []
+    for spec in CHAINED_TABLES:
+        wanted = sorted(set(keys.get(spec.name, ())))
+        if not wanted or spec.name not in types:
+            continue
+        if len(spec.key) != 1:
+            raise ValueError(f"{spec.name} has a composite key: its rows cannot be named by one")
+        table = client.make_qualified_table_name(spec.name)
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            marks = ", ".join(["%s"] * len(part))
+            query = f"SELECT * FROM {table} WHERE {spec.key[0]} IN ({marks})"
+            for row in select_rows(client, query, *part):
+                found.append(
+                    Digest(spec.name, row_key(row, spec.key), row_sha256(row, types[spec.name]))
+                )
+    return found
+
+
 def digest_rows(digests: Sequence[Digest], chained_by: str) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
     return [
@@ -418,20 +444,25 @@ def link_run(
     run_row: dict[str, Any],
     *,
     linked_runs_replayed: Iterable[str] = (),
+    redigest: Mapping[str, Iterable[str]] | None = None,
 ) -> ChainLink:
-    """Load a run's row and link the run into the chain (see the module's docstring)."""
+    """Load a run's row and link the run into the chain (see the module's docstring).
+    `redigest` names rows chained before that this link covers again as they are now (the
+    rows a redaction changed: `dataset.redact`)."""
     run_id = str(run_row["run_id"])
     with chain_lock(pipeline, run_id):
         with utc_session(pipeline) as client:
             links = read_links(client) or []
             head = links[-1] if links else None
+            types = stored_types(pipeline)
             unchained = digest_unchained(
-                client,
-                stored_types(pipeline),
-                run_id,
-                links=links,
-                linked_runs_replayed=linked_runs_replayed,
+                client, types, run_id, links=links, linked_runs_replayed=linked_runs_replayed
             )
+            if redigest:
+                places = {(d.table, d.key) for d in unchained.digests}
+                for digest in digest_again(client, types, redigest):
+                    if (digest.table, digest.key) not in places:
+                        unchained.digests.append(digest)
         link = ChainLink(
             chain_seq=1 if head is None else head.chain_seq + 1,
             run_id=run_id,

@@ -1,0 +1,204 @@
+"""`routera-archive redact` on datasets made by real runs (the CLI against the sandbox on
+loopback), on DuckDB and PostgreSQL: its dry run changes nothing; by contact id and by request
+id it nulls the personal columns and redacts the stored answers, keeping every key and every
+other value and the load-time hashes; `verify` stays intact; the redaction is a row of
+`redactions`; and the e-mail address is nowhere: not in any table or staging table, not in the
+pipeline folder (gzipped packages read too) nor, on DuckDB, in the database file's bytes. A run
+after it works and verifies. By age: tests/pipeline/test_redact_by_age.py; killed at each step:
+test_redact_crash.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from routera_archive_sandbox import SandboxConfig, SandboxServer
+from tests.e2e.cli_support import (
+    DB_FILE,
+    DESTINATIONS,
+    RunCli,
+    Target,
+    cli_runner,
+    open_target,
+    stored_text,
+)
+
+pytestmark = pytest.mark.e2e
+
+CLI_TIMEOUT_S = 120
+
+
+@dataclass
+class Trail:
+    target: Target
+    cli: RunCli
+    server: SandboxServer
+    contacts: list[str]  # the contacts archived, in queue order
+
+
+def bytes_found(root: Path, needle: str) -> list[str]:
+    """Every file under `root` whose bytes, or whose gunzipped bytes, hold `needle`."""
+    wanted = needle.encode()
+    found = []
+    for path in sorted(root.rglob("*")):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            with contextlib.suppress(OSError, EOFError):
+                data = gzip.decompress(data)
+        if wanted in data:
+            found.append(str(path.relative_to(root)))
+    return found
+
+
+@pytest.fixture(scope="module", params=DESTINATIONS)
+def trail(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Trail]:
+    workdir = tmp_path_factory.mktemp(f"redact_{request.param}")
+    config = SandboxConfig(port=0, contacts=30, companies=4, seed=91)
+    with open_target(request.param, workdir) as target, SandboxServer(config) as server:
+        cli = cli_runner(server, workdir, {"COLUMNS": "250"}, timeout=CLI_TIMEOUT_S, target=target)
+        contacts = server.state.object_ids("contacts", include_archived=False)[:8]
+        # The first contact twice: its second request is settled `duplicate`.
+        (workdir / "queue.txt").write_text("\n".join([*contacts, contacts[0]]) + "\n")
+        assert cli("enqueue", "queue.txt").code == 0
+        ran = cli("run")
+        assert ran.code == 0, ran.output
+        yield Trail(target, cli, server, contacts)
+
+
+def _row(target: Target, contact_id: str) -> dict[str, object]:
+    columns = [
+        name
+        for (name,) in target.query(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? "
+            "AND table_name = 'contact_archives'",
+            target.dataset,
+        )
+    ]
+    (values,) = target.query(
+        f"SELECT {', '.join(columns)} FROM contact_archives WHERE id = ?", contact_id
+    )
+    return dict(zip(columns, values, strict=True))
+
+
+def _json(value: object) -> object:
+    """A JSON column's value: DuckDB gives the text, PostgreSQL the parsed value."""
+    return value if isinstance(value, (dict, list)) else json.loads(str(value))
+
+
+def _email(trail: Trail, contact_id: str) -> str:
+    record = trail.server.state.get_contact(contact_id)
+    assert record is not None
+    return str(record["email"])
+
+
+def test_dry_run_names_rows_and_columns_and_changes_nothing(trail: Trail) -> None:
+    contact = trail.contacts[1]
+    before = stored_text(trail.target)
+    dry = trail.cli("redact", "--contact-id", contact, "--dry-run")
+    assert dry.code == 0, dry.output
+    assert "would redact 1 rows" in dry.stdout
+    assert "email, first_name, last_name, phone, raw_response" in dry.stdout
+    assert contact in dry.stdout
+    assert _email(trail, contact) not in dry.output  # names rows, never shows their values
+    assert stored_text(trail.target) == before
+
+
+def test_redact_by_contact_id_leaves_no_copy_and_stays_intact(trail: Trail) -> None:
+    target, cli = trail.target, trail.cli
+    contact = trail.contacts[0]
+    email = _email(trail, contact)
+    original = _row(target, contact)
+    folder = target.workdir / "dlt_data"
+    assert email in stored_text(target)
+    assert bytes_found(folder, email), "the search must find the address before it is redacted"
+    if target.destination == "duckdb":
+        assert bytes_found(target.workdir, email) and DB_FILE in bytes_found(target.workdir, email)
+
+    done = cli("redact", "--contact-id", contact, "--reason", "GDPR art. 17", "--by", "dpo")
+    assert done.code == 0, done.output
+    assert "redacted 1 rows: GDPR art. 17" in done.stdout
+
+    row = _row(target, contact)
+    assert {
+        name: row[name] for name in ("email", "first_name", "last_name", "phone")
+    } == dict.fromkeys(("email", "first_name", "last_name", "phone"))
+    answer = json.loads(str(row["raw_response"]))
+    loaded = json.loads(str(original["raw_response"]))
+    assert answer.keys() == loaded.keys()
+    for key, value in loaded.items():
+        expected = "[redacted]" if key in ("email", "first_name", "last_name", "phone") else value
+        assert answer[key] == expected, key
+    assert row["record_sha256"] == original["record_sha256"]  # the hash of the answer as loaded
+    assert row["company"] == original["company"] and row["archived"] == original["archived"]
+
+    ((by, reason, rows, columns, count),) = target.query(
+        "SELECT redacted_by, reason, rows, columns, row_count FROM redactions"
+    )
+    assert (by, reason, count) == ("dpo", "GDPR art. 17", 1)
+    assert _json(rows) == {"contact_archives": [contact]}
+    assert "email" in _json(columns)["contact_archives"]
+
+    verified = cli("verify", "--format", "json")
+    assert verified.code == 0, verified.output
+    assert any("recorded redaction" in note for note in json.loads(verified.stdout)["notes"])
+
+    assert email not in stored_text(target)
+    assert bytes_found(folder, email) == []
+    if target.destination == "duckdb":
+        assert bytes_found(target.workdir, email) == []
+
+    again = cli("redact", "--contact-id", contact)
+    assert again.code == 0 and "nothing to redact" in again.stdout, again.output
+
+    # The dataset goes on: a run after the redaction loads, links and verifies.
+    (target.workdir / "more.txt").write_text(trail.contacts[7] + "\n")
+    assert cli("enqueue", "more.txt").code == 0
+    later = cli("run")
+    assert later.code == 0, later.output
+    assert cli("verify").code == 0
+
+
+def test_redact_by_request_id(trail: Trail) -> None:
+    target, cli = trail.target, trail.cli
+    contact = trail.contacts[2]
+    ((request_id,),) = target.query("SELECT request_id FROM contact_archives WHERE id = ?", contact)
+    done = cli("redact", "--request-id", str(request_id))
+    assert done.code == 0 and "redacted 1 rows: erasure request" in done.stdout, done.output
+    assert _row(target, contact)["email"] is None
+    assert _row(target, trail.contacts[3])["email"] is not None  # no other row
+    assert _email(trail, contact) not in stored_text(target)
+    assert cli("verify").code == 0
+
+
+def test_a_redaction_needs_a_selector(trail: Trail) -> None:
+    refused = trail.cli("redact")
+    assert refused.code == 2
+    assert "say what to redact" in refused.stderr
+
+
+def test_an_edit_made_to_look_like_a_redaction_is_still_tampering(trail: Trail) -> None:
+    """Only a recorded redaction is intact: nulling an e-mail by hand is a row change."""
+    target = trail.target
+    contact = trail.contacts[4]
+    target.execute("UPDATE contact_archives SET email = NULL WHERE id = ?", contact)
+    try:
+        found = trail.cli("verify", "--format", "json")
+        assert found.code == 1, found.output
+        checks = {(f["table"], f["key"], f["check"]) for f in json.loads(found.stdout)["findings"]}
+        assert ("contact_archives", json.dumps([contact]), "row content") in checks
+    finally:
+        target.execute(
+            "UPDATE contact_archives SET email = ? WHERE id = ?", _email(trail, contact), contact
+        )
+    assert trail.cli("verify").code == 0
