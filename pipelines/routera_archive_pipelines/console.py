@@ -273,6 +273,19 @@ def print_report(console: Console, report: RunReport) -> None:
         )
     elif report.chain_error:
         console.print(_plain(("  hash chain: this run is not linked: ", "red"), report.chain_error))
+    for done in report.retention:
+        if done["row_count"]:
+            console.print(
+                _plain(
+                    f"  redact_after_days: redacted {done['row_count']} rows "
+                    f"({done['reason']}), link {done['chain_head']}"
+                ),
+                soft_wrap=True,
+            )
+    if report.retention_error:
+        console.print(
+            _plain(("  redact_after_days: nothing redacted: ", "red"), report.retention_error)
+        )
     if report.run_row_error:
         console.print(
             _plain(

@@ -73,6 +73,9 @@ class RunReport:
     # The run's link in the dataset's hash chain (`dataset.chain`), once made; or why not.
     chain: ChainLink | None = None
     chain_error: str | None = None
+    # What `redact_after_days` redacted at the run's end (`Redaction.summary()`s), or why not.
+    retention: list[dict[str, Any]] = field(default_factory=list)
+    retention_error: str | None = None
 
     def count(self, outcome: ArchiveOutcome) -> None:
         """Count an outcome, in all and under its type."""

@@ -1,6 +1,7 @@
 """`redact` as a command runs it: under the dataset's locks, as a run of its own."""
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import dlt
@@ -18,6 +19,7 @@ def redact_dataset(
     personal_fields: Sequence[str] = DEFAULT_PERSONAL_FIELDS,
     dry_run: bool = False,
     folders: Sequence[Path] = (),
+    now: datetime | None = None,
 ) -> list[Redaction]:
     """Redact what `request` selects (finishing a killed redaction first). It holds the
     pipeline folder's and the dataset's locks as a run does, so no run loads meanwhile; a dry
@@ -31,6 +33,7 @@ def redact_dataset(
             personal_fields=personal_fields,
             dry_run=True,
             folders=folders,
+            now=now,
         )
     folder_lock = RunLock(Path(pipeline.working_dir) / "run.lock", redaction_id)
     folder_lock.acquire()
@@ -44,6 +47,7 @@ def redact_dataset(
                 redaction_id=redaction_id,
                 personal_fields=personal_fields,
                 folders=folders,
+                now=now,
             )
         finally:
             shared_lock.release()

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +51,7 @@ from routera_archive.dataset.queue import (
     Shard,
     settled_without_call,
 )
+from routera_archive.dataset.redact import RedactionRequest, redact
 from routera_archive.dataset.rows import RequestKey, request_key
 from routera_archive.dataset.tables import build_audit_rows, run_history
 from routera_archive.errors import (
@@ -128,8 +129,11 @@ class ArchiveRun:
         observer: RunObserver | None = None,
         stop: threading.Event | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.pipeline = pipeline
+        # What `redact_after_days` counts from (tests move it).
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.config = as_resolved(config)
         self.options = options or RunOptions()
         self.observer = observer or RunObserver()
@@ -210,6 +214,8 @@ class ArchiveRun:
                     logger.debug("the run stopped on an unexpected error", exc_info=exc)
                 self._fail(error, stopped_by(error))
             self._finish_report()
+            self._kept_open.release()  # a redaction may rewrite the DuckDB file
+            self._apply_retention()
         finally:
             self._kept_open.release()
             watch.stop()
@@ -734,6 +740,35 @@ class ArchiveRun:
         # leaves the next run the journals that name what it loaded.
         for _, path in self._replayed:
             path.unlink(missing_ok=True)
+
+    def _apply_retention(self) -> None:
+        """`redact_after_days`: redact what is older, as a redaction of its own (a run of mode
+        `redact`, linked after this one). Not in a dry run, nor in a shard worker (workers
+        run side by side; a redaction needs the dataset alone: run `redact --older-than` as
+        a step after them), nor after a run that could not link itself."""
+        report = self.report
+        days = self.config.redact_after_days
+        if days is None or self.options.dry_run or self.options.shard is not None:
+            return
+        if report.chain is None or report.exit_code not in (ExitCode.OK, ExitCode.FAILED):
+            return
+        try:
+            done = redact(
+                self.pipeline,
+                RedactionRequest(
+                    older_than_days=days, redacted_by=f"routera-archive run {report.run_id}"
+                ),
+                redaction_id=f"{report.run_id}-retention",
+                personal_fields=self.config.redacted_fields,
+                now=self.clock(),
+            )
+        except Exception as exc:
+            report.retention_error = str(typed_error(exc))
+            logger.debug("retention stopped", exc_info=exc)
+            logger.error("redact_after_days: nothing was redacted: %s", report.retention_error)
+            report.exit_code = max(report.exit_code, ExitCode.FAILED)
+            return
+        report.retention = [item.summary() for item in done]
 
 
 def _api_context(error: RouteraArchiveError) -> str:
