@@ -55,7 +55,7 @@ def _iso(value: Any) -> Any:
     return value
 
 
-def _display(value: Any) -> str:
+def display(value: Any) -> str:
     """A value as a person reads it (terminal and HTML)."""
     if value is None:
         return "—"
@@ -153,22 +153,22 @@ _NUMERIC = {"archives", "requests", "pending", "attempts", "failed_rows", "http_
 
 def _cell(value: Any) -> Text:
     # Text, not str: a value like "[red]x" must show as typed, not as rich markup.
-    return Text(_display(value), style="dim" if value is None else "")
+    return Text(display(value), style="dim" if value is None else "")
 
 
 def print_report(console: Console, report: AuditReport) -> None:
     filters = report.filters
     window = []
     if filters.since:
-        window.append(f"since {_display(filters.since)}")
+        window.append(f"since {display(filters.since)}")
     if filters.before:
-        window.append(f"before {_display(filters.before)}")
+        window.append(f"before {display(filters.before)}")
     if filters.statuses:
         window.append(f"status {', '.join(filters.statuses)}")
     console.print(
         Text(
             f"audit report of {report.destination} dataset {report.dataset}, "
-            f"{_display(report.generated_at)}" + (f" ({'; '.join(window)})" if window else ""),
+            f"{display(report.generated_at)}" + (f" ({'; '.join(window)})" if window else ""),
             style="bold",
         )
     )
@@ -202,8 +202,8 @@ def print_report(console: Console, report: AuditReport) -> None:
 # -- HTML -------------------------------------------------------------------------------------
 
 
-def _esc(value: Any) -> str:
-    return html.escape(_display(value), quote=True)
+def esc(value: Any) -> str:
+    return html.escape(display(value), quote=True)
 
 
 def _nice_step(peak: int, ticks: int = 5) -> int:
@@ -264,7 +264,7 @@ def archives_chart_svg(section: Section, by_type: Section | None = None) -> str:
     parts = [
         f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
         f'width="100%" preserveAspectRatio="xMidYMid meet" '
-        f'aria-label="Archives per day, {_esc(series[0][0])} to {_esc(series[-1][0])}">',
+        f'aria-label="Archives per day, {esc(series[0][0])} to {esc(series[-1][0])}">',
         "<title>Archives per day (UTC)</title>",
     ]
     # y axis: gridlines and counts
@@ -285,10 +285,10 @@ def archives_chart_svg(section: Section, by_type: Section | None = None) -> str:
         label = f"{day.isoformat()}: {count} archive{'s' if count != 1 else ''}"
         # By type in the bar's <desc> (shown with its title by most viewers), so the title
         # stays the date and the count that scripts read.
-        desc = f"<desc>{_esc(kinds[day])}</desc>" if day in kinds else ""
+        desc = f"<desc>{esc(kinds[day])}</desc>" if day in kinds else ""
         parts.append(
             f'<g class="bar" data-day="{day.isoformat()}" data-count="{count}">'
-            f"<title>{_esc(label)}</title>{desc}"
+            f"<title>{esc(label)}</title>{desc}"
             f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" '
             f'height="{top + plot_h - y:.1f}"/>'
         )
@@ -317,7 +317,7 @@ def archives_chart_svg(section: Section, by_type: Section | None = None) -> str:
     return "\n".join(parts)
 
 
-_CSS = """
+PAGE_CSS = """
 :root { color-scheme: light; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f2937;
        margin: 2rem auto; max-width: 1100px; padding: 0 1rem; }
@@ -361,7 +361,7 @@ def _html_table(section: Section) -> str:
     if not section.rows:
         return '<p class="empty">None.</p>'
     head = "".join(
-        f'<th{" class=num" if c in _NUMERIC else ""} scope="col">{_esc(c)}</th>'
+        f'<th{" class=num" if c in _NUMERIC else ""} scope="col">{esc(c)}</th>'
         for c in section.columns
     )
     body = []
@@ -378,7 +378,7 @@ def _html_table(section: Section) -> str:
             else:
                 css = "long" if column in _LONG else ""
             cells.append(
-                f'<td class="{css}">{_esc(value)}</td>' if css else f"<td>{_esc(value)}</td>"
+                f'<td class="{css}">{esc(value)}</td>' if css else f"<td>{esc(value)}</td>"
             )
         body.append(f"<tr>{''.join(cells)}</tr>")
     return (
@@ -419,23 +419,23 @@ def render_html(report: AuditReport) -> str:
         '<meta http-equiv="Content-Security-Policy" '
         "content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">",
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Routera archive audit report: {_esc(report.dataset)}</title>",
-        f"<style>{_CSS}</style>",
+        f"<title>Routera archive audit report: {esc(report.dataset)}</title>",
+        f"<style>{PAGE_CSS}</style>",
         "</head>",
         "<body>",
         "<h1>Routera archive audit report</h1>",
         '<dl class="meta">'
-        + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in meta)
+        + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in meta)
         + "</dl>",
         '<div class="tiles">'
-        + "".join(f'<div class="tile">{_esc(k)}<b>{_esc(v)}</b></div>' for k, v in tiles)
+        + "".join(f'<div class="tile">{esc(k)}<b>{esc(v)}</b></div>' for k, v in tiles)
         + "</div>",
     ]
     for key in SECTION_KEYS:
         section = report.sections[key]
-        out.append(f'<h2 id="{_esc(key)}">{_esc(section.title)}</h2>')
+        out.append(f'<h2 id="{esc(key)}">{esc(section.title)}</h2>')
         if section.note:
-            out.append(f'<p class="note">{_esc(section.note)}</p>')
+            out.append(f'<p class="note">{esc(section.note)}</p>')
         if key == ARCHIVES_PER_DAY:
             out.append(archives_chart_svg(per_day, report.sections[ARCHIVES_PER_DAY_BY_TYPE]))
         out.append(_html_table(section))
