@@ -301,6 +301,84 @@ def verify(
 
 
 @app.command(
+    epilog="Example: routera-archive evidence --contact-id 0b7e... --format html -o e.html"
+)
+def evidence(
+    destination: DestinationOpt = DEFAULT_DESTINATION,
+    dataset: DatasetOpt = DEFAULT_DATASET,
+    contact_id: Annotated[
+        str | None, typer.Option("--contact-id", metavar="ID", help="A contact.")
+    ] = None,
+    object_id: Annotated[
+        str | None,
+        typer.Option("--object-id", metavar="ID", help="A record of --object-type."),
+    ] = None,
+    object_type: Annotated[
+        str,
+        typer.Option(
+            "--object-type", metavar="TYPE", help="contacts, companies, deals or tickets."
+        ),
+    ] = "contacts",
+    request_id: Annotated[
+        str | None, typer.Option("--request-id", metavar="ID", help="A request.")
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", metavar="FORMAT", help="text, json or html.")
+    ] = "text",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="The file to write (html: needed)."),
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """One subject's whole story, for an erasure audit: every request (who, why, when), every
+    outcome, the record the API returned with its hashes and whether they verify, the runs
+    (connector version, chain head) and every redaction since."""
+    with _command(debug):
+        from routera_archive.audit.evidence import build_evidence
+        from routera_archive.errors import ConfigurationError
+        from routera_archive.objects import NotAnObjectType, parse_object_type
+        from routera_archive_pipelines.console import stdout
+        from routera_archive_pipelines.evidence_render import (
+            print_evidence,
+            render_html,
+            render_json,
+        )
+        from routera_archive_pipelines.factory import make_pipeline
+        from routera_archive_pipelines.report_render import write_atomically
+
+        chosen = output_format.strip().lower()
+        if chosen not in ("text", "json", "html"):
+            raise ConfigurationError(f"--format {output_format!r}: use text, json or html")
+        if chosen == "html" and output is None:
+            raise ConfigurationError("--format html needs --output FILE")
+        if contact_id is not None and object_id is not None:
+            raise ConfigurationError("give --contact-id or --object-id, not both")
+        record = contact_id if contact_id is not None else object_id
+        kind = parse_object_type("contacts" if contact_id is not None else object_type)
+        if isinstance(kind, NotAnObjectType):
+            raise ConfigurationError(f"--object-type: {kind.reason}")
+        found = build_evidence(
+            make_pipeline(destination, dataset),
+            object_id=None if record is None else record.strip(),
+            object_type=kind,
+            request_id=None if request_id is None else request_id.strip(),
+        )
+        if chosen == "text":
+            print_evidence(stdout(), found)
+            return
+        text = render_html(found) if chosen == "html" else render_json(found)
+        if output is None:
+            import sys
+
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            write_atomically(output, text)
+            stdout().print(f"wrote {output}", markup=False)
+
+
+@app.command(
     epilog="Example: routera-archive redact --contact-id 0b7e... --reason 'GDPR art. 17' --dry-run"
 )
 def redact(

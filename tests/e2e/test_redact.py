@@ -16,6 +16,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,8 @@ class Trail:
     cli: RunCli
     server: SandboxServer
     contacts: list[str]  # the contacts archived, in queue order
+    archived_before: str  # archived in Routera before the run: `already_archived`
+    missing: str  # no such contact: `not_found`
 
 
 def bytes_found(root: Path, needle: str) -> list[str]:
@@ -67,13 +70,20 @@ def trail(
     config = SandboxConfig(port=0, contacts=30, companies=4, seed=91)
     with open_target(request.param, workdir) as target, SandboxServer(config) as server:
         cli = cli_runner(server, workdir, {"COLUMNS": "250"}, timeout=CLI_TIMEOUT_S, target=target)
-        contacts = server.state.object_ids("contacts", include_archived=False)[:8]
+        active = server.state.object_ids("contacts", include_archived=False)
+        contacts, archived_before = active[:8], active[8]
+        server.state.archive_contact(archived_before, "someone-in-the-crm")
+        missing = "00000000-0000-4000-8000-000000000000"
         # The first contact twice: its second request is settled `duplicate`.
-        (workdir / "queue.txt").write_text("\n".join([*contacts, contacts[0]]) + "\n")
-        assert cli("enqueue", "queue.txt").code == 0
+        queue = [*contacts, contacts[0], archived_before, missing]
+        (workdir / "queue.txt").write_text("\n".join(queue) + "\n")
+        assert (
+            cli("enqueue", "queue.txt", "--requested-by", "privacy@corp", "--reason", "DSR-7").code
+            == 0
+        )
         ran = cli("run")
         assert ran.code == 0, ran.output
-        yield Trail(target, cli, server, contacts)
+        yield Trail(target, cli, server, contacts, archived_before, missing)
 
 
 def _row(target: Target, contact_id: str) -> dict[str, object]:
@@ -100,6 +110,54 @@ def _email(trail: Trail, contact_id: str) -> str:
     record = trail.server.state.get_contact(contact_id)
     assert record is not None
     return str(record["email"])
+
+
+def evidence(trail: Trail, *args: str) -> dict[str, Any]:
+    done = trail.cli("evidence", *args, "--format", "json")
+    assert done.code == 0, done.output
+    return dict(json.loads(done.stdout))
+
+
+def test_evidence_of_an_archived_contact(trail: Trail) -> None:
+    contact = trail.contacts[5]
+    found = evidence(trail, "--contact-id", contact)
+    ((request,),) = [found["requests"]]
+    assert (request["requested_by"], request["reason"]) == ("privacy@corp", "DSR-7")
+    ((outcome,),) = [found["outcomes"]]
+    assert (outcome["status"], outcome["http_status"]) == ("archived", 200)
+    ((record,),) = [found["records"]]
+    assert record["archived"] and record["archived_by"] == trail.server.config.client_id
+    assert record["answer"]["id"] == contact and record["answer"]["email"]
+    assert (record["record_hash_matches"], record["verifies"], record["redacted"]) == (
+        True,
+        True,
+        False,
+    )
+    ((run,),) = [found["runs"]]
+    assert run["run_id"] == outcome["run_id"] and run["connector_version"]
+    assert run["chain_sha256"] == found["chain"]["head"] and found["chain"]["intact"]
+    assert found["redactions"] == []
+
+
+def test_evidence_of_an_already_archived_and_a_not_found_contact(trail: Trail) -> None:
+    before = evidence(trail, "--contact-id", trail.archived_before)
+    assert [o["status"] for o in before["outcomes"]] == ["already_archived"]
+    ((record,),) = [before["records"]]
+    assert record["archived_by"] == "someone-in-the-crm" and record["verifies"]
+    missing = evidence(trail, "--contact-id", trail.missing)
+    assert [(o["status"], o["http_status"]) for o in missing["outcomes"]] == [("not_found", 404)]
+    assert missing["records"] == []
+
+
+def test_evidence_of_a_duplicate_request_follows_it_to_the_record(trail: Trail) -> None:
+    ((duplicate, original),) = trail.target.query(
+        "SELECT request_id, duplicate_of FROM archive_log WHERE status = 'duplicate'"
+    )
+    found = evidence(trail, "--request-id", str(duplicate))
+    ((outcome,),) = [found["outcomes"]]
+    assert (outcome["status"], outcome["duplicate_of"]) == ("duplicate", original)
+    ((record,),) = [found["records"]]
+    assert (record["id"], record["request_id"]) == (trail.contacts[0], original)
 
 
 def test_dry_run_names_rows_and_columns_and_changes_nothing(trail: Trail) -> None:
@@ -157,6 +215,22 @@ def test_redact_by_contact_id_leaves_no_copy_and_stays_intact(trail: Trail) -> N
     assert bytes_found(folder, email) == []
     if target.destination == "duckdb":
         assert bytes_found(target.workdir, email) == []
+
+    shown = evidence(trail, "--contact-id", contact)
+    ((applied,),) = [shown["redactions"]]
+    assert (applied["redacted_by"], applied["reason"]) == ("dpo", "GDPR art. 17")
+    assert applied["rows"] == {"contact_archives": [contact]}
+    redacted = [r for r in shown["records"] if r["id"] == contact]
+    assert [(r["redacted"], r["verifies"], r["record_hash_matches"]) for r in redacted] == [
+        (True, True, None)
+    ]
+    assert redacted[0]["answer"]["email"] == "[redacted]"
+    page = target.workdir / "evidence.html"
+    written = cli("evidence", "--contact-id", contact, "--format", "html", "-o", str(page))
+    assert written.code == 0, written.output
+    text = page.read_text(encoding="utf-8")
+    assert "Redactions applied since" in text and "GDPR art. 17" in text and email not in text
+    assert "<script" not in text
 
     again = cli("redact", "--contact-id", contact)
     assert again.code == 0 and "nothing to redact" in again.stdout, again.output
