@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -271,6 +271,14 @@ def verify(
     output_format: Annotated[
         str, typer.Option("--format", metavar="FORMAT", help="text or json.")
     ] = "text",
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record/--no-record",
+            help="Keep the verdict in the dataset's `verifications` table (for the report); "
+            "--no-record for read-only credentials.",
+        ),
+    ] = True,
     debug: DebugOpt = False,
 ) -> None:
     """Recompute every hash of the audit trail and its chain: `intact` (exit 0) or what differs
@@ -288,7 +296,10 @@ def verify(
         chosen = output_format.strip().lower()
         if chosen not in ("text", "json"):
             raise ConfigurationError(f"--format {output_format!r}: use text or json")
-        result = verify_dataset(make_pipeline(destination, dataset), expect_head=expect_head)
+        pipeline = make_pipeline(destination, dataset)
+        result = verify_dataset(pipeline, expect_head=expect_head)
+        if record:
+            _record_verdict(pipeline, result.as_dict())
         if chosen == "json":
             import json
             import sys
@@ -463,6 +474,25 @@ def redact(
             sys.stdout.flush()
         else:
             print_redactions(stdout(), done)
+
+
+def _record_verdict(pipeline: Any, verdict: dict[str, Any]) -> None:
+    """Keep a verdict for the report; one that cannot be kept is said, and changes no exit."""
+    import logging
+    from datetime import UTC, datetime
+
+    from routera_archive.dataset.verifications import record_verification
+    from routera_archive.errors import one_line
+
+    try:
+        record_verification(
+            pipeline, verdict, verified_at=datetime.now(UTC), verified_by=_system_user()
+        )
+    except Exception as exc:  # read-only credentials, a busy file: the verdict stands
+        logging.getLogger("routera_archive").warning(
+            "the verdict was not recorded in `verifications` (%s); --no-record skips this",
+            one_line(str(exc)),
+        )
 
 
 def _system_user() -> str:

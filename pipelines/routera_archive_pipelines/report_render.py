@@ -27,7 +27,10 @@ from routera_archive.audit.report import (
     ARCHIVES_PER_DAY_BY_TYPE,
     BACKLOG,
     FAILURES,
+    HASH_CHAIN,
+    LAST_VERIFICATION,
     OUTCOMES,
+    REDACTIONS,
     SECTION_KEYS,
     AuditReport,
     Section,
@@ -405,11 +408,21 @@ def render_html(report: AuditReport) -> str:
         ("before", filters.before),
         ("statuses", ", ".join(filters.statuses) or "all"),
     ]
+    head = report.sections[HASH_CHAIN].rows
+    verified = report.sections[LAST_VERIFICATION].rows
+    redacted = sum(int(row["row_count"] or 0) for row in report.sections[REDACTIONS].rows)
     tiles = [
         ("archives in window", total_archives),
         ("failed requests", failed if report.sections[FAILURES].note is None else "—"),
         ("pending now", backlog.get("pending")),
         ("oldest pending (hours)", backlog.get("oldest_age_hours")),
+        # The whole head is in its section, to be copied; the tile shows its start.
+        ("chain head", f"{str(head[0]['chain_sha256'])[:12]}…" if head else None),
+        (
+            "last verify",
+            None if not verified else ("intact" if verified[0]["intact"] else "NOT intact"),
+        ),
+        ("rows redacted in window", redacted),
     ]
     out = [
         "<!DOCTYPE html>",

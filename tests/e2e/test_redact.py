@@ -276,3 +276,28 @@ def test_an_edit_made_to_look_like_a_redaction_is_still_tampering(trail: Trail) 
             "UPDATE contact_archives SET email = ? WHERE id = ?", _email(trail, contact), contact
         )
     assert trail.cli("verify").code == 0
+
+
+def test_the_report_shows_the_chain_head_the_last_verify_and_the_redactions(trail: Trail) -> None:
+    target, cli = trail.target, trail.cli
+    verdicts = target.query("SELECT intact FROM verifications ORDER BY verified_at")
+    assert False in {v for (v,) in verdicts}  # the tampered dataset's verdict is on record
+    assert verdicts[-1] == (True,)
+    unrecorded = cli("verify", "--no-record")
+    assert unrecorded.code == 0
+    assert len(target.query("SELECT intact FROM verifications")) == len(verdicts)
+
+    shown = cli("report", "--format", "json")
+    assert shown.code == 0, shown.output
+    report = json.loads(shown.stdout)
+    ((head,),) = target.query(
+        "SELECT chain_sha256 FROM archive_chain ORDER BY chain_seq DESC LIMIT 1"
+    )
+    assert [row["chain_sha256"] for row in report["hash_chain"]] == [head]
+    ((last,),) = [report["last_verification"]]
+    assert last["intact"] is True and last["head"] == head
+    assert sum(row["row_count"] for row in report["redactions"]) == 2  # by id and by request
+    page = target.workdir / "report.html"
+    assert cli("report", "--format", "html", "-o", str(page)).code == 0
+    text = page.read_text(encoding="utf-8")
+    assert head in text and "rows redacted in window" in text and "last verify" in text

@@ -34,7 +34,16 @@ from routera_archive.dataset.outcomes import ranked_outcomes
 from routera_archive.dataset.queue import PendingQueue
 from routera_archive.errors import QueueError
 from routera_archive.models import Status
-from routera_archive.names import ARCHIVES_TABLE, FIELDS_TABLE, LOG_TABLE, QUEUE_TABLE, RUNS_TABLE
+from routera_archive.names import (
+    ARCHIVES_TABLE,
+    CHAIN_TABLE,
+    FIELDS_TABLE,
+    LOG_TABLE,
+    QUEUE_TABLE,
+    REDACTIONS_TABLE,
+    RUNS_TABLE,
+    VERIFICATIONS_TABLE,
+)
 from routera_archive.objects import ObjectType
 
 logger = logging.getLogger(__name__)
@@ -56,6 +65,11 @@ BACKLOG = "backlog"
 BACKLOG_BY_TYPE = "backlog_by_type"
 CUSTOM_FIELDS = "custom_fields"
 RUNS = "runs"
+# The evidence the trail carries (README "Evidence"): the chain's head, the last `verify`
+# recorded, the redactions in the window.
+HASH_CHAIN = "hash_chain"
+LAST_VERIFICATION = "last_verification"
+REDACTIONS = "redactions"
 SECTION_KEYS: tuple[str, ...] = (
     ARCHIVES_PER_DAY,
     ARCHIVES_PER_DAY_BY_TYPE,
@@ -70,6 +84,9 @@ SECTION_KEYS: tuple[str, ...] = (
     BACKLOG_BY_TYPE,
     CUSTOM_FIELDS,
     RUNS,
+    HASH_CHAIN,
+    LAST_VERIFICATION,
+    REDACTIONS,
 )
 
 
@@ -522,6 +539,43 @@ def _runs_section(reader: _Reader, last_runs: int) -> Section:
     )
 
 
+def _evidence_sections(reader: _Reader) -> list[Section]:
+    chain = reader.fill(
+        Section(HASH_CHAIN, "Hash chain: its head (the newest link)", _CHAIN_COLUMNS),
+        CHAIN_TABLE,
+        f"SELECT {', '.join(_CHAIN_COLUMNS)} FROM {reader.table(CHAIN_TABLE)} "
+        "ORDER BY chain_seq DESC LIMIT 1",
+    )
+    if chain.note:
+        chain.note = "no hash chain yet: no run of this release has ended here"
+    verified = reader.fill(
+        Section(LAST_VERIFICATION, "The last verify recorded", _VERIFY_COLUMNS),
+        VERIFICATIONS_TABLE,
+        f"SELECT {', '.join(_VERIFY_COLUMNS)} FROM {reader.table(VERIFICATIONS_TABLE)} "
+        "ORDER BY verified_at DESC LIMIT 1",
+    )
+    if verified.note:
+        verified.note = "no verify recorded yet: run `routera-archive verify`"
+    clauses, params = reader.window("redacted_at")
+    redactions = reader.fill(
+        Section(REDACTIONS, "Redactions", _REDACTION_COLUMNS),
+        REDACTIONS_TABLE,
+        f"SELECT {', '.join(_REDACTION_COLUMNS)} FROM {reader.table(REDACTIONS_TABLE)} "
+        f"{_where(clauses)} ORDER BY redacted_at DESC, redaction_id DESC",
+        params,
+    )
+    if redactions.note:
+        redactions.note = "no redaction has been made in this dataset"
+    rows = sum(int(row["row_count"] or 0) for row in redactions.rows)
+    redactions.title = f"Redactions: {len(redactions.rows)}, {rows} rows redacted"
+    return [chain, verified, redactions]
+
+
+_CHAIN_COLUMNS = ("chain_seq", "chain_sha256", "run_id", "linked_at")
+_VERIFY_COLUMNS = ("verified_at", "verified_by", "intact", "finding_count", "head", "links")
+_REDACTION_COLUMNS = ("redaction_id", "redacted_at", "redacted_by", "reason", "row_count")
+
+
 def build_report(
     pipeline: SupportsPipeline,
     filters: ReportFilters | None = None,
@@ -545,6 +599,7 @@ def build_report(
         sections.extend(_backlog_sections(pipeline, reader, queue_table, now))
         sections.append(_fields_section(reader))
         sections.append(_runs_section(reader, last_runs))
+        sections.extend(_evidence_sections(reader))
     destination = getattr(pipeline, "destination", None)
     return AuditReport(
         generated_at=now,
