@@ -128,10 +128,28 @@ def render_html(evidence: Evidence) -> str:
         "<h2>Outcomes</h2>",
         _table(evidence.outcomes, OUTCOME_COLUMNS, "no outcome"),
         "<h2>Records the API returned</h2>",
-        _table(evidence.records, RECORD_SHOWN, "no record: nothing was archived"),
     ]
+    if not evidence.records:
+        out.append('<p class="empty">no record: nothing was archived</p>')
     for record in evidence.records:
-        out.append(f"<h3>The answer for {esc(record['object_type'])} {esc(record['id'])}</h3>")
+        out.append(f"<h3>{esc(record['object_type'])} {esc(record['id'])}</h3>")
+        # One record's facts down the page: hashes whole, nothing hidden in a scroll.
+        out.append(
+            "<table>"
+            + "".join(
+                f"<tr><th>{esc(HEADINGS.get(c, c.replace('_', ' ')))}</th>"
+                f"<td>{esc(_cell(record.get(c)))}</td></tr>"
+                for c in RECORD_SHOWN
+            )
+            + "</table>"
+        )
+        if record.get("redacted"):
+            out.append(
+                '<p class="note">Redacted since it was loaded (see Redactions): the stored answer '
+                "is no longer the one its record SHA-256 was made of, so that hash is not "
+                "compared; the row verifies against the digest the redaction chained.</p>"
+            )
+        out.append("<h4>The answer as stored</h4>")
         answer = json.dumps(record.get("answer"), indent=2, ensure_ascii=False)
         out.append(f"<pre>{esc(answer)}</pre>")
         for finding in record.get("findings") or []:
