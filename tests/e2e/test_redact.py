@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from routera_archive_pipelines.factory import pipeline_name_for
 from routera_archive_sandbox import SandboxConfig, SandboxServer
 from tests.e2e.cli_support import (
     DB_FILE,
@@ -301,3 +302,27 @@ def test_the_report_shows_the_chain_head_the_last_verify_and_the_redactions(trai
     assert cli("report", "--format", "html", "-o", str(page)).code == 0
     text = page.read_text(encoding="utf-8")
     assert head in text and "rows redacted in window" in text and "last verify" in text
+
+
+def test_a_redaction_waits_for_a_crashed_run_s_answers_to_be_loaded(trail: Trail) -> None:
+    """A journal not loaded yet holds answers, personal data included: redacting around it
+    would leave them behind, so the command refuses and changes nothing."""
+    target = trail.target
+    folder = (
+        target.workdir
+        / "dlt_data"
+        / "pipelines"
+        / pipeline_name_for(target.destination, target.dataset)
+        / "journal"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    journal = folder / "20261203T000000Z-deadbeef.jsonl"
+    journal.write_text("", encoding="utf-8")
+    before = stored_text(target)
+    try:
+        refused = trail.cli("redact", "--contact-id", trail.contacts[6])
+        assert refused.code == 1, refused.output
+        assert "run `routera-archive run` first" in refused.stderr
+        assert stored_text(target) == before
+    finally:
+        journal.unlink()
