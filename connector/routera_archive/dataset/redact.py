@@ -277,7 +277,12 @@ def _personal_columns(
     except DatabaseUndefinedRelation:
         pass
     found = {renamed.get(name, column_of(name)) for name in fields}
-    return frozenset(name for name in found if name in columns and name not in _KEPT)
+    # A value dlt could not coerce to the column's type went to a variant column beside it.
+    return frozenset(
+        name
+        for name in columns
+        if name not in _KEPT and (name in found or name.split("__v_", 1)[0] in found)
+    )
 
 
 def _where(kind: ObjectType, request: RedactionRequest, now: datetime) -> tuple[str, list[Any]]:
