@@ -12,6 +12,7 @@ from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.common.destination.reference import DestinationReference
 
+from routera_archive.dataset.duckdb_file import create_readable
 from routera_archive.dataset.queue import Shard
 from routera_archive.errors import ConfigurationError, one_line
 from routera_archive.names import DATASET_NAME, DEFAULT_DESTINATION
@@ -102,6 +103,9 @@ def make_pipeline(
         configured = None if duckdb_file else _configured_duckdb_credentials()
         database = configured or str(Path(duckdb_file or DUCKDB_FILE).resolve())
         _check_duckdb_names(database, dataset)
+        path = database.removeprefix("duckdb:///")
+        if path != ":memory:" and "://" not in path:
+            create_readable(Path(path))
         if configured is None:
             target = dlt.destinations.duckdb(credentials=database, **options)
         elif options:

@@ -27,6 +27,7 @@ from typing import Any
 
 import dlt
 
+from routera_archive.dataset.duckdb_file import STORAGE_VERSION
 from routera_archive.errors import DestinationUnavailable, one_line
 from routera_archive.journal import replace_durably
 
@@ -146,7 +147,11 @@ def compact_duckdb(database: Path, cleanup: Cleanup) -> None:
         catalog = connection.execute("SELECT current_database()").fetchone()
         assert catalog is not None
         connection.execute("CHECKPOINT")
-        connection.execute(f"ATTACH '{_quoted_path(copy)}' AS routera_compacted")
+        # The copy keeps the file readable by DuckDB 1.x tools (`dataset.duckdb_file`).
+        connection.execute(
+            f"ATTACH '{_quoted_path(copy)}' AS routera_compacted "
+            f"(STORAGE_VERSION '{STORAGE_VERSION}')"
+        )
         connection.execute(f'COPY FROM DATABASE "{catalog[0]}" TO routera_compacted')
         connection.execute("DETACH routera_compacted")
     finally:
