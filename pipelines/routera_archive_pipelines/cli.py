@@ -129,6 +129,14 @@ def run(
             " other types' are set in [sources.routera.properties]).",
         ),
     ] = None,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="text, or json: the run's archive_runs row as one JSON object on stdout.",
+        ),
+    ] = "text",
     debug: DebugOpt = False,
 ) -> None:
     """Archive every pending request in the queue and load the records into the audit trail."""
@@ -136,11 +144,21 @@ def run(
         from routera_archive.config import resolve_source_config, with_contact_properties
         from routera_archive.dataset.queue import Shard
         from routera_archive.errors import ConfigurationError
+        from routera_archive.run.result import stored_run_row
         from routera_archive.run.runner import ArchiveRun, RunOptions
-        from routera_archive_pipelines.console import ProgressObserver, print_report, stdout
+        from routera_archive_pipelines.console import (
+            ProgressObserver,
+            print_json,
+            print_report,
+            stderr,
+            stdout,
+        )
         from routera_archive_pipelines.factory import make_pipeline
         from routera_archive_pipelines.stopping import GracefulStop
 
+        chosen = output_format.strip().lower()
+        if chosen not in ("text", "json"):
+            raise ConfigurationError(f"--format {output_format!r}: use text or json")
         try:
             worker = None if shard is None else Shard.parse(shard)
         except ValueError as exc:
@@ -160,7 +178,8 @@ def run(
             config.validate()
         pipeline = make_pipeline(destination, dataset, shard=worker)
         options = RunOptions(dry_run=dry_run, limit=limit, force=force, shard=worker)
-        console = stdout()
+        # JSON on stdout alone: the progress and the summary go to stderr then.
+        console = stdout() if chosen == "text" else stderr()
         observer = ProgressObserver(console)
         with GracefulStop() as stop:
             try:
@@ -170,6 +189,8 @@ def run(
             finally:
                 observer.close()
         print_report(console, report)
+        if chosen == "json":
+            print_json(stored_run_row(report))
         if report.error:
             from routera_archive.errors import NEXT_STEPS
             from routera_archive_pipelines.exits import error_line
@@ -244,17 +265,27 @@ def status(
     destination: DestinationOpt = DEFAULT_DESTINATION,
     dataset: DatasetOpt = DEFAULT_DATASET,
     queue_table: QueueOpt = None,
+    output_format: Annotated[
+        str, typer.Option("--format", metavar="FORMAT", help="text or json.")
+    ] = "text",
     debug: DebugOpt = False,
 ) -> None:
     """Pending and settled counts (by each request's latest outcome), and the last runs."""
     with _command(debug):
-        from routera_archive.audit.status import dataset_status
-        from routera_archive_pipelines.console import print_status, stdout
+        from routera_archive.audit.status import dataset_status, status_dict
+        from routera_archive.errors import ConfigurationError
+        from routera_archive_pipelines.console import print_json, print_status, stdout
         from routera_archive_pipelines.factory import make_pipeline
 
+        chosen = output_format.strip().lower()
+        if chosen not in ("text", "json"):
+            raise ConfigurationError(f"--format {output_format!r}: use text or json")
         table = _queue_table(queue_table)
         summary = dataset_status(make_pipeline(destination, dataset), queue_table=table)
-        print_status(stdout(), summary)
+        if chosen == "json":
+            print_json(status_dict(summary))
+        else:
+            print_status(stdout(), summary)
 
 
 @app.command(epilog="Example: routera-archive verify --expect-head 3f2a...; echo $?")

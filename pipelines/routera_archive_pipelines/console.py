@@ -4,15 +4,23 @@ On a terminal a rich progress bar; elsewhere (cron, Airflow logs) plain log line
 seconds, so a scheduler's log reads as well as a screen.
 """
 
+import json
 import logging
 import sys
 import time
 from collections import Counter
+from datetime import date, datetime
 from functools import cache
 
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -120,6 +128,7 @@ class ProgressObserver(RunObserver):
         self.progress: Progress | None = None
         self.task_id: int | None = None
         self._last_line = 0.0
+        self._started = time.monotonic()
 
     def on_start(self, report: RunReport, to_handle: int) -> None:
         self.total = to_handle
@@ -129,29 +138,46 @@ class ProgressObserver(RunObserver):
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[detail]}"),
+                TextColumn("{task.fields[rate]}"),
                 TimeElapsedColumn(),
                 console=self.console,
                 transient=True,
             )
             self.progress.start()
-            self.task_id = self.progress.add_task("archive", total=to_handle, detail="")
+            self.task_id = self.progress.add_task("archive", total=to_handle, detail="", rate="")
         else:
             logger.info("run %s: %d requests to handle", report.run_id, to_handle)
+        self._started = time.monotonic()
 
     def on_outcome(self, outcome: ArchiveOutcome) -> None:
         self.counts[outcome.status.value] += 1
         done = sum(self.counts.values())
         if self.progress is not None and self.task_id is not None:
             detail = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
-            self.progress.update(self.task_id, completed=done, detail=detail)  # type: ignore[arg-type]
+            self.progress.update(
+                self.task_id,  # type: ignore[arg-type]
+                completed=done,
+                detail=detail,
+                rate=self._rate_text(done),
+            )
         elif time.monotonic() - self._last_line >= PLAIN_PROGRESS_EVERY_S or done == self.total:
             self._last_line = time.monotonic()
             logger.info(
-                "progress %d/%d %s",
+                "progress %d/%d %s %s",
                 done,
                 self.total,
                 " ".join(f"{k}={v}" for k, v in sorted(self.counts.items())),
+                self._rate_text(done),
             )
+
+    def _rate_text(self, done: int) -> str:
+        """Requests settled per second so far, and the time the rest would take at that rate."""
+        elapsed = time.monotonic() - self._started
+        if done < 2 or elapsed <= 0:
+            return ""
+        rate = done / elapsed
+        left = max(self.total - done, 0) / rate
+        return f"{rate:.0f}/s, ~{left:.0f} s left"
 
     def close(self) -> None:
         if self.progress is not None:
@@ -453,3 +479,15 @@ def print_redactions(console: Console, done: list[Redaction]) -> None:
             if cleanup.vacuumed_tables:
                 parts.append(f"{len(cleanup.vacuumed_tables)} tables vacuumed (VACUUM FULL)")
             console.print(_plain("no copy left: " + "; ".join(parts)))
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def print_json(payload: object) -> None:
+    """One JSON object on stdout, for a scheduler: timestamps ISO 8601, nothing else printed."""
+    sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False, default=_json_value) + "\n")
+    sys.stdout.flush()

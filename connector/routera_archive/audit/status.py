@@ -32,6 +32,21 @@ class DatasetStatus:
     statuses_by_type: dict[str, Counter[str]] = field(default_factory=dict)
 
 
+def status_dict(status: DatasetStatus) -> dict[str, Any]:
+    """`status --format json`: the same figures as the text, for a scheduler."""
+    return {
+        "pending": status.pending,
+        "queue_error": status.queue_error,
+        "pending_by_type": dict(sorted(status.pending_by_type.items())),
+        "statuses": dict(sorted(status.statuses.items())),
+        "statuses_by_type": {
+            kind: dict(sorted(counts.items()))
+            for kind, counts in sorted(status.statuses_by_type.items())
+        },
+        "runs": status.runs,
+    }
+
+
 def dataset_status(
     pipeline: dlt.Pipeline, *, queue_table: str = QUEUE_TABLE, last_runs: int = 10
 ) -> DatasetStatus:

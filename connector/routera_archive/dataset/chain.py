@@ -170,6 +170,10 @@ class ChainLink:
             linked_at=str(row.get("linked_at") or ""),
         )
 
+    def on_run_row(self, run_row: Mapping[str, Any]) -> dict[str, Any]:
+        """The run row as `archive_runs` holds it: the run's figures and this link's."""
+        return {**run_row, **self.run_row_figures()}
+
     def run_row_figures(self) -> dict[str, Any]:
         """The link's figures as the run row holds them (`RUN_LINK_COLUMNS`)."""
         return {
@@ -473,7 +477,7 @@ def link_run(
             adopted_run_ids=tuple(sorted(unchained.adopted_run_ids)),
             linked_at=datetime.now(UTC).isoformat(timespec="seconds"),
         ).sealed()
-        row = {**run_row, **link.run_row_figures()}
+        row = link.on_run_row(run_row)
         info = load_fresh(pipeline, run_commit(row, digest_rows(unchained.digests, run_id)))
         with utc_session(pipeline) as client:
             runs = client.make_qualified_table_name(RUNS_TABLE)

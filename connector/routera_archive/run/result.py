@@ -168,6 +168,12 @@ class RunReport:
         }
 
 
+def stored_run_row(report: "RunReport") -> dict[str, Any]:
+    """The run's row as `archive_runs` holds it once linked: its figures and its link's."""
+    row = report.run_row()
+    return row if report.chain is None else report.chain.on_run_row(row)
+
+
 class RunObserver:
     """Hooks for whoever shows progress; the library itself only logs."""
 
