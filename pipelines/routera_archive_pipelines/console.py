@@ -319,6 +319,11 @@ def print_report(console: Console, report: RunReport) -> None:
                 report.run_row_error,
             )
         )
+    if report.pipeline_name:
+        console.print(
+            _plain(f"  dlt pipeline {report.pipeline_name} (folder {report.pipeline_folder})"),
+            soft_wrap=True,
+        )
     console.print(f"  exit code {report.exit_code}")
 
 
@@ -357,6 +362,11 @@ def _print_plan(console: Console, report: RunReport) -> None:
 
 def print_status(console: Console, summary: DatasetStatus) -> None:
     """`status`: the backlog, each request's latest status, the last runs."""
+    if summary.pipeline_name:
+        console.print(
+            _plain(f"dlt pipeline {summary.pipeline_name} (folder {summary.pipeline_folder})"),
+            soft_wrap=True,
+        )
     if summary.queue_error:
         console.print(_plain(f"queue: {summary.queue_error}"))
     else:

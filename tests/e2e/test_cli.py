@@ -218,13 +218,15 @@ def test_a_malformed_config_toml_exits_2_with_a_message(
 
 
 def test_no_queue_table_exits_2_and_says_how_to_make_one(
-    target_cli: RunCli, server: SandboxServer
+    target_cli: RunCli, server: SandboxServer, target: Target
 ) -> None:
     result = target_cli("run")
 
     assert result.code == 2, result.output
     assert "no queue table" in result.output and "enqueue" in result.output
     assert api_requests(server) == 0
+    # A mistyped --dataset must not leave the schemas it names behind (issue 16 item 3).
+    assert target.schemas() == []
 
 
 def test_enqueue_refuses_ids_that_can_never_be_valid(

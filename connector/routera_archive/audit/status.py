@@ -30,6 +30,9 @@ class DatasetStatus:
     pending_by_type: Counter[str] = field(default_factory=Counter)
     # The latest statuses (as `statuses`) by request type.
     statuses_by_type: dict[str, Counter[str]] = field(default_factory=dict)
+    # The dlt pipeline read, and its folder (for `dlt pipeline NAME info`, ...).
+    pipeline_name: str | None = None
+    pipeline_folder: str | None = None
 
 
 def status_dict(status: DatasetStatus) -> dict[str, Any]:
@@ -44,6 +47,8 @@ def status_dict(status: DatasetStatus) -> dict[str, Any]:
             for kind, counts in sorted(status.statuses_by_type.items())
         },
         "runs": status.runs,
+        "pipeline": status.pipeline_name,
+        "pipeline_folder": status.pipeline_folder,
     }
 
 
@@ -58,6 +63,8 @@ def dataset_status(
         status = DatasetStatus(
             pending=sum(by_type.values()), queue_error=None, pending_by_type=by_type
         )
+    status.pipeline_name = pipeline.pipeline_name
+    status.pipeline_folder = str(pipeline.working_dir)
     with pipeline.sql_client() as client:
         _read_statuses(client, status)
         _read_runs(client, status, last_runs)

@@ -70,6 +70,9 @@ class RunReport:
     beyond_by_type: dict[ObjectType, set[str]] = field(default_factory=dict)
     # What the user should know and act on, though nothing failed (`note_properties`).
     notes: list[str] = field(default_factory=list)
+    # The dlt pipeline the run used, and its folder (for `dlt pipeline NAME info`, ...).
+    pipeline_name: str | None = None
+    pipeline_folder: str | None = None
     # The run's link in the dataset's hash chain (`dataset.chain`), once made; or why not.
     chain: ChainLink | None = None
     chain_error: str | None = None

@@ -61,6 +61,7 @@ from routera_archive.errors import (
     GuardrailRefused,
     LocalStorageError,
     LockLostError,
+    QueueError,
     RetriesExhausted,
     RouteraArchiveError,
     RunLockedError,
@@ -75,7 +76,7 @@ from routera_archive.journal import (
     read_snapshots,
 )
 from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status, with_journaled_snapshot
-from routera_archive.names import FIELDS_TABLE, LOG_TABLE
+from routera_archive.names import FIELDS_TABLE, LOG_TABLE, RUNS_TABLE
 from routera_archive.objects import ObjectType
 from routera_archive.run.chunks import ChunkSink, load_rows
 from routera_archive.run.failures import is_unexpected, stopped_by, typed_error
@@ -146,6 +147,8 @@ class ArchiveRun:
             base_url=config.base_url,
             destination=pipeline.destination.destination_name if pipeline.destination else "?",
             dataset=pipeline.dataset_name,
+            pipeline_name=pipeline.pipeline_name,
+            pipeline_folder=str(pipeline.working_dir),
         )
         self._journal_dir = Path(pipeline.working_dir) / "journal"
         # Snapshots crashed runs journaled before DELETEs whose outcomes were lost.
@@ -164,6 +167,8 @@ class ArchiveRun:
         self._kept_open = KeptOpen(pipeline)
         # Set once both locks are held; asked before every DELETE (see run.lock_watch).
         self._lock_watch: LockWatch | None = None
+        # The error the run stopped on, if any.
+        self._failed_with: RouteraArchiveError | None = None
 
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunReport:
@@ -282,6 +287,7 @@ class ArchiveRun:
     def _fail(self, error: RouteraArchiveError, outcome: str, message: str | None = None) -> None:
         """End the run's account with `error`: its exit code, and its message unless one is
         given."""
+        self._failed_with = error
         self._fail_code(error.exit_code, outcome, str(error) if message is None else message)
 
     def _fail_code(self, exit_code: int, outcome: str, message: str) -> None:
@@ -714,6 +720,14 @@ class ArchiveRun:
             report.exit_code = ExitCode.FAILED
             report.outcome = "completed; the frozen schema held new fields back"
         self._kept_open.hold()
+        if isinstance(self._failed_with, QueueError) and not self._has_audit_trail():
+            # No queue and no trail: most likely a mistyped --dataset. Writing the run row would
+            # make the dataset (and its staging dataset) it names; the summary says why not.
+            report.run_row_error = (
+                "the dataset has no audit trail and no queue, so nothing was written there "
+                "(a mistyped --dataset?)"
+            )
+            return
         row = report.run_row()
         try:
             report.chain = link_run(
@@ -740,6 +754,14 @@ class ArchiveRun:
         # leaves the next run the journals that name what it loaded.
         for _, path in self._replayed:
             path.unlink(missing_ok=True)
+
+    def _has_audit_trail(self) -> bool:
+        """Whether the dataset holds `archive_runs` (read without making anything)."""
+        try:
+            with self.pipeline.sql_client() as client:
+                return stored_columns(client, RUNS_TABLE) is not None
+        except Exception:  # the destination's own error was the run's to report
+            return False
 
     def _apply_retention(self) -> None:
         """`redact_after_days`: redact what is older, as a redaction of its own (a run of mode
