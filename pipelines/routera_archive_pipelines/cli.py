@@ -288,6 +288,41 @@ def status(
             print_status(stdout(), summary)
 
 
+@app.command(epilog="Example: routera-archive doctor --destination postgres; echo $?")
+def doctor(
+    base_url: Annotated[
+        str | None, typer.Option(metavar="URL", help="Routera API base URL (base_url).")
+    ] = None,
+    destination: DestinationOpt = DEFAULT_DESTINATION,
+    dataset: DatasetOpt = DEFAULT_DATASET,
+    queue_table: QueueOpt = None,
+    output_format: Annotated[
+        str, typer.Option("--format", metavar="FORMAT", help="text or json.")
+    ] = "text",
+    debug: DebugOpt = False,
+) -> None:
+    """Check a setup without archiving anything: settings and credentials (a token is
+    obtained), the API (one GET per type with properties), the destination and the queue
+    table, the locks, the pipeline folder, and what a crash left. Exit codes as `run`."""
+    with _command(debug):
+        from routera_archive.errors import ConfigurationError
+        from routera_archive.run.doctor import diagnose
+        from routera_archive_pipelines.console import print_diagnosis, print_json, stdout
+        from routera_archive_pipelines.factory import make_pipeline
+
+        chosen = output_format.strip().lower()
+        if chosen not in ("text", "json"):
+            raise ConfigurationError(f"--format {output_format!r}: use text or json")
+        found = diagnose(
+            lambda: make_pipeline(destination, dataset), queue_table=queue_table, base_url=base_url
+        )
+        if chosen == "json":
+            print_json(found.as_dict())
+        else:
+            print_diagnosis(stdout(), found)
+    raise typer.Exit(found.exit_code)
+
+
 @app.command(epilog="Example: routera-archive verify --expect-head 3f2a...; echo $?")
 def verify(
     destination: DestinationOpt = DEFAULT_DESTINATION,

@@ -31,6 +31,7 @@ from routera_archive.errors import one_line
 from routera_archive.models import ArchiveOutcome, Status
 from routera_archive.objects import ObjectType
 from routera_archive.redaction import RedactingFilter, scrub
+from routera_archive.run.doctor import Diagnosis
 from routera_archive.run.result import RunObserver, RunReport
 
 logger = logging.getLogger("routera_archive_pipelines.cli")
@@ -501,3 +502,16 @@ def print_json(payload: object) -> None:
     """One JSON object on stdout, for a scheduler: timestamps ISO 8601, nothing else printed."""
     sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False, default=_json_value) + "\n")
     sys.stdout.flush()
+
+
+DIAGNOSIS_MARKS = {"ok": ("✓", "green"), "failed": ("✗", "red"), "warning": ("!", "yellow")}
+
+
+def print_diagnosis(console: Console, found: Diagnosis) -> None:
+    """`doctor`: one line per check, its state and what it found or how to fix it."""
+    for check in found.checks:
+        mark, style = DIAGNOSIS_MARKS.get(check.state, ("-", "dim"))
+        console.print(_plain((f"{mark} {check.name}: ", style), check.detail), soft_wrap=True)
+    failed = [check.name for check in found.checks if check.state == "failed"]
+    verdict = "ready to run" if not failed else f"not ready: {', '.join(failed)}"
+    console.print(_plain((verdict, "bold")), f" (exit code {found.exit_code})")

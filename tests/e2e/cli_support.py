@@ -49,7 +49,9 @@ DB_FILE = "routera_audit.duckdb"
 # A row of the run summary's outcomes table: `archived │ 12`.
 OUTCOME_ROW = re.compile(r"^\s*([a-z_]+)\s+│\s+(\d+)\s*$", re.MULTILINE)
 # The subcommands that take `--destination` and `--dataset`.
-DATASET_COMMANDS = frozenset({"run", "enqueue", "status", "report", "verify", "redact", "evidence"})
+DATASET_COMMANDS = frozenset(
+    {"run", "enqueue", "status", "report", "verify", "redact", "evidence", "doctor"}
+)
 # Parameters for a fixture that runs its tests on each destination; `-m "not postgres"` leaves
 # the PostgreSQL cases out.
 DESTINATIONS = ("duckdb", pytest.param("postgres", marks=pytest.mark.postgres))
