@@ -161,6 +161,24 @@ def test_evidence_of_a_duplicate_request_follows_it_to_the_record(trail: Trail) 
     assert (record["id"], record["request_id"]) == (trail.contacts[0], original)
 
 
+def test_evidence_shows_no_other_record_of_a_request_that_named_several(trail: Trail) -> None:
+    """A request id may name several records (a queue made by SQL): the evidence for one of
+    them, or for a duplicate of it, shows that record only."""
+    target = trail.target
+    active = trail.server.state.object_ids("contacts", include_archived=False)
+    mine, other = active[0], active[1]
+    target.executemany(
+        "INSERT INTO archive_queue (request_id, contact_id, _dlt_load_id, _dlt_id) "
+        "VALUES (?, ?, 'by-hand', ?)",
+        [("T-1", mine, "h1"), ("T-1", other, "h2"), ("T-2", mine, "h3")],
+    )
+    assert trail.cli("run").code == 0
+    for args in (("--contact-id", mine), ("--request-id", "T-2")):
+        found = evidence(trail, *args)
+        assert [(r["id"], r["request_id"]) for r in found["records"]] == [(mine, "T-1")], args
+        assert other not in json.dumps(found)
+
+
 def test_dry_run_names_rows_and_columns_and_changes_nothing(trail: Trail) -> None:
     contact = trail.contacts[1]
     before = stored_text(trail.target)

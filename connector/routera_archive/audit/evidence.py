@@ -8,8 +8,9 @@ head its link left), and every redaction applied since. The whole chain is verif
 document is made (`audit.verify`), so "verifies" means: this row, and the chain it is in, are
 as they were loaded (or as a recorded redaction left them).
 
-A duplicate request has no record of its own: the document follows `duplicate_of` to the
-request that archived the record. Read-only, in a UTC session.
+A duplicate request has no record of its own: the record it names is shown with the request
+that archived it (`duplicate_of`), and no other record of that request. Read-only, in a UTC
+session.
 """
 
 import json
@@ -26,7 +27,7 @@ from routera_archive.audit.verify import Verification, verify_dataset
 from routera_archive.dataset.canonical import sha256_text
 from routera_archive.dataset.chain import read_links, row_key, select_rows, utc_session
 from routera_archive.dataset.loading import stored_columns
-from routera_archive.dataset.outcomes import latest_first, logged_id, logged_type
+from routera_archive.dataset.outcomes import logged_id, logged_type
 from routera_archive.errors import ConfigurationError
 from routera_archive.names import LOG_TABLE, REDACTIONS_TABLE, RUNS_TABLE
 from routera_archive.objects import ObjectType
@@ -142,11 +143,9 @@ def build_evidence(
         evidence.outcomes = [_pick(row, OUTCOME_COLUMNS) for row in log]
         evidence.requests = _requests(log)
         records = _record_keys(log, object_id, object_type)
-        # A duplicate's record is that of the request it duplicated.
-        originals = {str(row["duplicate_of"]) for row in log if row.get("duplicate_of")}
-        if originals:
-            for row in _log_rows_of_requests(client, originals):
-                records.add((str(row["kind"]), str(row["record_id"])))
+        # A duplicate names its own record (type and id): the one the request it duplicated
+        # archived, shown with that request's id. That request may have named other records
+        # too; they are not this subject's and are not shown.
         evidence.redactions = _redactions(client, records)
         evidence.records = _records(client, records, verification, evidence.redactions)
         involved = [*evidence.outcomes, *evidence.records]
@@ -201,18 +200,6 @@ def _log_rows(
     for row in rows:
         row["object_type"], row["object_id"] = row["kind"], row["record_id"]
     return rows
-
-
-def _log_rows_of_requests(client: Any, request_ids: set[str]) -> list[dict[str, Any]]:
-    table = client.make_qualified_table_name(LOG_TABLE)
-    typed = _typed(client)
-    marks = ", ".join(["%s"] * len(request_ids))
-    query = (
-        f"SELECT {logged_type('l', typed=typed)} AS kind, {logged_id('l', typed=typed)} AS "
-        f"record_id FROM {table} l WHERE l.request_id IN ({marks}) AND l.status IN "
-        f"('archived', 'already_archived') ORDER BY {latest_first('l')}"
-    )
-    return list(select_rows(client, query, *sorted(request_ids)))
 
 
 def _requests(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
