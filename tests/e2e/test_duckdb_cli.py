@@ -4,6 +4,7 @@ redaction rewrote the file; and the README's line runs a shipped audit query thr
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -65,7 +66,9 @@ def test_the_file_opens_in_the_duckdb_cli_after_a_run_and_after_a_redaction(
         assert shipped.returncode == 0, shipped.stderr
         assert contacts[0] in shipped.stdout
 
+        (tmp_path / DB_FILE).chmod(0o600)  # a file its owner keeps private
         assert cli("redact", "--contact-id", contacts[0]).code == 0  # rewrites the file
         assert storage_version(tmp_path / DB_FILE).startswith(STORAGE_VERSION)
+        assert stat.S_IMODE((tmp_path / DB_FILE).stat().st_mode) == 0o600  # and it stays so
         after = duckdb_cli(tmp_path, "-c", "SELECT COUNT(*) FROM routera_archive.redactions")
         assert after.returncode == 0, after.stderr

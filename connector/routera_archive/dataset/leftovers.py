@@ -18,7 +18,10 @@ Journals are deleted once their run's rows are loaded; a redaction refuses to st
 crashed run's journal or packages wait (`dataset.redact.check_nothing_pending`).
 """
 
+import contextlib
 import logging
+import os
+import stat
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -156,6 +159,11 @@ def compact_duckdb(database: Path, cleanup: Cleanup) -> None:
         connection.execute("DETACH routera_compacted")
     finally:
         connection.close()
+    # The copy takes the original's mode and owner: a file kept private stays private.
+    kept = database.stat()
+    os.chmod(copy, stat.S_IMODE(kept.st_mode))
+    with contextlib.suppress(PermissionError):  # not root: the owner is ours already
+        os.chown(copy, kept.st_uid, kept.st_gid)
     replace_durably(copy, database)
     cleanup.duckdb_bytes_after = database.stat().st_size
     cleanup.compact_seconds = round(time.monotonic() - started, 3)
