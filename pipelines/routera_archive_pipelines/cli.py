@@ -504,7 +504,7 @@ def redact(
         from routera_archive.errors import ConfigurationError
         from routera_archive.run.retention import redact_dataset
         from routera_archive_pipelines.console import print_redactions, stdout
-        from routera_archive_pipelines.factory import make_pipeline, shard_folders
+        from routera_archive_pipelines.factory import dataset_folders, make_pipeline
 
         chosen = output_format.strip().lower()
         if chosen not in ("text", "json"):
@@ -525,7 +525,7 @@ def redact(
             request,
             personal_fields=config.redacted_fields,
             dry_run=dry_run,
-            folders=shard_folders(pipeline, destination, dataset),
+            folders=dataset_folders(pipeline, destination, dataset),
         )
         if request.empty and not done:
             raise ConfigurationError(

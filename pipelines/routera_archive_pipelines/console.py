@@ -26,6 +26,7 @@ from rich.text import Text
 
 from routera_archive.audit.status import DatasetStatus
 from routera_archive.audit.verify import Verification
+from routera_archive.dataset.leftovers import Cleanup
 from routera_archive.dataset.redact import Redaction
 from routera_archive.errors import one_line
 from routera_archive.models import ArchiveOutcome, Status
@@ -452,14 +453,41 @@ def print_redactions(console: Console, done: list[Redaction]) -> None:
         console.print("nothing to redact")
         return
     for item in done:
+        if item.cleanup_only:
+            console.print("removed the copies a stopped redaction had left")
+            _print_cleanup(console, item.cleanup)
+            continue
         if item.row_count == 0:
-            console.print(_plain("nothing to redact: no row it selects holds personal data"))
+            console.print(
+                _plain(
+                    f"nothing to redact: the {item.matched} rows selected hold no personal data "
+                    "any more"
+                    if item.matched
+                    else "nothing to redact: no row matches (no such record or request in "
+                    "the audit trail)"
+                )
+            )
             continue
         verb = "would redact" if item.dry_run else "redacted"
-        resumed = f" (finishing redaction {item.resumes})" if item.resumes else ""
+        resumed = (
+            f" (redaction {item.redaction_id}, killed before its link)"
+            if item.finished_late
+            else ""
+        )
         console.print(
             _plain(f"{verb} {item.row_count} rows{resumed}: ", (item.request.why(), "bold"))
         )
+        for table_name, keys in item.unverified.items():
+            console.print(
+                _plain(
+                    (
+                        f"  {table_name}: {len(keys)} rows did not verify before the redaction ",
+                        "red",
+                    ),
+                    "(edited since they were chained): redacted, not chained again; "
+                    f"verify still reports them: {', '.join(keys[:20])}",
+                )
+            )
         for table_name, columns in item.columns.items():
             rows = item.rows.get(table_name, [])
             console.print(_plain(f"  {table_name}: {len(rows)} rows; columns {', '.join(columns)}"))
@@ -475,21 +503,25 @@ def print_redactions(console: Console, done: list[Redaction]) -> None:
                 _plain(f"chain head {item.link.chain_sha256} (link {item.link.chain_seq})"),
                 soft_wrap=True,
             )
-        cleanup = item.cleanup
-        if cleanup is not None:
-            parts = [
-                f"{len(cleanup.staging_tables_emptied)} staging tables emptied",
-                f"{cleanup.package_files_removed} load package files removed",
-            ]
-            if cleanup.duckdb_bytes_after is not None:
-                parts.append(
-                    f"DuckDB file rewritten in {cleanup.compact_seconds:.1f} s "
-                    f"({(cleanup.duckdb_bytes_before or 0) / 1e6:.1f} MB → "
-                    f"{cleanup.duckdb_bytes_after / 1e6:.1f} MB)"
-                )
-            if cleanup.vacuumed_tables:
-                parts.append(f"{len(cleanup.vacuumed_tables)} tables vacuumed (VACUUM FULL)")
-            console.print(_plain("no copy left: " + "; ".join(parts)))
+        _print_cleanup(console, item.cleanup)
+
+
+def _print_cleanup(console: Console, cleanup: Cleanup | None) -> None:
+    if cleanup is None:
+        return
+    parts = [
+        f"{len(cleanup.staging_tables_emptied)} staging tables emptied",
+        f"{cleanup.package_files_removed} load package files removed",
+    ]
+    if cleanup.duckdb_bytes_after is not None:
+        parts.append(
+            f"DuckDB file rewritten in {cleanup.compact_seconds:.1f} s "
+            f"({(cleanup.duckdb_bytes_before or 0) / 1e6:.1f} MB → "
+            f"{cleanup.duckdb_bytes_after / 1e6:.1f} MB)"
+        )
+    if cleanup.vacuumed_tables:
+        parts.append(f"{len(cleanup.vacuumed_tables)} tables vacuumed (VACUUM FULL)")
+    console.print(_plain("no copy left: " + "; ".join(parts)))
 
 
 def _json_value(value: object) -> object:

@@ -37,12 +37,14 @@ def pipeline_name_for(destination: str, dataset: str, shard: Shard | None = None
     return name if shard is None else f"{name}__shard_{shard.label}"
 
 
-def shard_folders(pipeline: dlt.Pipeline, destination: str, dataset: str) -> list[Path]:
-    """The pipeline folders of `dataset`'s shard workers beside `pipeline`'s (a redaction
-    cleans them too)."""
+def dataset_folders(pipeline: dlt.Pipeline, destination: str, dataset: str) -> list[Path]:
+    """The other pipeline folders that write `dataset` beside `pipeline`'s: its shard
+    workers' and `enqueue`'s (a redaction checks and cleans them too)."""
     prefix = f"{PIPELINE_NAME}__{destination}__{dataset}__shard_"
     root = Path(pipeline.pipelines_dir)
-    return sorted(path for path in root.glob(f"{prefix}*") if path.is_dir())
+    found = [path for path in root.glob(f"{prefix}*") if path.is_dir()]
+    enqueue = root / enqueue_pipeline_name_for(destination, dataset)
+    return sorted([*found, *([enqueue] if enqueue.is_dir() else [])])
 
 
 def enqueue_pipeline_name_for(destination: str, dataset: str) -> str:

@@ -46,12 +46,17 @@ if POINT:
 """
 
 REDACT = "routera_archive.dataset.redact"
+# (where it is killed, what finishes it, what `verify` says before it is finished)
 POINTS = [
-    # (point, are the rows redacted when it is killed?)
-    (f"after:{REDACT}.apply_changes", True),
-    (f"after:{REDACT}.load_fresh", True),
-    (f"after:{REDACT}.link_run", True),
-    ("before:routera_archive.dataset.leftovers.replace_durably", True),
+    # The transaction committed (rows redacted, the redaction recorded), no link yet: a
+    # scheduled run finishes it as well as `redact` does.
+    (f"after:{REDACT}.apply_changes", "run", "unfinished redaction"),
+    # Its link step loaded its run row and digests, not the link itself.
+    ("before:routera_archive.dataset.chain.insert_link", "redact", "unfinished redaction"),
+    # Linked; its copies not removed yet.
+    (f"after:{REDACT}.link_run", "redact", None),
+    # Killed just before the DuckDB file's rewrite is renamed over the file.
+    ("before:routera_archive.dataset.leftovers.replace_durably", "redact", None),
 ]
 
 
@@ -77,7 +82,7 @@ def test_a_redaction_killed_at_each_step_is_finished_by_the_next(
 ) -> None:
     target, cli, server, contacts = dataset
     hook = str(target.workdir / "crash_hook")
-    for (point, redacted), contact in zip(POINTS, contacts, strict=True):
+    for (point, finisher, before), contact in zip(POINTS, contacts, strict=True):
         if "leftovers" in point and target.destination != "duckdb":
             continue  # no file to rewrite on PostgreSQL
         email = str(server.state.get_contact(contact)["email"])  # type: ignore[index]
@@ -87,24 +92,28 @@ def test_a_redaction_killed_at_each_step_is_finished_by_the_next(
         }
         killed = cli("redact", "--contact-id", contact, env=env)
         assert killed.code == -9, (point, killed.output)
-        ((stored,),) = target.query("SELECT email FROM contact_archives WHERE id = ?", contact)
-        assert stored == (None if redacted else email), point
-
-        finished = cli("redact")  # nothing selected: it finishes what was left
-        assert finished.code == 0, (point, finished.output)
+        # Either as they were or redacted: here always redacted (the transaction committed).
         ((stored,),) = target.query("SELECT email FROM contact_archives WHERE id = ?", contact)
         assert stored is None, point
+        checked = cli("verify", "--format", "json")
+        checks = {f["check"] for f in json.loads(checked.stdout)["findings"]}
+        assert checks == ({before} if before else set()), (point, checked.stdout)
+
+        finished = cli(finisher)
+        assert finished.code == 0, (point, finished.output)
+        if finisher == "run":
+            assert cli("redact").code == 0  # removes the copies the run left for it
         verified = cli("verify", "--format", "json")
         assert verified.code == 0, (point, verified.stdout)
         assert bytes_found(target.workdir / "dlt_data", email) == [], point
         if target.destination == "duckdb":
             assert DB_FILE not in bytes_found(target.workdir, email), point
-        assert list((target.workdir / "dlt_data").rglob("redaction.intent.json")) == [], point
-    rows = target.query("SELECT rows, resumes FROM redactions ORDER BY redacted_at")
-    recorded = {
+        assert list((target.workdir / "dlt_data").rglob("redaction.cleanup-pending")) == [], point
+    recorded = target.query("SELECT redaction_id, rows FROM redactions")
+    keys = [
         key
-        for value, _ in rows
+        for _, value in recorded
         for key in (value if isinstance(value, dict) else json.loads(value))["contact_archives"]
-    }
+    ]
     expected = contacts if target.destination == "duckdb" else contacts[:-1]
-    assert recorded == set(expected)
+    assert sorted(keys) == sorted(expected)  # each recorded once, killed or not

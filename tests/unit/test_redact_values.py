@@ -12,6 +12,7 @@ from routera_archive.dataset.chain import GENESIS, ChainLink, Digest, rows_sha25
 from routera_archive.dataset.redact import (
     REDACTED,
     _personal_columns,
+    personal_values,
     redact_body,
     redact_text,
     row_change,
@@ -180,3 +181,72 @@ def test_personal_columns_include_renamed_fields_and_variant_columns() -> None:
     client = _FieldsClient([("mobile", "mobile_1", "contacts"), ("mobile", "m", "companies")])
     found = _personal_columns(client, ObjectType.CONTACTS, ("email", "phone", "mobile"), columns)
     assert found == {"email", "email__v_json", "mobile_1"}
+
+
+def test_a_personal_field_holding_a_list_or_an_object_has_every_value_in_it_redacted() -> None:
+    body = json.dumps(
+        {
+            "id": "c1",
+            "phone": {"mobile": "+44 7700 900123", "work": "+44 20 7946 0999"},
+            "email": ["listed.person@example.net", "other@example.net"],
+            "note": "call +44 7700 900123 or write to OTHER@EXAMPLE.NET",
+        }
+    )
+    row = {"id": "c1", "raw_response": body, "email": None, "phone": None}
+    values = personal_values(row, frozenset({"email", "phone"}), KEYS)
+    assert values == {
+        "+44 7700 900123",
+        "+44 20 7946 0999",
+        "listed.person@example.net",
+        "other@example.net",
+    }
+    redacted = json.loads(redact_body(body, KEYS, sorted(values)))
+    assert redacted == {
+        "id": "c1",
+        "phone": {"mobile": REDACTED, "work": REDACTED},  # every key kept
+        "email": [REDACTED, REDACTED],
+        # an e-mail address is found in any case; a phone number as written
+        "note": f"call {REDACTED} or write to {REDACTED}",
+    }
+
+
+def test_facts_about_the_archiving_and_names_in_free_text_are_left_as_they_are() -> None:
+    """Only e-mail addresses and phone numbers are looked for outside their own fields: a
+    last name is also a company's ("Johnson Controls"); and who archived a record, its
+    external id and its owners are facts of the audit, never redacted unless named."""
+    row = {
+        "id": "c1",
+        "last_name": "Johnson",
+        "phone": "4155550123",
+        "company": "Johnson Controls",
+        "archived_by": "johnson-import-bot",
+        "external_id": "crm-4155550123",
+        "contact_owner": "rep@example.com",
+        "raw_response": json.dumps(
+            {
+                "id": "c1",
+                "last_name": "Johnson",
+                "phone": "4155550123",
+                "company": "Johnson Controls",
+                "archived_by": "johnson-import-bot",
+                "external_id": "crm-4155550123",
+            }
+        ),
+    }
+    change = row_change(
+        "contact_archives",
+        row,
+        personal_columns=frozenset({"last_name", "phone"}),
+        personal_keys=KEYS,
+        text_columns=frozenset(
+            {"last_name", "phone", "company", "archived_by", "external_id", "contact_owner"}
+        ),
+    )
+    assert set(change) == {"last_name", "phone", "raw_response"}
+    answer = json.loads(change["raw_response"])
+    assert (answer["company"], answer["archived_by"], answer["external_id"]) == (
+        "Johnson Controls",
+        "johnson-import-bot",
+        "crm-4155550123",
+    )
+    assert (answer["last_name"], answer["phone"]) == (REDACTED, REDACTED)

@@ -258,6 +258,14 @@ def _records(
                 if was_redacted or row.get("record_sha256") is None or raw is None
                 else sha256_text(str(raw)) == row["record_sha256"]
             )
+            if (kind.table, key) in verification.unvouched:
+                findings.append(
+                    {
+                        "check": "broken link",
+                        "detail": "the digest this row matches is among those its run's link "
+                        "no longer vouches for",
+                    }
+                )
             record["verifies"] = False if findings else (True if complete else None)
             record["findings"] = findings
             record["answer"] = _parsed(raw)

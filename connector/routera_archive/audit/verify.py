@@ -16,7 +16,9 @@ What is checked, and what each failure says (`Finding.check`):
 - `extra row`: a row no link covers (inserted; or loaded by a run that has not finished yet:
   verify between runs);
 - `unexpected head`: `--expect-head` names a hash the chain does not pass through (the
-  tables were rewritten, with their hashes recomputed).
+  tables were rewritten, with their hashes recomputed);
+- `unfinished redaction`: a row a redaction changed (as it left it), or its own record, of a
+  redaction killed before its link: the next `redact` or run links it.
 
 Read-only, in a UTC session; the column types are those of the newest schema dlt stored in
 the destination, so a fresh pipeline folder verifies as well as the one that ran.
@@ -44,12 +46,13 @@ from routera_archive.dataset.chain import (
     run_sha256,
     select_rows,
     stored_types,
+    unfinished_redactions,
     utc_session,
 )
 from routera_archive.dataset.redact import REDACT_MODE
 from routera_archive.dataset.tables import RUN_LINK_COLUMNS
 from routera_archive.errors import ConfigurationError
-from routera_archive.names import CHAIN_TABLE, DIGESTS_TABLE, RUNS_TABLE
+from routera_archive.names import CHAIN_TABLE, DIGESTS_TABLE, REDACTIONS_TABLE, RUNS_TABLE
 from routera_archive.objects import ObjectType
 
 # How many findings a verification keeps (their count is always exact).
@@ -74,6 +77,10 @@ class Verification:
     finding_count: int = 0
     notes: list[str] = field(default_factory=list)
     expected_head: str | None = None
+    # Runs whose digests no longer hash to their link (a `broken link` finding), and the rows
+    # checked against those digests: no link vouches for them (`evidence` says so per row).
+    broken_runs: set[str] = field(default_factory=set)
+    unvouched: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def intact(self) -> bool:
@@ -116,7 +123,8 @@ def verify_dataset(pipeline: dlt.Pipeline, *, expect_head: str | None = None) ->
         modes = _check_run_rows(client, linked, result)
         redactions = {run_id for run_id, mode in modes.items() if mode == REDACT_MODE}
         digests = _valid_digests(client, linked, redactions, result)
-        _check_rows(client, types, digests, linked, redactions, result)
+        unfinished = _unfinished(client, links, types)
+        _check_rows(client, types, digests, linked, redactions, unfinished, result)
     if expect_head is not None:
         _check_head(links, expect_head.strip().lower(), result)
     if not links:
@@ -221,6 +229,7 @@ def _valid_digests(
     for run_id, link in linked.items():
         digests = by_run.get(run_id, [])
         if rows_sha256(digests) != link.rows_sha256 or len(digests) != link.digested_rows:
+            result.broken_runs.add(run_id)
             result.add(
                 DIGESTS_TABLE,
                 json.dumps([run_id]),
@@ -245,14 +254,54 @@ def _valid_digests(
     return valid
 
 
+def _unfinished(
+    client: Any, links: list[ChainLink], types: dict[str, dict[str, str]]
+) -> dict[tuple[str, str], tuple[str, str | None]]:
+    """(table, key) -> (redaction id, the row's hash as it left it; None for its own rows) of
+    every redaction killed before its link."""
+    ids = unfinished_redactions(client, links)
+    if not ids:
+        return {}
+    table = client.make_qualified_table_name(REDACTIONS_TABLE)
+    marks = ", ".join(["%s"] * len(ids))
+    places: dict[tuple[str, str], tuple[str, str | None]] = {}
+    for row in select_rows(client, f"SELECT * FROM {table} WHERE redaction_id IN ({marks})", *ids):
+        redaction = str(row["redaction_id"])
+        hashes = row.get("row_hashes")
+        hashes = json.loads(hashes) if isinstance(hashes, str) else hashes or {}
+        for table_name, expected in hashes.items():
+            for key, digest in expected.items():
+                places[(table_name, json.dumps([key]))] = (redaction, str(digest))
+        places[(REDACTIONS_TABLE, json.dumps([redaction]))] = (redaction, None)
+        places[(RUNS_TABLE, json.dumps([redaction]))] = (redaction, None)
+    return places
+
+
 def _check_rows(
     client: Any,
     types: dict[str, dict[str, str]],
     digests: dict[tuple[str, str], tuple[str, str]],
     linked: dict[str, ChainLink],
     redactions: set[str],
+    unfinished: dict[tuple[str, str], tuple[str, str | None]],
     result: Verification,
 ) -> None:
+    def left_by_a_killed_redaction(place: tuple[str, str], row: dict[str, Any]) -> bool:
+        found = unfinished.get(place)
+        if found is None:
+            return False
+        redaction, expected = found
+        if expected is not None and row_sha256(row, types.get(place[0], {})) != expected:
+            return False
+        result.add(
+            place[0],
+            place[1],
+            "unfinished redaction",
+            f"redaction {redaction} was killed before its link: run `routera-archive redact` "
+            "(or a run) to finish it",
+        )
+        return True
+
     seen: set[tuple[str, str]] = set()
     audit_tables = {kind.table for kind in ObjectType}
     for spec in CHAINED_TABLES:
@@ -271,6 +320,10 @@ def _check_rows(
                 seen.add(place)
                 digest = digests.get(place)
                 redacted = digest is not None and digest[1] in redactions
+                if digest is not None and digest[1] in result.broken_runs:
+                    result.unvouched.add(place)  # its digest may be the one edited
+                if place in unfinished and left_by_a_killed_redaction(place, row):
+                    continue
                 if spec.name in audit_tables and not redacted:
                     _check_record_hashes(row, spec.name, key, result)
                 if digest is None:

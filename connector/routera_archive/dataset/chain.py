@@ -266,6 +266,18 @@ class Unchained:
     adopted_run_ids: set[str] = field(default_factory=set)
 
 
+def unfinished_redactions(client: Any, links: Sequence[ChainLink]) -> set[str]:
+    """The ids of redactions recorded (their `redactions` row is in) but not linked: killed
+    before their link. Their rows are theirs to chain (`dataset.redact.finish_redactions`),
+    never another run's to adopt: adopted, the rows they changed would never be covered."""
+    table = client.make_qualified_table_name(REDACTIONS_TABLE)
+    try:
+        recorded = {str(row[0]) for row in client.execute_sql(f"SELECT redaction_id FROM {table}")}
+    except DatabaseUndefinedRelation:
+        return set()
+    return recorded - {link.run_id for link in links}
+
+
 def digest_unchained(
     client: Any,
     types: Mapping[str, Mapping[str, str]],
@@ -277,11 +289,14 @@ def digest_unchained(
     """Digest every row no link covers: those of runs no link names, as its run or as one it
     adopted (this run included), and those of `linked_runs_replayed` (linked runs whose
     journal this run loaded: a run that lost its lock leaves outcomes for the next run) that
-    no digest covers yet."""
+    no digest covers yet. The rows of an unfinished redaction other than this run are left
+    for it (`unfinished_redactions`)."""
     found = Unchained()
-    covered = {link.run_id for link in links} | {
-        adopted for link in links for adopted in link.adopted_run_ids
-    }
+    covered = (
+        {link.run_id for link in links}
+        | {adopted for link in links for adopted in link.adopted_run_ids}
+        | (unfinished_redactions(client, links) - {run_id})
+    )
     replayed = sorted(set(linked_runs_replayed) & covered)
     for spec in CHAINED_TABLES:
         if spec.name not in types:

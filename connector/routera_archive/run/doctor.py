@@ -25,7 +25,7 @@ from routera_archive.config import RouteraSourceConfig, resolve_source_config
 from routera_archive.dataset.leftovers import pending_in
 from routera_archive.dataset.lock import RunLock, dataset_lock
 from routera_archive.dataset.queue import PendingQueue
-from routera_archive.dataset.redact import INTENT_FILE
+from routera_archive.dataset.redact import CLEANUP_MARKER
 from routera_archive.errors import ExitCode, LocalStorageError, RouteraArchiveError
 from routera_archive.http.client import RouteraClient
 from routera_archive.objects import ObjectType
@@ -191,8 +191,9 @@ def _leftovers(folder: Path) -> tuple[str, str]:
             f"{len(left)} journal(s) or load package(s) of a crashed run wait: the next run "
             "loads them first (a redaction waits for it)"
         )
-    if (folder / INTENT_FILE).exists():
+    if (folder / CLEANUP_MARKER).exists():
         notes.append(
-            "a redaction was killed before its end: run `routera-archive redact` to finish it"
+            "a redaction was stopped while it removed the copies of what it redacted: run "
+            "`routera-archive redact` to remove them"
         )
     return (WARNING, "; ".join(notes)) if notes else (OK, "nothing waits")

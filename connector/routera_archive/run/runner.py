@@ -51,7 +51,12 @@ from routera_archive.dataset.queue import (
     Shard,
     settled_without_call,
 )
-from routera_archive.dataset.redact import RedactionRequest, redact
+from routera_archive.dataset.redact import (
+    CLEANUP_MARKER,
+    RedactionRequest,
+    finish_redactions,
+    redact,
+)
 from routera_archive.dataset.rows import RequestKey, request_key
 from routera_archive.dataset.tables import build_audit_rows, run_history
 from routera_archive.errors import (
@@ -348,6 +353,7 @@ class ArchiveRun:
                 pipeline.abort_packages()
                 self.report.aborted_packages += 1
             self.report.loaded_pending_packages = True
+        self._finish_redactions()
         # After the pending packages: they may carry field assignments of their own.
         self.columns = FieldColumnsByType(
             self._known_field_columns(),
@@ -754,6 +760,24 @@ class ArchiveRun:
         # leaves the next run the journals that name what it loaded.
         for _, path in self._replayed:
             path.unlink(missing_ok=True)
+
+    def _finish_redactions(self) -> None:
+        """Link a redaction killed before its link (`dataset.redact.finish_redactions`), so a
+        scheduled run mends what a killed `redact` left. Removing the copies it may have left
+        needs the dataset alone for a while (a DuckDB file is rewritten): a marker makes the
+        next `redact` do it, and `doctor` says so."""
+        try:
+            finished = finish_redactions(self.pipeline)
+        except Exception as exc:  # the run goes on; its link leaves that redaction's rows alone
+            logger.warning("could not finish a killed redaction: %s", typed_error(exc))
+            return
+        if finished:
+            (Path(self.pipeline.working_dir) / CLEANUP_MARKER).touch()
+            logger.warning(
+                "finished %d redaction(s) killed before their link; run `routera-archive "
+                "redact` to remove the copies they may have left",
+                len(finished),
+            )
 
     def _has_audit_trail(self) -> bool:
         """Whether the dataset holds `archive_runs` (read without making anything)."""
