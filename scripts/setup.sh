@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install the project with its test tools; a no-op when pyproject.toml is unchanged.
+# Then .venv-dbt, dbt as a tool of its own (dbt/requirements.txt): its pins would clash with the
+# project's, so it never shares .venv; a no-op when that file is unchanged. SETUP_DBT=0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -15,4 +17,15 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
   rm -f .venv/.installed-*
   touch "$stamp"
+fi
+if [ "${SETUP_DBT:-1}" != 0 ]; then
+  [ -x .venv-dbt/bin/python ] || "$python" -m venv .venv-dbt
+  stamp=".venv-dbt/.installed-$(sha1sum dbt/requirements.txt | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    echo "installing dbt (dbt/requirements.txt) into .venv-dbt ..." >&2
+    .venv-dbt/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+    .venv-dbt/bin/python -m pip install --quiet --disable-pip-version-check -r dbt/requirements.txt
+    rm -f .venv-dbt/.installed-*
+    touch "$stamp"
+  fi
 fi
