@@ -606,6 +606,14 @@ def report(
     max_failures: Annotated[
         int, typer.Option("--max-failures", min=1, metavar="N", help="Most failures to list.")
     ] = 500,
+    max_records: Annotated[
+        int,
+        typer.Option("--max-records", min=1, metavar="N", help="Most archived records to list."),
+    ] = 500,
+    run_id: Annotated[
+        str | None,
+        typer.Option("--run-id", metavar="ID", help="One run's archives, outcomes and details."),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Audit report: archives per day and per person, outcomes, failures, backlog, fields, runs.
@@ -632,7 +640,7 @@ def report(
                 f"--format {output_format!r}: use table, json, csv or html"
             ) from None
         try:
-            filters = ReportFilters.from_options(since, until, statuses)
+            filters = ReportFilters.from_options(since, until, statuses, run_id)
         except ReportOptionError as exc:
             raise ConfigurationError(str(exc)) from None
         if chosen is ReportFormat.HTML and output is None:
@@ -648,6 +656,7 @@ def report(
             queue_table=table,
             last_runs=last_runs,
             max_failures=max_failures,
+            max_records=max_records,
         )
         if chosen is ReportFormat.TABLE:
             print_report(stdout(), audit)

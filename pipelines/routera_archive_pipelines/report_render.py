@@ -168,6 +168,8 @@ def print_report(console: Console, report: AuditReport) -> None:
         window.append(f"before {display(filters.before)}")
     if filters.statuses:
         window.append(f"status {', '.join(filters.statuses)}")
+    if filters.run_id:
+        window.append(f"run {filters.run_id}")
     console.print(
         Text(
             f"audit report of {report.destination} dataset {report.dataset}, "
@@ -181,7 +183,7 @@ def print_report(console: Console, report: AuditReport) -> None:
         for column in section.columns:
             # fold, never "…": an id cut short is of no use to an auditor.
             table.add_column(
-                column, justify="right" if column in _NUMERIC else "left", overflow="fold"
+                heading(column), justify="right" if column in _NUMERIC else "left", overflow="fold"
             )
         if key == ARCHIVES_PER_DAY:
             table.add_column("")
@@ -200,6 +202,51 @@ def print_report(console: Console, report: AuditReport) -> None:
             console.print(Text("  (none)", style="dim"))
         if section.note:
             console.print(Text(f"  {_visible_controls(section.note)}", style="yellow"))
+
+
+# Column names as a person reads them (HTML and the terminal); JSON and CSV keep the names.
+HEADINGS: dict[str, str] = {
+    "object_type": "type",
+    "object_id": "record id",
+    "contact_id": "contact id",
+    "request_id": "request",
+    "run_id": "run",
+    "archived_by": "archived by",
+    "requested_by": "requested by",
+    "requested_at": "requested at",
+    "first_archived": "first archived",
+    "last_archived": "last archived",
+    "http_status": "HTTP status",
+    "failed_rows": "failed attempts logged",
+    "last_processed_at": "last processed",
+    "started_at": "started",
+    "finished_at": "finished",
+    "exit_code": "exit code",
+    "pending_at_start": "pending at start",
+    "new_columns": "new columns",
+    "failed_outcomes": "failed outcomes",
+    "field_key": "field",
+    "column_name": "column",
+    "first_seen_at": "first seen",
+    "first_seen_run_id": "first seen in run",
+    "first_seen_object_id": "first seen on record",
+    "oldest_requested_at": "oldest request",
+    "oldest_age_hours": "oldest pending (hours)",
+    "chain_seq": "link",
+    "chain_sha256": "chain head",
+    "linked_at": "linked at",
+    "verified_at": "verified at",
+    "verified_by": "verified by",
+    "finding_count": "findings",
+    "redaction_id": "redaction",
+    "redacted_at": "redacted at",
+    "redacted_by": "redacted by",
+    "row_count": "rows",
+}
+
+
+def heading(column: str) -> str:
+    return HEADINGS.get(column, column.replace("_", " "))
 
 
 # -- HTML -------------------------------------------------------------------------------------
@@ -364,7 +411,7 @@ def _html_table(section: Section) -> str:
     if not section.rows:
         return '<p class="empty">None.</p>'
     head = "".join(
-        f'<th{" class=num" if c in _NUMERIC else ""} scope="col">{esc(c)}</th>'
+        f'<th{" class=num" if c in _NUMERIC else ""} scope="col">{esc(heading(c))}</th>'
         for c in section.columns
     )
     body = []
@@ -407,6 +454,7 @@ def render_html(report: AuditReport) -> str:
         ("since", filters.since),
         ("before", filters.before),
         ("statuses", ", ".join(filters.statuses) or "all"),
+        ("run", filters.run_id or "all"),
     ]
     head = report.sections[HASH_CHAIN].rows
     verified = report.sections[LAST_VERIFICATION].rows

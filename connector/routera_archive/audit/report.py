@@ -19,6 +19,7 @@ outcomes and failures by `archive_log.processed_at`, *then* reduced to the lates
 request, so a request counts once, under the status it had at the end of the window.
 """
 
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_LAST_RUNS = 20
 DEFAULT_MAX_FAILURES = 500
+DEFAULT_MAX_RECORDS = 500
 
 # Section keys, in the order every format shows them.
 ARCHIVES_PER_DAY = "archives_per_day"
@@ -65,6 +67,8 @@ BACKLOG = "backlog"
 BACKLOG_BY_TYPE = "backlog_by_type"
 CUSTOM_FIELDS = "custom_fields"
 RUNS = "runs"
+ARCHIVED_RECORDS = "archived_records"
+RUN_DETAILS = "run_details"
 # The evidence the trail carries (README "Evidence"): the chain's head, the last `verify`
 # recorded, the redactions in the window.
 HASH_CHAIN = "hash_chain"
@@ -77,6 +81,7 @@ SECTION_KEYS: tuple[str, ...] = (
     ARCHIVES_BY_ARCHIVED_BY_AND_TYPE,
     ARCHIVES_BY_REQUESTED_BY,
     ARCHIVES_BY_REQUESTED_BY_AND_TYPE,
+    ARCHIVED_RECORDS,
     OUTCOMES,
     OUTCOMES_BY_TYPE,
     FAILURES,
@@ -84,6 +89,7 @@ SECTION_KEYS: tuple[str, ...] = (
     BACKLOG_BY_TYPE,
     CUSTOM_FIELDS,
     RUNS,
+    RUN_DETAILS,
     HASH_CHAIN,
     LAST_VERIFICATION,
     REDACTIONS,
@@ -101,10 +107,16 @@ class ReportFilters:
     since: datetime | None = None
     before: datetime | None = None
     statuses: tuple[str, ...] = ()
+    # One run's archives, outcomes and details only (`--run-id`).
+    run_id: str | None = None
 
     @classmethod
     def from_options(
-        cls, since: str | None, until: str | None, statuses: Sequence[str] | None = None
+        cls,
+        since: str | None,
+        until: str | None,
+        statuses: Sequence[str] | None = None,
+        run_id: str | None = None,
     ) -> "ReportFilters":
         """Read the CLI's `--since`, `--until` and `--status` values; ReportOptionError if bad.
 
@@ -128,10 +140,16 @@ class ReportFilters:
                 )
             if name not in chosen:
                 chosen.append(name)
-        return cls(since=start, before=before, statuses=tuple(chosen))
+        chosen_run = run_id.strip() if run_id is not None else None
+        return cls(since=start, before=before, statuses=tuple(chosen), run_id=chosen_run or None)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"since": self.since, "before": self.before, "statuses": list(self.statuses)}
+        return {
+            "since": self.since,
+            "before": self.before,
+            "statuses": list(self.statuses),
+            "run_id": self.run_id,
+        }
 
 
 def parse_bound(text: str, *, option: str, end: bool) -> datetime:
@@ -208,8 +226,8 @@ def _plain(value: Any) -> Any:
     """Driver values as plain Python ones (Decimal counts become int, timestamps UTC)."""
     if isinstance(value, datetime):
         return _utc(value)
-    if isinstance(value, date | bool | int | float | str) or value is None:
-        return value
+    if isinstance(value, date | bool | int | float | str | dict | list) or value is None:
+        return value  # a JSON column: PostgreSQL gives the value, DuckDB its text
     if hasattr(value, "as_integer_ratio"):  # Decimal from PostgreSQL's SUM and the like
         number = float(value)
         return int(number) if number.is_integer() else number
@@ -250,9 +268,13 @@ class _Reader:
         release lacks the columns this one adds until this one first loads it)."""
         return set(names) <= (stored_columns(self.client, table) or set())
 
-    def window(self, column: str) -> tuple[list[str], list[Any]]:
+    def window(self, column: str, *, run_column: str | None = None) -> tuple[list[str], list[Any]]:
+        """The time window on `column`, and `--run-id` on `run_column` where it applies."""
         clauses: list[str] = []
         params: list[Any] = []
+        if self.filters.run_id is not None and run_column is not None:
+            clauses.append(f"{run_column} = %s")
+            params.append(self.filters.run_id)
         if self.filters.since is not None:
             clauses.append(f"{column} >= %s")
             params.append(self.filters.since)
@@ -302,7 +324,7 @@ def _where(clauses: Sequence[str]) -> str:
 
 
 # What the archives sections read of each type's table.
-_ARCHIVE_COLUMNS = ("archived", "archived_by", "requested_by")
+_ARCHIVE_COLUMNS = ("archived", "archived_by", "requested_by", "run_id")
 
 
 def _archives_source(reader: _Reader) -> str | None:
@@ -338,7 +360,7 @@ def _archives_sections(reader: _Reader) -> list[Section]:
         for section in sections:
             section.note = f"there is no `{ARCHIVES_TABLE}` table in this dataset yet"
         return sections
-    clauses, params = reader.window("archived")
+    clauses, params = reader.window("archived", run_column="run_id")
     archives = f"({source}) a {_where(clauses)}"
     day = utc_day_sql("archived", reader.dialect)
     per_day, by_type, *by_person = sections
@@ -367,10 +389,128 @@ def _archives_sections(reader: _Reader) -> list[Section]:
     return sections
 
 
+# How each type's record is named in the list of archived records: a contact by its e-mail
+# address (or its name), the other types by their name field.
+_RECORD_NAMES: dict[ObjectType, tuple[str, ...]] = {
+    ObjectType.CONTACTS: ("email", "first_name", "last_name"),
+    ObjectType.COMPANIES: ("company_name",),
+    ObjectType.DEALS: ("deal_name",),
+    ObjectType.TICKETS: ("ticket_name",),
+}
+ARCHIVED_RECORD_COLUMNS = (
+    "object_type",
+    "id",
+    "name",
+    "archived",
+    "archived_by",
+    "requested_by",
+    "reason",
+    "run_id",
+)
+
+
+def _name_sql(kind: ObjectType, columns: set[str]) -> str:
+    if kind is ObjectType.CONTACTS:
+        full = "TRIM(COALESCE(first_name, '') || ' ' || COALESCE(last_name, ''))"
+        email = "email" if "email" in columns else "NULL"
+        names = full if {"first_name", "last_name"} <= columns else "NULL"
+        return f"COALESCE({email}, NULLIF({names}, ''))"
+    (field_name,) = _RECORD_NAMES[kind]
+    return field_name if field_name in columns else "NULL"
+
+
+def _archived_records_section(reader: _Reader, max_records: int) -> Section:
+    """The records archived in the window (or the run), newest first: who, why, which run."""
+    section = Section(ARCHIVED_RECORDS, "Archived records, newest first", ARCHIVED_RECORD_COLUMNS)
+    selects = []
+    for kind in ObjectType:
+        columns = stored_columns(reader.client, kind.table)
+        if columns is None or not set(_ARCHIVE_COLUMNS) <= columns:
+            continue
+        selects.append(
+            f"SELECT '{kind.value}' AS object_type, id, {_name_sql(kind, columns)} AS name, "
+            f"archived, archived_by, requested_by, reason, run_id "
+            f"FROM {reader.table(kind.table)}"
+        )
+    if not selects:
+        section.note = f"there is no `{ARCHIVES_TABLE}` table in this dataset yet"
+        return section
+    clauses, params = reader.window("archived", run_column="run_id")
+    records = f"({' UNION ALL '.join(selects)}) a {_where(clauses)}"
+    section.rows = reader.rows(
+        f"SELECT {', '.join(ARCHIVED_RECORD_COLUMNS)} FROM {records} "
+        f"ORDER BY archived DESC, object_type, id LIMIT {int(max_records) + 1}",
+        params,
+        section.columns,
+    )
+    if len(section.rows) > max_records:
+        section.rows = section.rows[:max_records]
+        ((total,),) = reader.client.execute_sql(f"SELECT COUNT(*) FROM {records}", *params)
+        section.note = f"the newest {max_records} of {int(total)} (--max-records)"
+    return section
+
+
+RUN_DETAIL_COLUMNS = (
+    "run_id",
+    "mode",
+    "started_at",
+    "outcome",
+    "exit_code",
+    "counts",
+    "new_columns",
+    "failed_outcomes",
+)
+
+
+def _run_details_section(reader: _Reader, last_runs: int) -> Section:
+    """Each run with what came of it: its counts by status, the columns it added and how many
+    of its outcomes failed (`--run-id`: that run alone)."""
+    section = Section(
+        RUN_DETAILS, "Each run: its outcomes, new columns and failures", RUN_DETAIL_COLUMNS
+    )
+    clauses, params = reader.window("r.started_at", run_column="r.run_id")
+    failed = "0"
+    if stored_columns(reader.client, LOG_TABLE) is not None:
+        failed = (
+            f"(SELECT COUNT(*) FROM {reader.table(LOG_TABLE)} l WHERE l.run_id = r.run_id "
+            f"AND l.status = '{Status.FAILED.value}')"
+        )
+    reader.fill(
+        section,
+        RUNS_TABLE,
+        f"SELECT r.run_id, r.mode, r.started_at, r.outcome, r.exit_code, r.counts, "
+        f"r.new_columns, {failed} FROM {reader.table(RUNS_TABLE)} r {_where(clauses)} "
+        f"ORDER BY r.started_at DESC, r.run_id DESC LIMIT {int(last_runs)}",
+        params,
+    )
+    for row in section.rows:
+        row["counts"] = _described(row["counts"], nonzero=True)
+        row["new_columns"] = _described(row["new_columns"])
+    return section
+
+
+def _described(value: Any, *, nonzero: bool = False) -> str | None:
+    """A JSON figure of a run (DuckDB gives its text, PostgreSQL the value) in words."""
+    if isinstance(value, str):
+        text = value
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return text
+    if isinstance(value, dict):
+        parts = [
+            f"{key} {', '.join(map(str, item)) if isinstance(item, list) else item}"
+            for key, item in value.items()
+            if not (nonzero and not item)
+        ]
+        return "; ".join(parts) or None
+    return None if value is None else str(value)
+
+
 def _latest_outcomes_sql(reader: _Reader) -> tuple[str, list[Any]]:
     """Log rows in the window, each with `newest` (1: the request's latest outcome in the
     window, by the one definition in `routera_archive.dataset.outcomes`) and `failed_rows`."""
-    clauses, params = reader.window("l.processed_at")
+    clauses, params = reader.window("l.processed_at", run_column="l.run_id")
     typed = reader.has_columns(LOG_TABLE, "object_type", "object_id")
     return ranked_outcomes(reader.table(LOG_TABLE), _where(clauses), typed=typed), params
 
@@ -583,6 +723,7 @@ def build_report(
     queue_table: str = QUEUE_TABLE,
     last_runs: int = DEFAULT_LAST_RUNS,
     max_failures: int = DEFAULT_MAX_FAILURES,
+    max_records: int = DEFAULT_MAX_RECORDS,
     now: datetime | None = None,
 ) -> AuditReport:
     """Read every section of the report from the pipeline's dataset.
@@ -595,10 +736,12 @@ def build_report(
     with pipeline.sql_client() as client:  # type: ignore[attr-defined]
         reader = _Reader(client, filters)
         sections.extend(_archives_sections(reader))
+        sections.append(_archived_records_section(reader, max_records))
         sections.extend(_outcome_sections(reader, max_failures))
         sections.extend(_backlog_sections(pipeline, reader, queue_table, now))
         sections.append(_fields_section(reader))
         sections.append(_runs_section(reader, last_runs))
+        sections.append(_run_details_section(reader, last_runs))
         sections.extend(_evidence_sections(reader))
     destination = getattr(pipeline, "destination", None)
     return AuditReport(
