@@ -5,9 +5,10 @@ renewed once, not once per call; credentials revoked mid-run stop the run at onc
 what was done loaded, and a later run with valid credentials finishes the rest, archiving every
 contact exactly once.
 
-Every test runs on DuckDB and on PostgreSQL (the `target` fixture), one credential mode of the
-revocation test on DuckDB only (see its comment): what a run loads before it stops, and what the
-next run finishes, is the destination's part.
+The revocation mid-run runs on DuckDB and on PostgreSQL (the `target` fixture), one credential
+mode of it on DuckDB only (see its comment): what a run loads before it stops, and what the next
+run finishes, is the destination's part. The other tests run on DuckDB, and on PostgreSQL too
+with `--run-slow` (`HTTP_ONLY`): tokens are the call worker's business, never the destination's.
 """
 
 import threading
@@ -28,6 +29,14 @@ CLIENT_SECRET = "auth-secret-Wd7"
 STATIC_TOKEN = "auth-static-token-Rk5"
 CLI_TIMEOUT_S = 120
 TERMINAL = ("archived", "already_archived", "not_found", "invalid", "duplicate")
+
+
+# For the tests where the destination plays no part of its own: the tokens are renewed (or
+# refused) in the HTTP client, and a run that is not stopped loads on PostgreSQL as on DuckDB, which
+# tests/e2e/test_cli.py::test_enqueue_run_status_and_a_second_run_that_calls_nothing[postgres]
+# covers; a run refused its credentials at once, on PostgreSQL, is
+# tests/pipeline/test_run.py::test_bad_credentials_stop_the_run_with_exit_2_and_archive_nothing.
+HTTP_ONLY = ("duckdb", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.slow]))
 
 
 def start_sandbox(**overrides: Any) -> SandboxServer:
@@ -115,6 +124,7 @@ def on_deletes(server: SandboxServer, deletes: int, action: Callable[[], None]) 
 # -- tokens that expire, tokens that vanish --------------------------------------------------------
 
 
+@pytest.mark.parametrize("target", HTTP_ONLY, indirect=True)
 def test_tokens_shorter_lived_than_the_run_are_renewed(target: Target) -> None:
     # expires_in 1 s is under the client's 60 s margin, so it renews every half second.
     server = start_sandbox(token_ttl=1.0, faults=FaultConfig(latency_ms=50))
@@ -136,6 +146,7 @@ def test_tokens_shorter_lived_than_the_run_are_renewed(target: Target) -> None:
         server.stop()
 
 
+@pytest.mark.parametrize("target", HTTP_ONLY, indirect=True)
 def test_tokens_flushed_server_side_mid_run_are_renewed_once(target: Target) -> None:
     server = start_sandbox(faults=FaultConfig(latency_ms=20))
     try:
@@ -222,6 +233,7 @@ def test_credentials_revoked_mid_run_stop_it_and_nothing_done_is_lost(
         server.stop()
 
 
+@pytest.mark.parametrize("target", HTTP_ONLY, indirect=True)
 def test_a_run_that_starts_revoked_exits_2_and_archives_nothing(target: Target) -> None:
     server = start_sandbox()
     try:
