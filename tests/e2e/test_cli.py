@@ -132,6 +132,10 @@ def test_dry_run_lists_the_plan_and_archives_nothing(
     assert server.state.stats()["totals"]["by_method"] == {"POST": 1, "GET": 1}
 
 
+# DuckDB only: the exit code and the message are the CLI's; the refusal on PostgreSQL, before
+# any request, is tests/pipeline/test_run.py::
+# test_a_queue_over_max_archives_is_refused_before_any_call[postgres].
+@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
 def test_a_queue_over_max_archives_exits_3_and_sends_no_request(
     target_cli: RunCli, server: SandboxServer, tmp_path: Path
 ) -> None:
@@ -217,6 +221,10 @@ def test_a_malformed_config_toml_exits_2_with_a_message(
     assert api_requests(server) == 0
 
 
+# DuckDB only: the message is the CLI's; on PostgreSQL a dataset without a queue table is
+# tests/e2e/test_hostile.py::test_no_queue_table_in_an_existing_dataset_exits_2[postgres] and
+# tests/pipeline/test_run.py::test_no_queue_table_is_a_clear_error_and_calls_nothing[postgres].
+@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
 def test_no_queue_table_exits_2_and_says_how_to_make_one(
     target_cli: RunCli, server: SandboxServer, target: Target
 ) -> None:
