@@ -206,6 +206,11 @@ class KillWorkerAfter(RunObserver):
                 self.killed.append(pid)
 
 
+# DuckDB only: the worker knows no destination (the layer contract "HTTP and the call worker
+# import no dlt, no database"); what the next run loads from a dead run's journal on PostgreSQL
+# is tests/pipeline/test_recovery.py::
+# test_journal_entries_of_a_crashed_run_are_loaded_without_a_second_delete[postgres].
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
 def test_a_killed_worker_stops_the_run_and_the_next_run_loses_nothing(
     pipeline: dlt.Pipeline, tmp_path: Path
 ) -> None:
@@ -242,6 +247,10 @@ def test_a_killed_worker_stops_the_run_and_the_next_run_loses_nothing(
         assert leftover_files(journal_dir) == []
 
 
+# DuckDB only: where the calls are made is no business of the destination (the layer contract
+# "HTTP and the call worker import no dlt, no database"); runs that archive on PostgreSQL are
+# the postgres cases of tests/pipeline/test_run.py.
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
 def test_call_worker_false_keeps_the_calls_in_the_runs_process(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
@@ -265,6 +274,9 @@ def test_call_worker_false_keeps_the_calls_in_the_runs_process(
     assert found == []
 
 
+# DuckDB only, as the test above: the default run archives on PostgreSQL through its worker in
+# every postgres case of tests/pipeline/test_run.py.
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
 def test_the_default_run_uses_a_worker_whose_logs_reach_the_run_and_leaves_none_behind(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer, caplog: pytest.LogCaptureFixture
 ) -> None:
