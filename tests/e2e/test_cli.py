@@ -221,10 +221,7 @@ def test_a_malformed_config_toml_exits_2_with_a_message(
     assert api_requests(server) == 0
 
 
-# DuckDB only: the message is the CLI's; on PostgreSQL a dataset without a queue table is
-# tests/e2e/test_hostile.py::test_no_queue_table_in_an_existing_dataset_exits_2[postgres] and
-# tests/pipeline/test_run.py::test_no_queue_table_is_a_clear_error_and_calls_nothing[postgres].
-@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
+# Both destinations: that no schema is made matters most in a warehouse.
 def test_no_queue_table_exits_2_and_says_how_to_make_one(
     target_cli: RunCli, server: SandboxServer, target: Target
 ) -> None:
