@@ -6,6 +6,7 @@ seconds, so a scheduler's log reads as well as a screen.
 
 import json
 import logging
+import re
 import sys
 import time
 from collections import Counter
@@ -101,11 +102,23 @@ class TracebackToOneLine(logging.Filter):
         return True
 
 
+# C0 and C1 control characters but tab and newline: ESC starts a terminal's escape sequences.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _shown(text: str) -> str:
+    """Untrusted text as it may reach a terminal: no known secret, control characters as
+    backslash-x escapes (a reason or an API's words could move the cursor or retitle the
+    window)."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", scrub(text))
+
+
 def _plain(*parts: str | tuple[str, str]) -> Text:
     """A line from plain strings and (text, style) pairs: nothing in it is read as markup,
-    and no known secret is shown (an API's words may echo one: `redaction`)."""
+    no known secret is shown (an API's words may echo one: `redaction`), and no control
+    character reaches the terminal."""
     return Text.assemble(
-        *(scrub(part) if isinstance(part, str) else (scrub(part[0]), part[1]) for part in parts)
+        *(_shown(part) if isinstance(part, str) else (_shown(part[0]), part[1]) for part in parts)
     )
 
 

@@ -437,6 +437,17 @@ def _html_table(section: Section) -> str:
     )
 
 
+def _verdict(verified: list[dict[str, Any]], head: list[dict[str, Any]]) -> str | None:
+    """The last verdict, and whether the chain has grown since it was given."""
+    if not verified:
+        return None
+    last = verified[0]
+    said = "intact" if last["intact"] else "NOT intact"
+    if head and last.get("head") != head[0]["chain_sha256"]:
+        said += f" at link {last.get('links')} (now {head[0]['chain_seq']})"
+    return said
+
+
 def render_html(report: AuditReport) -> str:
     """One self-contained HTML page: inline CSS, an inline SVG chart, every section a table.
     It references nothing outside itself and its Content-Security-Policy forbids scripts."""
@@ -466,10 +477,7 @@ def render_html(report: AuditReport) -> str:
         ("oldest pending (hours)", backlog.get("oldest_age_hours")),
         # The whole head is in its section, to be copied; the tile shows its start.
         ("chain head", f"{str(head[0]['chain_sha256'])[:12]}…" if head else None),
-        (
-            "last verify",
-            None if not verified else ("intact" if verified[0]["intact"] else "NOT intact"),
-        ),
+        ("last verify", _verdict(verified, head)),
         ("rows redacted in window", redacted),
     ]
     out = [
