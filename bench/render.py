@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.cli_start import HEAVY, CliStart
+from bench.evidence_bench import EvidenceRun
 from bench.runners import ConnectorRun
 from bench.scenarios import Results
 from bench.verdicts import verdicts
@@ -259,6 +260,15 @@ def _cli_start_lines(cli: CliStart | None) -> list[str]:
     ]
 
 
+def _evidence_lines(run: EvidenceRun | None) -> list[str]:
+    if run is None:
+        return []
+    head = f"### Evidence: the chain's link, verify and redact (issue 15; {run.wall_s:.0f} s)"
+    if run.exit_code != 0:
+        return ["", head, "", f"`evidence_bench.py` failed (exit {run.exit_code})."]
+    return ["", head, "", run.markdown.rstrip()]
+
+
 def render(results: Results) -> str:
     machine = results.machine
     lines = [
@@ -297,6 +307,7 @@ def render(results: Results) -> str:
         ),
         *_ceiling_lines(results),
         *_cli_start_lines(results.cli_start),
+        *_evidence_lines(results.evidence),
     ]
     return "\n".join(lines) + "\n"
 
@@ -307,7 +318,7 @@ def jsonable(value: Any) -> Any:
         data = {
             name: jsonable(getattr(value, name))
             for name in value.__dataclass_fields__
-            if name not in ("stdout", "stderr")
+            if name not in ("stdout", "stderr", "markdown")
         }
         if isinstance(value, ConnectorRun):
             data.update(

@@ -22,17 +22,20 @@ cores other processes kept busy meanwhile; a configuration disturbed by more tha
 help and version command lines as fresh processes (issue 11). `properties` runs the headline
 and a rate-limited run with `properties` set against DELETE answers without custom fields
 (issue 13): a snapshot GET before each DELETE, two requests per contact, both under the limit.
+`evidence` runs `evidence_bench.py` on DuckDB (issue 15: the chain's link at a run's end,
+`verify` and `redact` on a dataset of 1,000, 10,000 and 100,000 audit rows; no target).
 
-Run `.venv/bin/python bench/run_bench.py` (25-30 minutes) or `--quick` (about a minute); the
-tables go to `bench/results/last_run*.md` (and `.json`). `--profile` runs the headline
-configuration under py-spy instead; `--only` picks configurations; `--connector-env` measures a
-change of environment (e.g. one more package on PYTHONPATH) without touching the connector.
+Run `.venv/bin/python bench/run_bench.py` (25-30 minutes, and about 4 more for `evidence`) or
+`--quick` (about a minute); the tables go to `bench/results/last_run*.md` (and `.json`).
+`--profile` runs the headline configuration under py-spy instead; `--only` picks
+configurations; `--connector-env` measures a change of environment (e.g. one more package on
+PYTHONPATH) without touching the connector.
 
 This file is only the entry point (options, output files). The rest, one job a module:
 `harness` (processes and the machine), `sandbox_process` (a fresh sandbox per configuration),
-`measures` (figures read from what a run leaves), `runners` and `cli_start` (one runner per kind
-of configuration), `scenarios` (the table of configurations), `verdicts` (the targets),
-`render` (markdown and JSON), `gil_profile` (`--profile`).
+`measures` (figures read from what a run leaves), `runners`, `cli_start` and `evidence_bench`
+(one runner per kind of configuration), `scenarios` (the table of configurations), `verdicts`
+(the targets), `render` (markdown and JSON), `gil_profile` (`--profile`).
 """
 
 from __future__ import annotations

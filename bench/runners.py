@@ -70,6 +70,7 @@ class Config:
     # The connector's SOURCES__ROUTERA__PROPERTIES (a snapshot GET before each DELETE).
     properties: tuple[str, ...] = ()
     answer_fields: str = ""  # the sandbox's --answer-fields ("": its default, all)
+    sizes: tuple[int, ...] = ()  # the evidence bench's dataset sizes (audit rows)
 
 
 # ------------------------------------------------------------------------------ the connector

@@ -6,15 +6,17 @@ machine state: the headline with the ideal (N x latency / concurrency), the 2,00
 with the hand-written loop, the rate-limited run with the server's limit, the 100,000-contact
 queue's memory with the 10,000-contact one's, and the latency-0 run with one raw
 `pipeline.run()`; the chunk sizes and the bare httpx loop are diagnostics without a target.
-Issue 11 adds the CLI's start (help and version, no heavy imports). Issue 13 adds the
+Issue 11 adds the CLI's start (help and version, no heavy imports). Issue 15 adds the cost
+of the evidence features (`evidence_bench.py`: the chain's link, `verify`, `redact`) on a
+DuckDB dataset grown through the sizes of `evidence_sizes`; it has no target. Issue 13 adds the
 headline and the rate-limited run with `properties` set against a sandbox whose DELETE answers
 hold no custom field (`--answer-fields default`): a snapshot GET before each DELETE, so the
 ideal is two requests per contact and the limit counts both.
 
 `table(plan)` lists them in the order they run; `--only` picks rows by their `part`. Each row
-names its runner (one per kind, in `runners.py` and `cli_start.py`), its sizes (a `Config`),
-the `Results` field its result goes to, what its target compares it with, and whether it is
-measured again when other processes disturbed it.
+names its runner (one per kind, in `runners.py`, `cli_start.py` and `evidence_bench.py`), its
+sizes (a `Config`), the `Results` field its result goes to, what its target compares it with,
+and whether it is measured again when other processes disturbed it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 from bench import runners
 from bench.cli_start import CliStart, cli_start
+from bench.evidence_bench import EvidenceRun, evidence
 from bench.harness import Say, load_average, machine_info, quietest, wait_until_quiet
 from bench.runners import Ceiling, Config, ConnectorRun, RawLoad, Versus
 
@@ -61,6 +64,8 @@ class Plan:
     properties: tuple[str, ...] = ("lead_score", "company", "lifecycle_stage")
     properties_contacts: int = 10_000
     properties_rate_contacts: int = 1_500
+    # The evidence features' cost (issue 15): audit rows of the grown dataset at each step.
+    evidence_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
 
 
 FULL = Plan()
@@ -78,6 +83,7 @@ QUICK = Plan(
     cli_repeats=5,
     properties_contacts=1_000,
     properties_rate_contacts=150,
+    evidence_sizes=(200, 1_000),
 )
 
 PARTS = (
@@ -90,6 +96,7 @@ PARTS = (
     "ceiling",
     "cli-start",
     "properties",
+    "evidence",
 )
 
 
@@ -254,6 +261,14 @@ def table(plan: Plan) -> list[Scenario]:
             "properties_rate_limited",
             against="the server's limit (GETs and DELETEs together)",
         ),
+        Scenario(
+            "evidence",
+            f"evidence: link, verify and redact on DuckDB at {plan.evidence_sizes} audit rows",
+            evidence,
+            Config("evidence", sizes=plan.evidence_sizes),
+            "evidence",
+            retried=False,
+        ),
     ]
 
 
@@ -283,6 +298,7 @@ class Results:
     cli_start: CliStart | None = None
     properties_headline: ConnectorRun | None = None
     properties_rate_limited: ConnectorRun | None = None
+    evidence: EvidenceRun | None = None
 
     def connector_runs(self) -> list[ConnectorRun]:
         """Every connector run, in the order of the table."""
@@ -303,6 +319,8 @@ class Results:
         found = [f"{run.label}: {p}" for run in self.connector_runs() for p in run.problems()]
         if self.cli_start:
             found += [f"cli-start: {p}" for p in self.cli_start.problems()]
+        if self.evidence:
+            found += [f"evidence: {p}" for p in self.evidence.problems()]
         return found
 
     def keep(self, slot: str, value: Any) -> None:
