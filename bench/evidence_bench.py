@@ -35,9 +35,10 @@ asserts a time; the script checks only that the runs archived what they were giv
 `verify` says intact and that the redaction changed the contact's row.
 
 Usage: `.venv/bin/python bench/evidence_bench.py [--sizes 1000,10000,100000]
-[--destination duckdb] [--destination postgres] [--name s9-evidence]` (about 7 minutes for
-DuckDB at the default sizes on 2 cores). It prints the table, then one JSON line, and writes
-`results/NAME.md` and `results/NAME.json` (`--out` another folder).
+[--destination duckdb] [--destination postgres] [--name s9-evidence]` (about 5 minutes for
+DuckDB at the default sizes on 2 cores, 8 beside another test suite; PostgreSQL about 6 more).
+It prints the table, then one JSON line, and writes `results/NAME.md` and `results/NAME.json`
+(`--out` another folder).
 """
 
 from __future__ import annotations

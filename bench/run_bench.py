@@ -25,7 +25,7 @@ and a rate-limited run with `properties` set against DELETE answers without cust
 `evidence` runs `evidence_bench.py` on DuckDB (issue 15: the chain's link at a run's end,
 `verify` and `redact` on a dataset of 1,000, 10,000 and 100,000 audit rows; no target).
 
-Run `.venv/bin/python bench/run_bench.py` (25-30 minutes, and about 4 more for `evidence`) or
+Run `.venv/bin/python bench/run_bench.py` (25-30 minutes, and about 5 more for `evidence`) or
 `--quick` (about a minute); the tables go to `bench/results/last_run*.md` (and `.json`).
 `--profile` runs the headline configuration under py-spy instead; `--only` picks
 configurations; `--connector-env` measures a change of environment (e.g. one more package on

@@ -6,11 +6,15 @@ one audit row for each; the hand-written baseline archives its own contacts; the
 baseline loads what it is given; the server-side answer times that judge the rate limit count
 what the sandbox counts; a run with `properties` makes one snapshot GET per contact and keeps
 each configured field where the seeded contact holds it; the CLI start runs every command line
-it times and its import check reads python's report of imports; and the table of configurations
-gives each its own working directory. A broken benchmark would otherwise only show up as odd
-figures.
+it times and its import check reads python's report of imports; the evidence bench links each
+probe run, verifies intact and redacts one contact per redaction at each size; and the table of
+configurations gives each its own working directory. A broken benchmark would otherwise only
+show up as odd figures.
 """
 
+import json
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,6 +30,7 @@ from bench.cli_start import (
 )
 from bench.dry_run_1m import dry_run as bench_dry_run
 from bench.dry_run_1m import expected_counts
+from bench.harness import BENCH_DIR, clean_env
 from bench.measures import Stamp, api_window
 from bench.raw_load import archived_records, load
 from bench.render import render
@@ -126,6 +131,34 @@ def test_the_dry_run_bench_reports_the_plan_its_queue_implies(tmp_path: Path) ->
     assert result["problems"] == []
     assert result["plan_counts"] == expected_counts(rows)
     assert expected_counts(rows) == {"archive": 19_896, "duplicate": 201, "invalid": 3}
+
+
+def test_the_evidence_bench_links_verifies_and_redacts_at_each_size(tmp_path: Path) -> None:
+    """`bench/evidence_bench.py` at 60 and 150 audit rows, one measurement of each kind: what
+    its figures rest on (the sizes reached, each probe run linked with its own rows, verify
+    intact, one row redacted and the DuckDB file rewritten); the figures are not judged."""
+    command = [
+        sys.executable,
+        str(BENCH_DIR / "evidence_bench.py"),
+        *("--sizes", "60,150", "--probe", "20", "--probes", "1", "--verifies", "1"),
+        *("--redacts", "1", "--load-waits", "0", "--max-other", "99"),
+        *("--out", str(tmp_path), "--name", "smoke"),
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=clean_env(), timeout=240, check=False
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads((tmp_path / "smoke.json").read_text(encoding="utf-8"))
+    results = data["results"]
+    assert [r["audit_rows"] for r in results] == [60, 150]
+    for result in results:
+        assert [link["digested_rows"] for link in result["links"]] == [40]  # 20 rows + 20 logs
+        assert [check["intact"] for check in result["verifies"]] == [True]
+        (redaction,) = result["redacts"]
+        assert redaction["rows_changed"] == 1
+        assert redaction["bytes_before"] > 0 and redaction["bytes_after"] > 0
+    assert "| duckdb | 150 |" in (tmp_path / "smoke.md").read_text(encoding="utf-8")
 
 
 def test_raw_load_loads_every_record(tmp_path: Path) -> None:
