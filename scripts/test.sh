@@ -8,6 +8,7 @@ scripts/setup.sh
 .venv/bin/ruff format --check .
 .venv/bin/mypy                 # strict, over connector/ pipelines/ sandbox/ (pyproject.toml)
 .venv/bin/lint-imports --no-logo   # the layer contracts (pyproject.toml)
-# Two test processes, one file each at a time (module fixtures are built once); PYTEST_WORKERS=0
-# runs in one process (for -s, pdb or a single test).
-exec .venv/bin/pytest -q -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"
+# Three test processes on two cores (the e2e tests wait on processes and sockets), one file each
+# at a time (module fixtures are built once); PYTEST_WORKERS=0 runs in one process (for -s, pdb
+# or a single test).
+exec .venv/bin/pytest -q -n "${PYTEST_WORKERS:-3}" --dist loadfile "$@"

@@ -128,12 +128,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="also run the long versions of the crash and fault tests (marked slow)",
     )
+    parser.addoption(
+        "--run-integrations",
+        action="store_true",
+        default=False,
+        help="also run the integrations with other tools (tests/integration: dbt); CI does",
+    )
+
+
+# The integrations drive other tools for real (dbt in its own virtualenv): a minute or more
+# that the default suite's 10 minutes cannot hold; `.ci/run` passes --run-integrations.
+INTEGRATIONS = Path(__file__).parent / "integration"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--run-slow"):
-        return
     skip_slow = pytest.mark.skip(reason="long version: run with --run-slow")
+    skip_integration = pytest.mark.skip(
+        reason="an integration with another tool: run with --run-integrations (CI does)"
+    )
     for item in items:
-        if "slow" in item.keywords:
+        if "slow" in item.keywords and not config.getoption("--run-slow"):
             item.add_marker(skip_slow)
+        if INTEGRATIONS in Path(str(item.fspath)).parents and not config.getoption(
+            "--run-integrations"
+        ):
+            item.add_marker(skip_integration)

@@ -133,6 +133,9 @@ def test_the_dry_run_bench_reports_the_plan_its_queue_implies(tmp_path: Path) ->
     assert expected_counts(rows) == {"archive": 19_896, "duplicate": 201, "invalid": 3}
 
 
+# The bench's own run records the figures (bench/RESULTS.md); the redaction and the chain are
+# tested in tests/e2e/test_redact.py and test_verify.py: this only guards the script itself.
+@pytest.mark.slow
 def test_the_evidence_bench_links_verifies_and_redacts_at_each_size(tmp_path: Path) -> None:
     """`bench/evidence_bench.py` at 60 and 150 audit rows, one measurement of each kind: what
     its figures rest on (the sizes reached, each probe run linked with its own rows, verify
