@@ -2,23 +2,25 @@
 
 The rows to redact are chosen by record id (`contact_ids`), by request (`request_ids`) or by
 age (`older_than_days`, on `archived`). In each one the personal-data columns
-(`personal_fields`, by the API's field names; renamed custom fields by their column) are set
-to NULL, and inside `raw_response` and `snapshot_response` the value of each of those fields,
-at any depth, becomes `"[redacted]"`: every key and every other value stays. A value of a
-personal field long enough to be told from ordinary words (`MIN_ECHOED`) is also replaced
-where the same row or its outcomes quote it elsewhere (a note, an error body).
+(`personal_fields`, by the API's field names; renamed custom fields by their column, variant
+columns with them) are set to NULL, and inside `raw_response` and `snapshot_response` every
+value under those fields, at any depth, becomes `"[redacted]"`: every key and every other
+value stays. The person's e-mail addresses and phone numbers (`is_echoable`) are also
+replaced where the same row or its outcomes quote them; facts of the audit (`is_kept_field`)
+are never changed.
 
 A redaction is on the record, and in the chain: it is a run of mode `redact` in
-`archive_runs`, a row of `redactions` (who, when, why, which rows, which columns), and a link
-whose digests cover the redacted rows as they are now. `verify` takes a row's newest digest
-when a redaction chained it, so a recorded redaction is intact and any other change is not;
-the rows' `record_sha256` stay the hashes of the answers as loaded.
+`archive_runs`, a row of `redactions` (who, when, why, which rows, which columns, each row's
+hash as left), and a link whose digests cover the redacted rows as they are now. `verify`
+takes a row's newest digest when a redaction chained it, so a recorded redaction is intact
+and any other change is not; a row that no longer matched its digest before the redaction is
+redacted but not chained again (`unverified_rows`), so no earlier edit is laundered.
 
-Crash-safe in four steps: (1) an *intent* file in the pipeline folder names the rows (ids
-only, no personal data), fsynced before anything changes; (2) every change is one
-transaction; (3) the `redactions` row is loaded and (4) the link committed, as a run's; then
-the copies are cleaned (`dataset.leftovers`) and the intent removed. Killed at any point, the
-rows are either as they were or redacted, and the next `redact` finishes the intent first.
+Crash-safe: the changes and the `redactions` row are one transaction; the link follows. A
+redaction killed between the two is on record but unlinked: no other run adopts its rows
+(`chain.unfinished_redactions`) and the next `redact` or run links it (`finish_redactions`).
+A marker in the pipeline folder, written before the transaction, makes the next `redact`
+remove the copies (`dataset.leftovers`) if the first was stopped before it had.
 """
 
 import contextlib
