@@ -52,7 +52,6 @@ class _Server(uvicorn.Server):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-
     async def main_loop(self) -> None:
         """uvicorn's loop, looking for a stop every 10 ms instead of every 100 ms: the test
         suite starts and stops a sandbox hundreds of times, and each stop waited for a tick."""
