@@ -80,6 +80,17 @@ def _command(debug: bool, *, dlt_used: bool = True) -> Iterator[None]:
         yield
 
 
+def _chosen_format(given: str, *allowed: str) -> str:
+    """`--format`'s value, one of `allowed` in any case, or a ConfigurationError (exit 2)."""
+    from routera_archive.errors import ConfigurationError
+
+    chosen = given.strip().lower()
+    if chosen not in allowed:
+        names = ", ".join(allowed[:-1]) + f" or {allowed[-1]}"
+        raise ConfigurationError(f"--format {given!r}: use {names}")
+    return chosen
+
+
 def _queue_table(option: str | None) -> str:
     """`--queue-table`, else the `queue_table` setting (no credentials needed)."""
     from routera_archive.config import resolve_dataset_config
@@ -156,9 +167,7 @@ def run(
         from routera_archive_pipelines.factory import make_pipeline
         from routera_archive_pipelines.stopping import GracefulStop
 
-        chosen = output_format.strip().lower()
-        if chosen not in ("text", "json"):
-            raise ConfigurationError(f"--format {output_format!r}: use text or json")
+        chosen = _chosen_format(output_format, "text", "json")
         try:
             worker = None if shard is None else Shard.parse(shard)
         except ValueError as exc:
@@ -273,13 +282,10 @@ def status(
     """Pending and settled counts (by each request's latest outcome), and the last runs."""
     with _command(debug):
         from routera_archive.audit.status import dataset_status, status_dict
-        from routera_archive.errors import ConfigurationError
         from routera_archive_pipelines.console import print_json, print_status, stdout
         from routera_archive_pipelines.factory import make_pipeline
 
-        chosen = output_format.strip().lower()
-        if chosen not in ("text", "json"):
-            raise ConfigurationError(f"--format {output_format!r}: use text or json")
+        chosen = _chosen_format(output_format, "text", "json")
         table = _queue_table(queue_table)
         summary = dataset_status(make_pipeline(destination, dataset), queue_table=table)
         if chosen == "json":
@@ -305,14 +311,11 @@ def doctor(
     obtained), the API (one GET per type with properties), the destination and the queue
     table, the locks, the pipeline folder, and what a crash left. Exit codes as `run`."""
     with _command(debug):
-        from routera_archive.errors import ConfigurationError
         from routera_archive.run.doctor import diagnose
         from routera_archive_pipelines.console import print_diagnosis, print_json, stdout
         from routera_archive_pipelines.factory import make_pipeline
 
-        chosen = output_format.strip().lower()
-        if chosen not in ("text", "json"):
-            raise ConfigurationError(f"--format {output_format!r}: use text or json")
+        chosen = _chosen_format(output_format, "text", "json")
         found = diagnose(
             lambda: make_pipeline(destination, dataset), queue_table=queue_table, base_url=base_url
         )
@@ -355,23 +358,17 @@ def verify(
     """
     with _command(debug):
         from routera_archive.audit.verify import verify_dataset
-        from routera_archive.errors import ConfigurationError, ExitCode
-        from routera_archive_pipelines.console import print_verification, stdout
+        from routera_archive.errors import ExitCode
+        from routera_archive_pipelines.console import print_json, print_verification, stdout
         from routera_archive_pipelines.factory import make_pipeline
 
-        chosen = output_format.strip().lower()
-        if chosen not in ("text", "json"):
-            raise ConfigurationError(f"--format {output_format!r}: use text or json")
+        chosen = _chosen_format(output_format, "text", "json")
         pipeline = make_pipeline(destination, dataset)
         result = verify_dataset(pipeline, expect_head=expect_head)
         if record:
             _record_verdict(pipeline, result.as_dict())
         if chosen == "json":
-            import json
-            import sys
-
-            sys.stdout.write(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n")
-            sys.stdout.flush()
+            print_json(result.as_dict())
         else:
             print_verification(stdout(), result)
     raise typer.Exit(ExitCode.OK if result.intact else ExitCode.FAILED)
@@ -424,9 +421,7 @@ def evidence(
         from routera_archive_pipelines.factory import make_pipeline
         from routera_archive_pipelines.report_render import write_atomically
 
-        chosen = output_format.strip().lower()
-        if chosen not in ("text", "json", "html"):
-            raise ConfigurationError(f"--format {output_format!r}: use text, json or html")
+        chosen = _chosen_format(output_format, "text", "json", "html")
         if chosen == "html" and output is None:
             raise ConfigurationError("--format html needs --output FILE")
         if contact_id is not None and object_id is not None:
@@ -503,12 +498,10 @@ def redact(
         from routera_archive.dataset.redact import RedactionRequest
         from routera_archive.errors import ConfigurationError
         from routera_archive.run.retention import redact_dataset
-        from routera_archive_pipelines.console import print_redactions, stdout
+        from routera_archive_pipelines.console import print_json, print_redactions, stdout
         from routera_archive_pipelines.factory import dataset_folders, make_pipeline
 
-        chosen = output_format.strip().lower()
-        if chosen not in ("text", "json"):
-            raise ConfigurationError(f"--format {output_format!r}: use text or json")
+        chosen = _chosen_format(output_format, "text", "json")
         ids = [value.strip() for value in contact_id or [] if value.strip()]
         requests = [value.strip() for value in request_id or [] if value.strip()]
         config = resolve_dataset_config()
@@ -532,12 +525,7 @@ def redact(
                 "say what to redact: --contact-id, --request-id or --older-than"
             )
         if chosen == "json":
-            import json
-            import sys
-
-            payload = {"redactions": [item.summary() for item in done]}
-            sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
-            sys.stdout.flush()
+            print_json({"redactions": [item.summary() for item in done]})
         else:
             print_redactions(stdout(), done)
 
