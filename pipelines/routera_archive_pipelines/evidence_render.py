@@ -169,7 +169,7 @@ def render_html(evidence: Evidence) -> str:
 def print_evidence(console: Console, evidence: Evidence) -> None:
     """The same parts as tables on the terminal; nothing read as markup."""
     subject = ", ".join(f"{k} {v}" for k, v in evidence.subject.items())
-    console.print(Text(f"evidence for {subject}"), style="bold")
+    console.print(Text(display(f"evidence for {subject}")), style="bold")
     chain = evidence.chain
     state = "intact" if chain.get("intact") else f"NOT intact ({chain.get('finding_count')})"
     console.print(
@@ -177,7 +177,7 @@ def print_evidence(console: Console, evidence: Evidence) -> None:
         soft_wrap=True,
     )
     for note in evidence.notes:
-        console.print(Text(f"  note: {note}", style="yellow"))
+        console.print(Text(display(f"  note: {note}"), style="yellow"))
     parts = (
         ("requests", evidence.requests, REQUEST_COLUMNS),
         ("outcomes", evidence.outcomes, OUTCOME_COLUMNS[:-1]),

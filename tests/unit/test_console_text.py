@@ -39,3 +39,18 @@ def test_the_last_verify_tile_says_when_the_chain_has_grown_since() -> None:
         "intact at link 3 (now 5)"
     )
     assert _verdict([{"intact": False, "head": "b" * 64, "links": 5}], head) == "NOT intact"
+
+
+def test_evidence_on_the_terminal_shows_a_hostile_id_as_text() -> None:
+    from datetime import UTC, datetime
+
+    from routera_archive.audit.evidence import Evidence
+    from routera_archive_pipelines.evidence_render import print_evidence
+
+    out = StringIO()
+    found = Evidence({"request_id": "\x1b]0;owned\x07[red]r"}, "ds", "duckdb", datetime.now(UTC))
+    found.notes.append("no request for \x1b[2J this subject")
+    print_evidence(Console(file=out, force_terminal=False, width=200), found)
+    printed = out.getvalue()
+    assert "\x1b" not in printed and "\x07" not in printed
+    assert "\\x1b]0;owned\\x07[red]r" in printed
