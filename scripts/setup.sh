@@ -29,3 +29,20 @@ if [ "${SETUP_DBT:-1}" != 0 ]; then
     touch "$stamp"
   fi
 fi
+# The schedulers (SETUP_SCHEDULERS=1; scripts/test.sh --run-integrations sets it): each in its own
+# virtualenv with the project installed, at the versions scripts/constraints-schedulers.txt pins.
+if [ "${SETUP_SCHEDULERS:-0}" = 1 ]; then
+  for tool in dagster airflow; do
+    venv=".venv-$tool"
+    [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+    stamp="$venv/.installed-$(cat pyproject.toml scripts/constraints-schedulers.txt | sha1sum | cut -c1-16)"
+    if [ ! -f "$stamp" ]; then
+      echo "installing routera-archive[$tool] (scripts/constraints-schedulers.txt) into $venv ..." >&2
+      "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+      "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        -c scripts/constraints-schedulers.txt -e ".[$tool]"
+      rm -f "$venv"/.installed-*
+      touch "$stamp"
+    fi
+  done
+fi

@@ -3,6 +3,8 @@
 # (PostgreSQL tests skip if no server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# --run-integrations also needs the schedulers' virtualenvs (minutes to install, once).
+case " $* " in *" --run-integrations "*) export SETUP_SCHEDULERS=1 ;; esac
 scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

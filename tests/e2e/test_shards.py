@@ -132,6 +132,9 @@ def test_workers_split_one_queue_each_request_handled_once(
     assert {(count, runs) for _, count, runs in per_request} == {(1, 1)}
     runs = sql(f'SELECT COUNT(DISTINCT run_id) FROM "{dataset}".archive_log')
     assert runs == [(WORKERS,)]
+    # Each run's row says which worker it was.
+    shards = sql(f"SELECT shard FROM \"{dataset}\".archive_runs WHERE mode = 'run' ORDER BY 1")
+    assert shards == [(f"{index}/{WORKERS}",) for index in range(WORKERS)]
     audit = sql(f'SELECT COUNT(*), COUNT(DISTINCT id) FROM "{dataset}".contact_archives')
     assert audit == [(len(ids), len(ids))]
 

@@ -58,6 +58,10 @@ class Shard:
         if self.count < 1 or not 0 <= self.index < self.count:
             raise ValueError(f"shard {self.index}/{self.count}: need 0 <= I < N")
 
+    def __str__(self) -> str:
+        """`I/N`, as the CLI takes it and `archive_runs.shard` and the lock record it."""
+        return f"{self.index}/{self.count}"
+
     @classmethod
     def parse(cls, text: str) -> "Shard":
         """`I/N`, as the CLI takes it (`0/4` … `3/4`)."""
@@ -83,6 +87,7 @@ class Shard:
 
     @property
     def label(self) -> str:
+        """`IofN`: the shard in a name (its pipeline's, its staging dataset's)."""
         return f"{self.index}of{self.count}"
 
 

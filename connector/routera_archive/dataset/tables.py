@@ -117,6 +117,7 @@ RUNS_COLUMNS: dict[str, TColumnSchema] = {
     "started_at": {"data_type": "timestamp"},
     "finished_at": {"data_type": "timestamp"},
     "mode": {"data_type": "text"},
+    "shard": {"data_type": "text"},
     "exit_code": {"data_type": "bigint"},
     "outcome": {"data_type": "text"},
     "pending_at_start": {"data_type": "bigint"},

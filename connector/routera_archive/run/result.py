@@ -34,6 +34,8 @@ class RunReport:
     destination: str
     dataset: str
     finished_at: datetime | None = None
+    # The worker's share of the queue ("1/4"), None for a run of the whole queue.
+    shard: str | None = None
     pending_at_start: int | None = None
     guardrail: str = "not checked"
     counts: Counter[str] = field(default_factory=Counter)
@@ -147,6 +149,7 @@ class RunReport:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "mode": self.mode,
+            "shard": self.shard,
             "exit_code": self.exit_code,
             "outcome": self.outcome,
             "pending_at_start": self.pending_at_start,

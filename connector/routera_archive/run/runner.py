@@ -152,6 +152,7 @@ class ArchiveRun:
             base_url=config.base_url,
             destination=pipeline.destination.destination_name if pipeline.destination else "?",
             dataset=pipeline.dataset_name,
+            shard=None if self.options.shard is None else str(self.options.shard),
             pipeline_name=pipeline.pipeline_name,
             pipeline_folder=str(pipeline.working_dir),
         )
@@ -190,7 +191,7 @@ class ArchiveRun:
         report = self.report
         lock = RunLock(Path(self.pipeline.working_dir) / "run.lock", report.run_id)
         shard = self.options.shard
-        shard_label = None if shard is None else f"{shard.index}/{shard.count}"
+        shard_label = None if shard is None else str(shard)
         try:
             lock.acquire()
             try:
