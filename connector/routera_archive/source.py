@@ -1,35 +1,64 @@
-"""The dlt-native source: `routera_archive(requests)` archives the given requests while dlt
-extracts, for users who compose their own pipelines. It writes the same tables as a run
+"""The dlt-native source, for users who compose their own pipelines.
+
+`routera_archive()` drains the queue table of the pipeline it runs in, with every guarantee of
+the CLI's run: it *is* that run (`run.runner.ArchiveRun`), whose rows go to this extract instead
+of loads of its own (`run.delivery`). `routera_archive(requests)` archives the given requests
+and nothing else (no queue, lock or journal). Both write the same tables as a run
 (`routera_archive.dataset.tables`).
 """
 
+import copy
+import logging
+import queue as handoff_queue
+import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
 import dlt
 from dlt.common.configuration import configspec
 from dlt.common.configuration.specs import BaseConfiguration
+from dlt.common.schema.typing import TColumnSchema
 from dlt.extract.resource import DltResource
+from dlt.pipeline import trace as dlt_trace
 
 from routera_archive.calls.archiver import archive_concurrently
 from routera_archive.config import RouteraSourceConfig, as_resolved
 from routera_archive.dataset.fields import FieldColumnsByType
-from routera_archive.dataset.queue import DERIVED_REQUEST_PREFIX
+from routera_archive.dataset.queue import DERIVED_REQUEST_PREFIX, Shard
 from routera_archive.dataset.rows import audit_row, log_row
 from routera_archive.dataset.tables import (
+    FIELDS_COLUMNS,
+    FIELDS_KEY,
     HOLD_BACK_CONTRACT,
     INSERT_ONLY,
     LOG_COLUMNS,
+    RUNS_COLUMNS,
+    AuditRows,
     archives_columns,
+    unmade_archives,
 )
-from routera_archive.errors import GuardrailRefused
+from routera_archive.errors import ExitCode, GuardrailRefused
 from routera_archive.http.client import RouteraClient
 from routera_archive.models import ArchiveOutcome, ArchiveRequest
-from routera_archive.names import ARCHIVES_TABLE, LOG_TABLE, SOURCE_NAME
+from routera_archive.names import (
+    ARCHIVES_TABLE,
+    FIELDS_TABLE,
+    LOG_TABLE,
+    RUNS_TABLE,
+    SOURCE_NAME,
+)
 from routera_archive.objects import ObjectType
 from routera_archive.run.guardrails import max_archives_verdict, probe_accounts, share_verdict
+from routera_archive.run.result import RunReport
+from routera_archive.run.runner import ArchiveRun, RunOptions
+
+logger = logging.getLogger(__name__)
+
+# The resource that drains the queue (its rows go to the audit tables by their hints).
+DRAIN_RESOURCE = "archive_run"
 
 
 @configspec
@@ -41,12 +70,29 @@ class ResolvedInTheSource(BaseConfiguration):
 
 @dlt.source(name=SOURCE_NAME, section=SOURCE_NAME, max_table_nesting=0, spec=ResolvedInTheSource)
 def routera_archive(
-    requests: Iterable[ArchiveRequest | str],
+    requests: Iterable[ArchiveRequest | str] | None = None,
     config: RouteraSourceConfig | None = None,
     run_id: str | None = None,
     force: bool = False,
-) -> tuple[DltResource, DltResource]:
-    """Archive `requests` (request objects or bare contact ids) while dlt extracts.
+    dry_run: bool = False,
+    limit: int | None = None,
+    max_archives: int | None = None,
+    shard: str | None = None,
+) -> tuple[DltResource, ...]:
+    """With no `requests`: drain the queue of the pipeline this source runs in.
+
+    `dlt.pipeline(destination=..., dataset_name=...).run(routera_archive())` is one run of the
+    CLI's (`routera-archive run`) on that destination and dataset, with all of its guarantees:
+    the dataset's lock, a crashed run's journal loaded first, the pending SQL, duplicates and
+    invalid ids settled without a call, the guardrails, every outcome journaled before it is
+    handed to the extract, and the run's row in `archive_runs`. `force`, `dry_run`, `limit`,
+    `shard` (`"I/N"`) and `max_archives` are the CLI's options of the same names. A run that
+    archived nothing because it could not or may not (a guardrail's refusal, another run holding
+    the dataset, bad settings) raises its typed error (`GuardrailRefused`, `RunLockedError`,
+    `ConfigurationError`: dlt wraps it in PipelineStepFailed) and sends no DELETE. What one
+    `pipeline.run()` cannot give is in the README ("The dlt source").
+
+    With `requests` (request objects or bare contact ids): archive those while dlt extracts.
 
     Settings come from `[sources.routera]` and `SOURCES__ROUTERA__*`, read as the CLI and the
     runner read them; to set values in code, pass `config`: `resolve_source_config(rps=10)`
@@ -63,6 +109,18 @@ def routera_archive(
     GET recovers each record (`recovered = true`). The CLI's runner adds the rest.
     """
     settings = as_resolved(config)
+    if max_archives is not None:  # on a copy: the caller's settings stay as they are
+        settings = copy.copy(settings)
+        settings.max_archives = max_archives
+        settings.validate()
+    if requests is None:
+        options = RunOptions(
+            dry_run=dry_run,
+            limit=limit,
+            force=force,
+            shard=None if shard is None else Shard.parse(shard),
+        )
+        return (drain_queue(settings, options),)
     client_config = settings.client_config()
     wanted = [as_request(item) for item in requests]
     # Per type, as the run's share check counts (a request that names no type is not called).
@@ -129,3 +187,163 @@ def as_request(item: ArchiveRequest | str) -> ArchiveRequest:
     if isinstance(item, ArchiveRequest):
         return item
     return ArchiveRequest(request_id=f"{DERIVED_REQUEST_PREFIX}{item}", object_id=item)
+
+
+def drain_queue(settings: RouteraSourceConfig, options: RunOptions) -> DltResource:
+    """The run, as one resource: it runs in a thread of its own while the extract takes what it
+    hands over, each row marked for its table."""
+
+    @dlt.resource(name=DRAIN_RESOURCE, max_table_nesting=0)
+    def archive_run() -> Iterator[Any]:
+        pipeline = dlt.current.pipeline()
+        # Every type's table from a dataset's first load on, as the runner's loads make them.
+        delivery = ExtractDelivery(unmade_archives(pipeline), pipeline)
+        run = ArchiveRun(pipeline, settings, options, delivery=delivery)
+
+        def execute() -> None:
+            try:
+                delivery.finish(run.execute())
+            except BaseException as exc:  # execute reports every error; this is a bug's
+                delivery.finish(exc)
+
+        worker = threading.Thread(target=execute, name="routera-archive-run", daemon=True)
+        worker.start()
+        try:
+            yield from delivery.items()
+        finally:
+            # Closed early (the extract failed elsewhere): the run stops sending DELETEs, and
+            # what it archived stays in its journal for the next run.
+            run.stop.set()
+            worker.join()
+        report = delivery.report
+        failure = run.failed_with
+        if report is not None and failure is not None and _archived_nothing(report):
+            raise failure
+
+    return archive_run
+
+
+@dataclass(frozen=True)
+class _Finished:
+    outcome: "RunReport | BaseException"
+
+
+class ExtractDelivery:
+    """A run's rows, handed from its thread to the extract's generator (`run.delivery`)."""
+
+    def __init__(
+        self, unmade: Collection[ObjectType] = (), pipeline: dlt.Pipeline | None = None
+    ) -> None:
+        self._items: handoff_queue.Queue[list[Any] | _Finished] = handoff_queue.Queue()
+        self.report: RunReport | None = None
+        self._pipeline = pipeline
+        # Types whose table the dataset does not have yet: made empty with the first rows.
+        self._unmade = set(unmade)
+
+    def audit_rows(self, rows: AuditRows, hold_back: bool) -> None:
+        items: list[Any] = []
+        for kind in sorted(self._unmade - set(rows.archives), key=list(ObjectType).index):
+            empty = dlt.mark.make_hints(table_name=kind.table, columns=archives_columns(kind))
+            marker = dlt.mark.materialize_table_schema()
+            items.append(dlt.mark.with_hints(marker, empty, create_table_variant=True))
+        self._unmade.clear()
+        for kind, records in rows.archives.items():
+            contract = HOLD_BACK_CONTRACT if hold_back else None
+            items += _for_table(records, kind.table, "id", archives_columns(kind), contract)
+        items += _for_table(rows.log, LOG_TABLE, "outcome_id", LOG_COLUMNS)
+        items += _for_table(rows.fields, FIELDS_TABLE, FIELDS_KEY, FIELDS_COLUMNS)
+        self._items.put(items)
+
+    def run_row(self, row: dict[str, Any]) -> None:
+        self._items.put(_for_table([row], RUNS_TABLE, "run_id", RUNS_COLUMNS))
+
+    def keep_locks(self, release: Callable[[], None]) -> bool:
+        """Held until dlt ends this pipeline's traced step (`run`, or `extract` alone): its
+        load is over then, or failed. Without dlt's runtime trace there is no such moment to
+        wait for: released now, and a run started before the load ends may call again what
+        this one archived (it finds the requests pending; its DELETE answers 404)."""
+        pipeline = self._pipeline
+        if pipeline is None or not pipeline.config.enable_runtime_trace:
+            return False
+        RELEASE_AFTER_TRACE.hold(pipeline, release)
+        return True
+
+    def finish(self, outcome: "RunReport | BaseException") -> None:
+        self._items.put(_Finished(outcome))
+
+    def items(self) -> Iterator[Any]:
+        """Every row handed over, until the run ends; a bug in the run is raised here."""
+        while True:
+            taken = self._items.get()
+            if isinstance(taken, _Finished):
+                if isinstance(taken.outcome, BaseException):
+                    raise taken.outcome
+                self.report = taken.outcome
+                return
+            yield from taken
+
+
+def _for_table(
+    rows: list[dict[str, Any]],
+    table: str,
+    key: str | tuple[str, ...],
+    columns: dict[str, TColumnSchema],
+    contract: Any = None,
+) -> list[Any]:
+    """Rows marked for `table` with the hints the runner's loads give it (`tables.insert_only`)."""
+    if not rows:
+        return []
+    hints = dlt.mark.make_hints(
+        table_name=table,
+        write_disposition=INSERT_ONLY,
+        primary_key=list(key) if isinstance(key, tuple) else key,
+        columns=columns,
+    )
+    if contract is not None:
+        hints["schema_contract"] = contract
+    return [dlt.mark.with_hints(row, hints, create_table_variant=True) for row in rows]
+
+
+def _archived_nothing(report: RunReport) -> bool:
+    """A run that ended before any outcome: refused, locked, misconfigured."""
+    return report.exit_code != ExitCode.OK and not report.counts
+
+
+class ReleaseAfterTrace:
+    """dlt's tracking hook (`dlt.pipeline.trace.TRACKING_MODULES`, "plug in your own tracking
+    modules here"): dlt calls `on_end_trace` when a pipeline's outermost step ends, after its
+    load (or its failure). The locks of the runs handed to that pipeline's extract are released
+    then."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, list[Callable[[], None]]] = {}
+        self._guard = threading.Lock()
+
+    def hold(self, pipeline: dlt.Pipeline, release: Callable[[], None]) -> None:
+        with self._guard:
+            if self not in dlt_trace.TRACKING_MODULES:
+                dlt_trace.TRACKING_MODULES.append(self)
+            self._held.setdefault(id(pipeline), []).append(release)
+
+    def on_start_trace(self, trace: Any, step: Any, pipeline: Any) -> None:
+        pass
+
+    def on_start_trace_step(self, trace: Any, step: Any, pipeline: Any) -> None:
+        pass
+
+    def on_end_trace_step(
+        self, trace: Any, step: Any, pipeline: Any, step_info: Any, send_state: bool
+    ) -> None:
+        pass
+
+    def on_end_trace(self, trace: Any, pipeline: Any, send_state: bool) -> None:
+        with self._guard:
+            releases = self._held.pop(id(pipeline), [])
+        for release in releases:
+            try:
+                release()
+            except Exception as exc:  # a lock's end must not fail the user's pipeline
+                logger.warning("could not release the dataset's lock: %s", exc)
+
+
+RELEASE_AFTER_TRACE = ReleaseAfterTrace()

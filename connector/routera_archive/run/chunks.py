@@ -24,6 +24,7 @@ from routera_archive.dataset.tables import (
 from routera_archive.errors import LocalStorageError, LockLostError, RouteraArchiveError
 from routera_archive.journal import OutcomeJournal
 from routera_archive.models import ArchiveOutcome, Status
+from routera_archive.run.delivery import RowDelivery
 from routera_archive.run.failures import typed_error
 from routera_archive.run.result import MAX_FAILURES_KEPT, RunObserver, RunReport
 
@@ -94,8 +95,11 @@ class ChunkSink:
         columns: FieldColumnsByType,
         hold_back: bool,
         may_load: Callable[[], bool] = lambda: True,
+        delivery: RowDelivery | None = None,
     ) -> None:
         self.columns = columns
+        # Where chunks go instead of a load of their own (see run.delivery); None: loaded.
+        self.delivery = delivery
         # False once the run lost its dataset's lock to another run (run.lock_watch): then
         # nothing more is loaded and the journal keeps the outcomes for the next run.
         self.may_load = may_load
@@ -176,6 +180,14 @@ class ChunkSink:
         merges on `outcome_id` and `id` make that harmless."""
         rows = build_audit_rows(chunk, self.report.run_id, self.columns)
         self._note_fields(rows)
+        if self.delivery is not None:
+            # Handed to the extract: in the destination only once its pipeline loads, so none
+            # is `loaded` (the run keeps remembering the records it sent).
+            await asyncio.get_running_loop().run_in_executor(
+                self._loader, self.delivery.audit_rows, rows, self.hold_back
+            )
+            self.observer.on_loaded(len(chunk))
+            return
         for attempt in range(1, LOAD_ATTEMPTS + 1):
             try:
                 info, held_back = await asyncio.get_running_loop().run_in_executor(

@@ -84,6 +84,7 @@ from routera_archive.models import ArchiveOutcome, ArchiveRequest, Status, with_
 from routera_archive.names import FIELDS_TABLE, LOG_TABLE, RUNS_TABLE
 from routera_archive.objects import ObjectType
 from routera_archive.run.chunks import ChunkSink, load_rows
+from routera_archive.run.delivery import RowDelivery
 from routera_archive.run.failures import is_unexpected, stopped_by, typed_error
 from routera_archive.run.guardrails import (
     ListObjects,
@@ -136,8 +137,12 @@ class ArchiveRun:
         stop: threading.Event | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], datetime] | None = None,
+        delivery: RowDelivery | None = None,
     ) -> None:
         self.pipeline = pipeline
+        # A run inside a dlt user's pipeline.run(): its rows go to that extract, not to loads
+        # of its own (see run.delivery); None for the CLI's run.
+        self.delivery = delivery
         # What `redact_after_days` counts from (tests move it).
         self.clock = clock or (lambda: datetime.now(UTC))
         self.config = as_resolved(config)
@@ -175,6 +180,11 @@ class ArchiveRun:
         self._lock_watch: LockWatch | None = None
         # The error the run stopped on, if any.
         self._failed_with: RouteraArchiveError | None = None
+
+    @property
+    def failed_with(self) -> RouteraArchiveError | None:
+        """The error the run stopped on (its report holds its words and exit code)."""
+        return self._failed_with
 
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunReport:
@@ -230,8 +240,15 @@ class ArchiveRun:
         finally:
             self._kept_open.release()
             watch.stop()
-            shared_lock.release()
-            lock.release()
+
+            def release() -> None:
+                shared_lock.release()
+                lock.release()
+
+            # Handed to an extract, its rows are loaded after the run: the extract's owner
+            # releases the locks once they are (see run.delivery).
+            if self.delivery is None or not self.delivery.keep_locks(release):
+                release()
         return report
 
     def _spawn_worker(self) -> SpawnedWorker | None:
@@ -335,7 +352,8 @@ class ArchiveRun:
     def _finish_previous_run(self) -> None:
         """Load what an interrupted run left, before anything decides what is pending."""
         pipeline = self.pipeline
-        if pipeline.has_pending_data:
+        # In a user's pipeline.run(), dlt loaded any pending package before the extract began.
+        if self.delivery is None and pipeline.has_pending_data:
             logger.info("loading the packages a previous run left unloaded")
             try:
                 load_pending_packages(pipeline)
@@ -386,10 +404,18 @@ class ArchiveRun:
                     len(missing),
                 )
                 rows = build_audit_rows(missing, run_id, self.columns)
-                _, held_back = load_rows(pipeline, rows, self.hold_back)
-                if held_back is not None:
-                    self.report.note_held_back([str(r["id"]) for r in rows.records], held_back)
+                if self.delivery is not None:
+                    self.delivery.audit_rows(rows, self.hold_back)
+                else:
+                    _, held_back = load_rows(pipeline, rows, self.hold_back)
+                    if held_back is not None:
+                        self.report.note_held_back([str(r["id"]) for r in rows.records], held_back)
                 self.report.replayed_from_journal += len(missing)
+            elif self.delivery is not None:
+                # Every outcome of it is in the destination; a run that links nothing (the
+                # source's) has no link to wait for before removing it.
+                path.unlink(missing_ok=True)
+                continue
             self._replayed.append((run_id, path))
 
     def _carry_snapshots(self, path: Path) -> None:
@@ -543,6 +569,7 @@ class ArchiveRun:
             columns=self.columns,
             hold_back=self.hold_back,
             may_load=self._may_load,
+            delivery=self.delivery,
         )
         self.observer.on_start(report, to_handle)
         handled: dict[RecordKey, str] = {}
@@ -637,7 +664,9 @@ class ArchiveRun:
                     f"types queued after this run checked its types at its start "
                     f"({', '.join(sorted(unchecked))}); no call was made for them"
                 )
-            if sink.load_error is None and not keep_journal:
+            # Handed to an extract, the outcomes are in the destination only after this run:
+            # the journal stays for the next run, which removes it once it finds them there.
+            if sink.load_error is None and not keep_journal and self.delivery is None:
                 journal.discard()
         finally:
             await caller.aclose()
@@ -736,6 +765,10 @@ class ArchiveRun:
             )
             return
         row = report.run_row()
+        if self.delivery is not None:
+            # Linked by the next run of the CLI, which adopts the runs no link covers.
+            self.delivery.run_row(row)
+            return
         try:
             report.chain = link_run(
                 self.pipeline, row, linked_runs_replayed=[run for run, _ in self._replayed]
@@ -796,6 +829,8 @@ class ArchiveRun:
         report = self.report
         days = self.config.redact_after_days
         if days is None or self.options.dry_run or self.options.shard is not None:
+            return
+        if self.delivery is not None:  # its rows are not in the destination yet
             return
         if report.chain is None or report.exit_code not in (ExitCode.OK, ExitCode.FAILED):
             return

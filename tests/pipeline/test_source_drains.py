@@ -1,0 +1,165 @@
+"""`pipeline.run(routera_archive())` in a dlt user's own pipeline drains that dataset's queue,
+with the run's guarantees, on DuckDB and PostgreSQL: a queue made by SQL, each record archived
+once, a second run sends no DELETE, a guardrail's refusal raises and sends nothing."""
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from routera_archive.dataset.lock import dataset_lock
+from routera_archive.errors import GuardrailRefused, RunLockedError
+from routera_archive.source import routera_archive
+from routera_archive_sandbox import SandboxServer
+from tests.conftest import source_config
+from tests.pipeline.test_run import active_ids, deletes, query
+
+
+@pytest.fixture
+def user_pipeline(destination: str, tmp_path: Path) -> Iterator[dlt.Pipeline]:
+    """A pipeline as a dlt user makes one: their own name, folder and dataset."""
+    dataset = f"ra_user_{uuid.uuid4().hex[:8]}"
+    target: Any = (
+        dlt.destinations.duckdb(str(tmp_path / "user.duckdb"))
+        if destination == "duckdb"
+        else "postgres"
+    )
+    pipe = dlt.pipeline(
+        pipeline_name=f"my_pipeline_{uuid.uuid4().hex[:6]}",
+        destination=target,
+        dataset_name=dataset,
+        pipelines_dir=str(tmp_path / "my_pipelines"),
+    )
+    yield pipe
+    if destination == "postgres":
+        with pipe.sql_client() as client:
+            for name in (dataset, f"{dataset}_staging"):
+                client.execute_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def queue_by_sql(pipeline: dlt.Pipeline, ids: list[str]) -> None:
+    """The queue an analytics engineer's own SQL makes: a schema, a table, rows."""
+    with pipeline.sql_client() as client:
+        client.create_dataset()
+        table = client.make_qualified_table_name("archive_queue")
+        client.execute_sql(
+            f"CREATE TABLE {table} (request_id TEXT, contact_id TEXT, requested_by TEXT, "
+            "reason TEXT)"
+        )
+        for number, contact_id in enumerate(ids):
+            client.execute_sql(
+                f"INSERT INTO {table} VALUES (%s, %s, 'dbt', 'gdpr')", f"r{number}", contact_id
+            )
+
+
+def test_the_source_drains_the_queue_once_and_a_second_run_sends_nothing(
+    user_pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    ids = active_ids(sandbox_server, 12)
+    queue_by_sql(user_pipeline, [*ids, ids[0], "no-such-id"])
+    config = source_config(sandbox_server)
+
+    user_pipeline.run(routera_archive(config=config))
+
+    assert deletes(sandbox_server) == 13  # 12 records and the unknown id, once each
+    assert set(sandbox_server.state.stats()["deletes_succeeded"].values()) == {1}
+    statuses = query(
+        user_pipeline,
+        "SELECT status, COUNT(*) FROM {dataset}.archive_log GROUP BY 1 ORDER BY 1",
+    )
+    assert statuses == [("archived", 12), ("duplicate", 1), ("not_found", 1)]
+    audit = query(user_pipeline, "SELECT id, requested_by, reason FROM {dataset}.contact_archives")
+    assert sorted(audit) == sorted((cid, "dbt", "gdpr") for cid in ids)
+    runs = query(user_pipeline, "SELECT mode, exit_code, counts FROM {dataset}.archive_runs")
+    assert [(mode, code) for mode, code, _ in runs] == [("run", 0)]
+
+    user_pipeline.run(routera_archive(config=config))
+
+    assert deletes(sandbox_server) == 13
+    assert len(query(user_pipeline, "SELECT run_id FROM {dataset}.archive_runs")) == 2
+    logged = query(user_pipeline, "SELECT COUNT(*) FROM {dataset}.archive_log")
+    assert logged == [(14,)]
+
+
+def test_over_max_archives_the_source_raises_and_sends_nothing(
+    user_pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    queue_by_sql(user_pipeline, active_ids(sandbox_server, 5))
+    before = sandbox_server.state.stats()["totals"]["requests"]
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        user_pipeline.run(routera_archive(config=source_config(sandbox_server), max_archives=3))
+
+    cause = failed.value.__cause__
+    while cause is not None and not isinstance(cause, GuardrailRefused):
+        cause = cause.__cause__
+    assert isinstance(cause, GuardrailRefused), failed.value
+    assert "max_archives" in str(cause)
+    assert sandbox_server.state.stats()["totals"]["requests"] == before  # not even a token
+    assert deletes(sandbox_server) == 0
+
+    user_pipeline.run(routera_archive(config=source_config(sandbox_server), force=True))
+    assert deletes(sandbox_server) == 5
+
+
+def test_every_type_gets_its_table_and_its_records_whatever_the_chunks(
+    user_pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    contacts = active_ids(sandbox_server, 3)
+    companies = sandbox_server.state.object_ids("companies", include_archived=False)[:2]
+    with user_pipeline.sql_client() as client:
+        client.create_dataset()
+        table = client.make_qualified_table_name("archive_queue")
+        client.execute_sql(f"CREATE TABLE {table} (object_type TEXT, object_id TEXT)")
+        for kind, ids in (("contacts", contacts), ("companies", companies)):
+            for object_id in ids:
+                client.execute_sql(f"INSERT INTO {table} VALUES (%s, %s)", kind, object_id)
+
+    # One outcome a chunk: the first chunks' rows make the empty tables of the other types.
+    user_pipeline.run(routera_archive(config=source_config(sandbox_server, chunk_size=1)))
+
+    archived = {
+        table: sorted(row[0] for row in query(user_pipeline, f"SELECT id FROM {{dataset}}.{table}"))
+        for table in ("contact_archives", "company_archives", "deal_archives", "ticket_archives")
+    }
+    assert archived == {
+        "contact_archives": sorted(contacts),
+        "company_archives": sorted(companies),
+        "deal_archives": [],
+        "ticket_archives": [],
+    }
+    assert deletes(sandbox_server) == 5
+
+
+def test_the_dataset_stays_locked_until_the_rows_are_loaded(
+    user_pipeline: dlt.Pipeline, sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the extract and the load the requests are still pending in the destination: a
+    run let in then would call them again. The lock is held until dlt's run ends."""
+    queue_by_sql(user_pipeline, active_ids(sandbox_server, 3))
+    seen_at_load: list[str] = []
+    load = dlt.Pipeline.load
+
+    def load_and_probe(self: dlt.Pipeline, *args: Any, **kwargs: Any) -> Any:
+        probe = dataset_lock(self, "probe", None)
+        try:
+            probe.acquire()
+        except RunLockedError as exc:
+            seen_at_load.append(str(exc))
+        else:
+            probe.release()
+            seen_at_load.append("free")
+        return load(self, *args, **kwargs)
+
+    monkeypatch.setattr(dlt.Pipeline, "load", load_and_probe)
+    user_pipeline.run(routera_archive(config=source_config(sandbox_server)))
+
+    assert len(seen_at_load) == 1 and "another run holds" in seen_at_load[0], seen_at_load
+    after = dataset_lock(user_pipeline, "after", None)
+    after.acquire()  # free once the run is over
+    after.release()
+    assert deletes(sandbox_server) == 3
