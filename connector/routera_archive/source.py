@@ -14,12 +14,15 @@ import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 from uuid import uuid4
 
 import dlt
 from dlt.common.configuration import configspec
+from dlt.common.configuration.container import Container
 from dlt.common.configuration.specs import BaseConfiguration
+from dlt.common.pipeline import PipelineContext
 from dlt.common.schema.typing import TColumnSchema
 from dlt.extract.resource import DltResource
 from dlt.pipeline import trace as dlt_trace
@@ -27,6 +30,8 @@ from dlt.pipeline import trace as dlt_trace
 from routera_archive.calls.archiver import archive_concurrently
 from routera_archive.config import RouteraSourceConfig, as_resolved
 from routera_archive.dataset.fields import FieldColumnsByType
+from routera_archive.dataset.loading import resume_pending_packages
+from routera_archive.dataset.lock import RunLock
 from routera_archive.dataset.queue import DERIVED_REQUEST_PREFIX, Shard
 from routera_archive.dataset.rows import audit_row, log_row
 from routera_archive.dataset.tables import (
@@ -114,6 +119,9 @@ def routera_archive(
         settings.max_archives = max_archives
         settings.validate()
     if requests is None:
+        context = Container()[PipelineContext]
+        if context.is_active():  # dlt.current.pipeline() would make a default pipeline
+            finish_pending_packages(cast(dlt.Pipeline, context.pipeline()))
         options = RunOptions(
             dry_run=dry_run,
             limit=limit,
@@ -187,6 +195,24 @@ def as_request(item: ArchiveRequest | str) -> ArchiveRequest:
     if isinstance(item, ArchiveRequest):
         return item
     return ArchiveRequest(request_id=f"{DERIVED_REQUEST_PREFIX}{item}", object_id=item)
+
+
+def finish_pending_packages(pipeline: dlt.Pipeline) -> None:
+    """Load the packages a killed run of this pipeline left, as the runner does, under the
+    pipeline folder's lock: dlt's run() would resume them by itself, but then return without
+    extracting, and its resume can load rows twice or, after a kill inside normalize's commit,
+    fail for ever (`dataset.loading.load_pending_packages` closes both). The source's run
+    collapses such rows again in case a package was resumed by dlt alone (a source made before
+    its pipeline was active)."""
+    if not pipeline.has_pending_data:
+        return
+    lock = RunLock(Path(pipeline.working_dir) / "run.lock", f"source-{uuid4().hex[:8]}")
+    lock.acquire()
+    try:
+        logger.info("loading the packages a previous run left unloaded")
+        resume_pending_packages(pipeline)
+    finally:
+        lock.release()
 
 
 def drain_queue(settings: RouteraSourceConfig, options: RunOptions) -> DltResource:

@@ -11,6 +11,7 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
+from routera_archive.dataset.destination import is_data_failure, refusal_reason
 from routera_archive.names import FIELDS_TABLE, LOG_TABLE, RUNS_TABLE, SOURCE_NAME
 from routera_archive.objects import ObjectType
 
@@ -82,15 +83,45 @@ def load_pending_packages(pipeline: dlt.Pipeline) -> None:
       runs the INSERT again and the merge inserts both copies. Identical rows share `_dlt_id`;
       they are collapsed back to one.
     """
+    drop_stale_extracted_copies(pipeline)
+    pipeline.normalize()
+    pipeline.load()
+    collapse_reloaded_rows(pipeline)
+
+
+def resume_pending_packages(pipeline: dlt.Pipeline) -> bool:
+    """Load what an interrupted run of `pipeline` left (`load_pending_packages`); True when a
+    package had to be aborted instead.
+
+    A package whose rows the destination refuses never loads, and would stop every later run
+    right here. Its outcomes are in their run's journal (a journal stays until all of its
+    outcomes are loaded) and the run loads them from there, fields held back if need be; only a
+    run row with no outcome in it can be lost this way.
+    """
+    try:
+        load_pending_packages(pipeline)
+    except Exception as exc:
+        if not is_data_failure(exc):
+            raise
+        logger.warning(
+            "aborting a package the destination refuses (%s); its outcomes are loaded from "
+            "their journal",
+            refusal_reason(exc),
+        )
+        pipeline.abort_packages()
+        return True
+    return False
+
+
+def drop_stale_extracted_copies(pipeline: dlt.Pipeline) -> None:
+    """A package both extracted and normalized (killed inside normalize's commit): the rename
+    had happened, so the extracted copy is the stale one."""
     normalized = set(pipeline.list_normalized_load_packages())
     extracted = pipeline._get_normalize_storage().extracted_packages
     for load_id in pipeline.list_extracted_load_packages():
         if load_id in normalized:
             logger.warning("dropping the stale extracted copy of normalized package %s", load_id)
             extracted.delete_package(load_id)
-    pipeline.normalize()
-    pipeline.load()
-    collapse_reloaded_rows(pipeline)
 
 
 def collapse_reloaded_rows(pipeline: dlt.Pipeline) -> None:

@@ -31,12 +31,12 @@ from routera_archive.calls.callers import (
 )
 from routera_archive.config import RouteraSourceConfig, as_resolved
 from routera_archive.dataset.chain import link_run
-from routera_archive.dataset.destination import is_data_failure, refusal_reason
 from routera_archive.dataset.fields import FieldColumnsByType
 from routera_archive.dataset.kept_open import KeptOpen
 from routera_archive.dataset.loading import (
+    collapse_reloaded_rows,
     load_fresh,
-    load_pending_packages,
+    resume_pending_packages,
     schema_columns,
     stored_columns,
 )
@@ -180,6 +180,10 @@ class ArchiveRun:
         self._lock_watch: LockWatch | None = None
         # The error the run stopped on, if any.
         self._failed_with: RouteraArchiveError | None = None
+        # Handed to an extract from a crashed run's journal: in the destination only after this
+        # run, so the queue's SQL still finds these requests pending (see `needing_calls`).
+        self._delivered: set[RequestKey] = set()
+        self._delivered_records: dict[RecordKey, str] = {}
 
     @property
     def failed_with(self) -> RouteraArchiveError | None:
@@ -352,24 +356,13 @@ class ArchiveRun:
     def _finish_previous_run(self) -> None:
         """Load what an interrupted run left, before anything decides what is pending."""
         pipeline = self.pipeline
-        # In a user's pipeline.run(), dlt loaded any pending package before the extract began.
-        if self.delivery is None and pipeline.has_pending_data:
+        if self.delivery is not None:
+            # In a user's pipeline.run(), dlt resumed any pending package before the extract
+            # began, and may have loaded rows twice doing so (see load_pending_packages).
+            collapse_reloaded_rows(pipeline)
+        elif pipeline.has_pending_data:
             logger.info("loading the packages a previous run left unloaded")
-            try:
-                load_pending_packages(pipeline)
-            except Exception as exc:
-                if not is_data_failure(exc):
-                    raise
-                # A package whose rows the destination refuses never loads, and would stop every
-                # later run right here. Its outcomes are in their run's journal (a journal stays
-                # until all of its outcomes are loaded) and are loaded below, fields held back
-                # if need be; only a run row with no outcome in it can be lost this way.
-                logger.warning(
-                    "aborting a package the destination refuses (%s); its outcomes are loaded "
-                    "from their journal",
-                    refusal_reason(exc),
-                )
-                pipeline.abort_packages()
+            if resume_pending_packages(pipeline):
                 self.report.aborted_packages += 1
             self.report.loaded_pending_packages = True
         self._finish_redactions()
@@ -406,6 +399,12 @@ class ArchiveRun:
                 rows = build_audit_rows(missing, run_id, self.columns)
                 if self.delivery is not None:
                     self.delivery.audit_rows(rows, self.hold_back)
+                    self._delivered.update(request_key(o.request) for o in missing)
+                    self._delivered_records.update(
+                        ((o.request.type_name, o.request.object_id), o.request.request_id)
+                        for o in missing
+                        if o.record is not None and o.request.object_id is not None
+                    )
                 else:
                     _, held_back = load_rows(pipeline, rows, self.hold_back)
                     if held_back is not None:
@@ -572,7 +571,9 @@ class ArchiveRun:
             delivery=self.delivery,
         )
         self.observer.on_start(report, to_handle)
-        handled: dict[RecordKey, str] = {}
+        # Records this extract already holds count as sent: another request for one of them is
+        # its duplicate.
+        handled: dict[RecordKey, str] = dict(self._delivered_records)
         if self._worker is not None and self._to_call == 0 and not self._carried:
             # Nothing to call (what the queue holds is settled without the API): not worth
             # waiting for the worker's start-up. A request added to the queue since the tally
@@ -620,6 +621,8 @@ class ArchiveRun:
                     # tables it joined.
                     loaded = _forget_loaded(handled, loaded, queue.recognised_types)
                     for item in page:
+                        if request_key(item.request) in self._delivered:
+                            continue  # settled by the journal's outcome, in this extract
                         if self._should_stop(sink) or (
                             self.options.limit is not None and taken >= self.options.limit
                         ):
