@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.breakdown import Breakdown
 from bench.cli_start import HEAVY, CliStart
 from bench.evidence_bench import EvidenceRun
 from bench.runners import ConnectorRun
@@ -216,6 +217,23 @@ def _ceiling_lines(results: Results) -> list[str]:
     ]
 
 
+def _breakdown_lines(results: Results) -> list[str]:
+    """Where each run's time went outside its calls (issue 18), part by part."""
+    runs: list[tuple[str, Breakdown]] = [
+        (run.label, run.breakdown) for run in results.connector_runs() if run.breakdown
+    ]
+    if results.fixed_cost:
+        after = [label for label, _ in runs].index(results.fixed_cost.small.label) + 1
+        runs.insert(after, ("nothing pending", results.fixed_cost.idle_breakdown))
+    shown = [(label, found) for label, found in runs if found is not None]
+    if not shown:
+        return []
+    lines = ["", "### A run's time outside its calls (issue 18)", ""]
+    for label, found in shown:
+        lines += [f"`{label}`:", "", "```", *found.lines(), "```", ""]
+    return lines
+
+
 def _cli_start_lines(cli: CliStart | None) -> list[str]:
     if cli is None:
         return []
@@ -306,6 +324,7 @@ def render(results: Results) -> str:
             _baseline_rows(results),
         ),
         *_ceiling_lines(results),
+        *_breakdown_lines(results),
         *_cli_start_lines(results.cli_start),
         *_evidence_lines(results.evidence),
     ]

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.breakdown import Breakdown, breakdown, marks_file, timeline_env
 from bench.harness import (
     CLI,
     PROCESS_TIMEOUT_S,
@@ -103,6 +104,15 @@ class ConnectorRun:
     # Per configured property, the seeded contacts that hold it (not null): what the audit
     # rows' column of it must hold.
     seeded_with: dict[str, int] = field(default_factory=dict)
+    # Where its time went outside the calls (bench/breakdown.py), once the sandbox stopped.
+    breakdown: Breakdown | None = None
+
+    @property
+    def fixed_s(self) -> float | None:
+        """Wall time minus the calls at the measured rate (issue 18): contacts / archived per
+        second on the server."""
+        rate = self.archived_per_s
+        return self.process.wall_s - self.contacts / rate if rate else None
 
     @property
     def requests_per_contact_planned(self) -> int:
@@ -237,6 +247,7 @@ def run_connector(
         extra["SOURCES__ROUTERA__CHUNK_SIZE"] = str(config.chunk_size)
     if config.properties:
         extra["SOURCES__ROUTERA__PROPERTIES"] = json.dumps(list(config.properties))
+    extra.update(timeline_env(marks_file(workdir, label)))
     command = [
         CLI,
         "run",
@@ -295,7 +306,58 @@ def connector(config: Config, root: Path, extra_env: Mapping[str, str]) -> Conne
             config.label, workdir, sandbox, config, enqueue_s=enqueue_s, extra_env=extra_env
         )
     run.api = sandbox.window(run.process)
+    run.breakdown = breakdown(run.process, sandbox.stamps, marks_file(workdir, run.label))
     return run
+
+
+@dataclass
+class FixedCost:
+    """A small run (25 contacts at 50 ms), then one with nothing pending, in one dataset: what
+    a run costs besides its calls (issue 18)."""
+
+    small: ConnectorRun
+    idle: ProcessRun
+    idle_breakdown: Breakdown
+    idle_requests: dict[str, Any]
+
+    @property
+    def other_cores(self) -> float:
+        return max(self.small.process.other_cores, self.idle.other_cores)
+
+    def note_attempts(self, other_cores: list[float]) -> None:
+        self.small.note_attempts(other_cores)
+
+    def problems(self) -> list[str]:
+        """The run with nothing pending's (the small run is judged with the connector runs)."""
+        found = []
+        if self.idle.exit_code != 0:
+            found.append(f"nothing pending: exit code {self.idle.exit_code}")
+        deletes = self.idle_requests.get("by_method", {}).get("DELETE", 0)
+        if deletes:
+            found.append(f"nothing pending: {deletes} DELETEs")
+        return found
+
+
+def fixed_cost(config: Config, root: Path, extra_env: Mapping[str, str]) -> FixedCost:
+    """`contacts` archived in one run, then a second run of the same dataset, nothing pending."""
+    workdir = root / config.label
+    with fresh_sandbox(workdir, config.contacts, config.latency_ms) as sandbox:
+        enqueue_s = enqueue(workdir, sandbox, contact_ids(config.contacts))
+        small = run_connector(
+            f"{config.label}-small",
+            workdir,
+            sandbox,
+            config,
+            enqueue_s=enqueue_s,
+            extra_env=extra_env,
+        )
+        idle = run_connector(
+            f"{config.label}-idle", workdir, sandbox, config, enqueue_s=0.0, extra_env=extra_env
+        )
+    small.api = sandbox.window(small.process)
+    small.breakdown = breakdown(small.process, sandbox.stamps, marks_file(workdir, small.label))
+    idle_breakdown = breakdown(idle.process, sandbox.stamps, marks_file(workdir, idle.label))
+    return FixedCost(small, idle.process, idle_breakdown, idle.sandbox_totals)
 
 
 # ------------------------------------------------------------------------ the hand-written loop
@@ -351,6 +413,7 @@ def versus(config: Config, root: Path, extra_env: Mapping[str, str]) -> Versus:
         )
         loop_stats = sandbox.stats()
     run.api = sandbox.window(run.process)
+    run.breakdown = breakdown(run.process, sandbox.stamps, marks_file(workdir, run.label))
     handwritten = HandwrittenRun(
         contacts=n,
         process=process,

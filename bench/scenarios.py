@@ -32,7 +32,7 @@ from bench import runners
 from bench.cli_start import CliStart, cli_start
 from bench.evidence_bench import EvidenceRun, evidence
 from bench.harness import Say, load_average, machine_info, quietest, wait_until_quiet
-from bench.runners import Ceiling, Config, ConnectorRun, RawLoad, Versus
+from bench.runners import Ceiling, Config, ConnectorRun, FixedCost, RawLoad, Versus
 
 # (the configuration, the bench's root directory, the connector's extra environment) -> result
 Runner = Callable[[Config, Path, Mapping[str, str]], Any]
@@ -66,6 +66,8 @@ class Plan:
     properties_rate_contacts: int = 1_500
     # The evidence features' cost (issue 15): audit rows of the grown dataset at each step.
     evidence_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
+    # A run's fixed cost (issue 18): a small run at `latency_ms`, then one with nothing pending.
+    fixed_contacts: int = 25
 
 
 FULL = Plan()
@@ -88,6 +90,7 @@ QUICK = Plan(
 
 PARTS = (
     "headline",
+    "fixed",
     "versus",
     "rate",
     "memory",
@@ -133,6 +136,14 @@ def table(plan: Plan) -> list[Scenario]:
             Config("headline", plan.headline_contacts, lat, conc),
             "headline",
             against="the ideal (contacts x latency / concurrency)",
+        ),
+        Scenario(
+            "fixed",
+            f"fixed cost: {plan.fixed_contacts} contacts at {lat:g} ms, then nothing pending",
+            runners.fixed_cost,
+            Config("fixed", plan.fixed_contacts, lat, conc),
+            "fixed_cost",
+            against="1.5 s (the small run) and 1.0 s (nothing pending)",
         ),
         Scenario(
             "versus",
@@ -287,6 +298,7 @@ class Results:
     plan: dict[str, Any] = field(default_factory=dict)
     connector_env: dict[str, str] = field(default_factory=dict)
     headline: ConnectorRun | None = None
+    fixed_cost: FixedCost | None = None
     versus: Versus | None = None
     rate_limited: ConnectorRun | None = None
     memory_small: ConnectorRun | None = None
@@ -304,6 +316,7 @@ class Results:
         """Every connector run, in the order of the table."""
         runs = (
             self.headline,
+            self.fixed_cost.small if self.fixed_cost else None,
             self.versus.connector if self.versus else None,
             self.rate_limited,
             self.memory_small,
@@ -317,6 +330,8 @@ class Results:
     def problems(self) -> list[str]:
         """Whatever makes the figures not of what they claim: wrong counts, a failed command."""
         found = [f"{run.label}: {p}" for run in self.connector_runs() for p in run.problems()]
+        if self.fixed_cost:
+            found += [f"fixed: {p}" for p in self.fixed_cost.problems()]
         if self.cli_start:
             found += [f"cli-start: {p}" for p in self.cli_start.problems()]
         if self.evidence:

@@ -30,6 +30,11 @@ RATE_REACHED = Bound(0.95, at_least=True)  # archive throughput / limit
 MEMORY_GROWTH = Bound(1.25, at_least=False)  # peak RSS of the large queue / the small one's
 RAW_LOAD = Bound(2, at_least=False)  # latency-0 connector wall / one raw pipeline.run()
 CLI_START_S = 0.3  # median wall of every help and version command line, under
+# Issue 18: a run's fixed cost.
+HEADLINE_FIXED_S = Bound(1.5, at_least=False)  # headline wall - contacts / archived per s
+SMALL_RUN_S = Bound(1.5, at_least=False)  # 25 contacts at 50 ms, wall
+IDLE_RUN_S = Bound(1.0, at_least=False)  # nothing pending, wall
+VERSUS_CEILING = Bound(0.97, at_least=True)  # headline archive req/s / bare httpx loop's
 
 
 @dataclass
@@ -142,10 +147,52 @@ def _requests_per_contact_verdict(run: ConnectorRun) -> Verdict:
     )
 
 
+def _fixed_verdicts(results: Results) -> list[Verdict]:
+    """Issue 18: the headline's fixed cost, its throughput against the bare httpx loop's with
+    as many pools, and the wall time of a small run and of one with nothing pending."""
+    found: list[Verdict] = []
+    head = results.headline
+    if head and head.fixed_s is not None:
+        found.append(
+            ratio_verdict(
+                f"{head.contacts} @ {head.latency_ms:g} ms: fixed cost (wall - contacts / "
+                f"archived per s, {head.archived_per_s:.0f}/s)",
+                head.fixed_s,
+                HEADLINE_FIXED_S,
+                " s",
+            )
+        )
+    loops = [c for c in results.ceiling if c.latency_ms == (head.latency_ms if head else -1)]
+    if head and loops:
+        loop = max(loops, key=lambda c: c.pools)
+        found.append(
+            ratio_verdict(
+                f"{head.contacts} @ {head.latency_ms:g} ms: archive req/s (server) / the bare "
+                f"httpx loop's ({loop.pools} pools, {loop.server_rps:.0f}/s)",
+                head.api.archive_rps / loop.server_rps,
+                VERSUS_CEILING,
+            )
+        )
+    fixed = results.fixed_cost
+    if fixed:
+        small = fixed.small
+        found.append(
+            ratio_verdict(
+                f"{small.contacts} contacts @ {small.latency_ms:g} ms: wall",
+                small.process.wall_s,
+                SMALL_RUN_S,
+                " s",
+            )
+        )
+        found.append(ratio_verdict("nothing pending: wall", fixed.idle.wall_s, IDLE_RUN_S, " s"))
+    return found
+
+
 def verdicts(results: Results) -> list[Verdict]:
     found: list[Verdict] = []
     if results.headline:
         found += _headline_verdicts(results.headline)
+    found += _fixed_verdicts(results)
     if results.versus and results.versus.handwritten.process.exit_code == 0:
         versus = results.versus
         found.append(

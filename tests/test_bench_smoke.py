@@ -34,7 +34,7 @@ from bench.harness import BENCH_DIR, clean_env
 from bench.measures import Stamp, api_window
 from bench.raw_load import archived_records, load
 from bench.render import render
-from bench.runners import Config, connector, versus
+from bench.runners import Config, connector, fixed_cost, versus
 from bench.sandbox_process import contact_ids, fresh_sandbox, seeded_presence
 from bench.scenarios import FULL, PARTS, QUICK, Results, table
 from bench.verdicts import verdicts
@@ -81,6 +81,33 @@ def test_connector_and_hand_written_loop_archive_each_contact_once(tmp_path: Pat
     ]
     assert "versus-connector" in render(results)
     assert results.problems() == []
+
+
+def test_the_fixed_cost_runs_name_where_a_run_spends_its_time_outside_the_calls(
+    tmp_path: Path,
+) -> None:
+    """A small run, then one with nothing pending: both break down into the named phases the
+    run marks (its marks, the worker's, the API's first requests), and the parts add up."""
+    found = fixed_cost(Config("fixed", 10, LATENCY_MS, concurrency=16), tmp_path, {})
+
+    assert found.small.problems() == [] and found.problems() == []
+    small, idle = found.small.breakdown, found.idle_breakdown
+    assert small is not None and small.calls and not idle.calls
+    names = [part.name for part in small.start + small.end]
+    for wanted in ("both locks taken", "the pending tally", "the last chunk's load"):
+        assert wanted in names
+    assert "the hash chain's link (and the run row's load)" in names
+    assert any(part.name == "call worker configured" for part in small.beside)
+    assert sum(p.seconds for p in small.start) == pytest.approx(small.start_s)
+    assert sum(p.seconds for p in small.end) == pytest.approx(small.end_s)
+    assert 0 < small.fixed_s <= found.small.process.wall_s
+    assert sum(p.seconds for p in idle.start) == pytest.approx(found.idle.wall_s)
+    results = Results(mode="smoke", command="pytest", started="now", fixed_cost=found)
+    assert [v.target for v in verdicts(results)] == [
+        "10 contacts @ 5 ms: wall",
+        "nothing pending: wall",
+    ]
+    assert "### A run's time outside its calls (issue 18)" in render(results)
 
 
 def test_a_run_with_properties_counts_its_snapshots_and_checks_their_fields(

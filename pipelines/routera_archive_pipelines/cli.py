@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from routera_archive import timeline
 from routera_archive.names import DATASET_NAME as DEFAULT_DATASET
 from routera_archive.names import DEFAULT_DESTINATION
 
@@ -152,6 +153,7 @@ def run(
 ) -> None:
     """Archive every pending request in the queue and load the records into the audit trail."""
     with _command(debug):
+        timeline.mark("setup")
         from routera_archive.config import resolve_source_config, with_contact_properties
         from routera_archive.dataset.queue import Shard
         from routera_archive.errors import ConfigurationError
@@ -167,6 +169,7 @@ def run(
         from routera_archive_pipelines.factory import make_pipeline
         from routera_archive_pipelines.stopping import GracefulStop
 
+        timeline.mark("imports")
         chosen = _chosen_format(output_format, "text", "json")
         try:
             worker = None if shard is None else Shard.parse(shard)
@@ -186,6 +189,7 @@ def run(
             config.properties = with_contact_properties(config, properties.split(","))
             config.validate()
         pipeline = make_pipeline(destination, dataset, shard=worker)
+        timeline.mark("pipeline")
         options = RunOptions(dry_run=dry_run, limit=limit, force=force, shard=worker)
         # JSON on stdout alone: the progress and the summary go to stderr then.
         console = stdout() if chosen == "text" else stderr()
@@ -197,6 +201,7 @@ def run(
                 ).execute()
             finally:
                 observer.close()
+        timeline.mark("executed")
         print_report(console, report)
         if chosen == "json":
             print_json(stored_run_row(report))
@@ -205,6 +210,7 @@ def run(
             from routera_archive_pipelines.exits import error_line
 
             error_line(report.error, NEXT_STEPS.get(report.exit_code))
+        timeline.mark("printed")
     raise typer.Exit(report.exit_code)
 
 
@@ -797,6 +803,7 @@ def main() -> None:
     in the one-line form every other error has, exit 2."""
     import sys
 
+    timeline.mark("cli")
     # typer (0.2x) vendors click; these are its classes, not an installed click's.
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
@@ -815,6 +822,7 @@ def main() -> None:
     except typer.Abort:
         error_line("aborted")
         sys.exit(1)
+    timeline.mark("exit")
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from routera_archive import timeline
 from routera_archive.calls import protocol
 from routera_archive.calls.archiver import archive_concurrently
 from routera_archive.errors import (
@@ -262,6 +263,7 @@ async def _main(protocol_out: int) -> int:
     if kind != protocol.CONFIG:
         return EXIT_BAD_START
     settings = json.loads(parts[0])
+    timeline.mark("configured")
     root = logging.getLogger()
     root.handlers[:] = [ForwardToRun(outbox)]
     root.setLevel(logging.WARNING)
@@ -276,6 +278,8 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or not argv[0].isdigit():
         sys.stderr.write("usage: python -m routera_archive.calls.worker <parent pid>\n")
         return EXIT_BAD_START
+    timeline.name_process("worker")
+    timeline.mark("imported")
     die_with_parent(int(argv[0]))
     # The run stops the worker through the protocol; a terminal's Ctrl-C reaches every process
     # of the group, and the run finishes its in-flight calls instead of losing them.

@@ -23,6 +23,7 @@ import dlt
 import httpx
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
+from routera_archive import timeline
 from routera_archive.calls.callers import (
     SpawnedWorker,
     WorkerCaller,
@@ -194,6 +195,7 @@ class ArchiveRun:
     def execute(self) -> RunReport:
         """Run once; every error ends in the report (and its exit code), none escapes."""
         self._worker = self._spawn_worker()
+        timeline.mark("worker-spawned")
         try:
             return self._execute()
         finally:
@@ -223,6 +225,7 @@ class ArchiveRun:
             report.finished_at = datetime.now(UTC)
             return report
         watch = self._lock_watch = LockWatch([lock, shared_lock]).start()
+        timeline.mark("locked")
         self._kept_open.hold()
         try:
             try:
@@ -248,6 +251,7 @@ class ArchiveRun:
             def release() -> None:
                 shared_lock.release()
                 lock.release()
+                timeline.mark("released")
 
             # Handed to an extract, its rows are loaded after the run: the extract's owner
             # releases the locks once they are (see run.delivery).
@@ -276,11 +280,13 @@ class ArchiveRun:
         self._columns_before = schema_columns(self.pipeline)
         if not self.options.dry_run:
             self._finish_previous_run()
+        timeline.mark("recovered")
         queue = PendingQueue(
             self.pipeline, queue_table=self.config.queue_table, shard=self.options.shard
         )
         # A dry run reads the queue once, for its plan and the guardrails' counts together.
         tally = self._plan(queue) if self.options.dry_run else queue.tally()
+        timeline.mark("tallied")
         pending = tally.pending
         report.pending_at_start = pending
         to_handle = pending if self.options.limit is None else min(pending, self.options.limit)
@@ -584,6 +590,7 @@ class ArchiveRun:
             self.config.client_config(), transport=self.transport, worker=self._worker
         )
         self._worker = None  # attached: the caller ends it from now on (until then, execute)
+        timeline.mark("caller-open")
         if isinstance(caller, WorkerCaller):
             journal.adopt(caller.journal_path)
         for carried in self._carried.values():  # kept again, until their outcomes are
@@ -596,6 +603,7 @@ class ArchiveRun:
             except RouteraArchiveError as exc:  # the run's first call: nothing was archived
                 self._fail(exc, stopped_by(exc), f"{_api_context(exc)}{exc}; nothing was archived")
                 return
+            timeline.mark("probed")
             if verdict is not None:
                 self._refuse(verdict)
                 return
@@ -660,7 +668,9 @@ class ArchiveRun:
             ) as exc:
                 keep_journal = isinstance(exc, CallWorkerError | LocalStorageError)
                 self._fail(exc, stopped_by(exc), f"{_api_context(exc)}{exc}")
+            timeline.mark("calls-done")
             await sink.close()
+            timeline.mark("loaded")
             if unchecked:
                 report.notes.append(
                     f"left pending for the next run: {sum(unchecked.values())} requests of "
@@ -768,6 +778,7 @@ class ArchiveRun:
             )
             return
         row = report.run_row()
+        timeline.mark("reported")
         if self.delivery is not None:
             # Linked by the next run of the CLI, which adopts the runs no link covers.
             self.delivery.run_row(row)
@@ -776,6 +787,7 @@ class ArchiveRun:
             report.chain = link_run(
                 self.pipeline, row, linked_runs_replayed=[run for run, _ in self._replayed]
             )
+            timeline.mark("linked")
         except Exception as exc:  # the run's own account must not hide the run's result
             report.chain_error = str(typed_error(exc))
             logger.debug("could not link the run into the hash chain", exc_info=exc)
