@@ -152,7 +152,10 @@ def run(
     debug: DebugOpt = False,
 ) -> None:
     """Archive every pending request in the queue and load the records into the audit trail."""
-    with _command(debug):
+    from routera_archive.calls.process import EarlyWorker
+
+    # The call worker's start overlaps dlt's import; a worker no run took is ended on the way out.
+    with EarlyWorker.start(wanted=not dry_run) as early, _command(debug):
         timeline.mark("setup")
         from routera_archive.config import resolve_source_config, with_contact_properties
         from routera_archive.dataset.queue import Shard
@@ -197,7 +200,7 @@ def run(
         with GracefulStop() as stop:
             try:
                 report = ArchiveRun(
-                    pipeline, config, options, observer=observer, stop=stop
+                    pipeline, config, options, observer=observer, stop=stop, early_worker=early
                 ).execute()
             finally:
                 observer.close()

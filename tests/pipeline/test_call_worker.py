@@ -18,6 +18,7 @@ import pytest
 
 from routera_archive.calls import protocol
 from routera_archive.calls.callers import WorkerCaller, spawn_call_worker
+from routera_archive.calls.process import EarlyWorker
 from routera_archive.dataset.enqueue import enqueue
 from routera_archive.errors import CallWorkerError, ExitCode
 from routera_archive.journal import leftover_files, read_outcomes
@@ -299,6 +300,60 @@ def test_the_default_run_uses_a_worker_whose_logs_reach_the_run_and_leaves_none_
     assert tokens[0].process == os.getpid()
     assert report.counts["archived"] == 5
     assert seen, "no call worker ran"
+    assert call_worker_pids(os.getpid()) == []
+
+
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
+def test_a_worker_started_before_the_run_is_the_one_that_makes_its_calls(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    """The CLI starts the worker before it imports dlt (issue 18): the run configures that
+    process, sends its calls there, and ends it; it starts no other."""
+    ids = active_ids(sandbox_server, 5)
+    enqueue(pipeline, [{"contact_id": cid} for cid in ids])
+    early = EarlyWorker.start()
+    started = call_worker_pids(os.getpid())
+    seen: list[int] = []
+
+    class SeeWorkers(RunObserver):
+        def on_outcome(self, outcome: ArchiveOutcome) -> None:
+            seen.extend(call_worker_pids(os.getpid()))
+
+    report = ArchiveRun(
+        pipeline,
+        source_config(sandbox_server),
+        RunOptions(),
+        observer=SeeWorkers(),
+        early_worker=early,
+    ).execute()
+    assert report.exit_code == ExitCode.OK, report.error
+    assert report.counts["archived"] == 5
+    assert len(started) == 1 and set(seen) == set(started)
+    assert early.take() is None  # the run's, and ended by it
+    assert call_worker_pids(os.getpid()) == []
+
+
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
+def test_a_worker_started_before_a_run_that_makes_no_call_of_its_own_is_ended(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    """A dry run (its calls are its own) and a run with call_worker = false end it unused."""
+    enqueue(pipeline, [{"contact_id": cid} for cid in active_ids(sandbox_server, 2)])
+    for options, config in (
+        (RunOptions(dry_run=True), source_config(sandbox_server)),
+        (RunOptions(limit=1), source_config(sandbox_server, call_worker=False)),
+    ):
+        early = EarlyWorker.start()
+        assert len(call_worker_pids(os.getpid())) == 1
+        report = ArchiveRun(pipeline, config, options, early_worker=early).execute()
+        assert report.exit_code == ExitCode.OK, report.error
+        assert call_worker_pids(os.getpid()) == []
+
+
+def test_an_early_worker_nobody_took_is_ended_on_the_way_out() -> None:
+    with EarlyWorker.start() as early:
+        assert len(call_worker_pids(os.getpid())) == 1
+    assert early.take() is None
     assert call_worker_pids(os.getpid()) == []
 
 

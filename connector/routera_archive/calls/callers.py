@@ -12,9 +12,7 @@ import dataclasses
 import itertools
 import json
 import logging
-import os
 import subprocess
-import sys
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
@@ -24,6 +22,7 @@ import httpx
 
 from routera_archive.calls import protocol
 from routera_archive.calls.archiver import KeepSnapshot, archive_concurrently
+from routera_archive.calls.process import end_worker_process, start_worker_process
 from routera_archive.errors import (
     AuthenticationError,
     CallWorkerError,
@@ -160,24 +159,22 @@ class SpawnedWorker:
     def abandon(self) -> None:
         """End a worker the run will not use, at once: it has been sent no request, so it has
         called nothing and holds no answer, and a run must not wait for its start-up to end."""
-        with contextlib.suppress(OSError):
-            self.process.kill()
-        self.process.wait()
-        for pipe in (self.process.stdin, self.process.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
+        end_worker_process(self.process)
 
 
 def spawn_call_worker(
-    config: ClientConfig, *, journal_dir: Path, run_id: str, sync_every: int
+    config: ClientConfig,
+    *,
+    journal_dir: Path,
+    run_id: str,
+    sync_every: int,
+    process: "subprocess.Popen[bytes] | None" = None,
 ) -> SpawnedWorker:
-    """Start `python -m routera_archive.calls.worker` and send it its configuration."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "routera_archive.calls.worker", str(os.getpid())],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
+    """Start `python -m routera_archive.calls.worker` (or take `process`, one started ahead
+    by `calls.process.start_worker_process` and sent nothing yet) and send it its
+    configuration."""
+    if process is None:
+        process = start_worker_process()
     part = "calls"
     settings = {
         # Secrets travel on this pipe only: never in argv or the environment of the child.

@@ -30,6 +30,7 @@ from routera_archive.calls.callers import (
     open_caller,
     spawn_call_worker,
 )
+from routera_archive.calls.process import EarlyWorker
 from routera_archive.config import RouteraSourceConfig, as_resolved
 from routera_archive.dataset.chain import link_run
 from routera_archive.dataset.fields import FieldColumnsByType
@@ -139,11 +140,15 @@ class ArchiveRun:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], datetime] | None = None,
         delivery: RowDelivery | None = None,
+        early_worker: EarlyWorker | None = None,
     ) -> None:
         self.pipeline = pipeline
         # A run inside a dlt user's pipeline.run(): its rows go to that extract, not to loads
         # of its own (see run.delivery); None for the CLI's run.
         self.delivery = delivery
+        # A call worker process started before the run (the CLI starts one before it imports
+        # dlt): configured as the run's worker, or ended when the run makes no calls of its own.
+        self._early_worker = early_worker or EarlyWorker(None)
         # What `redact_after_days` counts from (tests move it).
         self.clock = clock or (lambda: datetime.now(UTC))
         self.config = as_resolved(config)
@@ -263,6 +268,7 @@ class ArchiveRun:
         """The call worker, started first so that its start-up overlaps the lock, recovery and
         the tally. It calls nothing until the run sends it requests; unused, it is ended."""
         if self.options.dry_run or self.transport is not None or not self.config.call_worker:
+            self._early_worker.abandon()
             return None
         try:
             return spawn_call_worker(
@@ -270,6 +276,7 @@ class ArchiveRun:
                 journal_dir=self._journal_dir,
                 run_id=self.report.run_id,
                 sync_every=self.config.chunk_size,
+                process=self._early_worker.take(),
             )
         except OSError as exc:  # no process could be started: the calls stay in this one
             logger.warning("could not start the call worker (%s); calling in-process", exc)
