@@ -18,6 +18,10 @@ from routera_archive import timeline
 from routera_archive.names import DATASET_NAME as DEFAULT_DATASET
 from routera_archive.names import DEFAULT_DESTINATION
 
+# Set by a command whose work is all durable once it returns (`run`): the process may then end
+# without the interpreter's teardown (`exits.leave_now`).
+_leave_fast = False
+
 app = typer.Typer(
     name="routera-archive",
     no_args_is_help=True,
@@ -214,6 +218,8 @@ def run(
 
             error_line(report.error, NEXT_STEPS.get(report.exit_code))
         timeline.mark("printed")
+    global _leave_fast
+    _leave_fast = True
     raise typer.Exit(report.exit_code)
 
 
@@ -810,7 +816,7 @@ def main() -> None:
     # typer (0.2x) vendors click; these are its classes, not an installed click's.
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
-    from routera_archive_pipelines.exits import error_line
+    from routera_archive_pipelines.exits import error_line, leave_now
 
     try:
         code = app(standalone_mode=False)
@@ -826,6 +832,8 @@ def main() -> None:
         error_line("aborted")
         sys.exit(1)
     timeline.mark("exit")
+    if _leave_fast:
+        leave_now(code if isinstance(code, int) else 0)
     sys.exit(code if isinstance(code, int) else 0)
 
 
