@@ -605,19 +605,24 @@ class ArchiveRun:
         # Journals stay for the next run when outcomes may be in them and not in the destination.
         keep_journal = False
         try:
+            # Made here, before any load starts: see PendingQueue.pages. Its first page is read
+            # beside the run's first calls (it needs nothing of theirs), and waited for before
+            # anything else touches the destination; its error, if any, is raised where the
+            # page is taken, as before.
+            pages = queue.pages(QUEUE_PAGE_SIZE)
+            first_page = asyncio.ensure_future(asyncio.to_thread(next, pages, None))
             try:
                 verdict = await self._share_verdict(caller.list_objects)
             except RouteraArchiveError as exc:  # the run's first call: nothing was archived
                 self._fail(exc, stopped_by(exc), f"{_api_context(exc)}{exc}; nothing was archived")
                 return
+            finally:
+                await asyncio.wait([first_page])
             timeline.mark("probed")
             if verdict is not None:
                 self._refuse(verdict)
                 return
             report.guardrail = self._max_archives_verdict(to_handle)
-
-            # Made here, before any load starts: see PendingQueue.pages.
-            pages = queue.pages(QUEUE_PAGE_SIZE)
 
             # Requests of a type the run's first calls did not check (queued since the
             # tally): they wait for the next run, which checks their type first.
@@ -627,9 +632,14 @@ class ArchiveRun:
                 taken = 0
                 # Records loaded before a page query started, not forgotten yet.
                 loaded: list[tuple[RecordKey, str]] = []
+                taken_first = False
                 while not self._should_stop(sink):
                     loaded += sink.take_loaded()
-                    page = await asyncio.to_thread(next, pages, None)
+                    if not taken_first:
+                        taken_first = True
+                        page = first_page.result()
+                    else:
+                        page = await asyncio.to_thread(next, pages, None)
                     if page is None:
                         return
                     # That page's SQL saw those loads whole: it finds their records, in the
