@@ -241,6 +241,12 @@ class ChunkSink:
         return loaded
 
     async def close(self) -> None:
+        """Load what is left, once the calls are over. Those loads have no calls to yield to
+        any more and the run waits for them, so they run at the run's own priority: at nice 10
+        a busy machine's other work starved the last load (issue 18). One at a time still: a
+        load already running ends first (`flush` waits for it)."""
+        niced, self._loader = self._loader, ThreadPoolExecutor(1, "routera-last-loads")
+        niced.shutdown(wait=False)
         try:
             await self.flush()
             await self._wait_for_load()
