@@ -4,7 +4,8 @@
 load, the chain's link ...). With `ROUTERA_ARCHIVE_TIMELINE` naming a file in the environment,
 each mark is appended to it at once as one JSON line (process, pid, name, unix time), so a run
 killed, or left through `os._exit`, keeps the marks it made; the call worker inherits the
-variable and writes its own marks to the same file. Without it a mark is a debug log line.
+variable and writes its own marks to the same file. Without it a mark does nothing: a debug
+line after the run's own last words (the exit's mark) would bury them under `--debug`.
 
 The benchmark (`bench/breakdown.py`) sets the variable and reads the file beside the sandbox's
 stamps of the API answers. Standard library only: the CLI marks its own start with it before
@@ -36,8 +37,6 @@ def mark(name: str) -> None:
     now = time.time()
     path = os.environ.get(ENV)
     if not path:
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("timeline: %s", name)
         return
     global _file
     try:

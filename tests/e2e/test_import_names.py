@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 USER_PACKAGES = ("pipelines", "connector", "sandbox")
 STAND_INS = {
     "airflow/__init__.py": "",
-    "airflow/decorators.py": """
+    "airflow/sdk.py": """
         class _Task:
             def __init__(self, function):
                 self.function = function
@@ -55,9 +55,15 @@ STAND_INS = {
         class DynamicOutput(Generic[T]):
             def __init__(self, value, mapping_key): ...
         class OpExecutionContext: ...
-        class ScheduleDefinition:
-            def __init__(self, job, cron_schedule):
-                self.job = job
+        class DagsterRunStatus:
+            QUEUED = NOT_STARTED = STARTING = STARTED = CANCELING = "status"
+        class RunRequest: ...
+        class SkipReason: ...
+        class RunsFilter:
+            def __init__(self, **settings): ...
+        class ScheduleEvaluationContext: ...
+        def schedule(job, cron_schedule):
+            return lambda function: function
         class Definitions:
             def __init__(self, jobs, schedules):
                 self.jobs = {job.__name__: job for job in jobs}

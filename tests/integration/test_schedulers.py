@@ -342,3 +342,39 @@ def test_a_second_run_beside_the_first_archives_nothing_twice(scheduler: str, se
     assert_drained_once(setup)
     if scheduler == "dagster":
         assert dagster_schedule_says(setup, home) == "RunRequest"
+
+
+def test_the_dagster_dlt_asset_drains_the_queue_once(setup: Setup) -> None:
+    """`dagster asset materialize` of the dagster-dlt example: the dlt source's run, loaded by
+    dagster-dlt's resource; a second materialization sends no DELETE."""
+    _needs(DAGSTER, "dagster")
+    home = dagster_home(setup)
+    command = [
+        str(DAGSTER / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "routera_archive_pipelines.schedules.dagster_dlt_assets",
+        "--select",
+        "*",
+    ]
+    env = {**home, "ROUTERA_ARCHIVE_SHARDS": "1"}
+
+    code, output = _start(setup, command, setup.env(**env)).finish()
+    assert code == 0, output[-5000:]
+    stats = setup.server.state.stats()
+    assert stats["totals"]["by_method"].get("DELETE", 0) == len(setup.ids)
+    assert set(stats["deletes_succeeded"].values()) == {1}
+    per_request = setup.sql(
+        "SELECT request_id, COUNT(*) FROM {dataset}.archive_log GROUP BY request_id"
+    )
+    assert len(per_request) == len(setup.ids) + 5
+    assert {count for _, count in per_request} == {1}
+    audit = setup.sql("SELECT COUNT(*), COUNT(DISTINCT id) FROM {dataset}.contact_archives")
+    assert audit == [(len(setup.ids), len(setup.ids))]
+
+    code, output = _start(setup, command, setup.env(**env)).finish()
+    assert code == 0, output[-5000:]
+    assert setup.server.state.stats()["totals"]["by_method"].get("DELETE", 0) == len(setup.ids)
+    runs = setup.sql("SELECT mode, exit_code FROM {dataset}.archive_runs ORDER BY started_at")
+    assert runs == [("run", 0), ("run", 0)]

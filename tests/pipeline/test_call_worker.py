@@ -47,6 +47,15 @@ def call_worker_pids(parent: int | None = None) -> list[int]:
     return pids
 
 
+def started_worker_pids(parent: int, count: int = 1) -> list[int]:
+    """`call_worker_pids(parent)` once `count` workers show: a process just spawned shows its
+    parent's command line until its exec is done, which takes a while on a busy machine."""
+    deadline = time.monotonic() + 30
+    while len(found := call_worker_pids(parent)) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return found
+
+
 async def requests_for(ids: list[str]) -> AsyncIterator[ArchiveRequest]:
     for index, contact_id in enumerate(ids):
         yield ArchiveRequest(request_id=f"r{index}", contact_id=contact_id)
@@ -312,7 +321,7 @@ def test_a_worker_started_before_the_run_is_the_one_that_makes_its_calls(
     ids = active_ids(sandbox_server, 5)
     enqueue(pipeline, [{"contact_id": cid} for cid in ids])
     early = EarlyWorker.start()
-    started = call_worker_pids(os.getpid())
+    started = started_worker_pids(os.getpid())
     seen: list[int] = []
 
     class SeeWorkers(RunObserver):
@@ -344,7 +353,7 @@ def test_a_worker_started_before_a_run_that_makes_no_call_of_its_own_is_ended(
         (RunOptions(limit=1), source_config(sandbox_server, call_worker=False)),
     ):
         early = EarlyWorker.start()
-        assert len(call_worker_pids(os.getpid())) == 1
+        assert len(started_worker_pids(os.getpid())) == 1
         report = ArchiveRun(pipeline, config, options, early_worker=early).execute()
         assert report.exit_code == ExitCode.OK, report.error
         assert call_worker_pids(os.getpid()) == []
@@ -352,7 +361,7 @@ def test_a_worker_started_before_a_run_that_makes_no_call_of_its_own_is_ended(
 
 def test_an_early_worker_nobody_took_is_ended_on_the_way_out() -> None:
     with EarlyWorker.start() as early:
-        assert len(call_worker_pids(os.getpid())) == 1
+        assert len(started_worker_pids(os.getpid())) == 1
     assert early.take() is None
     assert call_worker_pids(os.getpid()) == []
 
