@@ -95,6 +95,13 @@ def source_config(server: SandboxServer, **overrides: object) -> RouteraSourceCo
     return settings_from_values(**values)
 
 
+# A test whose destination-dependent part (SQL, loads) other PostgreSQL cases of the default
+# suite already run takes `@pytest.mark.parametrize("destination", TWINNED, indirect=True)`: its
+# PostgreSQL case is a twin, run by CI (`--run-extended`), so the default suite keeps its 10
+# minutes on two cores.
+TWINNED = ("duckdb", pytest.param("postgres", marks=pytest.mark.twin))
+
+
 @pytest.fixture(params=["duckdb", "postgres"])
 def destination(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "postgres":
@@ -129,6 +136,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="also run the long versions of the crash and fault tests (marked slow)",
     )
     parser.addoption(
+        "--run-extended",
+        action="store_true",
+        default=False,
+        help="also run what CI adds to the 10-minute default suite: the PostgreSQL twins of "
+        "cases run on DuckDB (marked twin) and the benchmarks' smoke runs (marked bench)",
+    )
+    parser.addoption(
         "--run-integrations",
         action="store_true",
         default=False,
@@ -143,12 +157,24 @@ INTEGRATIONS = Path(__file__).parent / "integration"
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skip_slow = pytest.mark.skip(reason="long version: run with --run-slow")
+    skip_twin = pytest.mark.skip(
+        reason="the PostgreSQL twin of a DuckDB case: run with --run-extended (CI does); what "
+        "PostgreSQL does differently, the default suite's other PostgreSQL cases run"
+    )
+    skip_bench = pytest.mark.skip(
+        reason="a benchmark's smoke run: run with --run-extended (CI does)"
+    )
     skip_integration = pytest.mark.skip(
         reason="an integration with another tool: run with --run-integrations (CI does)"
     )
     for item in items:
         if "slow" in item.keywords and not config.getoption("--run-slow"):
             item.add_marker(skip_slow)
+        if not config.getoption("--run-extended"):
+            if "twin" in item.keywords:
+                item.add_marker(skip_twin)
+            if "bench" in item.keywords:
+                item.add_marker(skip_bench)
         if INTEGRATIONS in Path(str(item.fspath)).parents and not config.getoption(
             "--run-integrations"
         ):

@@ -9,7 +9,8 @@ each configured field where the seeded contact holds it; the CLI start runs ever
 it times and its import check reads python's report of imports; the evidence bench links each
 probe run, verifies intact and redacts one contact per redaction at each size; and the table of
 configurations gives each its own working directory. A broken benchmark would otherwise only
-show up as odd figures.
+show up as odd figures. CI runs it (`--run-extended`); the default suite leaves it out, as it
+leaves out the benchmarks.
 """
 
 import json
@@ -39,7 +40,7 @@ from bench.sandbox_process import contact_ids, fresh_sandbox, seeded_presence
 from bench.scenarios import FULL, PARTS, QUICK, Results, table
 from bench.verdicts import verdicts
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.bench]
 
 CONTACTS = 200
 LATENCY_MS = 5.0

@@ -53,8 +53,15 @@ DATASET_COMMANDS = frozenset(
     {"run", "enqueue", "status", "report", "verify", "redact", "evidence", "doctor"}
 )
 # Parameters for a fixture that runs its tests on each destination; `-m "not postgres"` leaves
-# the PostgreSQL cases out.
-DESTINATIONS = ("duckdb", pytest.param("postgres", marks=pytest.mark.postgres))
+# the PostgreSQL cases out. An end-to-end case runs on PostgreSQL in the default suite only
+# where that destination has something of its own to prove (`BOTH`: a first run, random kills,
+# a kill inside a load, its lock's session, shards); elsewhere the PostgreSQL case is a twin of
+# the DuckDB one (`DESTINATIONS`), run by CI (`--run-extended`), because the code that differs by
+# destination (SQL, loads, locks) is run on both by tests/pipeline and by those cases, and the
+# default suite has 10 minutes on two cores.
+POSTGRES_TWIN = pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.twin])
+DESTINATIONS = ("duckdb", POSTGRES_TWIN)
+BOTH = ("duckdb", pytest.param("postgres", marks=pytest.mark.postgres))
 # Asked once a session: where no server answers, every PostgreSQL case skips without waiting.
 postgres_answers = cache(postgres_available)
 

@@ -178,7 +178,9 @@ def test_tokens_flushed_server_side_mid_run_are_renewed_once(target: Target) -> 
     [
         pytest.param("duckdb", "oauth", id="duckdb-oauth"),
         pytest.param("duckdb", "static-token", id="duckdb-static-token"),
-        pytest.param("postgres", "oauth", id="postgres-oauth", marks=pytest.mark.postgres),
+        pytest.param(
+            "postgres", "oauth", id="postgres-oauth", marks=[pytest.mark.postgres, pytest.mark.twin]
+        ),
     ],
     indirect=["target"],
 )

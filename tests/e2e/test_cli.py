@@ -15,6 +15,7 @@ import pytest
 
 from routera_archive_sandbox import SandboxConfig, SandboxServer
 from tests.e2e.cli_support import (
+    BOTH,
     CLI,
     RunCli,
     Target,
@@ -68,6 +69,7 @@ def audit_rows(target: Target) -> list[tuple[str, bool]]:
     return sorted(target.query("SELECT id, recovered FROM contact_archives"))
 
 
+@pytest.mark.parametrize("target", BOTH, indirect=True)  # a first run on each destination
 def test_enqueue_run_status_and_a_second_run_that_calls_nothing(
     target_cli: RunCli, server: SandboxServer, tmp_path: Path, target: Target
 ) -> None:

@@ -95,7 +95,11 @@ def audit_ids(target: Target) -> list[str]:
         pytest.param("duckdb", signal.SIGINT, False, id="duckdb-SIGINT", marks=pytest.mark.slow),
         pytest.param("duckdb", signal.SIGINT, True, id="duckdb-ctrl-c-to-the-group"),
         pytest.param(
-            "postgres", signal.SIGTERM, False, id="postgres-SIGTERM", marks=pytest.mark.postgres
+            "postgres",
+            signal.SIGTERM,
+            False,
+            id="postgres-SIGTERM",
+            marks=[pytest.mark.postgres, pytest.mark.twin],
         ),
     ],
     indirect=["target"],

@@ -17,7 +17,7 @@ from routera_archive.objects import ObjectType
 from routera_archive.run.result import NO_TYPE
 from routera_archive.run.runner import ArchiveRun, RunOptions
 from routera_archive_sandbox import SandboxConfig, SandboxServer
-from tests.conftest import source_config
+from tests.conftest import TWINNED, source_config
 from tests.pipeline.test_run import query
 
 OTHER_TYPES = (ObjectType.COMPANIES, ObjectType.DEALS, ObjectType.TICKETS)
@@ -159,6 +159,7 @@ def test_a_mixed_queue_archives_each_record_once_on_its_own_path_into_its_own_ta
     assert sum(delete_paths(server).values()) == before
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_requests_without_ids_derive_one_per_type_and_id(
     pipeline: dlt.Pipeline, typed_sandbox: SandboxServer
 ) -> None:
@@ -205,6 +206,7 @@ def test_shards_keep_contacts_where_they_were_and_split_other_types_by_type_and_
     assert differ
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_a_custom_fields_row_of_no_known_type_is_ignored_not_fatal(
     pipeline: dlt.Pipeline, typed_sandbox: SandboxServer
 ) -> None:
@@ -228,6 +230,7 @@ def test_a_custom_fields_row_of_no_known_type_is_ignored_not_fatal(
     assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.deal_archives") == [(2,)]
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_a_type_queued_after_the_run_checked_its_types_waits_for_the_next_run(
     pipeline: dlt.Pipeline, typed_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -269,6 +272,7 @@ def test_a_type_queued_after_the_run_checked_its_types_waits_for_the_next_run(
     assert successful_deletes(typed_sandbox)["companies"] == Counter([company])
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_a_valid_request_is_never_the_duplicate_of_one_refused_for_its_own_row(
     pipeline: dlt.Pipeline, typed_sandbox: SandboxServer
 ) -> None:
@@ -287,6 +291,7 @@ def test_a_valid_request_is_never_the_duplicate_of_one_refused_for_its_own_row(
     assert successful_deletes(typed_sandbox)["companies"] == Counter([company])
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_a_contact_id_on_a_row_of_another_type_is_refused_even_when_it_equals_the_id(
     pipeline: dlt.Pipeline, typed_sandbox: SandboxServer
 ) -> None:
@@ -299,6 +304,7 @@ def test_a_contact_id_on_a_row_of_another_type_is_refused_even_when_it_equals_th
     assert successful_deletes(typed_sandbox)["deals"] == Counter()
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_a_null_and_an_empty_id_under_one_request_id_are_two_requests_on_any_page(
     pipeline: dlt.Pipeline, typed_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,6 +7,7 @@ too."""
 import json
 
 import dlt
+import pytest
 
 from routera_archive.audit.evidence import build_evidence
 from routera_archive.audit.verify import verify_dataset
@@ -15,7 +16,7 @@ from routera_archive.dataset.redact import REDACTED, RedactionRequest
 from routera_archive.run.retention import redact_dataset
 from routera_archive.run.runner import ArchiveRun
 from routera_archive_sandbox import SandboxServer
-from tests.conftest import source_config
+from tests.conftest import TWINNED, source_config
 from tests.pipeline.test_run import active_ids, query
 
 MISSING = "00000000-0000-4000-8000-0000000000aa"
@@ -33,6 +34,7 @@ def archived(pipeline: dlt.Pipeline, server: SandboxServer, count: int) -> list[
     return ids
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_a_row_edited_before_the_redaction_is_redacted_but_still_reported(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
@@ -61,6 +63,7 @@ def test_a_row_edited_before_the_redaction_is_redacted_but_still_reported(
     assert as_json == {"contact_archives": [edited]}
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_evidence_does_not_vouch_for_a_row_whose_digest_was_edited_with_it(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
@@ -91,6 +94,7 @@ def test_evidence_does_not_vouch_for_a_row_whose_digest_was_edited_with_it(
     assert found.chain["intact"] is False
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_the_outcomes_of_a_record_never_archived_are_redacted_too(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:

@@ -15,7 +15,7 @@ from routera_archive.names import SOURCE_NAME
 from routera_archive.run.runner import ArchiveRun, RunOptions, RunReport
 from routera_archive_pipelines.factory import make_pipeline
 from routera_archive_sandbox import SandboxServer
-from tests.conftest import source_config
+from tests.conftest import TWINNED, source_config
 
 
 def run(pipeline: dlt.Pipeline, server: SandboxServer, **options: Any) -> RunReport:
@@ -108,6 +108,7 @@ def test_a_second_run_makes_no_call_and_writes_no_duplicate(
     assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.archive_log") == [(5,)]
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_the_same_contact_pending_three_times_is_archived_once(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
@@ -125,6 +126,7 @@ def test_the_same_contact_pending_three_times_is_archived_once(
     assert all(dup[2] == archived[0][0] for dup in duplicates)
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_a_contact_requested_again_later_is_not_deleted_again(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
@@ -214,6 +216,7 @@ def test_new_custom_fields_become_columns_and_are_reported(
     assert rows == [("gold", 3)]
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_dry_run_archives_nothing_and_writes_only_its_run_row(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
@@ -231,6 +234,7 @@ def test_dry_run_archives_nothing_and_writes_only_its_run_row(
     assert run(pipeline, sandbox_server).counts["archived"] == 4
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_a_queue_over_max_archives_is_refused_before_any_call(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
@@ -245,6 +249,7 @@ def test_a_queue_over_max_archives_is_refused_before_any_call(
     assert forced.exit_code == ExitCode.OK and forced.counts == {"archived": 6}
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_a_run_that_would_archive_most_of_the_account_is_refused(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
@@ -258,6 +263,7 @@ def test_a_run_that_would_archive_most_of_the_account_is_refused(
     assert deletes(sandbox_server) == 0
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_limit_handles_only_that_many_and_leaves_the_rest_pending(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
@@ -270,6 +276,7 @@ def test_limit_handles_only_that_many_and_leaves_the_rest_pending(
     assert deletes(sandbox_server) == 7
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 @pytest.mark.parametrize("chunk_size", [1, 4])
 def test_chunks_load_every_outcome_exactly_once(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer, chunk_size: int
@@ -289,6 +296,7 @@ def test_chunks_load_every_outcome_exactly_once(
     ) == [(9, 9)]
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_no_queue_table_is_a_clear_error_and_calls_nothing(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
@@ -299,6 +307,7 @@ def test_no_queue_table_is_a_clear_error_and_calls_nothing(
     assert sandbox_server.state.stats()["totals"]["requests"] == 0
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_bad_credentials_stop_the_run_with_exit_2_and_archive_nothing(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
