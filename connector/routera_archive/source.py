@@ -45,7 +45,7 @@ from routera_archive.dataset.tables import (
     archives_columns,
     unmade_archives,
 )
-from routera_archive.errors import ExitCode, GuardrailRefused
+from routera_archive.errors import ConfigurationError, ExitCode, GuardrailRefused
 from routera_archive.http.client import RouteraClient
 from routera_archive.models import ArchiveOutcome, ArchiveRequest
 from routera_archive.names import (
@@ -122,12 +122,11 @@ def routera_archive(
         context = Container()[PipelineContext]
         if context.is_active():  # dlt.current.pipeline() would make a default pipeline
             finish_pending_packages(cast(dlt.Pipeline, context.pipeline()))
-        options = RunOptions(
-            dry_run=dry_run,
-            limit=limit,
-            force=force,
-            shard=None if shard is None else Shard.parse(shard),
-        )
+        try:
+            worker = None if shard is None else Shard.parse(shard)
+        except ValueError as exc:  # as the CLI's --shard: bad settings, said before any call
+            raise ConfigurationError(f"shard: {exc}") from None
+        options = RunOptions(dry_run=dry_run, limit=limit, force=force, shard=worker)
         return (drain_queue(settings, options),)
     client_config = settings.client_config()
     wanted = [as_request(item) for item in requests]

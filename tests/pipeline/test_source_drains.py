@@ -12,10 +12,10 @@ import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from routera_archive.dataset.lock import dataset_lock
-from routera_archive.errors import GuardrailRefused, RunLockedError
+from routera_archive.errors import ConfigurationError, GuardrailRefused, RunLockedError
 from routera_archive.source import routera_archive
 from routera_archive_sandbox import SandboxServer
-from tests.conftest import source_config
+from tests.conftest import TWINNED, source_config
 from tests.pipeline.test_run import active_ids, deletes, query
 
 
@@ -163,3 +163,90 @@ def test_the_dataset_stays_locked_until_the_rows_are_loaded(
     after.acquire()  # free once the run is over
     after.release()
     assert deletes(sandbox_server) == 3
+
+
+# The options are the runner's own (`RunOptions`), handed over as they are: their SQL and loads
+# are the runs above on each destination, so their PostgreSQL cases are twins.
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
+def test_dry_run_as_a_source_argument_archives_nothing_and_records_its_run(
+    user_pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    ids = active_ids(sandbox_server, 4)
+    queue_by_sql(user_pipeline, ids)
+    config = source_config(sandbox_server)
+
+    user_pipeline.run(routera_archive(config=config, dry_run=True))
+
+    assert deletes(sandbox_server) == 0
+    assert query(user_pipeline, "SELECT mode FROM {dataset}.archive_runs") == [("dry-run",)]
+    user_pipeline.run(routera_archive(config=config))
+    assert deletes(sandbox_server) == 4
+
+
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
+def test_limit_as_a_source_argument_leaves_the_rest_for_the_next_run(
+    user_pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    ids = active_ids(sandbox_server, 5)
+    queue_by_sql(user_pipeline, ids)
+    config = source_config(sandbox_server)
+
+    user_pipeline.run(routera_archive(config=config, limit=2))
+
+    assert deletes(sandbox_server) == 2
+    assert len(query(user_pipeline, "SELECT id FROM {dataset}.contact_archives")) == 2
+    user_pipeline.run(routera_archive(config=config))
+    assert deletes(sandbox_server) == 5
+    assert set(sandbox_server.state.stats()["deletes_succeeded"].values()) == {1}
+
+
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
+def test_shards_as_a_source_argument_split_the_queue_and_say_which_they_ran(
+    user_pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    ids = active_ids(sandbox_server, 12)
+    queue_by_sql(user_pipeline, ids)
+    config = source_config(sandbox_server)
+
+    user_pipeline.run(routera_archive(config=config, shard="0/2"))
+    first = set(sandbox_server.state.stats()["deletes_succeeded"])
+    user_pipeline.run(routera_archive(config=config, shard="1/2"))
+    both = sandbox_server.state.stats()["deletes_succeeded"]
+
+    assert 0 < len(first) < len(ids)  # the first worker took its share, not all
+    assert sorted(both) == sorted(ids) and set(both.values()) == {1}
+    shards = query(user_pipeline, "SELECT shard FROM {dataset}.archive_runs ORDER BY started_at")
+    assert shards == [("0/2",), ("1/2",)]
+
+
+def test_a_shard_that_is_not_i_of_n_is_a_configuration_error_before_any_call(
+    sandbox_server: SandboxServer,
+) -> None:
+    for text in ("2/2", "one/two", "0/0"):
+        with pytest.raises(ConfigurationError, match="shard"):
+            routera_archive(config=source_config(sandbox_server), shard=text)
+    assert sandbox_server.state.stats()["totals"]["requests"] == 0
+
+
+def test_settings_from_the_environment_are_the_runner_s(
+    user_pipeline: dlt.Pipeline, sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No `config`: the source reads `SOURCES__ROUTERA__*` as the CLI does, its guardrail
+    included."""
+    queue_by_sql(user_pipeline, active_ids(sandbox_server, 4))
+    for name, value in {
+        "BASE_URL": sandbox_server.url,
+        "CLIENT_ID": sandbox_server.config.client_id,
+        "CLIENT_SECRET": sandbox_server.config.client_secret,
+        "RPS": "0",
+        "MAX_ARCHIVES": "3",
+    }.items():
+        monkeypatch.setenv(f"SOURCES__ROUTERA__{name}", value)
+
+    with pytest.raises(PipelineStepFailed, match="max_archives"):
+        user_pipeline.run(routera_archive())
+    assert deletes(sandbox_server) == 0
+
+    monkeypatch.setenv("SOURCES__ROUTERA__MAX_ARCHIVES", "4")
+    user_pipeline.run(routera_archive())
+    assert deletes(sandbox_server) == 4
