@@ -23,7 +23,6 @@ from dlt.common.configuration import configspec
 from dlt.common.configuration.container import Container
 from dlt.common.configuration.specs import BaseConfiguration
 from dlt.common.pipeline import PipelineContext
-from dlt.common.schema.typing import TColumnSchema
 from dlt.extract.resource import DltResource
 from dlt.pipeline import trace as dlt_trace
 
@@ -35,14 +34,15 @@ from routera_archive.dataset.lock import RunLock
 from routera_archive.dataset.queue import DERIVED_REQUEST_PREFIX, Shard
 from routera_archive.dataset.rows import audit_row, log_row
 from routera_archive.dataset.tables import (
-    FIELDS_COLUMNS,
-    FIELDS_KEY,
+    FIELDS,
     HOLD_BACK_CONTRACT,
     INSERT_ONLY,
-    LOG_COLUMNS,
-    RUNS_COLUMNS,
+    LOG,
+    RUNS,
     AuditRows,
+    InsertOnlyTable,
     archives_columns,
+    archives_table,
     unmade_archives,
 )
 from routera_archive.errors import ConfigurationError, ExitCode, GuardrailRefused
@@ -50,9 +50,7 @@ from routera_archive.http.client import RouteraClient
 from routera_archive.models import ArchiveOutcome, ArchiveRequest
 from routera_archive.names import (
     ARCHIVES_TABLE,
-    FIELDS_TABLE,
     LOG_TABLE,
-    RUNS_TABLE,
     SOURCE_NAME,
 )
 from routera_archive.objects import ObjectType
@@ -168,24 +166,16 @@ def routera_archive(
         # Each type's record goes to its own table with that table's own columns: a variant
         # of the resource's hints per table (the resource itself declares no columns, or
         # every variant would take the contacts' documented ones).
-        hints = dlt.mark.make_hints(
-            table_name=kind.table,
-            write_disposition=INSERT_ONLY,
-            primary_key="id",
-            columns=archives_columns(kind),
+        yield from _for_table(
+            [row], archives_table(kind), HOLD_BACK_CONTRACT if hold_back else None
         )
-        if hold_back:
-            hints["schema_contract"] = HOLD_BACK_CONTRACT
-        yield dlt.mark.with_hints(row, hints, create_table_variant=True)
 
     @dlt.transformer(name=LOG_TABLE, data_from=outcomes)
     def log_rows(outcome: ArchiveOutcome) -> Iterator[dict[str, Any]]:
         yield log_row(outcome, this_run)
 
     archives_rows.apply_hints(write_disposition=INSERT_ONLY, primary_key="id")
-    log_rows.apply_hints(
-        write_disposition=INSERT_ONLY, primary_key="outcome_id", columns=LOG_COLUMNS
-    )
+    log_rows.apply_hints(write_disposition=INSERT_ONLY, primary_key=LOG.key, columns=LOG.columns)
     return archives_rows, log_rows
 
 
@@ -274,13 +264,13 @@ class ExtractDelivery:
         self._unmade.clear()
         for kind, records in rows.archives.items():
             contract = HOLD_BACK_CONTRACT if hold_back else None
-            items += _for_table(records, kind.table, "id", archives_columns(kind), contract)
-        items += _for_table(rows.log, LOG_TABLE, "outcome_id", LOG_COLUMNS)
-        items += _for_table(rows.fields, FIELDS_TABLE, FIELDS_KEY, FIELDS_COLUMNS)
+            items += _for_table(records, archives_table(kind), contract)
+        items += _for_table(rows.log, LOG)
+        items += _for_table(rows.fields, FIELDS)
         self._items.put(items)
 
     def run_row(self, row: dict[str, Any]) -> None:
-        self._items.put(_for_table([row], RUNS_TABLE, "run_id", RUNS_COLUMNS))
+        self._items.put(_for_table([row], RUNS))
 
     def keep_locks(self, release: Callable[[], None]) -> bool:
         """Held until dlt ends this pipeline's traced step (`run`, or `extract` alone): its
@@ -309,20 +299,16 @@ class ExtractDelivery:
 
 
 def _for_table(
-    rows: list[dict[str, Any]],
-    table: str,
-    key: str | tuple[str, ...],
-    columns: dict[str, TColumnSchema],
-    contract: Any = None,
+    rows: list[dict[str, Any]], table: InsertOnlyTable, contract: Any = None
 ) -> list[Any]:
     """Rows marked for `table` with the hints the runner's loads give it (`tables.insert_only`)."""
     if not rows:
         return []
     hints = dlt.mark.make_hints(
-        table_name=table,
+        table_name=table.name,
         write_disposition=INSERT_ONLY,
-        primary_key=list(key) if isinstance(key, tuple) else key,
-        columns=columns,
+        primary_key=list(table.key) if isinstance(table.key, tuple) else table.key,
+        columns=table.columns,
     )
     if contract is not None:
         hints["schema_contract"] = contract

@@ -43,7 +43,13 @@ from dlt.extract.resource import DltResource
 from routera_archive.dataset.canonical import CANONICAL_FORM, row_sha256, sha256_text
 from routera_archive.dataset.loading import load_fresh
 from routera_archive.dataset.lock import chain_lock
-from routera_archive.dataset.tables import RUN_LINK_COLUMNS, RUNS_COLUMNS, insert_only, run_history
+from routera_archive.dataset.tables import (
+    RUN_LINK_COLUMNS,
+    RUNS_COLUMNS,
+    InsertOnlyTable,
+    insert_only,
+    run_history,
+)
 from routera_archive.names import (
     CHAIN_TABLE,
     DIGESTS_TABLE,
@@ -445,7 +451,7 @@ def run_commit(run_row: dict[str, Any], digests: list[dict[str, Any]]) -> list[D
     """A run's row and the digests its link covers, in one package (see the docstring)."""
     return [
         *run_history([run_row]).resources.values(),
-        insert_only(digests, DIGESTS_TABLE, DIGESTS_KEY, DIGESTS_COLUMNS),
+        insert_only(digests, InsertOnlyTable(DIGESTS_TABLE, DIGESTS_KEY, DIGESTS_COLUMNS)),
         chain_table(),
     ]
 

@@ -160,20 +160,36 @@ HELD_BACK_COLUMN = "fields_held_back"
 INSERT_ONLY: TMergeDispositionDict = {"disposition": "merge", "strategy": "insert-only"}
 
 
-def insert_only(
-    rows: list[dict[str, Any]],
-    table: str,
-    key: str | tuple[str, ...],
-    columns: dict[str, TColumnSchema],
-) -> DltResource:
-    """An audit table's resource: merged insert-only on `key`, nothing nested (a record's
+@dataclass(frozen=True)
+class InsertOnlyTable:
+    """A table written merged insert-only, as every writer declares it: a run's loads
+    (`insert_only`) and the dlt source's extract (`source.ExtractDelivery`) take its key and
+    columns from here, so the two cannot drift apart."""
+
+    name: str
+    key: str | tuple[str, ...]
+    columns: dict[str, TColumnSchema]
+
+
+def archives_table(object_type: ObjectType) -> InsertOnlyTable:
+    """A type's audit table: one row per record, keyed by its id."""
+    return InsertOnlyTable(object_type.table, "id", archives_columns(object_type))
+
+
+LOG = InsertOnlyTable(LOG_TABLE, "outcome_id", LOG_COLUMNS)
+FIELDS = InsertOnlyTable(FIELDS_TABLE, FIELDS_KEY, FIELDS_COLUMNS)
+RUNS = InsertOnlyTable(RUNS_TABLE, "run_id", RUNS_COLUMNS)
+
+
+def insert_only(rows: list[dict[str, Any]], table: InsertOnlyTable) -> DltResource:
+    """An audit table's resource: merged insert-only on its key, nothing nested (a record's
     values stay in their row as received; `raw_response` keeps the body)."""
     return dlt.resource(
         rows,
-        name=table,
+        name=table.name,
         write_disposition=INSERT_ONLY,
-        primary_key=key,
-        columns=columns,
+        primary_key=table.key,
+        columns=table.columns,
         max_table_nesting=0,
     )
 
@@ -201,7 +217,7 @@ def queue_requests(rows: Sequence[dict[str, Any]]) -> DltResource:
 @dlt.source(name=SOURCE_NAME, section=SOURCE_NAME)
 def run_history(rows: Sequence[dict[str, Any]]) -> DltResource:
     """The `archive_runs` rows, in the `routera` schema like every other table."""
-    return insert_only(list(rows), RUNS_TABLE, "run_id", RUNS_COLUMNS)
+    return insert_only(list(rows), RUNS)
 
 
 @dataclass(frozen=True)
@@ -334,10 +350,10 @@ def audit_trail(
             continue
         if kind is not ObjectType.CONTACTS and not records:
             continue
-        archives = insert_only(records, kind.table, "id", archives_columns(kind))
+        archives = insert_only(records, archives_table(kind))
         if hold_back_new_fields:
             archives.apply_hints(schema_contract=HOLD_BACK_CONTRACT)
         resources.append(archives)
-    resources.append(insert_only(rows.log, LOG_TABLE, "outcome_id", LOG_COLUMNS))
-    resources.append(insert_only(rows.fields, FIELDS_TABLE, FIELDS_KEY, FIELDS_COLUMNS))
+    resources.append(insert_only(rows.log, LOG))
+    resources.append(insert_only(rows.fields, FIELDS))
     return resources
