@@ -250,3 +250,31 @@ def test_settings_from_the_environment_are_the_runner_s(
     monkeypatch.setenv("SOURCES__ROUTERA__MAX_ARCHIVES", "4")
     user_pipeline.run(routera_archive())
     assert deletes(sandbox_server) == 4
+
+
+# DuckDB only: in a user's own PostgreSQL pipeline dlt makes `_dlt_id` unique, so there such a
+# resume fails on the constraint instead (and the source's own resume, finish_pending_packages,
+# is what tests/e2e/test_source_crash.py kills on both).
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
+def test_rows_a_resume_by_dlt_alone_loaded_twice_are_collapsed_by_the_next_source_run(
+    user_pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    """A source made before its pipeline was active (dagster-dlt's) leaves a killed package to
+    dlt's own resume, which can insert a job's rows twice (the same `_dlt_id`): the next run of
+    the source keeps one of each before it reads what is pending."""
+    ids = active_ids(sandbox_server, 3)
+    queue_by_sql(user_pipeline, ids)
+    config = source_config(sandbox_server)
+    user_pipeline.run(routera_archive(config=config))
+    for table in ("contact_archives", "archive_log"):
+        with user_pipeline.sql_client() as client:
+            qualified = client.make_qualified_table_name(table)
+            client.execute_sql(f"INSERT INTO {qualified} SELECT * FROM {qualified}")
+    doubled = "SELECT COUNT(*), COUNT(DISTINCT _dlt_id) FROM {dataset}.%s"
+    assert query(user_pipeline, doubled % "contact_archives") == [(6, 3)]
+
+    user_pipeline.run(routera_archive(config=config))
+
+    assert query(user_pipeline, doubled % "contact_archives") == [(3, 3)]
+    assert query(user_pipeline, doubled % "archive_log") == [(3, 3)]
+    assert deletes(sandbox_server) == 3
