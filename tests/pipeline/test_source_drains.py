@@ -104,6 +104,9 @@ def test_over_max_archives_the_source_raises_and_sends_nothing(
 
     user_pipeline.run(routera_archive(config=source_config(sandbox_server), force=True))
     assert deletes(sandbox_server) == 5
+    # Only the forced run's row: the refusal's, raised inside dlt's extract, is not loaded,
+    # then or later (README, "A refused run leaves no row").
+    assert query(user_pipeline, "SELECT exit_code FROM {dataset}.archive_runs") == [(0,)]
 
 
 def test_every_type_gets_its_table_and_its_records_whatever_the_chunks(
