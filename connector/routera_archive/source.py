@@ -98,7 +98,9 @@ def routera_archive(
     With `requests` (request objects or bare contact ids): archive those while dlt extracts.
 
     Settings come from `[sources.routera]` and `SOURCES__ROUTERA__*`, read as the CLI and the
-    runner read them; to set values in code, pass `config`: `resolve_source_config(rps=10)`
+    runner read them (with no `requests`, when the run starts: a source made where the run's
+    credentials are not, say at a scheduler's import, fails then with ConfigurationError); to
+    set values in code, pass `config`: `resolve_source_config(rps=10)`
     (the rest from the environment) or `settings_from_values(...)` (nothing from it). The
     guardrails apply as in a run: more requests than `max_archives` raise GuardrailRefused here,
     before anything is called; more than `max_share` of a type's active records raise it when the
@@ -111,11 +113,6 @@ def routera_archive(
     during extract drops the answers of that extract; the next run's DELETE answers 404 and the
     GET recovers each record (`recovered = true`). The CLI's runner adds the rest.
     """
-    settings = as_resolved(config)
-    if max_archives is not None:  # on a copy: the caller's settings stay as they are
-        settings = copy.copy(settings)
-        settings.max_archives = max_archives
-        settings.validate()
     if requests is None:
         context = Container()[PipelineContext]
         if context.is_active():  # dlt.current.pipeline() would make a default pipeline
@@ -125,7 +122,11 @@ def routera_archive(
         except ValueError as exc:  # as the CLI's --shard: bad settings, said before any call
             raise ConfigurationError(f"shard: {exc}") from None
         options = RunOptions(dry_run=dry_run, limit=limit, force=force, shard=worker)
-        return (drain_queue(settings, options),)
+        # Settings resolved when the run starts, not here: a source made when a scheduler
+        # loads its definitions (dagster-dlt's) must load without the run's credentials, and
+        # takes them as they are at each run.
+        return (drain_queue(lambda: run_settings(config, max_archives), options),)
+    settings = run_settings(config, max_archives)
     client_config = settings.client_config()
     wanted = [as_request(item) for item in requests]
     # Per type, as the run's share check counts (a request that names no type is not called).
@@ -179,6 +180,19 @@ def routera_archive(
     return archives_rows, log_rows
 
 
+def run_settings(
+    config: RouteraSourceConfig | None, max_archives: int | None
+) -> RouteraSourceConfig:
+    """The settings resolved the runner's way, with the source's `max_archives` over them
+    (on a copy: the caller's settings stay as they are)."""
+    settings = as_resolved(config)
+    if max_archives is not None:
+        settings = copy.copy(settings)
+        settings.max_archives = max_archives
+        settings.validate()
+    return settings
+
+
 def as_request(item: ArchiveRequest | str) -> ArchiveRequest:
     """A bare contact id is a request of its own (`cid:<id>`), as in a queue without ids."""
     if isinstance(item, ArchiveRequest):
@@ -204,12 +218,15 @@ def finish_pending_packages(pipeline: dlt.Pipeline) -> None:
         lock.release()
 
 
-def drain_queue(settings: RouteraSourceConfig, options: RunOptions) -> DltResource:
+def drain_queue(
+    settings_now: Callable[[], RouteraSourceConfig], options: RunOptions
+) -> DltResource:
     """The run, as one resource: it runs in a thread of its own while the extract takes what it
-    hands over, each row marked for its table."""
+    hands over, each row marked for its table. Its settings are read as it starts."""
 
     @dlt.resource(name=DRAIN_RESOURCE, max_table_nesting=0)
     def archive_run() -> Iterator[Any]:
+        settings = settings_now()
         pipeline = dlt.current.pipeline()
         # Every type's table from a dataset's first load on, as the runner's loads make them.
         delivery = ExtractDelivery(unmade_archives(pipeline), pipeline)

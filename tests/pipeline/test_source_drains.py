@@ -281,3 +281,31 @@ def test_rows_a_resume_by_dlt_alone_loaded_twice_are_collapsed_by_the_next_sourc
     assert query(user_pipeline, doubled % "contact_archives") == [(3, 3)]
     assert query(user_pipeline, doubled % "archive_log") == [(3, 3)]
     assert deletes(sandbox_server) == 3
+
+
+def test_the_source_is_made_without_settings_and_reads_them_when_it_runs(
+    user_pipeline: dlt.Pipeline, sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scheduler loads its definitions (dagster-dlt's `@dlt_assets(dlt_source=...)`) where
+    the run's credentials may not be: the source is made then, and its settings are read when
+    it runs: missing, a typed error before any call; present by then, they are used."""
+    queue_by_sql(user_pipeline, active_ids(sandbox_server, 2))
+    made_early = routera_archive()  # no SOURCES__ROUTERA__* yet: no error here
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        user_pipeline.run(made_early)
+    cause: BaseException | None = failed.value
+    while cause is not None and not isinstance(cause, ConfigurationError):
+        cause = cause.__cause__
+    assert isinstance(cause, ConfigurationError), failed.value
+    assert sandbox_server.state.stats()["totals"]["requests"] == 0
+
+    for name, value in {
+        "BASE_URL": sandbox_server.url,
+        "CLIENT_ID": sandbox_server.config.client_id,
+        "CLIENT_SECRET": sandbox_server.config.client_secret,
+        "RPS": "0",
+    }.items():
+        monkeypatch.setenv(f"SOURCES__ROUTERA__{name}", value)
+    user_pipeline.run(routera_archive())
+    assert deletes(sandbox_server) == 2
