@@ -140,7 +140,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="also run what CI adds to the 10-minute default suite: the PostgreSQL twins of "
-        "cases run on DuckDB (marked twin) and the benchmarks' smoke runs (marked bench)",
+        "cases run on DuckDB (marked twin), further variants of cases it runs (marked variant) "
+        "and the benchmarks' smoke runs (marked bench)",
     )
     parser.addoption(
         "--run-integrations",
@@ -161,6 +162,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reason="the PostgreSQL twin of a DuckDB case: run with --run-extended (CI does); what "
         "PostgreSQL does differently, the default suite's other PostgreSQL cases run"
     )
+    skip_variant = pytest.mark.skip(
+        reason="another variant of a case the default suite runs: run with --run-extended (CI does)"
+    )
     skip_bench = pytest.mark.skip(
         reason="a benchmark's smoke run: run with --run-extended (CI does)"
     )
@@ -175,6 +179,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(skip_twin)
             if "bench" in item.keywords:
                 item.add_marker(skip_bench)
+            if "variant" in item.keywords:
+                item.add_marker(skip_variant)
         if INTEGRATIONS in Path(str(item.fspath)).parents and not config.getoption(
             "--run-integrations"
         ):

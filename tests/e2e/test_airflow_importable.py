@@ -55,8 +55,16 @@ def airflow_path(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(
     ("turned_on", "config_toml"),
-    [(False, None), (True, None), (True, "[providers]\nenable_airflow_secrets = true\n")],
-    ids=["default", "environment-turns-it-on", "config-toml-turns-it-on"],
+    [
+        pytest.param(False, None, id="default"),
+        pytest.param(True, None, id="environment-turns-it-on"),
+        pytest.param(
+            True,
+            "[providers]\nenable_airflow_secrets = true\n",
+            id="config-toml-turns-it-on",
+            marks=pytest.mark.variant,  # the control case's other way to turn it on
+        ),
+    ],
 )
 def test_dlt_s_airflow_provider_stays_off_unless_configured(
     sandbox_server: SandboxServer,

@@ -53,13 +53,14 @@ def last_line(result: Result) -> str:
     return [line for line in result.stderr.splitlines() if line.strip()][-1]
 
 
-# Each way in once, the share check on and off among them (all six pairs: `--run-slow`).
+# The plain run in the default suite; the other ways in, the share check on and off among them,
+# with `--run-extended` (CI); all six pairs with `--run-slow`.
 @pytest.mark.parametrize(
     ("extra", "max_share"),
     [
         pytest.param((), "0.5", id="run"),
-        pytest.param(("--force",), "0", id="forced-share-off"),
-        pytest.param(("--dry-run",), "0.5", id="dry-run"),
+        pytest.param(("--force",), "0", id="forced-share-off", marks=pytest.mark.variant),
+        pytest.param(("--dry-run",), "0.5", id="dry-run", marks=pytest.mark.variant),
         pytest.param((), "0", id="run-share-off", marks=pytest.mark.slow),
         pytest.param(("--force",), "0.5", id="forced", marks=pytest.mark.slow),
         pytest.param(("--dry-run",), "0", id="dry-run-share-off", marks=pytest.mark.slow),

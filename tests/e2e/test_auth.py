@@ -177,7 +177,7 @@ def test_tokens_flushed_server_side_mid_run_are_renewed_once(target: Target) -> 
     ("target", "mode"),
     [
         pytest.param("duckdb", "oauth", id="duckdb-oauth"),
-        pytest.param("duckdb", "static-token", id="duckdb-static-token"),
+        pytest.param("duckdb", "static-token", id="duckdb-static-token", marks=pytest.mark.variant),
         pytest.param(
             "postgres", "oauth", id="postgres-oauth", marks=[pytest.mark.postgres, pytest.mark.twin]
         ),
