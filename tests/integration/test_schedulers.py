@@ -12,6 +12,10 @@ deployment gives them (`ROUTERA_ARCHIVE_*`), never by editing the example.
   the first anyway (Dagster's job executed again; Airflow's `dags test`, which no scheduler's
   `max_active_runs` stands in front of, from a second Airflow home) has each shard refused by the
   dataset's lock, fails, and sends no DELETE of its own.
+- The dlt source's examples drain the queue once, each record by one DELETE, and a second run
+  sends none: `dagster_dlt_assets.py` with `dagster asset materialize`, and
+  `airflow_dlt_tasks.py` (dlt's Airflow helper, `PipelineTasksGroup`) with `airflow dags test`,
+  whose every task runs in a fresh pipeline folder of the helper's making.
 
 Without the virtualenvs these tests skip, saying so.
 """
@@ -154,13 +158,15 @@ def dagster_schedule_says(setup: Setup, home: Mapping[str, str]) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def airflow_home(setup: Setup, name: str = "airflow_home") -> dict[str, str]:
+def airflow_home(
+    setup: Setup, name: str = "airflow_home", example: str = "airflow_dag.py"
+) -> dict[str, str]:
     """An Airflow home with its metadata database made and the example copied into its DAGs
     folder, as the example's docstring tells a user to."""
     home = setup.workdir / name
     dags = home / "dags"
     dags.mkdir(parents=True, exist_ok=True)
-    shutil.copy(SCHEDULES / "airflow_dag.py", dags / "routera_archive_dag.py")
+    shutil.copy(SCHEDULES / example, dags / f"routera_archive_{example}")
     settings = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
@@ -178,8 +184,10 @@ def airflow_home(setup: Setup, name: str = "airflow_home") -> dict[str, str]:
     return settings
 
 
-def airflow_dag(setup: Setup, home: Mapping[str, str]) -> RunningTool:
-    command = [str(AIRFLOW / "airflow"), "dags", "test", "routera_archive"]
+def airflow_dag(
+    setup: Setup, home: Mapping[str, str], dag_id: str = "routera_archive"
+) -> RunningTool:
+    command = [str(AIRFLOW / "airflow"), "dags", "test", dag_id]
     return _start(setup, command, setup.env(**home))
 
 
@@ -378,3 +386,48 @@ def test_the_dagster_dlt_asset_drains_the_queue_once(setup: Setup) -> None:
     assert setup.server.state.stats()["totals"]["by_method"].get("DELETE", 0) == len(setup.ids)
     runs = setup.sql("SELECT mode, exit_code FROM {dataset}.archive_runs ORDER BY started_at")
     assert runs == [("run", 0), ("run", 0)]
+
+
+def test_dlt_s_airflow_tasks_group_drains_the_queue_once(setup: Setup) -> None:
+    """`airflow dags test` of the example with dlt's `PipelineTasksGroup`: the dlt source's run
+    as the helper's one task; a second `dags test` sends no DELETE. Each task runs in a fresh
+    pipeline folder of the helper's making (the example's docstring says what that costs)."""
+    _needs(AIRFLOW, "airflow")
+    home = airflow_home(setup, example="airflow_dlt_tasks.py")
+    # The helper's folders go to the temporary directory: this test's, not the machine's.
+    temporary = setup.workdir / "tmp"
+    temporary.mkdir()
+    home["TMPDIR"] = str(temporary)
+
+    code, output = airflow_dag(setup, home, "routera_archive_dlt").finish()
+    assert code == 0, output[-5000:]
+    assert_dag_run_succeeded(output)
+    stats = setup.server.state.stats()
+    assert stats["totals"]["by_method"].get("DELETE", 0) == len(setup.ids)
+    assert sorted(stats["deletes_succeeded"]) == sorted(setup.ids)
+    assert set(stats["deletes_succeeded"].values()) == {1}
+    per_request = setup.sql(
+        "SELECT request_id, COUNT(*) FROM {dataset}.archive_log GROUP BY request_id"
+    )
+    assert len(per_request) == len(setup.ids) + 5
+    assert {count for _, count in per_request} == {1}
+    audit = setup.sql("SELECT COUNT(*), COUNT(DISTINCT id) FROM {dataset}.contact_archives")
+    assert audit == [(len(setup.ids), len(setup.ids))]
+
+    code, output = airflow_dag(setup, home, "routera_archive_dlt").finish()
+    assert code == 0, output[-5000:]
+    assert_dag_run_succeeded(output)
+    assert setup.server.state.stats()["totals"]["by_method"].get("DELETE", 0) == len(setup.ids)
+    runs = setup.sql("SELECT mode, exit_code FROM {dataset}.archive_runs ORDER BY started_at")
+    assert runs == [("run", 0), ("run", 0)]
+    # Each task ran in a pipeline folder of its own: the next task never sees the last one's.
+    ran = {path.parent for path in temporary.glob("dlt_*/pipelines/*/trace.pickle")}
+    assert len(ran) == 2, sorted(temporary.iterdir())
+
+
+def assert_dag_run_succeeded(output: str) -> None:
+    """The DAG run ended `state=success` after running the helper's one task (a failed task
+    fails the run, and `dags test` then exits 1)."""
+    finished = [line for line in output.splitlines() if "DagRun Finished:" in line]
+    assert len(finished) == 1 and "state=success," in finished[0], output[-5000:]
+    assert "task_id=routera_archive_dlt_tasks.routera_archive_run" in output, output[-5000:]
