@@ -13,9 +13,12 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from routera_archive.dataset.lock import dataset_lock
 from routera_archive.errors import ConfigurationError, GuardrailRefused, RunLockedError
+from routera_archive.journal import OutcomeJournal
+from routera_archive.models import ArchiveRequest
 from routera_archive.source import routera_archive
 from routera_archive_sandbox import SandboxServer
 from tests.conftest import TWINNED, source_config
+from tests.pipeline.test_recovery import archive_without_loading
 from tests.pipeline.test_run import active_ids, deletes, query
 
 
@@ -107,6 +110,36 @@ def test_over_max_archives_the_source_raises_and_sends_nothing(
     # Only the forced run's row: the refusal's, raised inside dlt's extract, is not loaded,
     # then or later (README, "A refused run leaves no row").
     assert query(user_pipeline, "SELECT exit_code FROM {dataset}.archive_runs") == [(0,)]
+
+
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
+def test_a_crashed_run_s_journal_counts_neither_as_pending_nor_toward_max_archives(
+    user_pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    """The CLI's run loads a crashed run's journal before it counts the queue; the source hands
+    those outcomes to its extract instead, so the queue still holds their requests as pending.
+    They are settled: counted, they would be refused by a max_archives the rest is within, and
+    the run's row would say it found them pending."""
+    ids = active_ids(sandbox_server, 5)
+    queue_by_sql(user_pipeline, ids)
+    crashed = [ArchiveRequest(request_id=f"r{n}", object_id=cid) for n, cid in enumerate(ids[:3])]
+    journal = OutcomeJournal(Path(user_pipeline.working_dir) / "journal", "crashed-run")
+    for outcome in archive_without_loading(sandbox_server, crashed):
+        journal.append(outcome)
+    journal.close()
+
+    user_pipeline.run(routera_archive(config=source_config(sandbox_server), max_archives=2))
+
+    assert deletes(sandbox_server) == 5  # the journal's three, then the two left, once each
+    runs = query(
+        user_pipeline, "SELECT run_id, pending_at_start, guardrail FROM {dataset}.archive_runs"
+    )
+    assert len(runs) == 1 and runs[0][1:] == (2, "passed: 2 to handle, max_archives 2")
+    logged = query(
+        user_pipeline,
+        "SELECT run_id = 'crashed-run', COUNT(*) FROM {dataset}.archive_log GROUP BY 1 ORDER BY 1",
+    )
+    assert logged == [(False, 2), (True, 3)]
 
 
 def test_every_type_gets_its_table_and_its_records_whatever_the_chunks(

@@ -15,7 +15,7 @@ import enum
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -24,7 +24,7 @@ from dlt.common.pipeline import SupportsPipeline
 
 from routera_archive.dataset.loading import stored_columns
 from routera_archive.dataset.outcomes import is_terminal, logged_id, logged_type
-from routera_archive.dataset.rows import NUL_STAND_IN
+from routera_archive.dataset.rows import NUL_STAND_IN, RequestKey, request_key
 from routera_archive.errors import InvalidObjectId, QueueError
 from routera_archive.http.ids import (
     DOT_SEGMENTS,
@@ -553,9 +553,26 @@ class PendingQueue:
             rows = client.execute_sql(sql) or ()
         return Counter({str(kind): int(count) for kind, count in rows})
 
-    def tally(self) -> PendingTally:
-        """Pending requests and how many of them need the API (a run's guardrails)."""
-        summary = self.summary(limit=None, shown=0)
+    def tally(self, settled: Collection[RequestKey] = ()) -> PendingTally:
+        """Pending requests and how many of them need the API (a run's guardrails), less the
+        `settled` ones: requests whose outcome the run holds and the dataset does not yet (a
+        crashed run's journal handed to the source's extract), which the pending SQL still
+        finds. Those are counted row by row; without them, as `summary` counts."""
+        if not settled:
+            return self.summary(limit=None, shown=0).tally()
+        summary = PendingSummary()
+        for rows in self.stream(5000):
+            for row in rows:
+                pending = self.to_pending(row)
+                if request_key(pending.request) in settled:
+                    continue
+                identity = self.identity(row)
+                outcome = settled_without_call(
+                    identity.queued,
+                    Archived.of(identity.archived_under, identity.request_id),
+                    identity.first_request_id != identity.request_id,
+                )
+                summary.add(outcome, True, 1, identity.queued)
         return summary.tally()
 
     def summary(self, limit: int | None, shown: int, batch_size: int = 5000) -> PendingSummary:

@@ -292,7 +292,7 @@ class ArchiveRun:
             self.pipeline, queue_table=self.config.queue_table, shard=self.options.shard
         )
         # A dry run reads the queue once, for its plan and the guardrails' counts together.
-        tally = self._plan(queue) if self.options.dry_run else queue.tally()
+        tally = self._plan(queue) if self.options.dry_run else queue.tally(self._delivered)
         timeline.mark("tallied")
         pending = tally.pending
         report.pending_at_start = pending
