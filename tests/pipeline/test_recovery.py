@@ -11,6 +11,7 @@ import respx
 
 from routera_archive.calls.archiver import archive_request
 from routera_archive.dataset.enqueue import enqueue
+from routera_archive.dataset.loading import load_pending_packages
 from routera_archive.dataset.queue import PendingQueue
 from routera_archive.dataset.tables import audit_trail, build_audit_rows
 from routera_archive.errors import ExitCode
@@ -289,3 +290,31 @@ def test_a_run_whose_own_row_cannot_be_written_says_so(
     assert report.exit_code == ExitCode.OK, report.error
     assert report.run_row_error == "unexpected error: RuntimeError: the warehouse went away"
     assert query(pipeline, "SELECT COUNT(*) FROM {dataset}.contact_archives") == [(2,)]
+
+
+def test_a_package_extracted_before_the_first_state_was_saved_is_loaded_by_the_next_run(
+    pipeline: dlt.Pipeline,
+) -> None:
+    """A pipeline's first process killed after its extract committed a package, before the
+    pipeline saved its state: the package is there, the pipeline knows no schema. dlt's
+    normalize() takes that for "nothing extracted" and returns; the package must load anyway,
+    before the run counts what is unloaded (the crash harness found it through the source)."""
+    pipeline.extract(dlt.resource([{"id": "a"}, {"id": "b"}], name="kept_rows"))
+    working = Path(pipeline.working_dir)
+    for saved in (working / "schemas").iterdir():
+        saved.unlink()
+    state = json.loads((working / "state.json").read_text("utf-8"))
+    state.update(default_schema_name=None, schema_names=[])
+    (working / "state.json").write_text(json.dumps(state), "utf-8")
+    restarted = dlt.pipeline(
+        pipeline_name=pipeline.pipeline_name,
+        destination=pipeline.destination,
+        dataset_name=pipeline.dataset_name,
+        pipelines_dir=pipeline.pipelines_dir,
+    )
+    assert restarted.default_schema_name is None and restarted.list_extracted_load_packages()
+
+    load_pending_packages(restarted)
+
+    assert not restarted.has_pending_data
+    assert sorted(query(restarted, "SELECT id FROM {dataset}.kept_rows")) == [("a",), ("b",)]

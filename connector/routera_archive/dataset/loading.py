@@ -84,9 +84,29 @@ def load_pending_packages(pipeline: dlt.Pipeline) -> None:
       they are collapsed back to one.
     """
     drop_stale_extracted_copies(pipeline)
+    adopt_schema_of_extracted_packages(pipeline)
     pipeline.normalize()
     pipeline.load()
     collapse_reloaded_rows(pipeline)
+
+
+def adopt_schema_of_extracted_packages(pipeline: dlt.Pipeline) -> None:
+    """A pipeline's first process killed after its extract committed a package but before the
+    pipeline saved its state has a package and no schema: dlt's `normalize()` then returns
+    without a word (it takes "no default schema" for "nothing extracted"), and the package
+    waits, to be normalized and loaded beside a later extract, after that run already counted
+    its outcomes as unloaded. The package holds its schema; the pipeline takes it, as dlt's own
+    extract would have (`_inject_schema` is how dlt's extract does it; there is no public way)."""
+    known: str | None = pipeline.default_schema_name  # typed `str`; None until a state is saved
+    if known:
+        return
+    extracted = pipeline._get_normalize_storage().extracted_packages
+    for load_id in pipeline.list_extracted_load_packages():
+        schema = extracted.load_schema(load_id)
+        logger.warning(
+            "adopting schema %s of package %s, extracted before a crash", schema.name, load_id
+        )
+        pipeline._inject_schema(schema)
 
 
 def resume_pending_packages(pipeline: dlt.Pipeline) -> bool:
