@@ -22,6 +22,14 @@ output stays in the work folder (`attempt-N.out`, `attempt-N.err` with arrival t
 
 `crash_after_insert` adds one deterministic crash point (a `sitecustomize` in the child) for a
 window that timed kills only hit by chance.
+
+`through="source"` drives a dlt user's own script instead of the CLI: one
+`pipeline.run(routera_archive())` on the same pipeline (name, folder, destination and dataset),
+so that the harness reads its lock, journal and packages the same way. The script logs as a
+user's script would (INFO to stderr) and prints no summary: the final run's id and account come
+from the dataset (`archive_runs`) and from the run's log lines. One `pipeline.run()` loads once,
+after its extract: its kills are anchored on the start or on a share of the records left to
+archive (`draw_source_kill_plans`), never on a chunk load.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import random
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -44,7 +53,7 @@ from typing import IO, Any
 
 from routera_archive_pipelines.factory import pipeline_name_for
 from routera_archive_sandbox import SandboxServer
-from tests.e2e.cli_support import Result, Target, cli_env, run_cli, start_cli
+from tests.e2e.cli_support import DB_FILE, Result, Target, cli_env, run_cli, start_cli
 
 TERMINAL = ("archived", "already_archived", "not_found", "invalid", "duplicate")
 # Custom fields no destination column holds as they are (tests/e2e/test_poison_records.py).
@@ -73,6 +82,38 @@ SUMMARY_COUNT = re.compile(
     r"^\s*(archived|already_archived|not_found|invalid|duplicate|failed)\s+\S\s+(\d+)\s*$"
 )
 SUMMARY_REPLAYED = re.compile(r"loaded (\d+) outcomes from an interrupted run's journal")
+# The runner's own log line for the same (the source's runs print no summary).
+JOURNAL_REPLAYED = re.compile(r"was interrupted: loading (\d+) outcomes from its journal")
+
+# The harness's runs: the CLI's `run`, or a dlt user's script around the source.
+THROUGH = ("cli", "source")
+# A dlt user's own script: the draining source in one `pipeline.run()`, on the pipeline the CLI
+# would use for this destination and dataset (T_PIPELINE), under DLT_DATA_DIR.
+SOURCE_RUN_SCRIPT = """
+import logging
+import os
+import sys
+
+import dlt
+from routera_archive import routera_archive
+
+logging.basicConfig(
+    stream=sys.stderr,
+    level=logging.INFO,
+    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+)
+if os.environ["T_DEST"] == "duckdb":
+    destination = dlt.destinations.duckdb(os.environ["T_FILE"])
+else:
+    destination = "postgres"
+pipeline = dlt.pipeline(
+    pipeline_name=os.environ["T_PIPELINE"],
+    destination=destination,
+    dataset_name=os.environ["T_DATASET"],
+)
+info = pipeline.run(routera_archive(force=True))
+print(info, flush=True)
+"""
 
 # Every process this module starts is waited for at most this long; nothing can hang CI.
 PROCESS_TIMEOUT_S = 180.0
@@ -83,18 +124,27 @@ SETTLE_S = 0.25
 @dataclass(frozen=True)
 class KillPlan:
     """When to kill: `delay` seconds after the process started ("start"), after its log says
-    how many requests it handles ("calls": the lock is held, recovery is done), or after its
-    n-th chunk load ("loaded")."""
+    how many requests it handles ("calls": the lock is held, recovery is done), after its
+    n-th chunk load ("loaded"); for the source's runs, which load once, after the sandbox
+    archived `share` of the records still to archive when the attempt started ("answered"), or
+    after a new package of the run's reached the `folder` of `CrashHarness._packages`
+    ("package": `extracted`, normalize's; `normalized`, the load's)."""
 
     anchor: str
     delay: float
     nth: int = 0
+    share: float = 0.0
+    folder: str = ""
 
     def describe(self) -> str:
         if self.anchor == "start":
             return f"{self.delay:.2f}s after start"
         if self.anchor == "calls":
             return f"{self.delay:.2f}s after the calls start"
+        if self.anchor == "answered":
+            return f"{self.delay:.2f}s after {self.share:.0%} of the records left were archived"
+        if self.anchor == "package":
+            return f"{self.delay:.2f}s after a package reached {self.folder}"
         return f"{self.delay:.2f}s after load #{self.nth}"
 
 
@@ -121,6 +171,30 @@ def draw_kill_plans(
     return plans
 
 
+def draw_source_kill_plans(
+    rng: random.Random, kills: int, *, early_max: float = 3.0
+) -> list[KillPlan]:
+    """Kills for runs through the source, which load once, after their extract: half anchored
+    on the start (0.2 s to `early_max`: startup, recovery, the first calls); the others in turn
+    mid-calls (a quarter to nine tenths of the records left archived, then up to 0.5 s: calls
+    in flight, the extract open), in normalize (its package extracted) and in the load (its
+    package normalized), the last two within 0.1 s of the anchor; in a seeded order."""
+    plans = [
+        KillPlan("start", round(rng.uniform(0.2, early_max), 3)) for _ in range((kills + 1) // 2)
+    ]
+    for n in range(kills // 2):
+        if n % 3 == 0:
+            delay = 0.5 * rng.random() ** 2
+            plans.append(
+                KillPlan("answered", round(delay, 3), share=round(rng.uniform(0.25, 0.9), 2))
+            )
+        else:
+            folder = "extracted" if n % 3 == 1 else "normalized"
+            plans.append(KillPlan("package", round(0.1 * rng.random() ** 2, 3), folder=folder))
+    rng.shuffle(plans)
+    return plans
+
+
 @dataclass
 class Attempt:
     """One `run` that was meant to be killed, and what it left."""
@@ -135,6 +209,7 @@ class Attempt:
     lines: list[str] = field(default_factory=list)
     times: list[float] = field(default_factory=list)  # when each line came, after the start
     loads: int = 0  # chunk loads this run logged before it died
+    deletes: int = 0  # DELETEs the sandbox saw during the attempt
     phase: str = "startup"
     left_on_disk: dict[str, int] = field(default_factory=dict)
     # Records (`record_key`) the sandbox archived meanwhile, and those with a record in its
@@ -160,7 +235,8 @@ class Attempt:
         left = ", ".join(f"{k} {v}" for k, v in sorted(self.left_on_disk.items()) if v) or "-"
         return (
             f"#{self.number} {self.plan.describe()}: {what} at {self.at:.2f}s, run {self.run_id}, "
-            f"phase {self.phase}, {self.stage} ({self.loads} loads), archived "
+            f"phase {self.phase}, {self.stage} ({self.loads} loads), {self.deletes} DELETEs, "
+            "archived "
             f"{len(self.archived)}, journaled {len(self.journaled)}, "
             f"unjournaled {len(self.archived - self.journaled)}, left {left}; "
             f"last line: {self.last_line[:110]}"
@@ -174,13 +250,21 @@ class FinalRun:
     stderr: str
     started_epoch: float
     seconds: float
+    # A run through the source prints no summary: its id is its archive_runs row's.
+    source_run_id: str | None = None
+    through_source: bool = False
 
     @property
     def run_id(self) -> str | None:
+        if self.through_source:
+            return self.source_run_id
         found = SUMMARY_RUN.search(self.stdout)
         return found.group(1) if found else None
 
-    def summary_counts(self) -> dict[str, int]:
+    def summary_counts(self) -> dict[str, int] | None:
+        """The CLI summary's counts (None for a run through the source: it has none)."""
+        if self.through_source:
+            return None
         counts = {}
         for line in self.stdout.splitlines():
             found = SUMMARY_COUNT.match(line)
@@ -189,6 +273,8 @@ class FinalRun:
         return counts
 
     def replayed(self) -> int:
+        if self.through_source:
+            return sum(int(n) for n in JOURNAL_REPLAYED.findall(self.stderr))
         found = SUMMARY_REPLAYED.search(self.stdout)
         return int(found.group(1)) if found else 0
 
@@ -330,7 +416,10 @@ class CrashHarness:
         *,
         chunk_size: int = 100,
         settings: Mapping[str, str] | None = None,
+        through: str = "cli",
     ) -> None:
+        assert through in THROUGH, through
+        self.through = through
         self.target = target
         self.workdir = target.workdir
         self.server = server
@@ -338,8 +427,9 @@ class CrashHarness:
         # More environment for every run (say, a lower concurrency).
         self.settings = dict(settings or {})
         # The run's own pipeline folder: its name depends on the destination and the dataset.
-        pipeline = pipeline_name_for(target.destination, target.dataset)
-        self.pipeline_dir = self.workdir / "dlt_data" / "pipelines" / pipeline
+        self.pipeline_name = pipeline_name_for(target.destination, target.dataset)
+        self.pipeline_dir = self.workdir / "dlt_data" / "pipelines" / self.pipeline_name
+        self.queue_plan: QueuePlan | None = None
         self.attempts: list[Attempt] = []
         self.extra_env: dict[str, str] = {}
         self._live: list[subprocess.Popen[str]] = []
@@ -382,15 +472,41 @@ class CrashHarness:
         return run_cli(self.workdir, self.env(), *self.target.command(*args), timeout=timeout)
 
     def spawn_run(self, stdout: IO[str]) -> subprocess.Popen[str]:
-        process = start_cli(
-            self.workdir,
-            self.env(),
-            *self.target.command("run", "--force", "--rps", "0"),
-            stdout=stdout,
-            start_new_session=True,  # its own process group: the kill reaches any helper too
-        )
+        if self.through == "source":
+            process = subprocess.Popen(
+                [sys.executable, str(self._source_script())],
+                cwd=self.workdir,
+                env=self._source_env(),
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,  # its own process group: the kill reaches its worker
+            )
+        else:
+            process = start_cli(
+                self.workdir,
+                self.env(),
+                *self.target.command("run", "--force", "--rps", "0"),
+                stdout=stdout,
+                start_new_session=True,  # its own process group: the kill reaches any helper too
+            )
         self._live.append(process)
         return process
+
+    def _source_script(self) -> Path:
+        script = self.workdir / "users_pipeline.py"
+        if not script.exists():
+            script.write_text(SOURCE_RUN_SCRIPT, encoding="utf-8")
+        return script
+
+    def _source_env(self) -> dict[str, str]:
+        return {
+            **self.env(),
+            "T_DEST": self.target.destination,
+            "T_FILE": str(self.workdir / DB_FILE),
+            "T_DATASET": self.target.dataset,
+            "T_PIPELINE": self.pipeline_name,
+        }
 
     def close(self) -> None:
         """Kill whatever this harness started that is still alive (used in a `finally`)."""
@@ -484,7 +600,7 @@ class CrashHarness:
             "VALUES (?, ?, ?, ?, ?)",
             [(*row, "crash-harness", uuid.uuid4().hex[:14]) for row in invalid_typed],
         )
-        return QueuePlan(
+        self.queue_plan = QueuePlan(
             contacts=queued,
             duplicated=twice,
             unknown=strangers,
@@ -495,6 +611,7 @@ class CrashHarness:
             others_duplicated=2 * len(others),
             misfiled=len(others),
         )
+        return self.queue_plan
 
     # -------------------------------------------------------------------- killing
     def kill_once(
@@ -507,8 +624,10 @@ class CrashHarness:
         """Start a run, SIGKILL it as `plan` says, and record what it left. A run that ends
         before its moment is not killed (`killed` False, `exit_code` its own)."""
         attempt = Attempt(number=number, plan=plan)
+        started_epoch = time.time()
         before_disk = self._packages()
         before_archived = archived_keys(self.server)
+        before_deletes = _deletes(self.server)
         loads = threading.Semaphore(0)
         calling = threading.Event()
         started = time.monotonic()
@@ -537,6 +656,25 @@ class CrashHarness:
                     ):
                         if loads.acquire(timeout=0.05):
                             seen += 1
+                    kill_at = time.monotonic() + plan.delay
+                elif plan.anchor == "answered":
+                    assert self.queue_plan is not None, "build_queue first"
+                    left = len(self.queue_plan.expected_archived() - before_archived)
+                    wanted = max(1, round(plan.share * left))
+                    while (
+                        len(archived_keys(self.server) - before_archived) < wanted
+                        and process.poll() is None
+                        and time.monotonic() < deadline
+                    ):
+                        time.sleep(0.005)
+                    kill_at = time.monotonic() + plan.delay
+                elif plan.anchor == "package":
+                    while (
+                        not self._packages()[plan.folder] - before_disk.get(plan.folder, set())
+                        and process.poll() is None
+                        and time.monotonic() < deadline
+                    ):
+                        time.sleep(0.002)
                     kill_at = time.monotonic() + plan.delay
                 elif plan.anchor == "calls":
                     while not calling.wait(0.05):
@@ -568,16 +706,19 @@ class CrashHarness:
         time.sleep(SETTLE_S)  # requests the dead client left in flight are still handled
 
         attempt.loads = sum(1 for line in attempt.lines if LOADED_LINE.search(line))
+        attempt.deletes = _deletes(self.server) - before_deletes
         for line in attempt.lines:
             if found := START_LINE.search(line):
                 attempt.run_id = found.group(1)
         if attempt.run_id is None:
             attempt.run_id = self._lock_holder(attempt.pid)
+        if attempt.run_id is None and self.through == "source" and not attempt.killed:
+            attempt.run_id = self._run_row_loaded_since(started_epoch)
         after_disk = self._packages()
         attempt.left_on_disk = {
             kind: len(after_disk[kind] - before_disk.get(kind, set())) for kind in after_disk
         }
-        attempt.phase = _phase(attempt)
+        attempt.phase = _phase(attempt, through=self.through)
         attempt.archived = archived_keys(self.server) - before_archived
         attempt.journaled = self._journaled(attempt.run_id)
         self.attempts.append(attempt)
@@ -587,12 +728,42 @@ class CrashHarness:
         """A run that is not killed; its output goes to `<name>.out` and `<name>.err`."""
         started_epoch = time.time()
         started = time.monotonic()
-        done = self.cli("run", "--force", "--rps", "0")
+        if self.through == "source":
+            ran = subprocess.run(
+                [sys.executable, str(self._source_script())],
+                cwd=self.workdir,
+                env=self._source_env(),
+                capture_output=True,
+                text=True,
+                timeout=PROCESS_TIMEOUT_S,
+            )
+            done = Result(ran.returncode, ran.stdout, ran.stderr)
+        else:
+            done = self.cli("run", "--force", "--rps", "0")
         (self.workdir / f"{name}.out").write_text(done.stdout, encoding="utf-8")
         (self.workdir / f"{name}.err").write_text(done.stderr, encoding="utf-8")
-        return FinalRun(
+        final = FinalRun(
             done.code, done.stdout, done.stderr, started_epoch, time.monotonic() - started
         )
+        if self.through == "source":
+            final.through_source = True
+            final.source_run_id = self._run_row_loaded_since(started_epoch)
+        return final
+
+    def _run_row_loaded_since(self, epoch: float) -> str | None:
+        """The run whose archive_runs row was loaded after `epoch` (load ids are creation
+        times; a killed run writes no row)."""
+        if "archive_runs" not in self.target.tables():
+            return None
+        found = {
+            str(run_id)
+            for run_id, load_id in self.target.query(
+                "SELECT run_id, _dlt_load_id FROM archive_runs"
+            )
+            if float(load_id) >= epoch
+        }
+        assert len(found) <= 1, f"more than one run row loaded by one run: {found}"
+        return found.pop() if found else None
 
     # ----------------------------------------------------------------- what is left
     def packages(self) -> dict[str, list[str]]:
@@ -678,11 +849,19 @@ def _kill_group(process: subprocess.Popen[str]) -> None:
         os.killpg(process.pid, signal.SIGKILL)  # the group is the process's own (new session)
 
 
-def _phase(attempt: Attempt) -> str:
-    """Where the kill landed: from the log before the calls start, from dlt's folders after."""
+def _deletes(server: SandboxServer) -> int:
+    return int(server.state.stats()["totals"]["by_method"].get("DELETE", 0))
+
+
+def _phase(attempt: Attempt, *, through: str = "cli") -> str:
+    """Where the kill landed: from the log before the calls start, from dlt's folders after.
+    A run through the source logs no start of its calls: its first DELETE is that start."""
     if not attempt.killed:
         return "not killed"
-    started = any(START_LINE.search(line) for line in attempt.lines)
+    if through == "source":
+        started = attempt.deletes > 0
+    else:
+        started = any(START_LINE.search(line) for line in attempt.lines)
     if not started:
         if any(marker in line for line in attempt.lines for marker in RECOVERY_LINES):
             return "recovery"
@@ -953,8 +1132,9 @@ def verify(
                 f"archive_runs row of the final run: exit {row['exit_code']}, pending at start "
                 f"{row['pending_at_start']}, log rows {sum(own_log.values())}"
             )
-    if final.summary_counts() != dict(own_log):
-        problems.append(f"summary {final.summary_counts()} but the run wrote log rows {own_log}")
+    summary = final.summary_counts()
+    if summary is not None and summary != dict(own_log):
+        problems.append(f"summary {summary} but the run wrote log rows {own_log}")
     own_records = sum(1 for r in archives if r["run_id"] == run_id)
     own_with_record = sum(
         1

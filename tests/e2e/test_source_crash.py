@@ -8,12 +8,17 @@ process group of its own (its call worker dies with it), on DuckDB and PostgreSQ
 mid-extract (after some DELETEs were answered), and at two exact points inside dlt's load and
 normalize (`crash_harness.CRASH_HOOK`). After each kill the script runs again until a run finds
 nothing pending.
+
+The last test is the crash harness itself through the source (`CrashHarness(through="source")`):
+seeded random kills of the same kind of script on the harness's mixed queue, then `verify`, the
+rule every CLI kill series is checked by.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -30,8 +35,8 @@ import pytest
 
 from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
 from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL, postgres_available
-from tests.e2e.cli_support import cli_env, deletes_sent
-from tests.e2e.crash_harness import CRASH_HOOK
+from tests.e2e.cli_support import DESTINATIONS, Target, cli_env, deletes_sent
+from tests.e2e.crash_harness import CRASH_HOOK, CrashHarness, draw_source_kill_plans, verify
 from tests.pipeline.test_source_drains import queue_by_sql
 
 pytestmark = pytest.mark.e2e
@@ -216,3 +221,59 @@ def test_a_killed_pipeline_run_loses_no_record_and_archives_none_twice(
     )
     assert len(per_request) == len(ids) + 3 and set(per_request.values()) == {1}, where
     assert deletes_sent(users.server) <= len(ids) + 4 * 2  # in flight at the kill, at most
+
+
+# The random series through the source: a mixed queue as the CLI's series has, calls slow
+# enough (two at a time, 10 ms each: ~200 a second) that a kill anchored on the start lands
+# before, during or after recovery and the calls, and one anchored on a share of the records
+# left lands while calls are in flight or after the last answer (extract's end, normalize, load).
+SERIES_CONTACTS = 300
+SERIES_TYPES = {"companies": 30, "deals": 30, "tickets": 30}
+SERIES_KILLS = 4
+
+
+# With `--run-slow` only, until dlt's torn schema write is handled: about one series in six
+# kills a run while dlt saves a schema (`FileStorage.save_atomic` leaves its temporary file in
+# `schemas/`, which `SchemaStorage.list_schemas` then takes for a schema), and every later run
+# of that pipeline fails at `step=sync`. That is dlt's, and hits the CLI's runs the same way;
+# no record is lost (the journals stay), but the pipeline folder needs a hand.
+@pytest.mark.slow
+@pytest.mark.parametrize("target", DESTINATIONS, indirect=True)
+def test_random_kills_of_a_users_pipeline_run_lose_nothing(target: Target) -> None:
+    rng = random.Random(20261204)
+    sizes = {kind: count + 10 for kind, count in SERIES_TYPES.items()}
+    config = SandboxConfig(
+        port=0,
+        contacts=SERIES_CONTACTS + 40,
+        **sizes,
+        seed=20261204,
+        faults=FaultConfig(latency_ms=10.0),
+    )
+    began = time.monotonic()
+    with SandboxServer(config) as server:
+        harness = CrashHarness(
+            target, server, settings={"SOURCES__ROUTERA__CONCURRENCY": "2"}, through="source"
+        )
+        try:
+            queue = harness.build_queue(rng, contacts=SERIES_CONTACTS, types=SERIES_TYPES)
+            for number, plan in enumerate(draw_source_kill_plans(rng, SERIES_KILLS), start=1):
+                harness.kill_once(number, plan)
+            final = harness.final_run()
+        finally:
+            harness.close()
+        problems, figures = verify(harness, queue, final)
+    report = harness.report(final, figures)
+    print(f"\n{target.destination} through the source, {time.monotonic() - began:.1f}s\n{report}")
+
+    assert final.exit_code == 0, f"{final.stdout[-2000:]}{final.stderr[-3000:]}\n{report}"
+    assert not problems, "\n".join([*problems, report])
+    killed = [a for a in harness.attempts if a.killed]
+    assert len(killed) >= SERIES_KILLS - 1, f"most planned kills came after the run ended\n{report}"
+    # Kills cost answers: recovered from the journal or read back with a GET, never lost.
+    assert figures["lost_answers_recovered"] > 0 or figures["by_source"].get("journal"), report
+    # A source's run links nothing into the hash chain; the next CLI run adopts its rows (and
+    # the killed runs'), and then the whole trail is proven.
+    adopted = harness.cli("run")
+    assert adopted.code == 0 and "0 requests to handle" in adopted.output, adopted.output
+    verified = harness.cli("verify")
+    assert verified.code == 0 and "intact" in verified.stdout, f"{verified.output}\n{report}"
