@@ -23,6 +23,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 # name -> the module that defines it
 _PUBLIC = {
     "routera_archive": "routera_archive.source",
+    "recover_pipeline_folder": "routera_archive.source",
     "RouteraSourceConfig": "routera_archive.config",
     "resolve_source_config": "routera_archive.config",
     "settings_from_values": "routera_archive.config",
@@ -40,6 +41,7 @@ __all__ = [
     "RunOptions",
     "RunReport",
     "__version__",
+    "recover_pipeline_folder",
     "resolve_source_config",
     "routera_archive",
     "settings_from_values",
@@ -54,7 +56,7 @@ if TYPE_CHECKING:
     from routera_archive.errors import ExitCode, RouteraArchiveError
     from routera_archive.run.result import RunReport
     from routera_archive.run.runner import ArchiveRun, RunOptions
-    from routera_archive.source import routera_archive
+    from routera_archive.source import recover_pipeline_folder, routera_archive
 
 
 def __getattr__(name: str) -> Any:

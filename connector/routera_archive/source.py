@@ -29,7 +29,11 @@ from dlt.pipeline import trace as dlt_trace
 from routera_archive.calls.archiver import archive_concurrently
 from routera_archive.config import RouteraSourceConfig, as_resolved
 from routera_archive.dataset.fields import FieldColumnsByType
-from routera_archive.dataset.loading import resume_pending_packages
+from routera_archive.dataset.loading import (
+    repair_torn_schema_writes,
+    resume_pending_packages,
+    torn_schema_writes,
+)
 from routera_archive.dataset.lock import RunLock
 from routera_archive.dataset.queue import DERIVED_REQUEST_PREFIX, Shard
 from routera_archive.dataset.rows import audit_row, log_row
@@ -116,7 +120,7 @@ def routera_archive(
     if requests is None:
         context = Container()[PipelineContext]
         if context.is_active():  # dlt.current.pipeline() would make a default pipeline
-            finish_pending_packages(cast(dlt.Pipeline, context.pipeline()))
+            recover_pipeline_folder(cast(dlt.Pipeline, context.pipeline()))
         try:
             worker = None if shard is None else Shard.parse(shard)
         except ValueError as exc:  # as the CLI's --shard: bad settings, said before any call
@@ -200,20 +204,29 @@ def as_request(item: ArchiveRequest | str) -> ArchiveRequest:
     return ArchiveRequest(request_id=f"{DERIVED_REQUEST_PREFIX}{item}", object_id=item)
 
 
-def finish_pending_packages(pipeline: dlt.Pipeline) -> None:
-    """Load the packages a killed run of this pipeline left, as the runner does, under the
-    pipeline folder's lock: dlt's run() would resume them by itself, but then return without
-    extracting, and its resume can load rows twice or, after a kill inside normalize's commit,
-    fail for ever (`dataset.loading.load_pending_packages` closes both). The source's run
-    collapses such rows again in case a package was resumed by dlt alone (a source made before
-    its pipeline was active)."""
-    if not pipeline.has_pending_data:
+def recover_pipeline_folder(pipeline: dlt.Pipeline) -> None:
+    """Repair what a killed run left in this pipeline's folder, as the runner does, under the
+    folder's lock, before dlt's `run()` meets it:
+
+    - a schema file left half-written (`dataset.loading.repair_torn_schema_writes`), which
+      would fail that `run()` and every later one at `step=sync`;
+    - load packages not loaded yet: dlt's run() would resume them by itself, but then return
+      without extracting, and its resume can load rows twice or, after a kill inside
+      normalize's commit, fail for ever (`dataset.loading.load_pending_packages` closes both).
+      The source's run collapses such rows again in case a package was resumed by dlt alone
+      (a source made before its pipeline was active).
+
+    `routera_archive()` calls it when made inside an active pipeline; where the source is made
+    before its pipeline (a scheduler's definitions), call it before each `pipeline.run()`."""
+    if not (pipeline.has_pending_data or torn_schema_writes(pipeline)):
         return
     lock = RunLock(Path(pipeline.working_dir) / "run.lock", f"source-{uuid4().hex[:8]}")
     lock.acquire()
     try:
-        logger.info("loading the packages a previous run left unloaded")
-        resume_pending_packages(pipeline)
+        repair_torn_schema_writes(pipeline)
+        if pipeline.has_pending_data:
+            logger.info("loading the packages a previous run left unloaded")
+            resume_pending_packages(pipeline)
     finally:
         lock.release()
 

@@ -372,10 +372,37 @@ elif POINT == "normalize-commit":
         _die(load_id)  # before normalize/extracted/<id> is deleted
 
     LoadStorage.commit_new_load_package = _commit_then_die
+
+elif POINT == "schema-write":
+    from dlt.common.storages.file_storage import FileStorage
+    from dlt.common.utils import uniq_id
+
+    _save_atomic = FileStorage.save_atomic
+
+    def _write_then_die(storage_path, relative_path, data, file_type="t"):
+        # A schema saved again (not its first save): dlt's own temporary file, then the kill
+        # before its rename over `<name>.schema.json`.
+        if relative_path.endswith(".schema.json") and os.path.exists(
+            os.path.join(storage_path, relative_path)
+        ):
+            mode = "w" + file_type
+            encoding = None if "b" in mode else "utf-8"
+            name = os.environ.get("CRASH_HOOK_TORN_NAME") or uniq_id(8)
+            with open(os.path.join(storage_path, name), mode, encoding=encoding) as f:
+                f.write(data)
+            _die(relative_path)
+        return _save_atomic(storage_path, relative_path, data, file_type)
+
+    FileStorage.save_atomic = staticmethod(_write_then_die)
 """
 
 # Crash points `CrashHarness.crash_at` knows.
-CRASH_POINTS = ("insert:contact_archives", "insert:archive_log", "normalize-commit")
+CRASH_POINTS = (
+    "insert:contact_archives",
+    "insert:archive_log",
+    "normalize-commit",
+    "schema-write",
+)
 
 
 def _fake_uuid(rng: random.Random) -> str:
@@ -441,13 +468,16 @@ class CrashHarness:
             self.server, self.workdir, self.target.env, chunks, self.settings, self.extra_env
         )
 
-    def crash_at(self, point: str) -> Path:
+    def crash_at(self, point: str, **hook_env: str) -> Path:
         """Make the next run SIGKILL itself once, at one exact point inside dlt:
 
         - `insert:<table>`: right after dlt's insert job for `<table>` (into the staging
           dataset, for a merged table) committed, before dlt recorded the job as done;
         - `normalize-commit`: right after normalize renamed the package into `load/normalized/`,
-          before it deleted the extracted copy (dlt logs "do not kill this process" there).
+          before it deleted the extracted copy (dlt logs "do not kill this process" there);
+        - `schema-write`: inside dlt's save of a schema already saved once, after its
+          temporary file was written and before its rename (`FileStorage.save_atomic`);
+          `CRASH_HOOK_TORN_NAME=` in `hook_env` names that file, dlt's random name otherwise.
 
         A `sitecustomize` on the child's PYTHONPATH wraps the dlt function; the connector is
         untouched. Returns the marker file the hook writes when it fires."""
@@ -462,6 +492,7 @@ class CrashHarness:
             ),
             "CRASH_HOOK_POINT": point,
             "CRASH_HOOK_MARKER": str(marker),
+            **hook_env,
         }
         return marker
 

@@ -340,17 +340,32 @@ def test_a_crash_right_after_a_staging_insert_commits_adds_no_second_row(
 # DuckDB only: the crash is in dlt's local folders, before the package reaches any destination;
 # loading a package a killed run left, on PostgreSQL, is what the tests above do there.
 @pytest.mark.parametrize("target", ["duckdb"], indirect=True)
-def test_a_crash_inside_the_normalize_commit_does_not_block_every_later_run(
-    target: Target,
+@pytest.mark.parametrize(
+    ("point", "torn_name"),
+    [
+        ("normalize-commit", ""),
+        # dlt's temporary name is 16 random hex digits; taken for a schema's, one starting with
+        # a digit fails every later run() (InvalidSchemaName), one starting with a letter adds
+        # an empty schema of that name to the pipeline and its dataset.
+        ("schema-write", "0123456789abcdef"),
+        ("schema-write", "abcdef0123456789"),
+    ],
+    ids=["normalize-commit", "schema-write-digit", "schema-write-letter"],
+)
+def test_a_crash_inside_a_commit_of_dlt_s_own_does_not_block_every_later_run(
+    target: Target, point: str, torn_name: str
 ) -> None:
-    """Deterministic: the run SIGKILLs itself between the rename of its first normalized
-    package and the deletion of the extracted copy; two runs follow."""
+    """Deterministic, two runs following each: the run SIGKILLs itself
+    - between the rename of its first normalized package and the deletion of the extracted
+      copy (`normalize-commit`);
+    - inside dlt's save of a schema saved before, its temporary file written and not yet
+      renamed (`schema-write`), which dlt lists as a schema from then on."""
     config = SandboxConfig(port=0, contacts=160, seed=9, faults=FaultConfig(latency_ms=LATENCY_MS))
     with SandboxServer(config) as server:
         harness = CrashHarness(target, server, chunk_size=50)
         try:
             queue = harness.build_queue(random.Random(9), contacts=120)
-            marker = harness.crash_at("normalize-commit")
+            marker = harness.crash_at(point, CRASH_HOOK_TORN_NAME=torn_name)
             crashed = harness.kill_once(1, KillPlan("start", PROCESS_TIMEOUT_S))
             harness.no_crash_hook()
             left = harness.packages()
@@ -360,9 +375,12 @@ def test_a_crash_inside_the_normalize_commit_does_not_block_every_later_run(
             harness.close()
         assert marker.exists() and crashed.killed, f"the hook did not crash the run\n{left}"
         assert first.exit_code == 0 and final.exit_code == 0, (
-            f"package {marker.read_text()} left as {left}; the next two runs exited "
+            f"{point}: {marker.read_text()}, packages left as {left}; the next two runs exited "
             f"{first.exit_code} and {final.exit_code}: {final.error()}"
         )
         problems, figures = verify(harness, queue, final)
     report = harness.report(final, figures)
     assert not problems, "\n".join([*problems, report])
+    # The run's one schema, and no other the torn file would have made.
+    schemas = sorted(path.name for path in (harness.pipeline_dir / "schemas").iterdir())
+    assert schemas == ["routera.schema.json"], schemas

@@ -5,7 +5,9 @@ the data it was given; the helpers here make both safe for an audit trail.
 """
 
 import logging
-from typing import Any
+import re
+from pathlib import Path
+from typing import Any, Final
 
 import dlt
 from dlt.common.pipeline import LoadInfo
@@ -33,6 +35,10 @@ class _UpgradeNotice(logging.Filter):
 
 
 logging.getLogger("dlt").addFilter(_UpgradeNotice())
+
+# What dlt's `FileStorage.save_atomic` names the file it writes before renaming it over the
+# target: `uniq_id(8)`, 16 hex digits. A schema's own file is `<name>.schema.json`.
+TORN_WRITE_NAME: Final = re.compile(r"[0-9a-f]{16}")
 
 # Tables whose rows a resumed dlt package can insert twice (see collapse_reloaded_rows).
 RELOADABLE_TABLES = (*(kind.table for kind in ObjectType), LOG_TABLE, FIELDS_TABLE, RUNS_TABLE)
@@ -142,6 +148,38 @@ def drop_stale_extracted_copies(pipeline: dlt.Pipeline) -> None:
         if load_id in normalized:
             logger.warning("dropping the stale extracted copy of normalized package %s", load_id)
             extracted.delete_package(load_id)
+
+
+def torn_schema_writes(pipeline: dlt.Pipeline) -> list[Path]:
+    """The schema files a killed process left half-written (see repair_torn_schema_writes)."""
+    folder = Path(pipeline.working_dir) / "schemas"
+    return sorted(
+        path
+        for path in (folder.iterdir() if folder.is_dir() else ())
+        if path.is_file() and TORN_WRITE_NAME.fullmatch(path.name)
+    )
+
+
+def repair_torn_schema_writes(pipeline: dlt.Pipeline) -> list[str]:
+    """Remove the half-written schema files a process killed inside dlt's schema save left,
+    and the names they put in the pipeline's state; the caller holds the pipeline folder's lock
+    (a live writer's temporary file would look the same). Returns the names removed.
+
+    dlt saves a schema as a temporary file in `schemas/`, renamed over `<name>.schema.json`; a
+    SIGKILL between the two leaves the temporary file, and dlt lists every file there as a
+    schema: attaching the pipeline writes its name into `state.json`, and every later `run()`
+    fails at `step=sync` (`InvalidSchemaName`, or `FileNotFoundError` for `<hex>.schema.json`)
+    until a person deletes it. The file was a copy of a schema being saved, never the only one:
+    the previous version stays in place until the rename."""
+    torn = torn_schema_writes(pipeline)
+    for path in torn:
+        logger.warning("removing %s, a schema file left half-written by a killed process", path)
+        path.unlink()
+    if torn:
+        # Saving the state again lists the schemas afresh (dlt's `_props_to_state`).
+        with pipeline.managed_state():
+            pass
+    return [path.name for path in torn]
 
 
 def collapse_reloaded_rows(pipeline: dlt.Pipeline) -> None:

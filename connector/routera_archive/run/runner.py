@@ -38,6 +38,7 @@ from routera_archive.dataset.kept_open import KeptOpen
 from routera_archive.dataset.loading import (
     collapse_reloaded_rows,
     load_fresh,
+    repair_torn_schema_writes,
     resume_pending_packages,
     schema_columns,
     stored_columns,
@@ -284,6 +285,10 @@ class ArchiveRun:
 
     def _execute_locked(self) -> None:
         report = self.report
+        if self.delivery is None:
+            # Before any dlt step lists the schemas. Handed to an extract, the run comes after
+            # dlt's sync, which a torn write fails: the source repairs one as it is made.
+            repair_torn_schema_writes(self.pipeline)
         self._columns_before = schema_columns(self.pipeline)
         if not self.options.dry_run:
             self._finish_previous_run()
