@@ -15,14 +15,19 @@ deployment gives them (`ROUTERA_ARCHIVE_*`), never by editing the example.
 - The dlt source's examples drain the queue once, each record by one DELETE, and a second run
   sends none: `dagster_dlt_assets.py` with `dagster asset materialize`, and
   `airflow_dlt_tasks.py` (dlt's Airflow helper, `PipelineTasksGroup`) with `airflow dags test`,
-  whose every task runs in a fresh pipeline folder of the helper's making.
+  whose every task runs in a fresh pipeline folder of the helper's making. A materialization
+  killed mid-extract leaves its answers to the next one through its journal, which dagster-dlt
+  would otherwise drop with the pipeline's folder.
 
 Without the virtualenvs these tests skip, saying so.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -135,6 +140,19 @@ def dagster_job(setup: Setup, home: Mapping[str, str]) -> RunningTool:
     return _start(setup, command, setup.env(**home))
 
 
+def dagster_dlt_materialize() -> list[str]:
+    """`dagster asset materialize` of the dagster-dlt example's one asset."""
+    return [
+        str(DAGSTER / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "routera_archive_pipelines.schedules.dagster_dlt_assets",
+        "--select",
+        "*",
+    ]
+
+
 def dagster_schedule_says(setup: Setup, home: Mapping[str, str]) -> str:
     """What the `hourly` schedule answers now, evaluated on the instance the runs are recorded
     in (DAGSTER_HOME): `RunRequest` or `SkipReason: <why>`."""
@@ -199,6 +217,7 @@ def _start(setup: Setup, command: list[str], env: Mapping[str, str]) -> RunningT
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group: `kill` reaches its call worker too
     )
     return RunningTool(process)
 
@@ -237,6 +256,12 @@ class RunningTool:
                 assert not ended, f"ended without {mark!r}: {''.join(self.lines)[-5000:]}"
                 assert time.monotonic() < deadline, f"no {mark!r} in {RUN_TIMEOUT_S} s"
                 self._changed.wait(timeout=0.5)
+
+    def kill(self) -> None:
+        """SIGKILL the command and every process it started, as a lost machine would."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.finish()
 
     def finish(self) -> tuple[int, str]:
         try:
@@ -357,15 +382,7 @@ def test_the_dagster_dlt_asset_drains_the_queue_once(setup: Setup) -> None:
     dagster-dlt's resource; a second materialization sends no DELETE."""
     _needs(DAGSTER, "dagster")
     home = dagster_home(setup)
-    command = [
-        str(DAGSTER / "dagster"),
-        "asset",
-        "materialize",
-        "-m",
-        "routera_archive_pipelines.schedules.dagster_dlt_assets",
-        "--select",
-        "*",
-    ]
+    command = dagster_dlt_materialize()
     env = {**home, "ROUTERA_ARCHIVE_SHARDS": "1"}
 
     code, output = _start(setup, command, setup.env(**env)).finish()
@@ -386,6 +403,41 @@ def test_the_dagster_dlt_asset_drains_the_queue_once(setup: Setup) -> None:
     assert setup.server.state.stats()["totals"]["by_method"].get("DELETE", 0) == len(setup.ids)
     runs = setup.sql("SELECT mode, exit_code FROM {dataset}.archive_runs ORDER BY started_at")
     assert runs == [("run", 0), ("run", 0)]
+
+
+def test_a_killed_dagster_dlt_materialization_s_answers_come_back_from_its_journal(
+    setup: Setup,
+) -> None:
+    """Killed mid-extract (a third of the queue answered, calls in flight), the next
+    materialization loads the killed one's answers from its journal: no record is archived
+    twice, and no DELETE is sent again for what the killed one archived (dagster-dlt drops a
+    pipeline's local folder before each run unless it restores nothing from the destination;
+    the example says so)."""
+    _needs(DAGSTER, "dagster")
+    home = dagster_home(setup)
+    command = dagster_dlt_materialize()
+    env = setup.env(**home, ROUTERA_ARCHIVE_SHARDS="1")
+    setup.server.config.faults.latency_ms = 30.0  # two at a time: ~60 answers a second
+    killed = _start(setup, command, env)
+    wait_for_deletes(setup, killed, QUEUED // 3)
+    killed.kill()
+    archived_by_kill = len(setup.server.state.stats()["deletes_succeeded"])
+    sent_by_kill = deletes_sent(setup.server)
+    setup.server.config.faults.latency_ms = 5.0
+
+    code, output = _start(setup, command, env).finish()
+    assert code == 0, output[-5000:]
+    stats = setup.server.state.stats()
+    assert sorted(stats["deletes_succeeded"]) == sorted(setup.ids)
+    assert set(stats["deletes_succeeded"].values()) == {1}
+    # Only the requests in flight at the kill are sent again (their answers were cut off).
+    assert deletes_sent(setup.server) <= len(setup.ids) + 2 * 2, (archived_by_kill, sent_by_kill)
+    from_journal = setup.sql(
+        "SELECT COUNT(*) FROM {dataset}.archive_log WHERE record_source = 'journal'"
+    )
+    assert from_journal[0][0] > 0, output[-5000:]
+    audit = setup.sql("SELECT COUNT(*), COUNT(DISTINCT id) FROM {dataset}.contact_archives")
+    assert audit == [(len(setup.ids), len(setup.ids))]
 
 
 def test_dlt_s_airflow_tasks_group_drains_the_queue_once(setup: Setup) -> None:

@@ -8,9 +8,15 @@ lock, the journal, the guardrails; README, "The dlt source"), loaded by dagster-
 (`common.ScheduleSettings`), credentials from the environment (`SOURCES__ROUTERA__*`,
 `DESTINATION__*`). One asset, one run at a time: for shards, use `dagster_defs.py`.
 
-The source is made when Dagster loads this file, before its pipeline is active: a package a
-killed materialization left is then loaded by dlt's run() on the next materialization, which
-archives nothing that time, and by the one after (README, "Pending packages").
+dagster-dlt's resource drops the pipeline's local folder (`pipeline.drop()`) before each run
+unless the pipeline restores nothing from its destination, and only its pending packages then:
+the run's journal lives in that folder, so a killed materialization's answers would be lost to
+the next one, which would send each record's DELETE again (answered 404) and read it back with
+a GET. So the pipeline here restores nothing from the destination (it needs nothing: the
+source keeps all it knows in the dataset's tables), and the asset first repairs what a killed
+materialization left (`recover_pipeline_folder`: its unloaded packages, loaded the runner's
+way before dagster-dlt would drop them, and a schema file dlt left half-written). The source is
+made when Dagster loads this file, before its pipeline is active, so it cannot do that itself.
 """
 
 from collections.abc import Iterator
@@ -20,23 +26,28 @@ import dlt
 from dagster import AssetExecutionContext, Definitions
 from dagster_dlt import DagsterDltResource, dlt_assets
 
-from routera_archive import routera_archive
+from routera_archive import recover_pipeline_folder, routera_archive
 from routera_archive_pipelines.schedules.common import SETTINGS
+
+PIPELINE = dlt.pipeline(
+    pipeline_name=f"routera_archive_dagster_{SETTINGS.dataset}",
+    destination=SETTINGS.destination,
+    dataset_name=SETTINGS.dataset,
+)
+# Or dagster-dlt wipes the folder, and the journal with it, before each run (see above).
+PIPELINE.config.restore_from_destination = False
 
 
 @dlt_assets(
     dlt_source=routera_archive(),
-    dlt_pipeline=dlt.pipeline(
-        pipeline_name=f"routera_archive_dagster_{SETTINGS.dataset}",
-        destination=SETTINGS.destination,
-        dataset_name=SETTINGS.dataset,
-    ),
+    dlt_pipeline=PIPELINE,
     name="routera_archive",
     group_name="routera",
 )
 def routera_archive_assets(
     context: AssetExecutionContext, dlt: DagsterDltResource
 ) -> Iterator[Any]:
+    recover_pipeline_folder(PIPELINE)
     yield from dlt.run(context=context)
 
 
