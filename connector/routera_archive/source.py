@@ -99,7 +99,9 @@ def routera_archive(
     `ConfigurationError`: dlt wraps it in PipelineStepFailed) and sends no DELETE. What one
     `pipeline.run()` cannot give is in the README ("The dlt source").
 
-    With `requests` (request objects or bare contact ids): archive those while dlt extracts.
+    With `requests` (request objects or bare contact ids): archive those while dlt extracts,
+    their rows marked with `run_id` if given (a run that drains the queue names itself, and a
+    `run_id` given to it is a ConfigurationError).
 
     Settings come from `[sources.routera]` and `SOURCES__ROUTERA__*`, read as the CLI and the
     runner read them (with no `requests`, when the run starts: a source made where the run's
@@ -118,6 +120,11 @@ def routera_archive(
     GET recovers each record (`recovered = true`). The CLI's runner adds the rest.
     """
     if requests is None:
+        if run_id is not None:
+            raise ConfigurationError(
+                "run_id names a run of explicit ids only: a run that drains the queue names "
+                "itself (its id keys its journal, its lock and its archive_runs row)"
+            )
         context = Container()[PipelineContext]
         if context.is_active():  # dlt.current.pipeline() would make a default pipeline
             recover_pipeline_folder(cast(dlt.Pipeline, context.pipeline()))

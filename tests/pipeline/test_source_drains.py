@@ -264,6 +264,16 @@ def test_a_shard_that_is_not_i_of_n_is_a_configuration_error_before_any_call(
     assert sandbox_server.state.stats()["totals"]["requests"] == 0
 
 
+def test_a_run_id_for_a_queue_run_is_a_configuration_error_before_any_call(
+    sandbox_server: SandboxServer,
+) -> None:
+    """A queue run names itself: its id keys its journal, its lock and its `archive_runs` row
+    (insert-only on it), so a chosen one, used twice, would lose a run's account."""
+    with pytest.raises(ConfigurationError, match="run_id"):
+        routera_archive(config=source_config(sandbox_server), run_id="nightly")
+    assert sandbox_server.state.stats()["totals"]["requests"] == 0
+
+
 def test_settings_from_the_environment_are_the_runner_s(
     user_pipeline: dlt.Pipeline, sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
