@@ -567,12 +567,7 @@ class PendingQueue:
                 if request_key(pending.request) in settled:
                     continue
                 identity = self.identity(row)
-                outcome = settled_without_call(
-                    identity.queued,
-                    Archived.of(identity.archived_under, identity.request_id),
-                    identity.first_request_id != identity.request_id,
-                )
-                summary.add(outcome, True, 1, identity.queued)
+                summary.add(identity.settled(), True, 1, identity.queued)
         return summary.tally()
 
     def summary(self, limit: int | None, shown: int, batch_size: int = 5000) -> PendingSummary:
@@ -599,13 +594,8 @@ class PendingQueue:
         for rows in self.stream(batch_size):
             for row in rows:
                 identity = self.identity(row)
-                settled = settled_without_call(
-                    identity.queued,
-                    Archived.of(identity.archived_under, identity.request_id),
-                    identity.first_request_id != identity.request_id,
-                )
                 planned = limit is None or summary.pending < limit
-                summary.add(settled, planned, 1, identity.queued)
+                summary.add(identity.settled(), planned, 1, identity.queued)
                 if planned and len(summary.shown) < shown:
                     summary.shown.append(row)
         return summary
@@ -789,3 +779,11 @@ class Identity(NamedTuple):
     queued: Queued
     first_request_id: str
     archived_under: str | None
+
+    def settled(self) -> NoCall | None:
+        """How the row is settled without a call, if it is."""
+        return settled_without_call(
+            self.queued,
+            Archived.of(self.archived_under, self.request_id),
+            self.first_request_id != self.request_id,
+        )
