@@ -11,9 +11,11 @@ quiet machine first (`wait_until_quiet`) and be measured again when it was distu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import threading
@@ -218,6 +220,19 @@ def _sample_rss(
         done.wait(RSS_SAMPLE_S)
 
 
+def _kill_group_when(
+    pid: int, kill_when: Callable[[], bool], poll_s: float, reaped: threading.Event
+) -> None:
+    """SIGKILL the process group `pid` leads once `kill_when()` is true, unless it ended."""
+    while not reaped.is_set():
+        if kill_when():
+            if not reaped.is_set():  # the group's id is not reused before its leader is reaped
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+            return
+        reaped.wait(poll_s)
+
+
 def run_process(
     label: str,
     command: list[str],
@@ -226,8 +241,14 @@ def run_process(
     env: Mapping[str, str],
     sandbox: CpuMeter | None,
     timeout: float = PROCESS_TIMEOUT_S,
+    kill_when: Callable[[], bool] | None = None,
+    kill_poll_s: float = 0.02,
 ) -> ProcessRun:
-    """Run `command` to its end; wall time, peak RSS and CPU come from the kernel (`wait4`)."""
+    """Run `command` to its end; wall time, peak RSS and CPU come from the kernel (`wait4`).
+
+    With `kill_when`, the command runs in a process group of its own, and the whole group (its
+    call worker too) is SIGKILLed the first time `kill_when()` is true (asked every
+    `kill_poll_s`): a crash, measured like any other end (its exit code is -9)."""
     cwd.mkdir(parents=True, exist_ok=True)
     out_path, err_path = cwd / f"{label}.stdout", cwd / f"{label}.stderr"
     load_before = load_average()
@@ -235,12 +256,25 @@ def run_process(
     machine = CpuSnapshot.take()
     with out_path.open("w") as out, err_path.open("w") as err:
         started_at, started = time.time(), time.perf_counter()
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err)
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=err,
+            start_new_session=kill_when is not None,
+        )
         watchdog = threading.Timer(timeout, process.kill)
         watchdog.start()
         rss_series: list[tuple[float, float]] = []
         descendants_peak_kb: dict[int, int] = {}
         reaped = threading.Event()
+        if kill_when is not None:
+            threading.Thread(
+                target=_kill_group_when,
+                args=(process.pid, kill_when, kill_poll_s, reaped),
+                daemon=True,
+            ).start()
         sampler = threading.Thread(
             target=_sample_rss,
             args=(process.pid, started, rss_series, descendants_peak_kb, reaped),

@@ -14,6 +14,8 @@ from bench.cli_start import HEAVY, CliStart
 from bench.evidence_bench import EvidenceRun
 from bench.runners import ConnectorRun
 from bench.scenarios import Results
+from bench.source_crash_cost import HEADER as SOURCE_CRASH_HEADER
+from bench.source_crash_cost import CrashCase, SourceCrash
 from bench.verdicts import verdicts
 
 
@@ -287,6 +289,35 @@ def _evidence_lines(run: EvidenceRun | None) -> list[str]:
     return ["", head, "", run.markdown.rstrip()]
 
 
+def _source_crash_lines(run: SourceCrash | None) -> list[str]:
+    if run is None:
+        return []
+    first = run.cases[0] if run.cases else None
+    return [
+        "",
+        "### A crash mid-extract through the dlt source (issue 17)",
+        "",
+        f"`pipeline.run(routera_archive(force=True))` in a user's script on DuckDB, "
+        f"{first.contacts if first else 0} contacts at {first.latency_ms if first else 0:g} ms, "
+        f"concurrency {first.concurrency if first else 0} (the source's default), no --rps; each "
+        "case on a fresh sandbox, dataset and pipeline folder. A killed run is SIGKILLed (its "
+        "process group) once the sandbox archived so many contacts, then the same script runs "
+        "again to its exit; the cost is both walls minus the clean run's.",
+        *(
+            [
+                "",
+                "Measured again after a disturbed attempt; other cores of each attempt: "
+                + ", ".join(f"{cores:.2f}" for cores in first.attempts_other_cores)
+                + " (the quietest is kept).",
+            ]
+            if first and len(first.attempts_other_cores) > 1
+            else []
+        ),
+        "",
+        *table(SOURCE_CRASH_HEADER, [case.row() for case in run.cases]),
+    ]
+
+
 def render(results: Results) -> str:
     machine = results.machine
     lines = [
@@ -327,6 +358,7 @@ def render(results: Results) -> str:
         *_breakdown_lines(results),
         *_cli_start_lines(results.cli_start),
         *_evidence_lines(results.evidence),
+        *_source_crash_lines(results.source_crash),
     ]
     return "\n".join(lines) + "\n"
 
@@ -346,6 +378,14 @@ def jsonable(value: Any) -> Any:
                 archived_per_s=value.archived_per_s,
                 snapshot_gets=value.snapshot_gets,
                 requests_per_contact=value.requests_per_contact,
+                problems=value.problems(),
+            )
+        if isinstance(value, CrashCase):
+            data.update(
+                total_wall_s=value.total_wall_s,
+                cost_s=value.cost_s,
+                resent=value.resent,
+                journal_rows=value.journal_rows,
                 problems=value.problems(),
             )
         return data

@@ -24,18 +24,23 @@ and a rate-limited run with `properties` set against DELETE answers without cust
 (issue 13): a snapshot GET before each DELETE, two requests per contact, both under the limit.
 `evidence` runs `evidence_bench.py` on DuckDB (issue 15: the chain's link at a run's end,
 `verify` and `redact` on a dataset of 1,000, 10,000 and 100,000 audit rows; no target).
+`source-crash` runs `source_crash_cost.py` (issue 17: a user's own `pipeline.run(routera_archive())`
+on DuckDB, clean, SIGKILLed after its last answer and at a third, each then run again: what the
+crash costs in wall time, and proof that no record was lost or archived twice; no target).
 
-Run `.venv/bin/python bench/run_bench.py` (25-30 minutes, and about 5 more for `evidence`) or
-`--quick` (about a minute); the tables go to `bench/results/last_run*.md` (and `.json`).
+Run `.venv/bin/python bench/run_bench.py` (25-30 minutes, about 5 more for `evidence` and 2 for
+`source-crash`) or `--quick` (about a minute); the tables go to `bench/results/last_run*.md` (and
+`.json`).
 `--profile` runs the headline configuration under py-spy instead; `--only` picks
 configurations; `--connector-env` measures a change of environment (e.g. one more package on
 PYTHONPATH) without touching the connector.
 
 This file is only the entry point (options, output files). The rest, one job a module:
 `harness` (processes and the machine), `sandbox_process` (a fresh sandbox per configuration),
-`measures` (figures read from what a run leaves), `runners`, `cli_start` and `evidence_bench`
-(one runner per kind of configuration), `scenarios` (the table of configurations), `verdicts`
-(the targets), `render` (markdown and JSON), `gil_profile` (`--profile`).
+`measures` (figures read from what a run leaves), `runners`, `cli_start`, `evidence_bench` and
+`source_crash_cost` (one runner per kind of configuration), `scenarios` (the table of
+configurations), `verdicts` (the targets), `render` (markdown and JSON), `gil_profile`
+(`--profile`).
 """
 
 from __future__ import annotations

@@ -11,12 +11,15 @@ of the evidence features (`evidence_bench.py`: the chain's link, `verify`, `reda
 DuckDB dataset grown through the sizes of `evidence_sizes`; it has no target. Issue 13 adds the
 headline and the rate-limited run with `properties` set against a sandbox whose DELETE answers
 hold no custom field (`--answer-fields default`): a snapshot GET before each DELETE, so the
-ideal is two requests per contact and the limit counts both.
+ideal is two requests per contact and the limit counts both. Issue 17 adds what a crash
+mid-extract costs a user's own `pipeline.run(routera_archive())` (`source_crash_cost.py`: a clean
+run, one killed after its last answer and one killed at a third, each with its recovery run); it
+has no target, only its counts.
 
 `table(plan)` lists them in the order they run; `--only` picks rows by their `part`. Each row
-names its runner (one per kind, in `runners.py`, `cli_start.py` and `evidence_bench.py`), its
-sizes (a `Config`), the `Results` field its result goes to, what its target compares it with,
-and whether it is measured again when other processes disturbed it.
+names its runner (one per kind, in `runners.py`, `cli_start.py`, `evidence_bench.py` and
+`source_crash_cost.py`), its sizes (a `Config`), the `Results` field its result goes to, what its
+target compares it with, and whether it is measured again when other processes disturbed it.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from bench.cli_start import CliStart, cli_start
 from bench.evidence_bench import EvidenceRun, evidence
 from bench.harness import Say, load_average, machine_info, quietest, wait_until_quiet
 from bench.runners import Ceiling, Config, ConnectorRun, FixedCost, RawLoad, Versus
+from bench.source_crash_cost import SourceCrash, source_crash
 
 # (the configuration, the bench's root directory, the connector's extra environment) -> result
 Runner = Callable[[Config, Path, Mapping[str, str]], Any]
@@ -68,6 +72,8 @@ class Plan:
     evidence_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
     # A run's fixed cost (issue 18): a small run at `latency_ms`, then one with nothing pending.
     fixed_contacts: int = 25
+    # A crash mid-extract through the dlt source (issue 17): contacts of each of its cases.
+    source_crash_contacts: int = 2_000
 
 
 FULL = Plan()
@@ -86,6 +92,7 @@ QUICK = Plan(
     properties_contacts=1_000,
     properties_rate_contacts=150,
     evidence_sizes=(200, 1_000),
+    source_crash_contacts=300,
 )
 
 PARTS = (
@@ -100,6 +107,7 @@ PARTS = (
     "cli-start",
     "properties",
     "evidence",
+    "source-crash",
 )
 
 
@@ -280,6 +288,16 @@ def table(plan: Plan) -> list[Scenario]:
             "evidence",
             retried=False,
         ),
+        Scenario(
+            "source-crash",
+            f"source crash: {plan.source_crash_contacts} contacts at {lat:g} ms through "
+            "pipeline.run(routera_archive()), clean, killed after its last answer, killed at a "
+            "third",
+            source_crash,
+            # The source's default concurrency (0 here), no --rps: the sandbox is local.
+            Config("source-crash", plan.source_crash_contacts, lat),
+            "source_crash",
+        ),
     ]
 
 
@@ -311,6 +329,7 @@ class Results:
     properties_headline: ConnectorRun | None = None
     properties_rate_limited: ConnectorRun | None = None
     evidence: EvidenceRun | None = None
+    source_crash: SourceCrash | None = None
 
     def connector_runs(self) -> list[ConnectorRun]:
         """Every connector run, in the order of the table."""
@@ -336,6 +355,8 @@ class Results:
             found += [f"cli-start: {p}" for p in self.cli_start.problems()]
         if self.evidence:
             found += [f"evidence: {p}" for p in self.evidence.problems()]
+        if self.source_crash:
+            found += [f"source-crash: {p}" for p in self.source_crash.problems()]
         return found
 
     def keep(self, slot: str, value: Any) -> None:

@@ -7,13 +7,16 @@ baseline loads what it is given; the server-side answer times that judge the rat
 what the sandbox counts; a run with `properties` makes one snapshot GET per contact and keeps
 each configured field where the seeded contact holds it; the CLI start runs every command line
 it times and its import check reads python's report of imports; the evidence bench links each
-probe run, verifies intact and redacts one contact per redaction at each size; and the table of
-configurations gives each its own working directory. A broken benchmark would otherwise only
+probe run, verifies intact and redacts one contact per redaction at each size; the source's crash
+cost archives each contact once in each of its cases, its killed runs die before dlt's load and
+their recovery runs load the journal; and the table of configurations gives each its own working
+directory. A broken benchmark would otherwise only
 show up as odd figures. CI runs it (`--run-extended`); the default suite leaves it out, as it
 leaves out the benchmarks.
 """
 
 import json
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -38,6 +41,7 @@ from bench.render import render
 from bench.runners import Config, connector, fixed_cost, versus
 from bench.sandbox_process import contact_ids, fresh_sandbox, seeded_presence
 from bench.scenarios import FULL, PARTS, QUICK, Results, table
+from bench.source_crash_cost import source_crash
 from bench.verdicts import verdicts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.bench]
@@ -190,6 +194,43 @@ def test_the_evidence_bench_links_verifies_and_redacts_at_each_size(tmp_path: Pa
         assert redaction["rows_changed"] == 1
         assert redaction["bytes_before"] > 0 and redaction["bytes_after"] > 0
     assert "| duckdb | 150 |" in (tmp_path / "smoke.md").read_text(encoding="utf-8")
+
+
+def test_the_source_crash_cases_archive_each_contact_once_and_recover_from_the_journal(
+    tmp_path: Path,
+) -> None:
+    run = source_crash(Config("source-crash", CONTACTS, LATENCY_MS), tmp_path, {})
+
+    assert run.problems() == []
+    assert [case.case for case in run.cases] == ["clean", "after-last-answer", "at-a-third"]
+    for case in run.cases:
+        # Each contact archived once on the server and once in the trail.
+        assert case.deletes_succeeded == CONTACTS and case.contacts_deleted_more_than_once == 0
+        assert case.audit.archives == case.audit.distinct_archived_ids == CONTACTS
+    clean, after_last, at_third = run.cases
+    assert clean.first.exit_code == 0 and clean.recovery is None
+    assert clean.deletes_sent == CONTACTS and clean.journal_loaded_logged == 0
+    assert clean.audit.by_record_source == {"delete": CONTACTS}
+    assert clean.audit.log_by_status == after_last.audit.log_by_status == {"archived": CONTACTS}
+    for killed in (after_last, at_third):
+        assert killed.first.exit_code == -signal.SIGKILL
+        assert killed.archived_at_kill >= killed.kill_at > 0
+        assert killed.first_audit_rows == 0  # killed before dlt's load
+        assert killed.recovery is not None and killed.recovery.exit_code == 0
+        assert killed.journal_loaded_logged == killed.journal_rows > 0
+        assert killed.cost_s is not None
+    # Killed after the last answer: every record comes from the journal, no DELETE sent again.
+    assert after_last.deletes_sent == CONTACTS and after_last.by_status.get("404", 0) == 0
+    assert after_last.journal_loaded_logged == after_last.journal_rows == CONTACTS
+    # Killed at a third: the journal's records, the re-sent calls' (404, then a GET), the rest.
+    assert at_third.journal_rows < CONTACTS
+    assert 0 <= at_third.resent <= at_third.concurrency
+    assert at_third.by_status.get("404", 0) == at_third.resent
+    logged = {"archived": CONTACTS - at_third.resent, "already_archived": at_third.resent}
+    assert at_third.audit.log_by_status == {status: n for status, n in logged.items() if n}
+    results = Results(mode="smoke", command="pytest", started="now", source_crash=run)
+    assert "A crash mid-extract through the dlt source" in render(results)
+    assert "at-a-third" in render(results)
 
 
 def test_raw_load_loads_every_record(tmp_path: Path) -> None:
