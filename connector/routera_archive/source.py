@@ -338,7 +338,10 @@ class ExtractDelivery:
 def _for_table(
     rows: list[dict[str, Any]], table: InsertOnlyTable, contract: Any = None
 ) -> list[Any]:
-    """Rows marked for `table` with the hints the runner's loads give it (`tables.insert_only`)."""
+    """Rows marked for `table` with the hints the runner's loads give it (`tables.insert_only`),
+    as one item: dlt's extract computes and validates a table's schema for each item it is
+    handed (`typing.get_type_hints` every time), which, row by row, took ~12 ms of CPU per
+    record, more than the calls (bench/RESULTS.md, "A crash mid-extract")."""
     if not rows:
         return []
     hints = dlt.mark.make_hints(
@@ -349,7 +352,7 @@ def _for_table(
     )
     if contract is not None:
         hints["schema_contract"] = contract
-    return [dlt.mark.with_hints(row, hints, create_table_variant=True) for row in rows]
+    return [dlt.mark.with_hints(rows, hints, create_table_variant=True)]
 
 
 def _archived_nothing(report: RunReport) -> bool:
