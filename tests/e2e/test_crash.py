@@ -348,7 +348,12 @@ def test_a_crash_right_after_a_staging_insert_commits_adds_no_second_row(
         # a digit fails every later run() (InvalidSchemaName), one starting with a letter adds
         # an empty schema of that name to the pipeline and its dataset.
         ("schema-write", "0123456789abcdef"),
-        ("schema-write", "abcdef0123456789"),
+        pytest.param(
+            "schema-write",
+            "abcdef0123456789",
+            id="schema-write-letter",
+            marks=pytest.mark.variant,  # the same repair, the other way dlt takes the file
+        ),
     ],
     ids=["normalize-commit", "schema-write-digit", "schema-write-letter"],
 )

@@ -245,6 +245,9 @@ SERIES_KILLS = 4
 
 # About one series in six kills a run inside dlt's save of a schema: the torn write the source
 # repairs as it is made (`recover_pipeline_folder`; the fixed point above, `in-a-schema-write`).
+# A variant (CI runs it, `--run-extended`): the default suite has the CLI's random series and
+# the source's fixed kill points, and its 10 minutes.
+@pytest.mark.variant
 @pytest.mark.parametrize("target", DESTINATIONS, indirect=True)
 def test_random_kills_of_a_users_pipeline_run_lose_nothing(target: Target) -> None:
     rng = random.Random(20261204)
