@@ -440,6 +440,35 @@ def test_a_killed_dagster_dlt_materialization_s_answers_come_back_from_its_journ
     assert audit == [(len(setup.ids), len(setup.ids))]
 
 
+def test_the_dagster_dlt_example_loads_with_a_package_pending_and_no_destination_credentials(
+    setup: Setup,
+) -> None:
+    """Dagster loads the file where a run's credentials may not be: the source, made before
+    its pipeline, does not load a pending package there (the asset does, when it runs)."""
+    _needs(DAGSTER, "dagster")
+    env = setup.env(ROUTERA_ARCHIVE_SHARDS="1")
+    extract = (
+        "import dlt\n"
+        f"p = dlt.pipeline(pipeline_name='routera_archive_dagster_{setup.dataset}', "
+        f"destination='postgres', dataset_name='{setup.dataset}')\n"
+        "p.extract([{'a': 1}], table_name='pending_here')\n"
+        "assert p.has_pending_data\n"
+    )
+    made = subprocess.run(
+        [str(DAGSTER / "python"), "-c", extract], cwd=setup.workdir, env=env, capture_output=True
+    )
+    assert made.returncode == 0, made.stderr.decode()[-3000:]
+    del env["DESTINATION__POSTGRES__CREDENTIALS"]
+    module = "routera_archive_pipelines.schedules.dagster_dlt_assets"
+    loaded = subprocess.run(
+        [str(DAGSTER / "python"), "-c", f"import {module}"],
+        cwd=setup.workdir,
+        env=env,
+        capture_output=True,
+    )
+    assert loaded.returncode == 0, loaded.stderr.decode()[-3000:]
+
+
 def test_dlt_s_airflow_tasks_group_drains_the_queue_once(setup: Setup) -> None:
     """`airflow dags test` of the example with dlt's `PipelineTasksGroup`: the dlt source's run
     as the helper's one task; a second `dags test` sends no DELETE. Each task runs in a fresh

@@ -16,7 +16,7 @@ a GET. So the pipeline here restores nothing from the destination (it needs noth
 source keeps all it knows in the dataset's tables), and the asset first repairs what a killed
 materialization left (`recover_pipeline_folder`: its unloaded packages, loaded the runner's
 way before dagster-dlt would drop them, and a schema file dlt left half-written). The source is
-made when Dagster loads this file, before its pipeline is active, so it cannot do that itself.
+made when Dagster loads this file, before its pipeline, so it does not do that itself.
 """
 
 from collections.abc import Iterator
@@ -29,6 +29,9 @@ from dagster_dlt import DagsterDltResource, dlt_assets
 from routera_archive import recover_pipeline_folder, routera_archive
 from routera_archive_pipelines.schedules.common import SETTINGS
 
+# Made before the pipeline, which dlt.pipeline() activates: made inside it, the source would
+# repair the folder here, while Dagster loads this file, where the run's credentials may not be.
+SOURCE = routera_archive()
 PIPELINE = dlt.pipeline(
     pipeline_name=f"routera_archive_dagster_{SETTINGS.dataset}",
     destination=SETTINGS.destination,
@@ -39,7 +42,7 @@ PIPELINE.config.restore_from_destination = False
 
 
 @dlt_assets(
-    dlt_source=routera_archive(),
+    dlt_source=SOURCE,
     dlt_pipeline=PIPELINE,
     name="routera_archive",
     group_name="routera",
