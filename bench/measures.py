@@ -86,6 +86,21 @@ class AuditCounts:
     filled: dict[str, int | None] = field(default_factory=dict)
 
 
+def archived_once_problems(
+    contacts: int, deletes_succeeded: int, archived_twice: int, audit: AuditCounts
+) -> list[str]:
+    """What every figure of a run rests on: each of `contacts` archived once on the server
+    and in the audit table once."""
+    found = []
+    if deletes_succeeded != contacts:
+        found.append(f"{deletes_succeeded} contacts archived, expected {contacts}")
+    if archived_twice:
+        found.append(f"{archived_twice} contacts archived twice")
+    if audit.archives != contacts or audit.distinct_archived_ids != contacts:
+        found.append(f"{audit.archives} audit rows ({audit.distinct_archived_ids} ids)")
+    return found
+
+
 def audit_counts(database: Path, properties: Sequence[str] = ()) -> AuditCounts:
     """What the run left in DuckDB: audit rows, distinct ids, log rows by status, queue size,
     rows by record source and, per property in `properties`, the rows that hold a value of it

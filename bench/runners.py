@@ -44,6 +44,7 @@ from bench.harness import (
 from bench.measures import (
     ApiWindow,
     AuditCounts,
+    archived_once_problems,
     audit_counts,
     log_archive_seconds,
     requests_sent,
@@ -172,14 +173,9 @@ class ConnectorRun:
         throttled = self.api.by_status.get("429", 0)
         if deletes - throttled != n:
             found.append(f"{deletes} DELETEs ({throttled} throttled) for {n} contacts")
-        if self.deletes_succeeded != n:
-            found.append(f"{self.deletes_succeeded} contacts archived, expected {n}")
-        if self.contacts_deleted_more_than_once:
-            found.append(f"{self.contacts_deleted_more_than_once} contacts archived twice")
-        if self.audit.archives != n or self.audit.distinct_archived_ids != n:
-            found.append(
-                f"{self.audit.archives} audit rows ({self.audit.distinct_archived_ids} ids)"
-            )
+        found += archived_once_problems(
+            n, self.deletes_succeeded, self.contacts_deleted_more_than_once, self.audit
+        )
         if self.audit.log_by_status != {"archived": n}:
             found.append(f"archive_log {self.audit.log_by_status}")
         return found + self._snapshot_problems()

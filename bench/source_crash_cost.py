@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import PYTHON, ProcessRun, run_process
-from bench.measures import AuditCounts, audit_counts
+from bench.measures import AuditCounts, archived_once_problems, audit_counts
 from bench.runners import Config
 from bench.sandbox_process import Sandbox, contact_ids, fresh_sandbox
 
@@ -192,14 +192,9 @@ class CrashCase:
             found.append(f"recovery run: exit code {self.recovery.exit_code}")
         if killed and self.first_audit_rows:
             found.append(f"the killed run loaded {self.first_audit_rows} audit rows before dying")
-        if self.deletes_succeeded != n:
-            found.append(f"{self.deletes_succeeded} contacts archived, expected {n}")
-        if self.contacts_deleted_more_than_once:
-            found.append(f"{self.contacts_deleted_more_than_once} contacts archived twice")
-        if self.audit.archives != n or self.audit.distinct_archived_ids != n:
-            found.append(
-                f"{self.audit.archives} audit rows ({self.audit.distinct_archived_ids} ids)"
-            )
+        found += archived_once_problems(
+            n, self.deletes_succeeded, self.contacts_deleted_more_than_once, self.audit
+        )
         # One log row per request: archived, or (an answer the kill cut off, its DELETE sent
         # again, answered 404 and its record read back with a GET) already archived.
         logged = {"archived": n - self.resent, "already_archived": self.resent}
