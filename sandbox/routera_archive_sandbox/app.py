@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routera_archive_sandbox.config import STATIC_TOKEN_CLIENT_ID, SandboxConfig
 from routera_archive_sandbox.faults import FaultInjector, Rejection
+from routera_archive_sandbox.gate import AnswerGate
 from routera_archive_sandbox.seed import OBJECT_TYPES, ObjectType
 from routera_archive_sandbox.state import (
     ObjectArchived,
@@ -72,9 +73,14 @@ DEFAULT_LIMIT = 10
 _DIGITS = re.compile(r"[0-9]{1,18}")
 
 
-def create_app(config: SandboxConfig, state: SandboxState | None = None) -> ASGIApp:
-    """The ASGI app serving `config`; pass `state` to share or inspect the data it serves."""
-    return SandboxApp(config, state if state is not None else SandboxState.from_config(config))
+def create_app(
+    config: SandboxConfig, state: SandboxState | None = None, gate: AnswerGate | None = None
+) -> ASGIApp:
+    """The ASGI app serving `config`; pass `state` to share or inspect the data it serves, and
+    `gate` to hold chosen requests from a test."""
+    return SandboxApp(
+        config, state if state is not None else SandboxState.from_config(config), gate
+    )
 
 
 class Route(NamedTuple):
@@ -202,10 +208,13 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 class SandboxApp:
     """The ASGI callable. One instance serves one `SandboxState`."""
 
-    def __init__(self, config: SandboxConfig, state: SandboxState) -> None:
+    def __init__(
+        self, config: SandboxConfig, state: SandboxState, gate: AnswerGate | None = None
+    ) -> None:
         self.config = config
         self.state = state
         self.faults = FaultInjector(config.faults, config.seed)
+        self.gate = gate if gate is not None else AnswerGate()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -278,6 +287,7 @@ class SandboxApp:
 
         try:
             await self.faults.delay()
+            await self.gate.pass_through(object_id)
             rejection = self.faults.reject()
             if rejection is not None:
                 response: Response = _rejection_response(rejection)

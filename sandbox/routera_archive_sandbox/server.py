@@ -20,6 +20,7 @@ import uvicorn
 
 from routera_archive_sandbox.app import create_app
 from routera_archive_sandbox.config import SandboxConfig
+from routera_archive_sandbox.gate import AnswerGate
 from routera_archive_sandbox.state import SandboxState
 
 logger = logging.getLogger(__name__)
@@ -86,9 +87,9 @@ def _url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _uvicorn_server(config: SandboxConfig, state: SandboxState) -> _Server:
+def _uvicorn_server(config: SandboxConfig, state: SandboxState, gate: AnswerGate) -> _Server:
     uv_config = uvicorn.Config(
-        create_app(config, state),
+        create_app(config, state, gate),
         log_level="warning",
         log_config=None,  # do not let uvicorn rewrite the host program's logging configuration
         lifespan="off",
@@ -104,12 +105,14 @@ class SandboxServer:
     """A sandbox served from a background thread with its own event loop.
 
     Usage: `with SandboxServer(SandboxConfig(port=0)) as sandbox: httpx.get(sandbox.url + ...)`.
-    `state` is the live `SandboxState`, readable from the test's thread.
+    `state` is the live `SandboxState`, readable from the test's thread; `gate` holds chosen
+    requests until the test lets them through (`AnswerGate`).
     """
 
     def __init__(self, config: SandboxConfig | None = None, state: SandboxState | None = None):
         self.config = config if config is not None else SandboxConfig()
         self.state = state if state is not None else SandboxState.from_config(self.config)
+        self.gate = AnswerGate()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -136,7 +139,7 @@ class SandboxServer:
             raise RuntimeError("the sandbox server is already started")
         self._socket = _bind(self.config.host, self.config.port)
         self._url = _url(self._socket)
-        self._server = _uvicorn_server(self.config, self.state)
+        self._server = _uvicorn_server(self.config, self.state, self.gate)
         self._thread = threading.Thread(
             target=self._run, name=f"routera-sandbox:{self.port}", daemon=True
         )
@@ -198,7 +201,7 @@ def serve_forever(
     state = state if state is not None else SandboxState.from_config(config)
     sock = _bind(config.host, config.port)
     url = _url(sock)
-    server = _uvicorn_server(config, state)
+    server = _uvicorn_server(config, state, AnswerGate())
 
     async def main() -> None:
         serving = asyncio.create_task(server.serve(sockets=[sock]))

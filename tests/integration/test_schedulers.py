@@ -10,8 +10,9 @@ deployment gives them (`ROUTERA_ARCHIVE_*`), never by editing the example.
 - Two runs at once archive nothing twice: the Dagster schedule skips its tick while a run of the
   job is in progress (and asks for one again once it has ended), and a second run started beside
   the first anyway (Dagster's job executed again; Airflow's `dags test`, which no scheduler's
-  `max_active_runs` stands in front of, from a second Airflow home) has each shard refused by the
-  dataset's lock, fails, and sends no DELETE of its own.
+  `max_active_runs` stands in front of, from a second Airflow home) is refused the shard the
+  first run is in by that shard's lock (the sandbox holds that shard's answers until then), and
+  fails; the shards it could take it archives, and nothing is archived twice.
 - The dlt source's examples drain the queue once, each record by one DELETE, and a second run
   sends none: `dagster_dlt_assets.py` with `dagster asset materialize`, and
   `airflow_dlt_tasks.py` (dlt's Airflow helper, `PipelineTasksGroup`) with `airflow dags test`,
@@ -39,6 +40,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from routera_archive.dataset.queue import Shard
 from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
 from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL, postgres_available
 from tests.dbt_package import ROOT
@@ -56,8 +58,6 @@ AIRFLOW = ROOT / ".venv-airflow" / "bin"
 SHARDS = 3
 QUEUED = 90  # of 600 contacts: each shard's share stays far under max_share
 RUN_TIMEOUT_S = 300
-# Another run is "in progress" once the sandbox has seen this many DELETEs of it.
-STARTED_DELETES = 3
 # The lock's refusal: of the pipeline folder (the same machine) or of the dataset (another one).
 BUSY_MARK = "another run holds"
 
@@ -338,35 +338,55 @@ def test_a_scheduled_run_drains_the_queue_by_shard_each_request_once(
     assert_drained_once(setup)  # the same figures: no second DELETE, no second row
 
 
+def hold_a_shard_of(setup: Setup, tool: RunningTool) -> Shard:
+    """Once `tool`'s run is sending DELETEs, keep the shard it is in unanswered (its lock held)
+    and let the others through: the overlap a second run must meet, made certain rather than
+    timed (`airflow dags test` runs the shards one after the other, in no set order)."""
+    gate = setup.server.gate
+    gate.hold(lambda _: True)
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not (waiting := gate.waiting()):
+        if tool.process.poll() is not None:
+            raise AssertionError(f"the run ended before its calls: {tool.finish()[1][-3000:]}")
+        assert time.monotonic() < deadline, "the run never started archiving"
+        time.sleep(0.05)
+    shard = next(Shard(i, SHARDS) for i in range(SHARDS) if Shard(i, SHARDS).owns(waiting[0]))
+    gate.hold(shard.owns)
+    return shard
+
+
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_a_second_run_beside_the_first_archives_nothing_twice(scheduler: str, setup: Setup) -> None:
     home = home_of(scheduler, setup)
+    # Held answers wait at the gate, not in the client: no timeout may end them meanwhile.
+    home.update(SOURCES__ROUTERA__READ_TIMEOUT="900", SOURCES__ROUTERA__CALL_DEADLINE="900")
     # Dagster: launched again on the same instance; Airflow: from a second deployment (its own
     # home), since `dags test` runs beside no scheduler and SQLite takes one writer.
     second_home = home
     if scheduler == "airflow":  # another machine: its own pipeline folders too
-        second_home = home_of(scheduler, setup, "airflow_home_2")
+        second_home = {**home, **home_of(scheduler, setup, "airflow_home_2")}
         second_home["DLT_DATA_DIR"] = str(setup.workdir / "second_machine")
-    # Slow answers until the second run has ended: the first must still hold its shards then.
-    setup.server.config.faults.latency_ms = 3000.0
     first = start_scheduled_run(scheduler, setup, home)
     try:
-        wait_for_deletes(setup, first, STARTED_DELETES)
+        held = hold_a_shard_of(setup, first)
         if scheduler == "dagster":
             said = dagster_schedule_says(setup, home)
             assert said.startswith("SkipReason: run ") and "still in progress" in said, said
-        # Started anyway (a person's launch, a second deployment): refused by the lock on the
-        # shard the first run is in, which answers slowly until then.
+        # Started anyway (a person's launch, a second deployment): its other shards go on, and
+        # the one the first run is in is refused by that shard's lock.
         second = start_scheduled_run(scheduler, setup, second_home)
         try:
             second.wait_for(BUSY_MARK)
         finally:
-            setup.server.config.faults.latency_ms = 5.0
+            setup.server.gate.release()
         code, output = second.finish()
         assert code != 0, output[-5000:]
+        # The shard refused is the held one (the worker's own account: `common.run_shard`).
+        refusals = [line for line in output.splitlines() if BUSY_MARK in line]
+        assert any(f"shard {held}, run " in line for line in refusals), refusals or output[-5000:]
     finally:
-        setup.server.config.faults.latency_ms = 5.0
-        # The first run may fail too: a shard the second run took before it got there.
+        setup.server.gate.release()
+        # The first run may fail too: a shard the second run was in when it got there.
         first.finish()
 
     # Whichever run did each request, none was done twice; the next run finishes the rest.

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -762,6 +763,33 @@ def test_hang_rate_acts_then_never_answers(make_server: Callable[..., SandboxSer
     assert stats["deletes_succeeded"] == {contact_id: 1}
 
 
+def test_the_gate_holds_the_records_it_picks_unhandled_until_released(
+    make_server: Callable[..., SandboxServer],
+) -> None:
+    server = make_server()
+    held, free = server.state.contact_ids()[2:4]
+    server.gate.hold(lambda object_id: object_id == held)
+    answers: list[int] = []
+    with httpx.Client(base_url=server.url, headers=bearer(STATIC), timeout=10) as client:
+        waiting = threading.Thread(
+            target=lambda: answers.append(client.delete(f"/contacts/{held}").status_code)
+        )
+        waiting.start()
+        deadline = time.monotonic() + 5
+        while server.gate.waiting() != [held]:
+            assert time.monotonic() < deadline, server.gate.waiting()
+            time.sleep(0.01)
+        assert client.delete(f"/contacts/{free}").status_code == 200  # not picked: goes on
+        time.sleep(0.2)
+        assert answers == []
+        assert server.state.get_contact(held)["archived"] is False  # type: ignore[index]
+        server.gate.release()
+        waiting.join(timeout=5)
+    assert answers == [200]
+    assert server.gate.waiting() == []
+    assert server.state.stats()["deletes_succeeded"] == {held: 1, free: 1}
+
+
 # -- server lifecycle ----------------------------------------------------------------------------
 
 
@@ -799,6 +827,7 @@ def test_stop_does_not_wait_for_a_hanging_request(
 
 SERVE_SCRIPT = """
 import sys
+import threading
 from routera_archive_sandbox import SandboxConfig
 from routera_archive_sandbox.server import serve_forever
 serve_forever(SandboxConfig(port=0, contacts=3), lambda url: print(url, flush=True))
