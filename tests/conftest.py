@@ -99,7 +99,7 @@ def source_config(server: SandboxServer, **overrides: object) -> RouteraSourceCo
 # suite already run takes `@pytest.mark.parametrize("destination", TWINNED, indirect=True)`: its
 # PostgreSQL case is a twin, run by CI (`--run-extended`), so the default suite keeps its 10
 # minutes on two cores.
-TWINNED = ("duckdb", pytest.param("postgres", marks=pytest.mark.twin))
+TWINNED = ("duckdb", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.twin]))
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

@@ -35,7 +35,7 @@ import dlt
 import pytest
 
 from routera_archive_sandbox import FaultConfig, SandboxConfig, SandboxServer
-from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL, postgres_available
+from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL, TWINNED, postgres_available
 from tests.e2e.cli_support import DESTINATIONS, Target, cli_env, deletes_sent
 from tests.e2e.crash_harness import CRASH_HOOK, CrashHarness, draw_source_kill_plans, verify
 from tests.pipeline.test_source_drains import queue_by_sql
@@ -139,7 +139,8 @@ def _finish(process: subprocess.Popen[str]) -> tuple[int, str]:
     return process.returncode, out
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
+# The PostgreSQL cases are twins: the same kills on the warehouse, run by CI (--run-extended).
+@pytest.fixture(params=TWINNED)
 def users(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[UsersPipeline]:
     if request.param == "postgres" and not postgres_available():
         pytest.skip(POSTGRES_SKIP_REASON)

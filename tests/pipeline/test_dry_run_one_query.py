@@ -22,7 +22,7 @@ from routera_archive.errors import ExitCode
 from routera_archive.models import Status
 from routera_archive.run.runner import ArchiveRun, RunOptions, RunReport
 from routera_archive_sandbox import SandboxServer
-from tests.conftest import source_config
+from tests.conftest import TWINNED, source_config
 from tests.pipeline.test_run import active_ids, insert_queue_row
 
 # Only the pending SQL has this window (queue.pending_sql); the queries around it (columns,
@@ -92,6 +92,7 @@ def test_a_dry_run_over_many_pages_runs_the_pending_sql_once(
     assert sandbox_server.state.stats()["totals"]["by_method"] == {"POST": 1, "GET": 1}
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_the_dry_runs_plan_is_what_the_real_run_then_does(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer, pending_queries: list[str]
 ) -> None:

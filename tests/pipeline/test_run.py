@@ -342,6 +342,7 @@ def test_an_unreachable_warehouse_is_a_clear_failure_before_any_call(
     assert sandbox_server.state.stats()["totals"]["requests"] == 0
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_a_long_run_forgets_loaded_contacts_yet_never_calls_a_contact_twice(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -383,6 +384,7 @@ def test_a_long_run_forgets_loaded_contacts_yet_never_calls_a_contact_twice(
     assert log["y-00"] == "b-00"
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_with_a_log_but_no_archives_yet_the_run_remembers_every_contact(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -459,6 +461,7 @@ def test_postgres_tables_carry_no_unique_constraint_a_resumed_package_would_trip
     assert constraints == []
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_a_request_added_mid_run_for_a_forgotten_contact_is_a_duplicate(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
