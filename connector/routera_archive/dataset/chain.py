@@ -8,7 +8,9 @@ At its end, under the dataset's chain lock (`dataset.lock.chain_lock`), a run:
    with no link (a run killed before its end, whose rows this run loaded from its journal or
    packages, or rows of a release before the chain; such runs are *adopted*, and named in the
    link) by reading them back as the destination holds them (`canonical`): what is hashed is
-   what `verify` will read, not what was sent (an insert-only merge may have dropped a row);
+   what `verify` will read, not what was sent (an insert-only merge may have dropped a row).
+   Its own rows in the audit tables and the log it digested as each chunk loaded, beside the
+   calls (`EarlyDigests`): the link reads back only what those digests miss;
 3. loads its run row (`archive_runs`, the link's figures in it) with dlt;
 4. commits those digests (`row_digests`, keyed by table, row key and the run that chains them)
    and the link itself (`archive_chain`) with SQL INSERTs in one transaction.
@@ -274,6 +276,57 @@ class Unchained:
     adopted_run_ids: set[str] = field(default_factory=set)
 
 
+# The tables whose rows no later load of the same run changes (insert-only on their keys), so
+# that a run may digest them as each chunk loads (`digest_loads`). The custom fields' table is
+# not one: a later chunk's first sighting of a field may update its row.
+EARLY_TABLES: tuple[ChainedTable, ...] = tuple(
+    spec
+    for spec in CHAINED_TABLES
+    if spec.name == LOG_TABLE or spec.name in {kind.table for kind in ObjectType}
+)
+
+
+@dataclass
+class EarlyDigests:
+    """A run's own rows digested as each of its chunks loaded, beside the calls, so that its
+    link reads back only what loaded since (issue 18: reading back and hashing 20,000 rows was
+    most of a 10,000-contact run's link). The rows of a load are found by its load id, and a
+    load's digests count only once every table of it is read: a load retried under another id
+    leaves rows of the first id, which the link reads back."""
+
+    load_ids: set[str] = field(default_factory=set)
+    digests: list[Digest] = field(default_factory=list)
+
+
+def digest_loads(
+    pipeline: dlt.Pipeline, run_id: str, load_ids: Sequence[str], into: EarlyDigests
+) -> None:
+    """Digest the rows of `run_id` that the loads `load_ids` wrote to the `EARLY_TABLES`."""
+    if not load_ids:
+        return
+    types = stored_types(pipeline)
+    found: list[Digest] = []
+    marks = ", ".join(["%s"] * len(load_ids))
+    with utc_session(pipeline) as client:
+        for spec in EARLY_TABLES:
+            if spec.name not in types:
+                continue
+            table = client.make_qualified_table_name(spec.name)
+            query = (
+                f"SELECT * FROM {table} WHERE {spec.run_column} = %s AND _dlt_load_id IN ({marks})"
+            )
+            try:
+                rows = list(select_rows(client, query, run_id, *load_ids))
+            except DatabaseUndefinedRelation:
+                continue
+            found.extend(
+                Digest(spec.name, row_key(row, spec.key), row_sha256(row, types[spec.name]))
+                for row in rows
+            )
+    into.digests.extend(found)
+    into.load_ids.update(load_ids)
+
+
 def unfinished_redactions(client: Any, links: Sequence[ChainLink]) -> set[str]:
     """The ids of redactions recorded (their `redactions` row is in) but not linked: killed
     before their link. Their rows are theirs to chain (`dataset.redact.finish_redactions`),
@@ -293,12 +346,15 @@ def digest_unchained(
     *,
     links: Sequence[ChainLink],
     linked_runs_replayed: Iterable[str] = (),
+    early: EarlyDigests | None = None,
 ) -> Unchained:
     """Digest every row no link covers: those of runs no link names, as its run or as one it
     adopted (this run included), and those of `linked_runs_replayed` (linked runs whose
     journal this run loaded: a run that lost its lock leaves outcomes for the next run) that
     no digest covers yet. The rows of an unfinished redaction other than this run are left
-    for it (`unfinished_redactions`)."""
+    for it (`unfinished_redactions`). The run's own rows in `early` are taken from there, not
+    read back again."""
+    early = early if early is not None and early.load_ids else None
     found = Unchained()
     covered = (
         {link.run_id for link in links}
@@ -322,9 +378,17 @@ def digest_unchained(
         if None in owners and "" not in covered:
             conditions.append(f"{column} IS NULL")
         rows: list[dict[str, Any]] = []
+        args: list[Any] = list(uncovered)
+        taken_early = early is not None and spec in EARLY_TABLES
         if conditions:
             where = " OR ".join(conditions)
-            rows = list(select_rows(client, f"SELECT * FROM {table} WHERE {where}", *uncovered))
+            if early is not None and taken_early:
+                marks = ", ".join(["%s"] * len(early.load_ids))
+                where = (
+                    f"({where}) AND NOT (COALESCE({column}, '') = %s AND _dlt_load_id IN ({marks}))"
+                )
+                args += [run_id, *sorted(early.load_ids)]
+            rows = list(select_rows(client, f"SELECT * FROM {table} WHERE {where}", *args))
         if replayed and spec.name != RUNS_TABLE:  # a linked run's row is its link's
             rows += _undigested_rows_of(client, spec, replayed)
         seen: set[str] = set()
@@ -337,6 +401,11 @@ def digest_unchained(
             owner = row.get(column)
             if owner != run_id:
                 found.adopted_run_ids.add("" if owner is None else str(owner))
+        if early is not None and taken_early and run_id in owners:
+            for digest in early.digests:
+                if digest.table == spec.name and digest.key not in seen:
+                    seen.add(digest.key)
+                    found.digests.append(digest)
     return found
 
 
@@ -514,10 +583,12 @@ def link_run(
     *,
     linked_runs_replayed: Iterable[str] = (),
     redigest: Mapping[str, Iterable[str]] | None = None,
+    early: EarlyDigests | None = None,
 ) -> ChainLink:
     """Load a run's row and link the run into the chain (see the module's docstring).
     `redigest` names rows chained before that this link covers again as they are now (the
-    rows a redaction changed: `dataset.redact`)."""
+    rows a redaction changed: `dataset.redact`); `early`, the run's rows digested as they
+    loaded (`digest_loads`)."""
     run_id = str(run_row["run_id"])
     with chain_lock(pipeline, run_id):
         with utc_session(pipeline) as client:
@@ -527,7 +598,12 @@ def link_run(
             head = links[-1] if links else None
             types = stored_types(pipeline)
             unchained = digest_unchained(
-                client, types, run_id, links=links, linked_runs_replayed=linked_runs_replayed
+                client,
+                types,
+                run_id,
+                links=links,
+                linked_runs_replayed=linked_runs_replayed,
+                early=early,
             )
             if redigest:
                 places = {(d.table, d.key) for d in unchained.digests}

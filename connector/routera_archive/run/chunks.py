@@ -12,6 +12,7 @@ from typing import Final
 import dlt
 from dlt.common.pipeline import LoadInfo
 
+from routera_archive.dataset.chain import EarlyDigests, digest_loads
 from routera_archive.dataset.destination import is_data_failure, refusal_reason
 from routera_archive.dataset.fields import FieldColumnsByType
 from routera_archive.dataset.loading import load_fresh, schema_columns
@@ -21,7 +22,7 @@ from routera_archive.dataset.tables import (
     build_audit_rows,
     unmade_archives,
 )
-from routera_archive.errors import LocalStorageError, LockLostError, RouteraArchiveError
+from routera_archive.errors import LocalStorageError, LockLostError, RouteraArchiveError, one_line
 from routera_archive.journal import OutcomeJournal
 from routera_archive.models import ArchiveOutcome, Status
 from routera_archive.run.delivery import RowDelivery
@@ -119,6 +120,9 @@ class ChunkSink:
         # ((type, id), request id) of the records loaded since the run last took them: they
         # are in their types' audit tables now, where the queue's SQL finds them.
         self.loaded: list[tuple[tuple[str, str], str]] = []
+        # The run's rows digested as each chunk loads, for its link (None: the link reads every
+        # row back; handed to an extract, nothing is loaded here).
+        self.early: EarlyDigests | None = EarlyDigests() if delivery is None else None
 
     async def add(self, outcome: ArchiveOutcome, *, journaled: bool = False) -> None:
         """Take one outcome; `journaled` when the call worker's journal already holds it."""
@@ -215,7 +219,25 @@ class ChunkSink:
                     for request in (o.request for o in chunk if o.record is not None)
                     if request.object_id is not None
                 )
+                await asyncio.get_running_loop().run_in_executor(
+                    self._loader, self._digest, list(info.loads_ids)
+                )
                 return
+
+    def _digest(self, load_ids: list[str]) -> None:
+        """Digest the chunk's rows for the link, on the loader's thread, beside the calls. A
+        failure costs only time: the link then reads every row back."""
+        if self.early is None:
+            return
+        try:
+            digest_loads(self.pipeline, self.report.run_id, load_ids, self.early)
+        except Exception as exc:
+            logger.debug("could not digest a chunk's rows as it loaded", exc_info=exc)
+            logger.warning(
+                "could not digest a chunk's rows as it loaded (%s); the link reads them back",
+                one_line(str(typed_error(exc))),
+            )
+            self.early = None
 
     def _note_fields(self, rows: AuditRows) -> None:
         """Record renamed keys, and under a held-back contract the fields kept out of columns."""

@@ -32,7 +32,7 @@ from routera_archive.calls.callers import (
 )
 from routera_archive.calls.process import EarlyWorker
 from routera_archive.config import RouteraSourceConfig, as_resolved
-from routera_archive.dataset.chain import link_run
+from routera_archive.dataset.chain import EarlyDigests, link_run
 from routera_archive.dataset.fields import FieldColumnsByType
 from routera_archive.dataset.kept_open import KeptOpen
 from routera_archive.dataset.loading import (
@@ -180,6 +180,8 @@ class ArchiveRun:
         # The journals of earlier runs this run loaded (their run ids and files): removed once
         # this run is linked into the hash chain.
         self._replayed: list[tuple[str, Path]] = []
+        # This run's rows digested as its chunks loaded (`ChunkSink.early`), for its link.
+        self._early: EarlyDigests | None = None
         self._worker: SpawnedWorker | None = None
         # Held through the run's start and its end (see dataset.kept_open).
         self._kept_open = KeptOpen(pipeline)
@@ -692,6 +694,7 @@ class ArchiveRun:
                 self._fail(exc, stopped_by(exc), f"{_api_context(exc)}{exc}")
             timeline.mark("calls-done")
             await sink.close()
+            self._early = sink.early
             timeline.mark("loaded")
             if unchecked:
                 report.notes.append(
@@ -807,7 +810,10 @@ class ArchiveRun:
             return
         try:
             report.chain = link_run(
-                self.pipeline, row, linked_runs_replayed=[run for run, _ in self._replayed]
+                self.pipeline,
+                row,
+                linked_runs_replayed=[run for run, _ in self._replayed],
+                early=self._early,
             )
             timeline.mark("linked")
         except Exception as exc:  # the run's own account must not hide the run's result

@@ -1,0 +1,62 @@
+"""A run's link covers each of its rows once, with the hash of the row as stored, however many
+chunks it loaded in: the rows are digested as each chunk loads, beside the calls, and the link
+reads back only what no chunk's digest covers (`dataset.chain.EarlyDigests`)."""
+
+import json
+from typing import Any
+
+import dlt
+import pytest
+
+from routera_archive.audit.verify import verify_dataset
+from routera_archive.dataset.enqueue import enqueue
+from routera_archive.errors import ExitCode
+from routera_archive.run.runner import ArchiveRun, RunOptions
+from routera_archive_sandbox import SandboxServer
+from tests.conftest import TWINNED, source_config
+from tests.pipeline.test_run import active_ids, query
+
+
+def digests_of(pipeline: dlt.Pipeline, run_id: str) -> dict[str, list[Any]]:
+    rows = query(
+        pipeline,
+        "SELECT table_name, row_key FROM {dataset}.row_digests WHERE chained_by = '" + run_id + "'",
+    )
+    found: dict[str, list[Any]] = {}
+    for table, key in rows:
+        found.setdefault(table, []).append(json.loads(key)[0])
+    return found
+
+
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
+def test_a_run_of_many_chunks_links_each_of_its_rows_once_as_stored(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer
+) -> None:
+    ids = active_ids(sandbox_server, 23)
+    first, second = ids[:14], ids[14:]
+    enqueue(pipeline, [{"contact_id": cid} for cid in [*first, first[0]]])
+    config = source_config(sandbox_server, chunk_size=3)  # five chunks and a last one
+
+    report = ArchiveRun(pipeline, config, RunOptions()).execute()
+
+    assert report.exit_code == ExitCode.OK, report.error
+    assert report.chain is not None, report.chain_error
+    digested = digests_of(pipeline, report.run_id)
+    assert sorted(digested["contact_archives"]) == sorted(first)
+    logged = query(pipeline, "SELECT outcome_id FROM {dataset}.archive_log")
+    assert sorted(digested["archive_log"]) == sorted(row[0] for row in logged)
+    assert len(logged) == len(first) + 1  # the duplicate's row too
+    assert report.chain.digested_rows == sum(len(keys) for keys in digested.values())
+    verification = verify_dataset(pipeline)
+    assert verification.intact, verification.findings
+
+    # The next run's link covers its own rows only, the first run's staying as they were.
+    enqueue(pipeline, [{"contact_id": cid} for cid in second])
+    again = ArchiveRun(pipeline, config, RunOptions()).execute()
+
+    assert again.exit_code == ExitCode.OK, again.error
+    assert sorted(digests_of(pipeline, again.run_id)["contact_archives"]) == sorted(second)
+    assert digests_of(pipeline, report.run_id) == digested
+    verification = verify_dataset(pipeline)
+    assert verification.intact, verification.findings
+    assert verification.links == 2
