@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import routera_archive_sandbox.server as sandbox_server
 from routera_archive_sandbox.config import SandboxConfig
+from routera_archive_sandbox.gate import AnswerGate
 from routera_archive_sandbox.state import SandboxState
 
 TIMES_ENV = "BENCH_SANDBOX_TIMES"
@@ -62,8 +63,10 @@ class AnswerTimes:
 RECORDERS: list[AnswerTimes] = []
 
 
-def _timed_create_app(config: SandboxConfig, state: SandboxState | None = None) -> ASGIApp:
-    recorder = AnswerTimes(ORIGINAL_CREATE_APP(config, state))
+def _timed_create_app(
+    config: SandboxConfig, state: SandboxState | None = None, gate: AnswerGate | None = None
+) -> ASGIApp:
+    recorder = AnswerTimes(ORIGINAL_CREATE_APP(config, state, gate))
     RECORDERS.append(recorder)
     return recorder
 
