@@ -1,6 +1,7 @@
 """A run killed (SIGKILL) while it links itself into the hash chain leaves no digest that no link
 covers, and the next run links its rows: the digests and the link are committed together
-(`dataset.chain.insert_link`, one transaction), after the run row's load.
+(`dataset.chain.insert_link`, one transaction), after the run row's load (the first link), or
+with the run row in the same transaction (every later one: `chain.commit_with_run_row`).
 
 Killed before that transaction, and inside it (its digests INSERTed, the link not yet): either
 way nothing of the link is in `row_digests` or `archive_chain`, and the next run adopts the
@@ -61,6 +62,54 @@ def test_a_run_killed_while_linking_leaves_no_digest_and_the_next_run_links_its_
         assert finished.code == 0, finished.output
         ((adopted,),) = target.query("SELECT adopted_run_ids FROM archive_chain")
         assert killed_run in json.loads(adopted), adopted
+        verified = cli("verify", "--format", "json")
+        assert verified.code == 0, verified.stdout
+        result = json.loads(verified.stdout)
+        assert result["intact"] is True and not result.get("notes"), result
+
+
+@pytest.mark.parametrize("target", DESTINATIONS, indirect=True)
+def test_a_later_run_killed_inside_its_commit_leaves_no_run_row_digest_or_link(
+    target: Target, tmp_path: Path
+) -> None:
+    """After the dataset's first link a run INSERTs its run row in the transaction of its digests
+    and link (`chain.commit_with_run_row`): killed inside it, none of the three stays, and the
+    next run adopts the killed run's rows. Every run row and link names a load that
+    `_dlt_loads` holds as finished, as if dlt had loaded it."""
+    with SandboxServer(SandboxConfig(port=0, contacts=20, seed=5)) as server:
+        cli = cli_runner(server, target.workdir, timeout=120, target=target)
+        contacts = server.state.object_ids("contacts", include_archived=False)[:12]
+        (target.workdir / "first.txt").write_text("\n".join(contacts[:6]) + "\n")
+        (target.workdir / "second.txt").write_text("\n".join(contacts[6:]) + "\n")
+        assert cli("enqueue", "first.txt").code == 0
+        assert cli("run").code == 0
+        ((first_run,),) = target.query("SELECT run_id FROM archive_runs")
+        assert cli("enqueue", "second.txt").code == 0
+        hook = tmp_path / "crash_hook"
+        hook.mkdir()
+        (hook / "sitecustomize.py").write_text(HOOK, encoding="utf-8")
+        path = os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+        point = f"before:{CHAIN}._insert_link_row"
+        killed = cli("run", env={"PYTHONPATH": path, "REDACT_CRASH_POINT": point})
+        assert killed.code == -9, killed.output
+        owners = target.query("SELECT DISTINCT run_id FROM contact_archives")
+        (killed_run,) = {run for (run,) in owners} - {first_run}
+        assert target.query("SELECT run_id FROM archive_runs") == [(first_run,)]
+        chained_by = target.query("SELECT DISTINCT chained_by FROM row_digests")
+        assert chained_by == [(first_run,)]
+        assert target.query("SELECT run_id FROM archive_chain") == [(first_run,)]
+
+        finished = cli("run")
+        assert finished.code == 0, finished.output
+        links = target.query("SELECT run_id, adopted_run_ids FROM archive_chain ORDER BY chain_seq")
+        assert len(links) == 2 and killed_run in json.loads(str(links[1][1])), links
+        for table in ("archive_runs", "archive_chain", "row_digests"):
+            unrecorded = target.query(
+                f"SELECT COUNT(*) FROM {table} WHERE _dlt_load_id NOT IN "
+                "(SELECT load_id FROM _dlt_loads WHERE status = 0)"
+            )
+            assert unrecorded == [(0,)], table
         verified = cli("verify", "--format", "json")
         assert verified.code == 0, verified.stdout
         result = json.loads(verified.stdout)

@@ -51,8 +51,9 @@ POINTS = [
     # The transaction committed (rows redacted, the redaction recorded), no link yet: a
     # scheduled run finishes it as well as `redact` does.
     (f"after:{REDACT}.apply_changes", "run", "unfinished redaction"),
-    # Its link step loaded its run row and digests, not the link itself.
-    ("before:routera_archive.dataset.chain.insert_link", "redact", "unfinished redaction"),
+    # Inside its link's transaction: the run row and digests INSERTed, not the link (rolled
+    # back: none of them stays).
+    ("before:routera_archive.dataset.chain._insert_link_row", "redact", "unfinished redaction"),
     # Linked; its copies not removed yet.
     (f"after:{REDACT}.link_run", "redact", None),
     # Killed just before the DuckDB file's rewrite is renamed over the file.

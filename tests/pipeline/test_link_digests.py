@@ -9,6 +9,7 @@ import dlt
 import pytest
 
 from routera_archive.audit.verify import verify_dataset
+from routera_archive.dataset import chain
 from routera_archive.dataset.enqueue import enqueue
 from routera_archive.errors import ExitCode
 from routera_archive.run.runner import ArchiveRun, RunOptions
@@ -57,6 +58,33 @@ def test_a_run_of_many_chunks_links_each_of_its_rows_once_as_stored(
     assert again.exit_code == ExitCode.OK, again.error
     assert sorted(digests_of(pipeline, again.run_id)["contact_archives"]) == sorted(second)
     assert digests_of(pipeline, report.run_id) == digested
+    verification = verify_dataset(pipeline)
+    assert verification.intact, verification.findings
+    assert verification.links == 2
+
+
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
+def test_a_run_row_that_would_read_back_otherwise_is_loaded_with_dlt_and_still_linked(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run row is INSERTed with its link only if it reads back as it was hashed; where it
+    would not (here: every text value bound otherwise), that transaction is rolled back and the
+    row goes through dlt as before the link, which is then made."""
+    ids = active_ids(sandbox_server, 6)
+    config = source_config(sandbox_server)
+    enqueue(pipeline, [{"contact_id": cid} for cid in ids[:3]])
+    assert ArchiveRun(pipeline, config, RunOptions()).execute().chain is not None
+    monkeypatch.setattr(
+        chain, "_sql_value", lambda value, data_type: "x" if data_type == "text" else value
+    )
+    enqueue(pipeline, [{"contact_id": cid} for cid in ids[3:]])
+
+    report = ArchiveRun(pipeline, config, RunOptions()).execute()
+
+    assert report.exit_code == ExitCode.OK, report.error
+    assert report.chain is not None, report.chain_error
+    rows = query(pipeline, "SELECT run_id, mode FROM {dataset}.archive_runs")
+    assert (report.run_id, "run") in rows and len(rows) == 2
     verification = verify_dataset(pipeline)
     assert verification.intact, verification.findings
     assert verification.links == 2

@@ -11,17 +11,20 @@ At its end, under the dataset's chain lock (`dataset.lock.chain_lock`), a run:
    what `verify` will read, not what was sent (an insert-only merge may have dropped a row).
    Its own rows in the audit tables and the log it digested as each chunk loaded, beside the
    calls (`EarlyDigests`): the link reads back only what those digests miss;
-3. loads its run row (`archive_runs`, the link's figures in it) with dlt;
+3. loads its run row (`archive_runs`, the link's figures in it) with dlt, where that table
+   lacks a column the row fills (the dataset's first link, a release that adds a column);
 4. commits those digests (`row_digests`, keyed by table, row key and the run that chains them)
-   and the link itself (`archive_chain`) with SQL INSERTs in one transaction.
+   and the link itself (`archive_chain`) with SQL INSERTs in one transaction, and the run row
+   in it too when step 3 did not load it (`commit_with_run_row`).
 
 Only step 4 makes the link, and it is atomic, where a dlt package is loaded table by table and
-at least once. A run killed before it leaves a run row no link covers (the next run adopts the
-run's rows, the row included); digests left by an earlier release, which loaded them with dlt
-before the link, are ignored by `verify` when no link covers them. So a crash at any point
-leaves the chain as it was, and the next run extends it. The digests are INSERTed rather than
-loaded with dlt because a run has one per row it wrote: through dlt, a 10,000-contact run's
-20,000 digests took most of the link's time (issue 18).
+at least once. A run killed before it leaves no link (and no run row, or one no link covers
+after step 3: the next run adopts the run's rows, that row included); digests left by an
+earlier release, which loaded them with dlt before the link, are ignored by `verify` when no
+link covers them. So a crash at any point leaves the chain as it was, and the next run extends
+it. The digests are INSERTed rather than loaded with dlt because a run has one per row it
+wrote: through dlt, a 10,000-contact run's 20,000 digests took most of the link's time; the
+run row, because its own dlt load was most of a small run's end (issue 18).
 
 The chain proves that nothing it covers changed since: an edited, deleted or inserted row, or
 an edited run, breaks it. Someone who can write the tables can also recompute every hash;
@@ -42,6 +45,7 @@ from uuid import uuid4
 
 import dlt
 from dlt.common.schema.typing import TColumnSchema
+from dlt.common.storages.load_package import create_load_id
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract.resource import DltResource
 
@@ -53,6 +57,7 @@ from routera_archive.dataset.tables import (
     RUNS_COLUMNS,
     run_history,
 )
+from routera_archive.errors import one_line
 from routera_archive.names import (
     CHAIN_TABLE,
     DIGESTS_TABLE,
@@ -519,7 +524,6 @@ def _insert_digests(client: Any, digests: Sequence[Mapping[str, Any]], load_id: 
 
 
 def _insert_link_row(client: Any, link: ChainLink, load_id: str) -> None:
-    table = client.make_qualified_table_name(CHAIN_TABLE)
     values = {
         "chain_seq": link.chain_seq,
         "run_id": link.run_id,
@@ -534,9 +538,7 @@ def _insert_link_row(client: Any, link: ChainLink, load_id: str) -> None:
         "_dlt_load_id": load_id,
         "_dlt_id": uuid4().hex[:14],
     }
-    columns = ", ".join(values)
-    marks = ", ".join(["%s"] * len(values))
-    client.execute_sql(f"INSERT INTO {table} ({columns}) VALUES ({marks})", *values.values())
+    _insert_row(client, CHAIN_TABLE, values)
 
 
 @contextmanager
@@ -621,6 +623,11 @@ def link_run(
             linked_at=datetime.now(UTC).isoformat(timespec="seconds"),
         ).sealed()
         row = link.on_run_row(run_row)
+        digests = digest_rows(unchained.digests, run_id)
+        if not make_tables and commit_with_run_row(
+            pipeline, link, row, digests, types.get(RUNS_TABLE, {})
+        ):
+            return link
         info = load_fresh(pipeline, run_commit(row, make_tables))
         with utc_session(pipeline) as client:
             runs = client.make_qualified_table_name(RUNS_TABLE)
@@ -630,5 +637,81 @@ def link_run(
                     f"run {run_id}'s row reads back otherwise than it was hashed; not linked"
                 )
             load_id = info.loads_ids[-1] if info.loads_ids else run_id
-            insert_link(client, link, digest_rows(unchained.digests, run_id), load_id)
+            insert_link(client, link, digests, load_id)
     return link
+
+
+class _ThroughDlt(Exception):
+    """Why a run row is loaded with dlt after all (`commit_with_run_row`): nothing was kept."""
+
+
+def commit_with_run_row(
+    pipeline: dlt.Pipeline,
+    link: ChainLink,
+    row: Mapping[str, Any],
+    digests: Sequence[Mapping[str, Any]],
+    stored: Mapping[str, str],
+) -> bool:
+    """Commit the run row with the digests and the link, INSERTed in their one transaction,
+    instead of a dlt load of its own first (0.2-0.4 s: most of a small run's end, and every
+    shard's; issue 18). Only where `archive_runs` has every column the row fills (`stored`,
+    its column types; a release that adds one loads through dlt, which adds the column), and
+    only if the row reads back, inside the transaction, as it was hashed. The row's load id is
+    one of dlt's form, recorded in `_dlt_loads` as a finished load, so the dataset reads as if
+    dlt had loaded it. False, with nothing written, where it cannot: the caller loads the row
+    with dlt and links after it (step 3 of the module's docstring)."""
+    values = {name: value for name, value in row.items() if value is not None}
+    if not stored or not values.keys() <= stored.keys():
+        return False
+    load_id = create_load_id()
+    try:
+        with utc_session(pipeline) as client, client.begin_transaction():
+            runs = client.make_qualified_table_name(RUNS_TABLE)
+            query = f"SELECT * FROM {runs} WHERE run_id = %s"
+            if list(select_rows(client, query, link.run_id)):
+                raise _ThroughDlt("the run already has a row")
+            _insert_row(
+                client,
+                RUNS_TABLE,
+                {
+                    **{name: _sql_value(value, stored[name]) for name, value in values.items()},
+                    "_dlt_load_id": load_id,
+                    "_dlt_id": uuid4().hex[:14],
+                },
+            )
+            back = list(select_rows(client, query, link.run_id))
+            if len(back) != 1 or run_sha256(back[0], RUN_TYPES) != link.run_sha256:
+                raise _ThroughDlt("the run row reads back otherwise than it was hashed")
+            _insert_digests(client, digests, load_id)
+            _insert_link_row(client, link, load_id)
+            schema = pipeline.schemas.get(SOURCE_NAME) if SOURCE_NAME in pipeline.schemas else None
+            _insert_row(
+                client,
+                "_dlt_loads",
+                {
+                    "load_id": load_id,
+                    "schema_name": SOURCE_NAME,
+                    "status": 0,
+                    "inserted_at": datetime.now(UTC),
+                    "schema_version_hash": None if schema is None else schema.version_hash,
+                },
+            )
+    except Exception as exc:  # rolled back: nothing of it stays
+        logger.info("the run row is loaded with dlt: %s", one_line(str(exc)))
+        logger.debug("committing the run row by SQL", exc_info=exc)
+        return False
+    return True
+
+
+def _sql_value(value: Any, data_type: str) -> Any:
+    """A run row's value as an INSERT binds it: a JSON column's as JSON text."""
+    if data_type == "json":
+        return json.dumps(value, ensure_ascii=True, default=str)
+    return value
+
+
+def _insert_row(client: Any, name: str, values: Mapping[str, Any]) -> None:
+    table = client.make_qualified_table_name(name)
+    columns = ", ".join(values)
+    marks = ", ".join(["%s"] * len(values))
+    client.execute_sql(f"INSERT INTO {table} ({columns}) VALUES ({marks})", *values.values())
