@@ -88,3 +88,44 @@ def test_a_run_row_that_would_read_back_otherwise_is_loaded_with_dlt_and_still_l
     verification = verify_dataset(pipeline)
     assert verification.intact, verification.findings
     assert verification.links == 2
+
+
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
+def test_a_commit_that_fails_after_the_link_is_in_links_the_run_once(
+    pipeline: dlt.Pipeline, sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A COMMIT whose answer is an error may still have happened (a connection dropped right
+    after it): the run row is then not loaded again with dlt, which would link the run twice."""
+    ids = active_ids(sandbox_server, 6)
+    config = source_config(sandbox_server)
+    enqueue(pipeline, [{"contact_id": cid} for cid in ids[:3]])
+    assert ArchiveRun(pipeline, config, RunOptions()).execute().chain is not None
+    enqueue(pipeline, [{"contact_id": cid} for cid in ids[3:]])
+    linked: list[bool] = []
+    insert_link_row = chain._insert_link_row
+
+    def noting(*args: Any, **kwargs: Any) -> None:
+        insert_link_row(*args, **kwargs)
+        linked.append(True)
+
+    with pipeline.sql_client() as client:
+        client_type = type(client)
+    commit = client_type.commit_transaction
+
+    def committed_then_lost(self: Any) -> None:
+        commit(self)
+        if linked:
+            linked.clear()
+            raise ConnectionError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(chain, "_insert_link_row", noting)
+    monkeypatch.setattr(client_type, "commit_transaction", committed_then_lost)
+
+    report = ArchiveRun(pipeline, config, RunOptions()).execute()
+
+    links = [row for row in query(pipeline, "SELECT run_id FROM {dataset}.archive_chain")]
+    assert links.count((report.run_id,)) == 1, links
+    monkeypatch.setattr(client_type, "commit_transaction", commit)  # verify's own session
+    verification = verify_dataset(pipeline)
+    assert verification.intact, verification.findings
+    assert verification.links == 2

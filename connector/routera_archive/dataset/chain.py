@@ -384,15 +384,15 @@ def digest_unchained(
             conditions.append(f"{column} IS NULL")
         rows: list[dict[str, Any]] = []
         args: list[Any] = list(uncovered)
-        taken_early = early is not None and spec in EARLY_TABLES
+        early_here = early if spec in EARLY_TABLES else None
         if conditions:
             where = " OR ".join(conditions)
-            if early is not None and taken_early:
-                marks = ", ".join(["%s"] * len(early.load_ids))
+            if early_here is not None:
+                marks = ", ".join(["%s"] * len(early_here.load_ids))
                 where = (
                     f"({where}) AND NOT (COALESCE({column}, '') = %s AND _dlt_load_id IN ({marks}))"
                 )
-                args += [run_id, *sorted(early.load_ids)]
+                args += [run_id, *sorted(early_here.load_ids)]
             rows = list(select_rows(client, f"SELECT * FROM {table} WHERE {where}", *args))
         if replayed and spec.name != RUNS_TABLE:  # a linked run's row is its link's
             rows += _undigested_rows_of(client, spec, replayed)
@@ -406,8 +406,8 @@ def digest_unchained(
             owner = row.get(column)
             if owner != run_id:
                 found.adopted_run_ids.add("" if owner is None else str(owner))
-        if early is not None and taken_early and run_id in owners:
-            for digest in early.digests:
+        if early_here is not None and run_id in owners:
+            for digest in early_here.digests:
                 if digest.table == spec.name and digest.key not in seen:
                     seen.add(digest.key)
                     found.digests.append(digest)
@@ -630,15 +630,20 @@ def link_run(
             return link
         info = load_fresh(pipeline, run_commit(row, make_tables))
         with utc_session(pipeline) as client:
-            runs = client.make_qualified_table_name(RUNS_TABLE)
-            stored = list(select_rows(client, f"SELECT * FROM {runs} WHERE run_id = %s", run_id))
-            if len(stored) != 1 or run_sha256(stored[0], RUN_TYPES) != link.run_sha256:
+            if not run_row_reads_back_as_hashed(client, link):
                 raise ChainLinkError(
                     f"run {run_id}'s row reads back otherwise than it was hashed; not linked"
                 )
             load_id = info.loads_ids[-1] if info.loads_ids else run_id
             insert_link(client, link, digests, load_id)
     return link
+
+
+def run_row_reads_back_as_hashed(client: Any, link: ChainLink) -> bool:
+    """The run's one row in `archive_runs` hashes to the link's `run_sha256`."""
+    runs = client.make_qualified_table_name(RUNS_TABLE)
+    stored = list(select_rows(client, f"SELECT * FROM {runs} WHERE run_id = %s", link.run_id))
+    return len(stored) == 1 and run_sha256(stored[0], RUN_TYPES) == link.run_sha256
 
 
 class _ThroughDlt(Exception):
@@ -664,6 +669,7 @@ def commit_with_run_row(
     if not stored or not values.keys() <= stored.keys():
         return False
     load_id = create_load_id()
+    committing = False
     try:
         with utc_session(pipeline) as client, client.begin_transaction():
             runs = client.make_qualified_table_name(RUNS_TABLE)
@@ -679,8 +685,7 @@ def commit_with_run_row(
                     "_dlt_id": uuid4().hex[:14],
                 },
             )
-            back = list(select_rows(client, query, link.run_id))
-            if len(back) != 1 or run_sha256(back[0], RUN_TYPES) != link.run_sha256:
+            if not run_row_reads_back_as_hashed(client, link):
                 raise _ThroughDlt("the run row reads back otherwise than it was hashed")
             _insert_digests(client, digests, load_id)
             _insert_link_row(client, link, load_id)
@@ -696,7 +701,11 @@ def commit_with_run_row(
                     "schema_version_hash": None if schema is None else schema.version_hash,
                 },
             )
-    except Exception as exc:  # rolled back: nothing of it stays
+            committing = True
+    except Exception as exc:
+        if committing:  # the COMMIT failed, or seemed to: loading the row again could link twice
+            raise
+        # Rolled back: nothing of it stays.
         logger.info("the run row is loaded with dlt: %s", one_line(str(exc)))
         logger.debug("committing the run row by SQL", exc_info=exc)
         return False
