@@ -33,7 +33,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,13 +274,18 @@ class RunningTool:
         return self.process.returncode, self.output
 
 
-def wait_for_deletes(setup: Setup, tool: RunningTool, count: int) -> None:
+def wait_while_it_runs(tool: RunningTool, done: Callable[[], object]) -> None:
+    """Until `done()` is true; fails if `tool`'s run ends first or never gets there."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
-    while deletes_sent(setup.server) < count:
+    while not done():
         if tool.process.poll() is not None:
             raise AssertionError(f"the run ended before its calls: {tool.finish()[1][-3000:]}")
         assert time.monotonic() < deadline, "the run never started archiving"
         time.sleep(0.05)
+
+
+def wait_for_deletes(setup: Setup, tool: RunningTool, count: int) -> None:
+    wait_while_it_runs(tool, lambda: deletes_sent(setup.server) >= count)
 
 
 # ---------------------------------------------------------------- what must hold
@@ -344,13 +349,9 @@ def hold_a_shard_of(setup: Setup, tool: RunningTool) -> Shard:
     timed (`airflow dags test` runs the shards one after the other, in no set order)."""
     gate = setup.server.gate
     gate.hold(lambda _: True)
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while not (waiting := gate.waiting()):
-        if tool.process.poll() is not None:
-            raise AssertionError(f"the run ended before its calls: {tool.finish()[1][-3000:]}")
-        assert time.monotonic() < deadline, "the run never started archiving"
-        time.sleep(0.05)
-    shard = next(Shard(i, SHARDS) for i in range(SHARDS) if Shard(i, SHARDS).owns(waiting[0]))
+    wait_while_it_runs(tool, gate.waiting)
+    waiting = gate.waiting()[0]  # held: still waiting
+    shard = next(Shard(i, SHARDS) for i in range(SHARDS) if Shard(i, SHARDS).owns(waiting))
     gate.hold(shard.owns)
     return shard
 
