@@ -11,7 +11,7 @@ from routera_archive.dataset.enqueue import enqueue
 from routera_archive.errors import ExitCode
 from routera_archive.run.runner import ArchiveRun, RunOptions, RunReport
 from routera_archive_sandbox import SandboxServer
-from tests.conftest import source_config
+from tests.conftest import TWINNED, source_config
 from tests.pipeline.test_run import query
 
 
@@ -77,6 +77,7 @@ def test_a_field_that_changes_type_loses_no_value_and_is_reported(
     ]
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_keys_that_collide_after_normalisation_are_kept_apart_across_runs(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
@@ -157,6 +158,7 @@ def test_a_run_whose_records_carry_a_thousand_custom_fields_loads(
     assert stored_value(pipeline, ids[3], "field_0999") == 999
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 @pytest.mark.parametrize(
     ("contract", "exit_code"), [("freeze", ExitCode.FAILED), ("discard", ExitCode.OK)]
 )

@@ -72,6 +72,7 @@ def run(pipeline: dlt.Pipeline, server: SandboxServer, **options: object):  # ty
     return ArchiveRun(pipeline, source_config(server, max_share=0), RunOptions(**options)).execute()  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_a_mixed_queue_archives_each_record_once_on_its_own_path_into_its_own_table(
     pipeline: dlt.Pipeline, typed_sandbox: SandboxServer
 ) -> None:

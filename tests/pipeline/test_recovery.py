@@ -20,7 +20,7 @@ from routera_archive.journal import OutcomeJournal
 from routera_archive.models import ArchiveOutcome
 from routera_archive.run.runner import ArchiveRun, RunOptions
 from routera_archive_sandbox import SandboxServer
-from tests.conftest import source_config
+from tests.conftest import TWINNED, source_config
 from tests.pipeline.test_run import active_ids, query
 
 
@@ -83,6 +83,7 @@ def previous_release_line(outcome: ArchiveOutcome) -> str:
     return json.dumps({"request": {**old, **request}, **line}, separators=(",", ":"))
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_a_journal_of_the_release_before_object_types_is_loaded_by_this_one(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
@@ -117,6 +118,7 @@ def test_a_journal_of_the_release_before_object_types_is_loaded_by_this_one(
     assert logged == [(ids[0], "archived")]
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_an_answer_lost_before_the_journal_is_recovered_by_get(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
@@ -181,6 +183,7 @@ def test_a_failed_load_keeps_the_outcomes_in_the_journal_for_the_next_run(
     assert rows == [(cid, True) for cid in sorted(ids)]
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_a_200_that_breaks_the_contract_is_failed_kept_and_recovered_next_run(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:

@@ -5,6 +5,7 @@ as a redaction of its own linked after the run; `verify` stays intact through bo
 from datetime import UTC, datetime, timedelta
 
 import dlt
+import pytest
 
 from routera_archive.audit.verify import verify_dataset
 from routera_archive.dataset.enqueue import enqueue
@@ -13,7 +14,7 @@ from routera_archive.errors import ExitCode
 from routera_archive.run.retention import redact_dataset
 from routera_archive.run.runner import ArchiveRun, RunOptions
 from routera_archive_sandbox import SandboxServer
-from tests.conftest import source_config
+from tests.conftest import TWINNED, source_config
 from tests.pipeline.test_run import active_ids, query
 
 
@@ -22,6 +23,7 @@ def emails(pipeline: dlt.Pipeline) -> dict[str, str | None]:
     return {str(record_id): email for record_id, email in rows}
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_older_than_redacts_only_rows_archived_before_the_window(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
@@ -46,6 +48,7 @@ def test_older_than_redacts_only_rows_archived_before_the_window(
     assert result.intact, result.findings
 
 
+@pytest.mark.parametrize("destination", TWINNED, indirect=True)
 def test_redact_after_days_redacts_at_the_end_of_a_run(
     pipeline: dlt.Pipeline, sandbox_server: SandboxServer
 ) -> None:
