@@ -17,6 +17,8 @@ where no server answers.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import os
 import re
 import signal
@@ -195,6 +197,22 @@ def drop_postgres_dataset(dataset: str) -> None:
                     cursor.execute(
                         pg_sql.SQL("DROP SCHEMA {} CASCADE").format(pg_sql.Identifier(schema))
                     )
+
+
+def searchable_bytes(path: Path) -> bytes:
+    """A file's content as a search for a value must see it: gunzipped (dlt's INSERT job files),
+    and for a parquet file (DuckDB's job files) its values one per line, since its pages are
+    compressed and a byte search finds nothing in them."""
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        with contextlib.suppress(OSError, EOFError):
+            data = gzip.decompress(data)
+    if data[:4] == b"PAR1":
+        import pyarrow.parquet
+
+        columns = pyarrow.parquet.read_table(path).to_pydict().values()
+        data = "\n".join(str(value) for column in columns for value in column).encode()
+    return data
 
 
 @contextmanager

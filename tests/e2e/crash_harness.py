@@ -351,16 +351,23 @@ def _die(note):
 
 
 if POINT.startswith("insert:"):
+    # The INSERT of a job's file: its statements (PostgreSQL), or DuckDB's copy of its parquet
+    # file (`INSERT INTO ... SELECT FROM read_parquet`).
+    from dlt.destinations.impl.duckdb.duck import DuckDbCopyJob
     from dlt.destinations.insert_job_client import InsertValuesLoadJob
 
-    _run = InsertValuesLoadJob.run
+    def _then_die(job_class):
+        run = job_class.run
 
-    def _run_then_die(self):
-        _run(self)  # the INSERT is committed when this returns
-        if self.load_table_name == POINT.split(":", 1)[1]:
-            _die(self.file_name())
+        def _run_then_die(self):
+            run(self)  # the INSERT is committed when this returns
+            if self.load_table_name == POINT.split(":", 1)[1]:
+                _die(self.file_name())
 
-    InsertValuesLoadJob.run = _run_then_die
+        job_class.run = _run_then_die
+
+    _then_die(InsertValuesLoadJob)
+    _then_die(DuckDbCopyJob)
 
 elif POINT == "normalize-commit":
     from dlt.common.storages.load_storage import LoadStorage

@@ -23,6 +23,7 @@ from tests.e2e.cli_support import (
     cli_runner,
     deletes_sent,
     sandbox_command,
+    searchable_bytes,
     stored_text,
 )
 
@@ -279,7 +280,7 @@ def test_secrets_never_reach_the_database_the_pipeline_folder_or_the_output(
     assert any(p.suffix == ".duckdb" for p in files) == (target.destination == "duckdb")
     assert any("dlt_data" in p.parts for p in files)
     for path in files:
-        content = path.read_bytes()
+        content = searchable_bytes(path)
         for secret in secrets:
             assert secret.encode() not in content, f"a secret is stored in {path}"
     if target.destination == "postgres":

@@ -15,7 +15,14 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from routera_archive_sandbox import SandboxServer
-from tests.e2e.cli_support import Result, RunCli, Target, cli_runner, stored_text
+from tests.e2e.cli_support import (
+    Result,
+    RunCli,
+    Target,
+    cli_runner,
+    searchable_bytes,
+    stored_text,
+)
 from tests.misbehaving_api import MisbehavingApi
 
 pytestmark = pytest.mark.e2e
@@ -71,7 +78,7 @@ def assert_nowhere(
     assert "archive_runs" in target.tables()
     files = [path for path in tmp_path.rglob("*") if path.is_file() and path.suffix != ".duckdb"]
     texts = {"the dataset": stored} | {
-        str(path): path.read_bytes().decode("utf-8", "replace") for path in files
+        str(path): searchable_bytes(path).decode("utf-8", "replace") for path in files
     }
     texts |= {f"output {n}": output.output for n, output in enumerate(outputs)}
     for where, text in texts.items():

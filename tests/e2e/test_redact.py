@@ -10,8 +10,6 @@ test_redact_crash.py.
 
 from __future__ import annotations
 
-import contextlib
-import gzip
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from tests.e2e.cli_support import (
     Target,
     cli_runner,
     open_target,
+    searchable_bytes,
     stored_text,
 )
 
@@ -48,19 +47,13 @@ class Trail:
 
 
 def bytes_found(root: Path, needle: str) -> list[str]:
-    """Every file under `root` whose bytes, or whose gunzipped bytes, hold `needle`."""
+    """Every file under `root` whose content holds `needle` (`searchable_bytes`)."""
     wanted = needle.encode()
-    found = []
-    for path in sorted(root.rglob("*")):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
-        if path.suffix == ".gz":
-            with contextlib.suppress(OSError, EOFError):
-                data = gzip.decompress(data)
-        if wanted in data:
-            found.append(str(path.relative_to(root)))
-    return found
+    return [
+        str(path.relative_to(root))
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and wanted in searchable_bytes(path)
+    ]
 
 
 @pytest.fixture(scope="module", params=DESTINATIONS)

@@ -10,9 +10,10 @@ what comes back instead, so that a dlt, DuckDB or PostgreSQL upgrade that change
 
 The canonical form, per declared column type (`_dlt_*` columns and NULLs left out):
 - text: the string as is; bigint: the integer; bool: the boolean;
-- double: the float, `-0.0` as `0.0` (neither destination keeps the sign in a double column;
-  both keep it for the text `'-0.0'::double` but not for the literal `(-0.0)::double`, the
-  negation of a decimal zero, which is how dlt's INSERT writes it);
+- double: the float, `-0.0` as `0.0` (neither destination keeps the sign in a double column
+  from the literal `(-0.0)::double`, the negation of a decimal zero, which is how dlt's INSERT
+  writes it, though both keep it for the text `'-0.0'::double`; DuckDB keeps it from the
+  parquet file a chunk of 50 rows or more is loaded from);
 - timestamp: UTC, ISO 8601 with six fraction digits and `Z` (`0001-01-01T00:00:00.000000Z`);
   a naive value is UTC, text is parsed like dlt parses it (fraction beyond µs truncated);
 - json: the value parsed (DuckDB gives the text, PostgreSQL the decoded `jsonb`), keys sorted,
@@ -378,7 +379,8 @@ def test_values_that_come_back_otherwise_than_they_went_in(loaded: Loaded) -> No
     )
     # `archived` is parsed by us, the nanoseconds truncated before the load.
     assert stored["archived"] == datetime(2026, 5, 28, 10, 0, 0, 123456, tzinfo=UTC)
-    # -0.0 in a double column comes back 0.0 (dlt's literal), whatever the destination.
+    # -0.0 in a double column comes back 0.0 from dlt's INSERT literal, whatever the
+    # destination (DuckDB keeps the sign from a chunk's parquet file: test_file_format.py).
     assert str(contact["negative_zero"]) == "-0.0" and str(stored["negative_zero"]) == "0.0"
     assert stored["huge"] == 1e308 and stored["tiny"] == 5e-324 and stored["tenth"] == 0.1
     assert stored["big"] == 2**63 - 1 and stored["small"] == -(2**63)

@@ -6,7 +6,8 @@ it must not depend on how a driver hands a value back. Measured on DuckDB and Po
 columns left out:
 
 - text: the string as is; bigint: the integer; bool: the boolean;
-- double: the float, `-0.0` as `0.0` (neither destination keeps the sign as dlt writes it);
+- double: the float, `-0.0` as `0.0` (PostgreSQL drops the sign as dlt's INSERT writes it,
+  DuckDB keeps it from a parquet file);
 - timestamp: UTC, ISO 8601 with six fraction digits and `Z`; a naive value is UTC (the reading
   session must be in UTC: `read_in_utc`);
 - json: the value parsed (DuckDB gives text, PostgreSQL the decoded `jsonb`), keys sorted,

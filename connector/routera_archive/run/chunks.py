@@ -15,7 +15,7 @@ from dlt.common.pipeline import LoadInfo
 from routera_archive.dataset.chain import EarlyDigests, digest_loads
 from routera_archive.dataset.destination import is_data_failure, refusal_reason
 from routera_archive.dataset.fields import FieldColumnsByType
-from routera_archive.dataset.loading import load_fresh, schema_columns
+from routera_archive.dataset.loading import load_file_format, load_fresh, schema_columns
 from routera_archive.dataset.tables import (
     AuditRows,
     audit_trail,
@@ -70,8 +70,9 @@ def load_rows(
     (None when they were not); any other failure is raised."""
     # Every type's table from the first load on (`empty_archives`): the shipped SQL names all.
     make = unmade_archives(pipeline)
+    file_format = load_file_format(pipeline, len(rows.log))
     try:
-        return load_fresh(pipeline, audit_trail(rows, hold_back, make)), None
+        return load_fresh(pipeline, audit_trail(rows, hold_back, make), file_format), None
     except Exception as exc:
         if not is_data_failure(exc):
             raise
@@ -79,7 +80,8 @@ def load_rows(
         logger.warning("%s; loading %d records without them", reason, len(rows.records))
         logger.debug("the refused load", exc_info=exc)
         pipeline.abort_packages()
-        return load_fresh(pipeline, audit_trail(rows.held_back(reason), hold_back, make)), reason
+        held_back = audit_trail(rows.held_back(reason), hold_back, make)
+        return load_fresh(pipeline, held_back, file_format), reason
 
 
 class ChunkSink:
