@@ -28,7 +28,7 @@ class RecordingLoads:
         self.chunks: list[list[str]] = []
         self._lock = threading.Lock()
 
-    def __call__(self, pipeline: Any, source: Any) -> Any:
+    def __call__(self, pipeline: Any, source: Any, file_format: Any = None) -> Any:
         with self._lock:
             self.running += 1
             self.most_at_once = max(self.most_at_once, self.running)
@@ -52,8 +52,9 @@ def sink_of_fives(tmp_path: Path) -> tuple[ChunkSink, OutcomeJournal, RunReport]
     report = RunReport("run-1", "run", datetime.now(UTC), "http://x", "duckdb", "ds")
     journal = OutcomeJournal(tmp_path, report.run_id)
     sink = ChunkSink(
-        # load_fresh is replaced; the sink still asks which audit tables dlt has made.
-        pipeline=SimpleNamespace(schemas={}),  # type: ignore[arg-type]
+        # load_fresh is replaced; the sink still asks which audit tables dlt has made, and
+        # which file format its destination's loads are written in (none: dlt's default).
+        pipeline=SimpleNamespace(schemas={}, destination=None),  # type: ignore[arg-type]
         journal=journal,
         report=report,
         chunk_size=5,
@@ -100,7 +101,7 @@ def test_the_loads_after_the_calls_run_at_the_runs_own_priority(
     the calls are over is loaded at the run's own priority: nothing is left to yield to."""
     niceness: list[tuple[str, int]] = []
 
-    def load(pipeline: Any, source: Any) -> Any:
+    def load(pipeline: Any, source: Any, file_format: Any = None) -> Any:
         log = source.resources["archive_log"]
         first = next(iter(log))["request_id"]
         niceness.append((first, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
